@@ -1,0 +1,1 @@
+"""Troposphere building blocks of the Route Counter stack, one module per AWS concern."""

@@ -1,0 +1,185 @@
+"""Shared fixtures: the generated template, moto (in-process and as a server), events."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from generate import build_template, render  # noqa: E402
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test can ever reach a real AWS account."""
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def template() -> dict:
+    """The template exactly as `python generate.py` prints it."""
+    return json.loads(render(build_template()))
+
+
+@pytest.fixture(scope="session")
+def resources(template: dict) -> dict:
+    return template["Resources"]
+
+
+def table_definition(template: dict) -> dict:
+    """CreateTable arguments taken from the template's own table definition."""
+    props = template["Resources"]["CounterTable"]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def load_module(path: Path, name: str):
+    """Import a handler file fresh, the way Lambda imports index.py in a new container."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lambda_context(function_name: str = "CounterFunction") -> SimpleNamespace:
+    return SimpleNamespace(
+        aws_request_id=str(uuid.uuid4()),
+        function_name=function_name,
+        memory_limit_in_mb=256,
+        get_remaining_time_in_millis=lambda: 15000,
+    )
+
+
+def api_event(
+    path: str = "/",
+    method: str = "GET",
+    *,
+    query: dict | None = None,
+    headers: dict | None = None,
+    body: str | None = None,
+    resource: str | None = None,
+    stage: str = "prod",
+) -> dict:
+    """A REST API proxy event (payload 1.0) shaped as API Gateway sends it."""
+    headers = headers or {"Accept": "*/*", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
+    if resource is None:
+        resource = "/" if path == "/" else "/{proxy+}"
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": None if resource == "/" else {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
+            "apiId": "abc123",
+            "protocol": "HTTP/1.1",
+            "accountId": "123456789012",
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.fixture
+def counter_table(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An in-process moto DynamoDB with the template's counter table."""
+    with mock_aws():
+        name = "route-counter-test"
+        boto3.client("dynamodb").create_table(TableName=name, **table_definition(template))
+        monkeypatch.setenv("TABLE_NAME", name)
+        yield name
+
+
+@pytest.fixture
+def counter(counter_table: str):
+    """The counter handler module, imported fresh against the moto table."""
+    return load_module(ROOT / "handler" / "counter.py", "counter_under_test")
+
+
+def read_item(table: str, route: str) -> dict | None:
+    return boto3.client("dynamodb").get_item(TableName=table, Key={"route": {"S": route}}).get(
+        "Item"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A real moto_server on 127.0.0.1 and a free port, stopped at the end of the session."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **FAKE_CREDENTIALS},
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_for_http(endpoint + "/moto-api/")
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
