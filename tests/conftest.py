@@ -137,8 +137,8 @@ def counter(counter_table: str):
 
 
 def read_item(table: str, route: str) -> dict | None:
-    return boto3.client("dynamodb").get_item(TableName=table, Key={"route": {"S": route}}).get(
-        "Item"
+    return (
+        boto3.client("dynamodb").get_item(TableName=table, Key={"route": {"S": route}}).get("Item")
     )
 
 

@@ -15,7 +15,7 @@ def call(counter, event):
 
 def test_root_counts_and_answers_json(counter, counter_table):
     first, body1 = call(counter, api_event("/"))
-    second, body2 = call(counter, api_event("/"))
+    _, body2 = call(counter, api_event("/"))
 
     assert first["statusCode"] == 200
     assert first["headers"]["Content-Type"] == "application/json"
