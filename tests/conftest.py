@@ -164,10 +164,15 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """A real moto_server on 127.0.0.1 and a free port, stopped at the end of the session."""
+    """A real moto server on 127.0.0.1 and a free port, stopped at the end of the session.
+
+    It is moto_server's application with DynamoDB writes serialised as DynamoDB does
+    (see local/atomic_moto.py): the emulator `./deploy.sh --local` runs.
+    """
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "local.atomic_moto", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, **FAKE_CREDENTIALS},

@@ -1,0 +1,67 @@
+"""moto_server with DynamoDB's write atomicity: `python -m local.atomic_moto -p PORT`.
+
+moto applies UpdateItem as read, modify, write with no lock, so two concurrent `ADD`s on
+one item can both read the old count and one hit is lost. Real DynamoDB serialises the
+writes to an item, which is what makes our one-call counter exact. This server runs moto's
+own WSGI application unchanged, but lets one DynamoDB request through at a time, which
+restores that guarantee (moto answers from one Python process either way, so little
+throughput is lost). Everything else moto serves concurrently, as moto_server does.
+"""
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import run_simple
+
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+def serialise_dynamodb(app: WsgiApp) -> WsgiApp:
+    """Wrap a WSGI app so that DynamoDB requests run one at a time."""
+    lock = threading.Lock()
+
+    def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with lock:
+                # Drain the body inside the lock: the write happens while it is produced.
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    return application
+
+
+def moto_application() -> WsgiApp:
+    return serialise_dynamodb(DomainDispatcherApplication(create_backend_app))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("-p", "--port", type=int, default=5000, help="port to bind")
+    args = parser.parse_args(argv)
+
+    def stop(*_: Any) -> None:
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    run_simple(
+        args.host,
+        args.port,
+        moto_application(),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()

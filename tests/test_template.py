@@ -1,0 +1,211 @@
+"""The generated template: structure, deployability and IAM least privilege."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import BIN, ROOT
+
+
+def of_type(resources: dict, kind: str) -> dict:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def statements(role: dict) -> list[dict]:
+    return [
+        s
+        for policy in role["Properties"]["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_generate_prints_the_same_bytes_every_run():
+    runs = [
+        subprocess.run(
+            [sys.executable, "generate.py"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    json.loads(runs[0])
+
+
+def test_generate_help_documents_itself():
+    out = subprocess.run(
+        [sys.executable, "generate.py", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    assert "CloudFormation template" in out.stdout
+
+
+def test_template_fits_cloudformation_template_body_limit(template):
+    # Above 51,200 bytes CloudFormation needs the template in S3 (--template-url).
+    assert len(json.dumps(template, indent=1).encode()) < 51_200
+
+
+def test_every_parameter_has_a_default_and_a_description(template):
+    for name, parameter in template["Parameters"].items():
+        assert "Default" in parameter, name
+        assert parameter.get("Description"), name
+
+
+def test_resources_come_after_what_they_reference(resources):
+    """Change-set deploys on emulators create resources in template order."""
+    order = list(resources)
+
+    def referenced(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "Ref" and value in resources:
+                    yield value
+                elif key == "Fn::GetAtt":
+                    yield value[0] if isinstance(value, list) else value.split(".")[0]
+                elif key == "Fn::Sub" and isinstance(value, (str, list)):
+                    text = value if isinstance(value, str) else value[0]
+                    for name in resources:
+                        if "${" + name + "}" in text or "${" + name + "." in text:
+                            yield name
+                yield from referenced(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from referenced(item)
+
+    for name, resource in resources.items():
+        for dependency in referenced(resource):
+            assert order.index(dependency) < order.index(name), f"{name} before {dependency}"
+        for dependency in resource.get("DependsOn", []):
+            assert order.index(dependency) < order.index(name), f"{name} before {dependency}"
+
+
+def test_table_is_keyed_by_route_and_capacity_follows_billing_mode(resources, template):
+    table = resources["CounterTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "route", "KeyType": "HASH"}]
+    assert table["BillingMode"] == {"Ref": "BillingMode"}
+    assert template["Parameters"]["BillingMode"]["Default"] == "PAY_PER_REQUEST"
+    assert table["ProvisionedThroughput"]["Fn::If"][0] == "IsProvisioned"
+    assert table["ProvisionedThroughput"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert template["Conditions"]["IsProvisioned"] == {
+        "Fn::Equals": [{"Ref": "BillingMode"}, "PROVISIONED"]
+    }
+
+
+def test_counter_function_runs_the_handler_file_byte_for_byte(resources):
+    function = resources["CounterFunction"]["Properties"]
+    source = (ROOT / "handler" / "counter.py").read_text(encoding="utf-8")
+    assert function["Code"]["ZipFile"] == source
+    assert function["Handler"] == "index.handler"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Runtime"] >= "python3.13"
+    assert function["Environment"]["Variables"]["TABLE_NAME"] == {"Ref": "CounterTable"}
+
+
+def test_function_answers_before_api_gateway_gives_up(resources):
+    # API Gateway's REST integration timeout is 29 s; the handler's own worst case
+    # (three 3 s SDK attempts plus backoff) must fit inside the function timeout.
+    timeout = resources["CounterFunction"]["Properties"]["Timeout"]
+    assert 12 < timeout < 29
+
+
+def test_functions_log_to_their_own_group_with_retention(resources):
+    for name, function in of_type(resources, "AWS::Lambda::Function").items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup", name
+        assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_counter_role_may_only_update_items_of_the_table_and_write_its_logs(resources):
+    role = resources["CounterFunctionRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    grants = {
+        tuple(s["Action"]): s["Resource"] for s in statements(resources["CounterFunctionRole"])
+    }
+    dynamodb = {
+        actions: res for actions, res in grants.items() if actions[0].startswith("dynamodb")
+    }
+    assert dynamodb == {("dynamodb:UpdateItem",): [{"Fn::GetAtt": ["CounterTable", "Arn"]}]}
+    assert grants[("logs:CreateLogStream", "logs:PutLogEvents")] == [
+        {"Fn::GetAtt": ["CounterLogGroup", "Arn"]}
+    ]
+
+
+def test_no_wildcard_actions_and_no_wildcard_resources_outside_xray(resources):
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        for statement in statements(role):
+            actions = statement["Action"]
+            assert all("*" not in action for action in actions), name
+            if statement["Resource"] == "*" or "*" in statement["Resource"]:
+                assert all(action.startswith("xray:") for action in actions), name
+
+
+def test_api_routes_root_and_every_path_to_the_counter(resources):
+    api = resources["CounterApi"]["Properties"]
+    assert api["EndpointConfiguration"]["Types"] == ["REGIONAL"]
+    methods = of_type(resources, "AWS::ApiGateway::Method")
+    by_resource = {
+        json.dumps(m["Properties"]["ResourceId"]): m["Properties"] for m in methods.values()
+    }
+    root = by_resource[json.dumps({"Fn::GetAtt": ["CounterApi", "RootResourceId"]})]
+    proxy = by_resource[json.dumps({"Ref": "ProxyResource"})]
+    assert resources["ProxyResource"]["Properties"]["PathPart"] == "{proxy+}"
+    for method in (root, proxy):
+        assert method["HttpMethod"] == "ANY"
+        assert method["Integration"]["Type"] == "AWS_PROXY"
+        assert method["Integration"]["IntegrationHttpMethod"] == "POST"
+        assert "CounterFunction" in json.dumps(method["Integration"]["Uri"])
+
+
+def test_invoke_permission_is_scoped_to_this_api(resources):
+    permissions = of_type(resources, "AWS::Lambda::Permission")
+    counter = [p for p in permissions.values() if "CounterFunction" in json.dumps(p)]
+    assert len(counter) == 1
+    props = counter[0]["Properties"]
+    assert props["Principal"] == "apigateway.amazonaws.com"
+    source = json.dumps(props["SourceArn"])
+    assert "execute-api" in source
+    assert '"Api": {"Ref": "CounterApi"}' in source
+
+
+def test_api_changes_make_a_new_deployment(monkeypatch):
+    """CloudFormation only redeploys when the Deployment's logical id changes."""
+    from generate import build_template
+    from templates import api
+
+    def deployment_ids(template) -> set[str]:
+        return {
+            name
+            for name, r in template.to_dict()["Resources"].items()
+            if r["Type"] == "AWS::ApiGateway::Deployment"
+        }
+
+    before = deployment_ids(build_template())
+    original = api.proxy_method
+
+    def with_api_key(*args, **kwargs):
+        method = original(*args, **kwargs)
+        method.ApiKeyRequired = True
+        return method
+
+    monkeypatch.setattr(api, "proxy_method", with_api_key)
+    after = deployment_ids(build_template())
+    assert len(before) == len(after) == 1
+    assert before != after
+
+
+def test_stage_and_outputs(resources, template):
+    stage = next(iter(of_type(resources, "AWS::ApiGateway::Stage").values()))["Properties"]
+    assert stage["StageName"] == {"Ref": "StageName"}
+    assert template["Parameters"]["StageName"]["Default"] == "prod"
+    deployment = next(iter(of_type(resources, "AWS::ApiGateway::Deployment")))
+    assert stage["DeploymentId"] == {"Ref": deployment}
+    assert {"ApiUrl", "TableName", "CounterFunctionName"} <= set(template["Outputs"])
+
+
+def test_cfn_lint_has_no_findings(tmp_path):
+    path = tmp_path / "template.json"
+    subprocess.run([sys.executable, "generate.py", "-o", str(path)], cwd=ROOT, check=True)
+    lint = subprocess.run(
+        [str(BIN / "cfn-lint"), str(path), "--include-checks", "I"],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
