@@ -63,7 +63,8 @@ def alarm(
     datapoints: int = 1,
 ) -> Alarm:
     """An alarm on one metric; missing data (no traffic) is healthy."""
-    percentile = statistic.startswith("p")
+    # A percentile is an ExtendedStatistic; the two properties exclude each other.
+    kind = "ExtendedStatistic" if statistic.startswith("p") else "Statistic"
     return Alarm(
         title,
         AlarmName=Sub("${AWS::StackName}-" + title),
@@ -71,8 +72,7 @@ def alarm(
         Namespace=namespace,
         MetricName=metric,
         Dimensions=[MetricDimension(Name=k, Value=v) for k, v in dimensions.items()],
-        Statistic=NoValue if percentile else statistic,
-        ExtendedStatistic=statistic if percentile else NoValue,
+        **{kind: statistic},
         Period=PERIOD_SECONDS,
         EvaluationPeriods=evaluation_periods,
         DatapointsToAlarm=datapoints,
