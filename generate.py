@@ -56,9 +56,7 @@ def build_template() -> Template:
     deployment = template.add_resource(api.api_deployment(rest_api, methods, [proxy]))
     # Access logs: their log group, and the account's CloudWatch role when we set it
     access_logs = template.add_resource(api.access_log_group(params))
-    logs_role = iam.api_gateway_logs_role(access_logs)
-    logs_role.Condition = params.creates_api_gateway_role
-    template.add_resource(logs_role)
+    logs_role = template.add_resource(iam.api_gateway_logs_role(access_logs, params))
     account = template.add_resource(api.account_settings(logs_role, params))
     stage = template.add_resource(
         api.api_stage(rest_api, deployment, params, log_group=access_logs, account=account)

@@ -86,5 +86,8 @@ def harden(function: Function, params: StackParameters) -> Function:
     function.ReservedConcurrentExecutions = If(
         params.has_reserved_concurrency, Ref(params.reserved_concurrency), NoValue
     )
-    function.Metadata = {"checkov": {"skip": FUNCTION_SCAN_SKIPS}}
+    metadata = dict(function.resource.get("Metadata", {}))
+    skips = metadata.get("checkov", {}).get("skip", [])
+    metadata["checkov"] = {"skip": [*skips, *FUNCTION_SCAN_SKIPS]}
+    function.Metadata = metadata
     return function

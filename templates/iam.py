@@ -103,17 +103,19 @@ def counter_role(table_arn: GetAtt, log_group: LogGroup, params: StackParameters
     )
 
 
-def api_gateway_logs_role(access_log_group: LogGroup) -> Role:
+def api_gateway_logs_role(access_log_group: LogGroup, params: StackParameters) -> Role:
     """The role API Gateway writes CloudWatch Logs with, for every API of this region.
 
     The actions of the AWS managed policy AmazonAPIGatewayPushToCloudWatchLogs, scoped
     to this account and region: log groups API Gateway creates for execution logs
-    (API-Gateway-Execution-Logs_*) and this stack's access log group.
+    (API-Gateway-Execution-Logs_*) and this stack's access log group. Only when
+    ApiGatewayAccountRole is 'create'.
     """
     group_arn = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
     execution_logs = Sub(group_arn + "API-Gateway-Execution-Logs_*")
     return Role(
         "ApiGatewayCloudWatchRole",
+        Condition=params.creates_api_gateway_role,
         AssumeRolePolicyDocument=Policy(
             Version="2012-10-17",
             Statement=[
