@@ -4,7 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv template lint test unit bench clean
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+.PHONY: help venv template lint scan test unit bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,10 +28,20 @@ lint: template  ## ruff and cfn-lint (informational checks included)
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.json --include-checks I
 
+# checkov has many pins of its own: it lives in its own venv, rebuilt when they change.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+scan: template $(CHECKOV_STAMP)  ## checkov security scan of template.json (no failed check)
+	$(CHECKOV_VENV)/bin/checkov -f template.json --framework cloudformation \
+		--skip-download --compact --quiet
+
 unit: $(STAMP)  ## pytest only
 	$(BIN)/python -m pytest -q
 
-test: lint unit  ## everything CI runs: lint, cfn-lint, tests
+test: lint scan unit  ## everything CI runs: lint, cfn-lint, checkov, tests
 
 clean:  ## remove generated files and the venv
-	rm -rf $(VENV) template.json .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) template.json .pytest_cache .ruff_cache

@@ -12,7 +12,7 @@ import sys
 
 from troposphere import GetAtt, Output, Ref, Template
 
-from templates import api, function, iam, parameters, storage
+from templates import api, function, iam, monitoring, parameters, storage
 
 
 def build_template() -> Template:
@@ -29,17 +29,20 @@ def build_template() -> Template:
     # Counter function: log group, role, function
     counter_logs = template.add_resource(function.function_log_group("CounterLogGroup", params))
     counter_role = template.add_resource(
-        iam.counter_role(GetAtt(counter_table, "Arn"), counter_logs)
+        iam.counter_role(GetAtt(counter_table, "Arn"), counter_logs, params)
     )
     counter_function = template.add_resource(
-        function.inline_function(
-            "CounterFunction",
-            "counter",
-            counter_role,
-            counter_logs,
-            {"TABLE_NAME": Ref(counter_table)},
+        function.harden(
+            function.inline_function(
+                "CounterFunction",
+                "counter",
+                counter_role,
+                counter_logs,
+                {"TABLE_NAME": Ref(counter_table)},
+                params,
+                "Counts each API request in the counter table, per route.",
+            ),
             params,
-            "Counts each API request in the counter table, per route.",
         )
     )
 
@@ -51,9 +54,19 @@ def build_template() -> Template:
         template.add_resource(api.proxy_method("ProxyMethod", rest_api, proxy, counter_function)),
     ]
     deployment = template.add_resource(api.api_deployment(rest_api, methods, [proxy]))
-    stage = template.add_resource(api.api_stage(rest_api, deployment, params))
+    # Access logs: their log group, and the account's CloudWatch role when we set it
+    access_logs = template.add_resource(api.access_log_group(params))
+    logs_role = template.add_resource(iam.api_gateway_logs_role(access_logs, params))
+    account = template.add_resource(api.account_settings(logs_role, params))
+    stage = template.add_resource(
+        api.api_stage(rest_api, deployment, params, log_group=access_logs, account=account)
+    )
     template.add_resource(
         api.invoke_permission("CounterInvokePermission", counter_function, rest_api, params)
+    )
+
+    template.add_resource(
+        monitoring.monitoring_resources(params, rest_api, stage, counter_function, counter_table)
     )
 
     template.add_output(

@@ -110,7 +110,9 @@ def handler(event, context):
         try:
             result = response(200, count_hit(route, time.time()))
         except (ClientError, BotoCoreError) as error:
-            code = getattr(error, "response", {}).get("Error", {}).get("Code")
+            # Only a ClientError carries AWS's answer; a ReadTimeoutError's .response is None.
+            answer = error.response.get("Error", {}) if isinstance(error, ClientError) else {}
+            code = answer.get("Code") or type(error).__name__
             transient = code in THROTTLING_CODES or not isinstance(error, ClientError)
             status = 503 if transient else 500
             message = "the counter is busy, retry shortly" if transient else "counter unavailable"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from troposphere import Equals, Parameter, Ref, Template
+from troposphere import Equals, Not, Or, Parameter, Ref, Template
 
 LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096]
 
@@ -15,7 +15,19 @@ class StackParameters:
     log_retention_days: Parameter
     stage_name: Parameter
     memory_size: Parameter
-    is_provisioned: str  # condition name
+    kms_key_arn: Parameter
+    api_gateway_account_role: Parameter
+    throttling_rate_limit: Parameter
+    throttling_burst_limit: Parameter
+    alarm_email: Parameter
+    reserved_concurrency: Parameter
+    # condition names
+    is_provisioned: str
+    has_kms_key: str
+    creates_api_gateway_role: str
+    has_access_logs: str
+    has_alarm_email: str
+    has_reserved_concurrency: str
 
 
 def add_parameters(template: Template) -> StackParameters:
@@ -86,4 +98,98 @@ def add_parameters(template: Template) -> StackParameters:
         stage_name=stage_name,
         memory_size=memory_size,
         is_provisioned=is_provisioned,
+        **add_production_parameters(template),
     )
+
+
+def add_production_parameters(template: Template) -> dict:
+    """Encryption, access logs, throttling, alarms and the concurrency guard.
+
+    Every default deploys on a fresh account and costs nothing beyond what is used.
+    """
+    kms_key_arn = template.add_parameter(
+        Parameter(
+            "KmsKeyArn",
+            Type="String",
+            Default="",
+            AllowedPattern="^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+)?$",
+            ConstraintDescription="empty, or the ARN of a KMS key (not an alias)",
+            Description="Customer managed KMS key for the table, the log groups, the functions' "
+            "environment and the alarm topic. Empty: AWS owned/managed encryption.",
+        )
+    )
+    api_gateway_account_role = template.add_parameter(
+        Parameter(
+            "ApiGatewayAccountRole",
+            Type="String",
+            Default="create",
+            AllowedValues=["create", "existing", "none"],
+            Description="API access logs need the region's API Gateway CloudWatch Logs role: "
+            "'create' sets one (account-wide setting), 'existing' uses the one already set, "
+            "'none' turns access logs off.",
+        )
+    )
+    throttling_rate_limit = template.add_parameter(
+        Parameter(
+            "ThrottlingRateLimit",
+            Type="Number",
+            Default=100,
+            MinValue=1,
+            Description="Steady requests per second the stage accepts before answering 429.",
+        )
+    )
+    throttling_burst_limit = template.add_parameter(
+        Parameter(
+            "ThrottlingBurstLimit",
+            Type="Number",
+            Default=200,
+            MinValue=1,
+            Description="Requests the stage accepts in a burst above the steady rate.",
+        )
+    )
+    alarm_email = template.add_parameter(
+        Parameter(
+            "AlarmEmail",
+            Type="String",
+            Default="",
+            AllowedPattern="^([^@\\s]+@[^@\\s]+\\.[^@\\s]+)?$",
+            ConstraintDescription="empty, or one e-mail address",
+            Description="E-mail address subscribed to the alarm topic (confirm the mail AWS "
+            "sends). Empty: no subscription.",
+        )
+    )
+    reserved_concurrency = template.add_parameter(
+        Parameter(
+            "ReservedConcurrency",
+            Type="String",
+            Default="",
+            AllowedPattern="^(0|[1-9][0-9]{0,5})?$",
+            ConstraintDescription="empty, or a whole number without leading zeros",
+            Description="Concurrent executions reserved for (and capping) each function. "
+            "Empty or 0: no reservation (new accounts cannot reserve any).",
+        )
+    )
+    conditions = {
+        "has_kms_key": ("HasKmsKey", Not(Equals(Ref(kms_key_arn), ""))),
+        "creates_api_gateway_role": (
+            "CreatesApiGatewayRole",
+            Equals(Ref(api_gateway_account_role), "create"),
+        ),
+        "has_access_logs": ("HasAccessLogs", Not(Equals(Ref(api_gateway_account_role), "none"))),
+        "has_alarm_email": ("HasAlarmEmail", Not(Equals(Ref(alarm_email), ""))),
+        "has_reserved_concurrency": (
+            "HasReservedConcurrency",
+            Not(Or(Equals(Ref(reserved_concurrency), ""), Equals(Ref(reserved_concurrency), "0"))),
+        ),
+    }
+    for name, condition in conditions.values():
+        template.add_condition(name, condition)
+    return {
+        "kms_key_arn": kms_key_arn,
+        "api_gateway_account_role": api_gateway_account_role,
+        "throttling_rate_limit": throttling_rate_limit,
+        "throttling_burst_limit": throttling_burst_limit,
+        "alarm_email": alarm_email,
+        "reserved_concurrency": reserved_concurrency,
+        **{key: name for key, (name, _) in conditions.items()},
+    }

@@ -6,13 +6,14 @@ from troposphere.dynamodb import (
     KeySchema,
     PointInTimeRecoverySpecification,
     ProvisionedThroughput,
+    SSESpecification,
     Table,
 )
 
 from templates.parameters import StackParameters
 
 # Changing either of these makes CloudFormation replace the table and lose every count.
-# tests/test_template.py guards them.
+# tests/test_data_protection.py guards them.
 COUNTER_TABLE_ID = "CounterTable"
 PARTITION_KEY = "route"
 
@@ -38,4 +39,18 @@ def counter_table(params: StackParameters) -> Table:
             PointInTimeRecoveryEnabled=True
         ),
         DeletionProtectionEnabled=True,
+        SSESpecification=table_encryption(params),
+    )
+
+
+def table_encryption(params: StackParameters) -> SSESpecification:
+    """The KmsKeyArn key when one is given; otherwise DynamoDB's AWS owned key (no cost).
+
+    Changing the key is an in-place update of the table, never a replacement.
+    """
+    has_key = params.has_kms_key
+    return SSESpecification(
+        SSEEnabled=If(has_key, True, False),
+        SSEType=If(has_key, "KMS", NoValue),
+        KMSMasterKeyId=If(has_key, Ref(params.kms_key_arn), NoValue),
     )

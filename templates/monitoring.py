@@ -1,0 +1,234 @@
+"""Alarms, their SNS topic and the stack's CloudWatch dashboard."""
+
+import json
+
+from troposphere import AWSObject, If, NoValue, Ref, Sub
+from troposphere.apigateway import RestApi, Stage
+from troposphere.awslambda import Function
+from troposphere.cloudwatch import Alarm, Dashboard, MetricDimension
+from troposphere.dynamodb import Table
+from troposphere.sns import SubscriptionResource, Topic
+
+from templates.parameters import StackParameters
+
+PERIOD_SECONDS = 60
+LATENCY_ALARM_MS = 1000
+
+
+def alarm_topic(params: StackParameters) -> Topic:
+    """Where every alarm notifies.
+
+    Encrypted with KmsKeyArn when one is given (its key policy must let
+    cloudwatch.amazonaws.com use it). Not with the AWS managed alias/aws/sns key: its
+    policy cannot let CloudWatch publish, so alarm notifications would be dropped.
+    """
+    return Topic(
+        "AlarmTopic",
+        Metadata={
+            "checkov": {
+                "skip": [
+                    {
+                        "id": "CKV_AWS_26",
+                        "comment": "alias/aws/sns blocks CloudWatch; KmsKeyArn used when set",
+                    }
+                ]
+            }
+        },
+        DisplayName=Sub("${AWS::StackName} alarms"),
+        KmsMasterKeyId=If(params.has_kms_key, Ref(params.kms_key_arn), NoValue),
+    )
+
+
+def alarm_subscription(topic: Topic, params: StackParameters) -> SubscriptionResource:
+    """AlarmEmail receives the alarms (after confirming AWS's mail); only when set."""
+    return SubscriptionResource(
+        "AlarmEmailSubscription",
+        Condition=params.has_alarm_email,
+        TopicArn=Ref(topic),
+        Protocol="email",
+        Endpoint=Ref(params.alarm_email),
+    )
+
+
+def alarm(
+    title: str,
+    topic: Topic,
+    description: str,
+    namespace: str,
+    metric: str,
+    dimensions: dict,
+    threshold: float,
+    statistic: str = "Sum",
+    evaluation_periods: int = 1,
+    datapoints: int = 1,
+) -> Alarm:
+    """An alarm on one metric; missing data (no traffic) is healthy."""
+    # A percentile is an ExtendedStatistic; the two properties exclude each other.
+    kind = "ExtendedStatistic" if statistic.startswith("p") else "Statistic"
+    return Alarm(
+        title,
+        AlarmName=Sub("${AWS::StackName}-" + title),
+        AlarmDescription=description,
+        Namespace=namespace,
+        MetricName=metric,
+        Dimensions=[MetricDimension(Name=k, Value=v) for k, v in dimensions.items()],
+        **{kind: statistic},
+        Period=PERIOD_SECONDS,
+        EvaluationPeriods=evaluation_periods,
+        DatapointsToAlarm=datapoints,
+        Threshold=threshold,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+        AlarmActions=[Ref(topic)],
+        OKActions=[Ref(topic)],
+    )
+
+
+def function_alarms(prefix: str, function: Function, topic: Topic) -> list[Alarm]:
+    """Any error or throttle of the function (reusable for every function of the stack)."""
+    dims = {"FunctionName": Ref(function)}
+    return [
+        alarm(
+            f"{prefix}Errors",
+            topic,
+            "The function raised or timed out.",
+            "AWS/Lambda",
+            "Errors",
+            dims,
+            1,
+        ),
+        alarm(
+            f"{prefix}Throttles",
+            topic,
+            "Invocations were throttled (concurrency exhausted).",
+            "AWS/Lambda",
+            "Throttles",
+            dims,
+            1,
+        ),
+    ]
+
+
+def api_dimensions(api: RestApi, stage: Stage) -> dict:
+    # The API's name is the stack name (api.rest_api).
+    return {"ApiName": Sub("${AWS::StackName}"), "Stage": Ref(stage)}
+
+
+def api_alarms(api: RestApi, stage: Stage, topic: Topic) -> list[Alarm]:
+    dims = api_dimensions(api, stage)
+    return [
+        alarm(
+            "Api5XXErrors",
+            topic,
+            "Callers received 5XX answers.",
+            "AWS/ApiGateway",
+            "5XXError",
+            dims,
+            1,
+        ),
+        alarm(
+            "ApiLatencyP99",
+            topic,
+            f"p99 latency at or above {LATENCY_ALARM_MS} ms for 3 of the last 5 minutes.",
+            "AWS/ApiGateway",
+            "Latency",
+            dims,
+            LATENCY_ALARM_MS,
+            statistic="p99",
+            evaluation_periods=5,
+            datapoints=3,
+        ),
+    ]
+
+
+def table_alarms(table: Table, topic: Topic) -> list[Alarm]:
+    return [
+        alarm(
+            "TableWriteThrottles",
+            topic,
+            "DynamoDB throttled writes to the counter table.",
+            "AWS/DynamoDB",
+            "WriteThrottleEvents",
+            {"TableName": Ref(table)},
+            1,
+        )
+    ]
+
+
+def dashboard(api: RestApi, stage: Stage, function: Function, table: Table) -> Dashboard:
+    """Hits, latency percentiles, errors and consumed capacity on one page."""
+
+    def widget(x: int, y: int, title: str, metrics: list, stat: str = "Sum") -> dict:
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": "${AWS::Region}",
+                "stat": stat,
+                "period": PERIOD_SECONDS,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
+
+    api_dims = ["ApiName", "${AWS::StackName}", "Stage", "${Stage}"]
+    latency = [["AWS/ApiGateway", "Latency", *api_dims, {"stat": p}] for p in ("p50", "p90")]
+    latency.append(["...", {"stat": "p99"}])
+    body = {
+        "widgets": [
+            widget(0, 0, "Hits (API requests)", [["AWS/ApiGateway", "Count", *api_dims]]),
+            widget(12, 0, "Latency (ms)", latency, stat="p50"),
+            widget(
+                0,
+                6,
+                "Errors",
+                [
+                    ["AWS/ApiGateway", "4XXError", *api_dims],
+                    ["AWS/ApiGateway", "5XXError", *api_dims],
+                    ["AWS/Lambda", "Errors", "FunctionName", "${Function}"],
+                ],
+            ),
+            widget(
+                12,
+                6,
+                "Consumed capacity (units)",
+                [
+                    ["AWS/DynamoDB", "ConsumedWriteCapacityUnits", "TableName", "${Table}"],
+                    ["AWS/DynamoDB", "ConsumedReadCapacityUnits", "TableName", "${Table}"],
+                ],
+            ),
+        ]
+    }
+    return Dashboard(
+        "Dashboard",
+        DashboardName=Sub("${AWS::StackName}"),
+        DashboardBody=Sub(
+            json.dumps(body, separators=(",", ":")),
+            Stage=Ref(stage),
+            Function=Ref(function),
+            Table=Ref(table),
+        ),
+    )
+
+
+def monitoring_resources(
+    params: StackParameters,
+    api: RestApi,
+    stage: Stage,
+    function: Function,
+    table: Table,
+) -> list[AWSObject]:
+    """Topic, optional subscription, alarms and dashboard, in dependency order."""
+    topic = alarm_topic(params)
+    return [
+        topic,
+        alarm_subscription(topic, params),
+        *function_alarms("Counter", function, topic),
+        *api_alarms(api, stage, topic),
+        *table_alarms(table, topic),
+        dashboard(api, stage, function, table),
+    ]

@@ -1,0 +1,124 @@
+"""AWS faults reach the caller as a clear 5xx JSON answer, and the next request is served.
+
+Throttling and denied access are injected with botocore's Stubber on the handler's own
+client; timeouts are raised where the HTTP request would leave (before-send), so the
+client's real retry logic runs; a missing table is a real moto table that was deleted.
+"""
+
+import json
+import time
+
+import boto3
+import pytest
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+from botocore.stub import Stubber
+
+from tests.conftest import api_event, lambda_context, table_definition
+
+BUSY = "the counter is busy, retry shortly"
+UNAVAILABLE = "counter unavailable"
+
+
+def call(counter, path="/faulty"):
+    context = lambda_context()
+    result = counter.handler(api_event(path), context)
+    return result, json.loads(result["body"]), context.aws_request_id
+
+
+def log_lines(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def assert_fault_answer(result, body, request_id, status, message):
+    assert result["statusCode"] == status
+    assert result["headers"]["Content-Type"] == "application/json"
+    assert body == {"error": message, "requestId": request_id}
+    assert "Traceback" not in result["body"]
+    assert "Exception" not in result["body"]
+
+
+def assert_one_error_line(capsys, request_id, status, code):
+    lines = log_lines(capsys)
+    assert len(lines) == 1
+    (line,) = lines
+    assert line["level"] == "ERROR"
+    assert line["errorCode"] == code
+    assert line["status"] == status
+    assert line["requestId"] == request_id
+    assert line["route"] == "/faulty"
+
+
+def assert_next_request_counts(counter, expected_count=1):
+    result, body, _ = call(counter)
+    assert result["statusCode"] == 200
+    assert (body["route"], body["count"]) == ("/faulty", expected_count)
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+def test_throttling_is_a_503_with_retry_after(counter, capsys, code):
+    with Stubber(counter.dynamodb) as stub:
+        stub.add_client_error(
+            "update_item", service_error_code=code, service_message="Rate exceeded"
+        )
+        result, body, request_id = call(counter)
+        stub.assert_no_pending_responses()
+
+    assert_fault_answer(result, body, request_id, 503, BUSY)
+    assert result["headers"]["Retry-After"] == "1"
+    assert "Rate exceeded" not in result["body"]
+    assert_one_error_line(capsys, request_id, 503, code)
+    assert_next_request_counts(counter)
+
+
+def test_denied_access_is_a_500_without_retry_after(counter, capsys):
+    with Stubber(counter.dynamodb) as stub:
+        stub.add_client_error(
+            "update_item",
+            service_error_code="AccessDeniedException",
+            service_message="User is not authorized to perform: dynamodb:UpdateItem",
+        )
+        result, body, request_id = call(counter)
+
+    assert_fault_answer(result, body, request_id, 500, UNAVAILABLE)
+    assert "Retry-After" not in result["headers"]
+    assert "not authorized" not in result["body"]
+    assert_one_error_line(capsys, request_id, 500, "AccessDeniedException")
+    assert_next_request_counts(counter)
+
+
+def test_missing_table_is_a_500_and_counting_resumes_when_it_is_back(
+    counter, counter_table, template, capsys
+):
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.delete_table(TableName=counter_table)
+
+    result, body, request_id = call(counter)
+
+    assert_fault_answer(result, body, request_id, 500, UNAVAILABLE)
+    assert_one_error_line(capsys, request_id, 500, "ResourceNotFoundException")
+    dynamodb.create_table(TableName=counter_table, **table_definition(template))
+    assert_next_request_counts(counter)
+
+
+@pytest.mark.parametrize("timeout", [ReadTimeoutError, ConnectTimeoutError])
+def test_timeouts_are_retried_then_a_503_with_retry_after(counter, capsys, monkeypatch, timeout):
+    attempts = []
+
+    def network_times_out(request, **_):
+        attempts.append(request.url)
+        raise timeout(endpoint_url=request.url)
+
+    backoffs = []
+    monkeypatch.setattr(time, "sleep", backoffs.append)  # the SDK's backoff, not waited
+    events = counter.dynamodb.meta.events
+    events.register_first("before-send.dynamodb.UpdateItem", network_times_out)
+    try:
+        result, body, request_id = call(counter)
+    finally:
+        events.unregister("before-send.dynamodb.UpdateItem", network_times_out)
+
+    assert len(attempts) == 3  # the handler's client makes three attempts in all
+    assert_fault_answer(result, body, request_id, 503, BUSY)
+    assert result["headers"]["Retry-After"] == "1"
+    assert_one_error_line(capsys, request_id, 503, timeout.__name__)
+    assert_next_request_counts(counter)

@@ -1,0 +1,86 @@
+"""Alarms reach the alarm topic (and AlarmEmail when set); the dashboard shows the essentials."""
+
+import json
+import re
+
+import pytest
+
+
+def alarms(resources: dict) -> dict:
+    return {
+        (r["Properties"]["Namespace"], r["Properties"]["MetricName"]): r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric", "dimensions"),
+    [
+        ("AWS/Lambda", "Errors", ["FunctionName"]),
+        ("AWS/Lambda", "Throttles", ["FunctionName"]),
+        ("AWS/ApiGateway", "5XXError", ["ApiName", "Stage"]),
+        ("AWS/ApiGateway", "Latency", ["ApiName", "Stage"]),
+        ("AWS/DynamoDB", "WriteThrottleEvents", ["TableName"]),
+    ],
+)
+def test_alarm_notifies_the_topic_and_ignores_idle_periods(
+    resources, namespace, metric, dimensions
+):
+    alarm = alarms(resources)[(namespace, metric)]
+
+    assert [d["Name"] for d in alarm["Dimensions"]] == dimensions
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_latency_alarm_watches_a_high_percentile(resources):
+    latency = alarms(resources)[("AWS/ApiGateway", "Latency")]
+    assert latency["ExtendedStatistic"] in ("p90", "p99")
+    assert "Statistic" not in latency
+
+
+def test_api_alarms_name_the_api_by_the_name_it_is_given(resources):
+    api_name = resources["CounterApi"]["Properties"]["Name"]
+    for (namespace, _), alarm in alarms(resources).items():
+        if namespace == "AWS/ApiGateway":
+            dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+            assert dims == {"ApiName": api_name, "Stage": {"Ref": "ApiStage"}}
+
+
+def test_email_is_subscribed_only_when_given(template, resources):
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {
+        "Endpoint": {"Ref": "AlarmEmail"},
+        "Protocol": "email",
+        "TopicArn": {"Ref": "AlarmTopic"},
+    }
+    assert "Condition" not in resources["AlarmTopic"]
+
+
+def dashboard_body(resources: dict) -> dict:
+    text, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    known = {"AWS::Region": "eu-west-1", "AWS::StackName": "rc"} | {
+        name: f"<{name}>" for name in variables
+    }
+    used = set(re.findall(r"\$\{([^}]+)\}", text))
+    assert used <= set(known), f"unknown Fn::Sub variables {used - set(known)}"
+    return json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: known[m.group(1)], text))
+
+
+def test_dashboard_shows_hits_latency_errors_and_capacity(resources):
+    widgets = dashboard_body(resources)["widgets"]
+    shown = set()
+    for widget in widgets:
+        for metric in widget["properties"]["metrics"]:
+            names = [m for m in metric if isinstance(m, str)]
+            stat = next((m["stat"] for m in metric if isinstance(m, dict)), None)
+            shown.add((names[1], stat) if names[0] != "..." else ("Latency", stat))
+
+    assert ("Count", None) in shown
+    assert {("Latency", "p50"), ("Latency", "p90"), ("Latency", "p99")} <= shown
+    assert {("4XXError", None), ("5XXError", None), ("Errors", None)} <= shown
+    assert {("ConsumedReadCapacityUnits", None), ("ConsumedWriteCapacityUnits", None)} <= shown
