@@ -15,7 +15,8 @@ ROW_NAMES = {
     "1a": "DynamoDB calls per counted hit",
     "1b": "DynamoDB calls per uncounted request",
     "2": "Cold start: counter import",
-    "3": "Warm hit: handler time",
+    "3a": "Warm hit: handler time, 16-byte path",
+    "3b": "Warm hit: handler time, 1020-byte path",
     "6a": "Template: python generate.py",
     "6b": "Template: cfn-lint --include-checks I",
 }
@@ -56,7 +57,7 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert rows["1b"]["value"] == 0.0 and rows["1b"]["status"] == "pass"
 
     # Ratios against a floor measured in the same run.
-    for row_id in ("2", "3"):
+    for row_id in ("2", "3a", "3b"):
         row = rows[row_id]
         assert row["baseline"] > 0 and row["value"] > 0
         assert isinstance(row["ratio"], float) and row["ratio"] > 0
