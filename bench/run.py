@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
 from bench.common import not_available, row, use_bench_env  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results.json"
+CHILD_TIMEOUT = 900  # seconds for one benchmark
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,18 @@ def run_benchmark(benchmark: Benchmark, quick: bool) -> dict:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             out = Path(tmp) / "result.json"
             argv = [sys.executable, str(Path(__file__).resolve()), "--child", benchmark.module]
-            done = subprocess.run(
-                [*argv, str(out), *(["--quick"] if quick else [])],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-            )
+            try:
+                done = subprocess.run(
+                    [*argv, str(out), *(["--quick"] if quick else [])],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=CHILD_TIMEOUT,
+                )
+            except subprocess.TimeoutExpired:
+                done = subprocess.CompletedProcess(
+                    argv, 1, "", f"timed out after {CHILD_TIMEOUT} s"
+                )
             if done.returncode == 0 and out.exists():
                 result = json.loads(out.read_text(encoding="utf-8"))
             else:
