@@ -43,5 +43,9 @@ unit: $(STAMP)  ## pytest only
 
 test: lint scan unit  ## everything CI runs: lint, cfn-lint, checkov, tests
 
+BENCH_ARGS ?=
+bench: $(STAMP)  ## benchmarks: print the table, write bench/results.json (BENCH_ARGS=--quick)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:  ## remove generated files and the venv
 	rm -rf $(VENV) $(CHECKOV_VENV) template.json .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ control characters (400).
 
 import json
 import os
+import re
 import time
 
 import boto3
@@ -19,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
 MAX_PATH_BYTES = 1024
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 THROTTLING_CODES = {
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
@@ -48,7 +50,7 @@ def route_of(path):
         return None, (400, "path is not valid UTF-8")
     if size > MAX_PATH_BYTES:
         return None, (414, f"path is {size} bytes long; the limit is {MAX_PATH_BYTES}")
-    if any(c < " " or "\x7f" <= c <= "\x9f" for c in path):
+    if CONTROL_CHARACTERS.search(path):
         return None, (400, "path contains control characters")
     return "/" + "/".join(part for part in path.split("/") if part), None
 

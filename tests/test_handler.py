@@ -51,6 +51,7 @@ def test_timestamps_first_seen_stays_last_seen_moves(counter, monkeypatch):
         ("/caf%C3%A9", "/caf%C3%A9"),
         ("/café", "/café"),
         ("/Hello", "/Hello"),
+        ("/a b~\xa0", "/a b~\xa0"),
     ],
 )
 def test_route_rule(counter, path, route):
@@ -91,6 +92,9 @@ def test_options_answers_204_and_counts_nothing(counter, counter_table):
         (api_event("/a\x00b"), 400, "control characters"),
         (api_event("/a\nb"), 400, "control characters"),
         (api_event("/a\x85b"), 400, "control characters"),
+        (api_event("/a\x1fb"), 400, "control characters"),
+        (api_event("/a\x7fb"), 400, "control characters"),
+        (api_event("/a\x9fb"), 400, "control characters"),
         (api_event("/\ud800"), 400, "not valid UTF-8"),
     ],
 )

@@ -1,0 +1,1 @@
+"""Route Counter benchmarks: `make bench` (or `python bench/run.py [--quick]`)."""

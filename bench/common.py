@@ -1,0 +1,150 @@
+"""Shared pieces of the benchmarks: paths, the fake AWS environment, rows, statistics."""
+
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNTER_PATH = ROOT / "handler" / "counter.py"
+TABLE_NAME = "route-counter-bench"
+
+# Same fake credentials as the tests: a benchmark can never reach a real AWS account.
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "TABLE_NAME": TABLE_NAME,
+}
+UNSET_AWS_ENV = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
+
+
+def bench_env() -> dict[str, str]:
+    """The environment every benchmark (and every process it starts) runs with."""
+    env = {k: v for k, v in os.environ.items() if k not in UNSET_AWS_ENV}
+    env.update(FAKE_AWS_ENV)
+    return env
+
+
+def use_bench_env() -> None:
+    """Apply bench_env() to this process (the runner does it once, before any benchmark)."""
+    for key in UNSET_AWS_ENV:
+        os.environ.pop(key, None)
+    os.environ.update(FAKE_AWS_ENV)
+
+
+def table_definition() -> dict:
+    """CreateTable arguments read from the generated template's own table."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from generate import build_template, render
+
+    props = json.loads(render(build_template()))["Resources"]["CounterTable"]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def load_counter(name: str = "counter_bench") -> ModuleType:
+    """Import handler/counter.py fresh, as Lambda imports index.py in a new container."""
+    spec = importlib.util.spec_from_file_location(name, COUNTER_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def api_event(path: str = "/", method: str = "GET") -> dict:
+    """A REST API proxy event (payload 1.0), as API Gateway sends it to the counter."""
+    headers = {"Accept": "*/*", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
+    resource = "/" if path == "/" else "/{proxy+}"
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None if path == "/" else {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "stage": "prod",
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
+            "apiId": "abc123",
+            "protocol": "HTTP/1.1",
+            "accountId": "123456789012",
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def lambda_context() -> SimpleNamespace:
+    return SimpleNamespace(
+        aws_request_id=str(uuid.uuid4()),
+        function_name="CounterFunction",
+        memory_limit_in_mb=256,
+        get_remaining_time_in_millis=lambda: 15000,
+    )
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min and max of a sample, plus its size."""
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def row(
+    name: str,
+    *,
+    value: float | None,
+    unit: str,
+    baseline: float | None = None,
+    baseline_name: str = "",
+    ratio: float | None = None,
+    goal: str = "",
+    passed: bool | None = None,
+    status: str | None = None,
+    note: str = "",
+) -> dict:
+    """One line of the results table.
+
+    status is "pass" or "fail" against the goal, "info" for a labelled absolute number
+    with no goal, or "n/a" for a benchmark that cannot run yet (then every number is None).
+    """
+    if status is None:
+        status = "info" if passed is None else ("pass" if passed else "fail")
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": ratio,
+        "goal": goal,
+        "status": status,
+        "note": note,
+    }
+
+
+def not_available(name: str, missing: str) -> dict:
+    """The row of a benchmark whose code is not in this checkout yet: no numbers at all."""
+    return row(name, value=None, unit="", status="n/a", note=f"not available yet: {missing}")

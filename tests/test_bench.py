@@ -1,0 +1,98 @@
+"""`bench/run.py --quick` runs every benchmark and reports a table and JSON.
+
+These tests check that the benchmarks run and report honestly, never how fast anything is:
+the one number asserted, calls per counted hit, is a count.
+"""
+
+import json
+import subprocess
+import sys
+
+from bench.run import Benchmark, run_benchmark
+from tests.conftest import ROOT
+
+ROW_NAMES = {
+    "1a": "DynamoDB calls per counted hit",
+    "1b": "DynamoDB calls per uncounted request",
+    "2": "Cold start: counter import",
+    "3a": "Warm hit: handler time, 16-byte path",
+    "3b": "Warm hit: handler time, 1020-byte path",
+    "6a": "Template: python generate.py",
+    "6b": "Template: cfn-lint --include-checks I",
+}
+# Round-2 benchmarks: a "not available yet" row until their code exists, then numbers.
+LATER = {"calls_per_hit_rate_limited", "local_stack", "stats_read"}
+
+
+def test_quick_run_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / "results.json"
+
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Route Counter benchmarks (quick run)" in done.stdout
+    assert "machine: " in done.stdout and " cores, " in done.stdout
+    for name in ROW_NAMES.values():
+        assert name in done.stdout
+
+    report = json.loads(out.read_text())
+    rows = {r["id"]: r for r in report["rows"]}
+    later = [r for r in report["rows"] if r["benchmark"] in LATER]
+    assert set(rows) == set(ROW_NAMES) | {r["id"] for r in later}
+    assert {r["benchmark"] for r in later} == LATER
+    assert report["mode"] == "quick"
+    assert report["machine"]["cores"] >= 1 and report["machine"]["python"]
+    for row_id, name in ROW_NAMES.items():
+        assert rows[row_id]["name"] == name
+        assert isinstance(rows[row_id]["value"], float)
+        assert rows[row_id]["value"] >= 0
+
+    # A counted hit is one UpdateItem, no more; an OPTIONS or refused request is none.
+    assert rows["1a"]["value"] == 1.0 and rows["1a"]["status"] == "pass"
+    assert report["details"]["calls_per_hit"]["operations"] == {"UpdateItem": 50}
+    assert rows["1b"]["value"] == 0.0 and rows["1b"]["status"] == "pass"
+
+    # Ratios against a floor measured in the same run.
+    for row_id in ("2", "3a", "3b"):
+        row = rows[row_id]
+        assert row["baseline"] > 0 and row["value"] > 0
+        assert isinstance(row["ratio"], float) and row["ratio"] > 0
+        assert row["status"] in ("pass", "fail")
+    assert rows["2"]["ratio"] == rows["2"]["value"] / rows["2"]["baseline"]
+    assert rows["6a"]["unit"] == rows["6b"]["unit"] == "s"
+
+    for row in later:
+        if row["status"] == "n/a":
+            assert row["note"].startswith("not available yet")
+            assert row["value"] is row["baseline"] is row["ratio"] is None
+        else:
+            assert isinstance(row["value"], float)
+    assert not [r for r in report["rows"] if r["status"] == "error"]
+
+
+def test_benchmark_whose_code_is_missing_reports_no_numbers():
+    later = Benchmark("9", "no_such_benchmark", "Some later benchmark", ("bench.no_such",))
+
+    result = run_benchmark(later, quick=True)
+
+    (row,) = result["rows"]
+    assert row["status"] == "n/a"
+    assert row["note"] == "not available yet: needs bench/no_such.py"
+    assert row["value"] is row["baseline"] is row["ratio"] is None
+
+
+def test_benchmark_that_crashes_is_reported_as_an_error_not_a_number():
+    broken = Benchmark("9", "no_such_benchmark", "A broken benchmark")
+
+    result = run_benchmark(broken, quick=True)
+
+    (row,) = result["rows"]
+    assert row["status"] == "error"
+    assert "No module named 'bench.no_such_benchmark'" in row["note"]
+    assert row["value"] is None
