@@ -10,9 +10,9 @@ but change-set deploys on emulators such as moto create them in template order.
 import argparse
 import sys
 
-from troposphere import GetAtt, Output, Ref, Template
+from troposphere import GetAtt, Output, Ref, Sub, Template
 
-from templates import api, function, iam, parameters, storage
+from templates import api, function, iam, parameters, scaling, storage
 
 
 def build_template() -> Template:
@@ -25,6 +25,9 @@ def build_template() -> Template:
 
     # Storage
     counter_table = template.add_resource(storage.counter_table(params))
+    for kind in ("Read", "Write"):  # PROVISIONED only; target before its policy
+        template.add_resource(list(scaling.table_scaling(kind, counter_table, params)))
+    stats_route = Sub("/${StatsPath}")
 
     # Counter function: log group, role, function
     counter_logs = template.add_resource(function.function_log_group("CounterLogGroup", params))
@@ -37,29 +40,74 @@ def build_template() -> Template:
             "counter",
             counter_role,
             counter_logs,
-            {"TABLE_NAME": Ref(counter_table)},
+            {
+                "TABLE_NAME": Ref(counter_table),
+                "STATS_ROUTE": stats_route,
+                "RATE_LIMIT": Ref(params.rate_limit),
+                "RATE_LIMIT_WINDOW_SECONDS": Ref(params.rate_limit_window),
+            },
             params,
             "Counts each API request in the counter table, per route.",
         )
     )
 
-    # REST API: ANY / and ANY /{proxy+}, both proxied to the counter
+    # Stats function: reads the table only
+    stats_logs = template.add_resource(function.function_log_group("StatsLogGroup", params))
+    stats_role = template.add_resource(iam.stats_role(GetAtt(counter_table, "Arn"), stats_logs))
+    stats_function = template.add_resource(
+        function.inline_function(
+            "StatsFunction",
+            "stats",
+            stats_role,
+            stats_logs,
+            {
+                "TABLE_NAME": Ref(counter_table),
+                "STATS_ROUTE": stats_route,
+                "ALLOWED_ORIGIN": Ref(params.allowed_origin),
+            },
+            params,
+            "Reads the route counts: JSON pages, one route, or an HTML dashboard.",
+        )
+    )
+
+    # REST API: ANY / and ANY /{proxy+} proxied to the counter; ANY /<StatsPath> and
+    # ANY /<StatsPath>/{proxy+} to the stats function (a specific resource beats {proxy+}).
     rest_api = template.add_resource(api.rest_api())
     proxy = template.add_resource(api.path_resource("ProxyResource", rest_api, "{proxy+}"))
+    stats = template.add_resource(
+        api.path_resource("StatsResource", rest_api, Ref(params.stats_path))
+    )
+    stats_proxy = template.add_resource(
+        api.path_resource("StatsProxyResource", rest_api, "{proxy+}", stats)
+    )
     methods = [
         template.add_resource(api.proxy_method("RootMethod", rest_api, None, counter_function)),
         template.add_resource(api.proxy_method("ProxyMethod", rest_api, proxy, counter_function)),
+        template.add_resource(api.proxy_method("StatsMethod", rest_api, stats, stats_function)),
+        template.add_resource(
+            api.proxy_method("StatsProxyMethod", rest_api, stats_proxy, stats_function)
+        ),
     ]
-    deployment = template.add_resource(api.api_deployment(rest_api, methods, [proxy]))
+    deployment = template.add_resource(
+        api.api_deployment(rest_api, methods, [proxy, stats, stats_proxy])
+    )
     stage = template.add_resource(api.api_stage(rest_api, deployment, params))
     template.add_resource(
         api.invoke_permission("CounterInvokePermission", counter_function, rest_api, params)
+    )
+    template.add_resource(
+        api.invoke_permission("StatsInvokePermission", stats_function, rest_api, params)
     )
 
     template.add_output(
         [
             Output(
                 "ApiUrl", Description="Base URL of the API", Value=api.stage_url(rest_api, stage)
+            ),
+            Output(
+                "StatsUrl",
+                Description="Read-only stats: JSON, or a dashboard in a browser",
+                Value=Sub("${Base}${StatsPath}", Base=api.stage_url(rest_api, stage)),
             ),
             Output("TableName", Description="DynamoDB counter table", Value=Ref(counter_table)),
             Output(

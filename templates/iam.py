@@ -61,3 +61,19 @@ def counter_role(table_arn: GetAtt, log_group: LogGroup) -> Role:
             write_logs_statement(log_group),
         ],
     )
+
+
+def stats_role(table_arn: GetAtt, log_group: LogGroup) -> Role:
+    """The stats function only reads: Scan for pages, GetItem for one route. No write."""
+    return function_role(
+        "StatsFunctionRole",
+        [
+            Statement(
+                Sid="ReadCounts",
+                Effect=Allow,
+                Action=[dynamodb.Scan, dynamodb.GetItem],
+                Resource=[table_arn],
+            ),
+            write_logs_statement(log_group),
+        ],
+    )
