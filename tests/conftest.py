@@ -183,3 +183,9 @@ def moto_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def stats(counter_table: str):
+    """The stats handler module, imported fresh against the moto table."""
+    return load_module(ROOT / "handler" / "stats.py", "stats_under_test")
