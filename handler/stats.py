@@ -125,28 +125,20 @@ def read_route(route):
     return record(item) if item else None
 
 
-def quality(accept, media):
-    """The q value the Accept header gives `media` (type/subtype), 0 when absent."""
-    best, best_rank = 0.0, -1
-    kind = media.split("/")[0]
-    for part in accept.split(","):
-        fields = [f.strip() for f in part.split(";")]
-        name, q = fields[0].lower(), 1.0
-        for f in fields[1:]:
-            if f.lower().startswith("q="):
-                try:
-                    q = float(f[2:])
-                except ValueError:
-                    q = 0.0
-        rank = {media: 2, f"{kind}/*": 1, "*/*": 0}.get(name, -1)
-        if rank > best_rank:
-            best, best_rank = q, rank
-    return best
-
-
 def wants_html(headers):
-    accept = next((v for k, v in headers.items() if k.lower() == "accept"), None) or ""
-    return quality(accept, "text/html") > quality(accept, "application/json")
+    """True when the Accept header ranks text/html above application/json."""
+    accept = next((v for k, v in headers.items() if k.lower() == "accept"), "")
+    ranks = {}
+    for part in accept.lower().replace(" ", "").split(","):
+        name, _, params = part.partition(";")
+        q = re.search(r"(?:^|;)q=([01](?:\.[0-9]{0,3})?)(?:;|$)", params)
+        ranks[name] = float(q.group(1)) if q else 1.0
+
+    def q(media):
+        kind = media.split("/")[0]
+        return ranks.get(media, ranks.get(f"{kind}/*", ranks.get("*/*", 0.0)))
+
+    return q("text/html") > q("application/json")
 
 
 CSS = (
@@ -162,7 +154,7 @@ CSP = (
 )
 
 
-def dashboard(routes, next_token, title):
+def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
     """One self-contained page: no script, nothing loaded from elsewhere, every route escaped."""
     top = routes[:CHART_BARS]
     peak = max([r["count"] for r in top] + [1])
@@ -179,8 +171,8 @@ def dashboard(routes, next_token, title):
         for r in routes
     )
     more = (
-        f'<p>Sorted by count within this page only; more routes follow: <a href="?next='
-        f'{html.escape(next_token, quote=True)}">next page</a>.</p>'
+        "<p>Sorted by count within this page only; more routes follow: <a href="
+        f'"?limit={limit}&amp;next={html.escape(next_token, quote=True)}">next page</a>.</p>'
         if next_token
         else "<p>All routes, sorted by count.</p>"
     )
@@ -252,13 +244,13 @@ def answer(method, path, query, headers, line):
         found = read_route(route)
         if found is None:
             return response(404, {"error": f"route {route} has not been counted"})
-        page = dashboard([found], None, f"Route {route}") if as_html else None
+        page = dashboard([found], f"Route {route}") if as_html else None
         return response(200, found, html_page=page)
     limit = parse_limit(query.get("limit"))
     start = decode_token(query["next"]) if "next" in query else None
     routes, next_token, calls = read_page(limit, start)
     line.update(routes=len(routes), scanCalls=calls)
-    page = dashboard(routes, next_token, "Route Counter") if as_html else None
+    page = dashboard(routes, "Route Counter", next_token, limit) if as_html else None
     return response(200, {"routes": routes, "next": next_token}, html_page=page)
 
 

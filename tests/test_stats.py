@@ -229,7 +229,7 @@ def test_browser_gets_a_self_contained_dashboard_with_escaped_routes(stats, coun
 def test_dashboard_links_to_the_next_page_when_more_routes_remain(stats, counter_table):
     seed(counter_table, {f"/n/{i}": i for i in range(1, 6)})
     _, page = get(stats, {"limit": "2"}, accept=BROWSER_ACCEPT)
-    assert re.search(r'href="\?next=[A-Za-z0-9_-]+"', page)
+    assert re.search(r'href="\?limit=2&amp;next=[A-Za-z0-9_-]+"', page)
     assert "within this page only" in page
 
 
@@ -242,6 +242,10 @@ def test_dashboard_links_to_the_next_page_when_more_routes_remain(stats, counter
         ("text/html", "text/html; charset=utf-8"),
         (BROWSER_ACCEPT, "text/html; charset=utf-8"),
         ("", "application/json"),
+        ("text/html;q=.", "text/html; charset=utf-8"),
+        ("application/json;q=abc, text/html;q=0.9", "application/json"),
+        ("text/*;q=0.9, */*;q=0.1", "text/html; charset=utf-8"),
+        ("TEXT/HTML", "text/html; charset=utf-8"),
     ],
 )
 def test_content_negotiation(stats, accept, kind):
