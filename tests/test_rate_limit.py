@@ -243,3 +243,28 @@ def test_twenty_simultaneous_hits_serve_exactly_the_limit(server_counter):
 
     assert sorted(r["statusCode"] for r, _ in results) == [200] * LIMIT + [429] * (20 - LIMIT)
     assert max(b.get("count", 0) for _, b in results) == 2 * LIMIT
+
+
+def test_a_container_clock_behind_a_started_window_gets_503_not_a_wrong_count(
+    limited, counter_table
+):
+    # Another container, its clock a little ahead, already started the next window.
+    boto3.client("dynamodb").put_item(
+        TableName=counter_table,
+        Item={
+            "route": {"S": "/api"},
+            "count": {"N": "7"},
+            "windowStart": {"N": str(int(T0) + WINDOW)},
+            "windowCount": {"N": "1"},
+            "firstSeen": {"S": "2027-01-15T08:00:00Z"},
+            "lastSeen": {"S": "2027-01-15T08:01:00Z"},
+        },
+    )
+    limited.now[0] = T0 + WINDOW - 0.01
+
+    result, body = hit(limited)
+
+    assert result["statusCode"] == 503
+    assert result["headers"]["Retry-After"] == "1"
+    assert body["requestId"]
+    assert read_item(counter_table, "/api")["count"] == {"N": "7"}
