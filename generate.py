@@ -8,11 +8,12 @@ but change-set deploys on emulators such as moto create them in template order.
 """
 
 import argparse
+import json
 import sys
 
-from troposphere import GetAtt, Output, Ref, Template
+from troposphere import GetAtt, Output, Ref, Sub, Template
 
-from templates import api, function, iam, monitoring, parameters, storage
+from templates import api, function, iam, monitoring, parameters, scaling, storage
 
 
 def build_template() -> Template:
@@ -25,6 +26,9 @@ def build_template() -> Template:
 
     # Storage
     counter_table = template.add_resource(storage.counter_table(params))
+    for kind in ("Read", "Write"):  # PROVISIONED only; target before its policy
+        template.add_resource(list(scaling.table_scaling(kind, counter_table, params)))
+    stats_route = Sub("/${StatsPath}")
 
     # Counter function: log group, role, function
     counter_logs = template.add_resource(function.function_log_group("CounterLogGroup", params))
@@ -38,7 +42,12 @@ def build_template() -> Template:
                 "counter",
                 counter_role,
                 counter_logs,
-                {"TABLE_NAME": Ref(counter_table)},
+                {
+                    "TABLE_NAME": Ref(counter_table),
+                    "STATS_ROUTE": stats_route,
+                    "RATE_LIMIT": Ref(params.rate_limit),
+                    "RATE_LIMIT_WINDOW_SECONDS": Ref(params.rate_limit_window),
+                },
                 params,
                 "Counts each API request in the counter table, per route.",
             ),
@@ -46,14 +55,51 @@ def build_template() -> Template:
         )
     )
 
-    # REST API: ANY / and ANY /{proxy+}, both proxied to the counter
+    # Stats function: reads the table only
+    stats_logs = template.add_resource(function.function_log_group("StatsLogGroup", params))
+    stats_role = template.add_resource(
+        iam.stats_role(GetAtt(counter_table, "Arn"), stats_logs, params)
+    )
+    stats_function = template.add_resource(
+        function.harden(
+            function.inline_function(
+                "StatsFunction",
+                "stats",
+                stats_role,
+                stats_logs,
+                {
+                    "TABLE_NAME": Ref(counter_table),
+                    "STATS_ROUTE": stats_route,
+                    "ALLOWED_ORIGIN": Ref(params.allowed_origin),
+                },
+                params,
+                "Reads the route counts: JSON pages, one route, or an HTML dashboard.",
+            ),
+            params,
+        )
+    )
+
+    # REST API: ANY / and ANY /{proxy+} proxied to the counter; ANY /<StatsPath> and
+    # ANY /<StatsPath>/{proxy+} to the stats function (a specific resource beats {proxy+}).
     rest_api = template.add_resource(api.rest_api())
     proxy = template.add_resource(api.path_resource("ProxyResource", rest_api, "{proxy+}"))
+    stats = template.add_resource(
+        api.path_resource("StatsResource", rest_api, Ref(params.stats_path))
+    )
+    stats_proxy = template.add_resource(
+        api.path_resource("StatsProxyResource", rest_api, "{proxy+}", stats)
+    )
     methods = [
         template.add_resource(api.proxy_method("RootMethod", rest_api, None, counter_function)),
         template.add_resource(api.proxy_method("ProxyMethod", rest_api, proxy, counter_function)),
+        template.add_resource(api.proxy_method("StatsMethod", rest_api, stats, stats_function)),
+        template.add_resource(
+            api.proxy_method("StatsProxyMethod", rest_api, stats_proxy, stats_function)
+        ),
     ]
-    deployment = template.add_resource(api.api_deployment(rest_api, methods, [proxy]))
+    deployment = template.add_resource(
+        api.api_deployment(rest_api, methods, [proxy, stats, stats_proxy])
+    )
     # Access logs: their log group, and the account's CloudWatch role when we set it
     access_logs = template.add_resource(api.access_log_group(params))
     logs_role = template.add_resource(iam.api_gateway_logs_role(access_logs, params))
@@ -64,15 +110,25 @@ def build_template() -> Template:
     template.add_resource(
         api.invoke_permission("CounterInvokePermission", counter_function, rest_api, params)
     )
+    template.add_resource(
+        api.invoke_permission("StatsInvokePermission", stats_function, rest_api, params)
+    )
 
     template.add_resource(
-        monitoring.monitoring_resources(params, rest_api, stage, counter_function, counter_table)
+        monitoring.monitoring_resources(
+            params, rest_api, stage, counter_function, counter_table, stats_function
+        )
     )
 
     template.add_output(
         [
             Output(
                 "ApiUrl", Description="Base URL of the API", Value=api.stage_url(rest_api, stage)
+            ),
+            Output(
+                "StatsUrl",
+                Description="Read-only stats: JSON, or a dashboard in a browser",
+                Value=Sub("${Base}${StatsPath}", Base=api.stage_url(rest_api, stage)),
             ),
             Output("TableName", Description="DynamoDB counter table", Value=Ref(counter_table)),
             Output(
@@ -85,9 +141,29 @@ def build_template() -> Template:
     return template
 
 
-def render(template: Template) -> str:
-    """Compact but readable JSON, resources in insertion order, stable byte for byte."""
-    return template.to_json(indent=1, sort_keys=False) + "\n"
+def render(template: Template, indent: int | None = None) -> str:
+    """The template as JSON, resources in insertion order, stable byte for byte.
+
+    By default each parameter, condition, resource and output is one compact line: the
+    template stays well under the 51,200 bytes CloudFormation accepts inline
+    (--template-body; above that it must be uploaded to S3) while diffs and cfn-lint
+    findings still point at one resource. indent=N pretty-prints it for reading.
+    """
+    data = template.to_dict()
+    if indent is not None:
+        return json.dumps(data, indent=indent) + "\n"
+
+    def compact(value) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    sections = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            entries = ",\n".join(f"  {compact(k)}: {compact(v)}" for k, v in value.items())
+            sections.append(f" {compact(key)}: {{\n{entries}\n }}")
+        else:
+            sections.append(f" {compact(key)}: {compact(value)}")
+    return "{\n" + ",\n".join(sections) + "\n}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,8 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
     )
+    parser.add_argument(
+        "--indent",
+        type=int,
+        metavar="N",
+        help="pretty-print with N spaces, for reading (default: one line per resource, "
+        "which keeps the template under CloudFormation's 51,200-byte inline limit)",
+    )
     args = parser.parse_args(argv)
-    text = render(build_template())
+    text = render(build_template(), args.indent)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)

@@ -6,10 +6,17 @@ depends on nothing beyond the Lambda Python runtime (boto3).
 The route rule: the request path relative to the stage, with empty segments folded,
 so "/", "/a", "/a/b". "/a/", "//a" and "/a//" all count as "/a"; the query string is
 never part of it. A path over 1024 UTF-8 bytes is refused (414), and so is one with
-control characters (400).
+control characters (400). The stats route (STATS_ROUTE, e.g. "/_stats") and everything
+under it is never counted (404): API Gateway sends it to the stats function.
+
+Rate limiting (RATE_LIMIT > 0): at most RATE_LIMIT counted hits per route in each
+fixed window of RATE_LIMIT_WINDOW_SECONDS aligned to the epoch; the window lives in
+the route's own item (windowStart, windowCount). A hit over the limit gets 429 and
+counts nothing. With RATE_LIMIT 0 a hit is one plain UpdateItem.
 """
 
 import json
+import math
 import os
 import re
 import time
@@ -19,6 +26,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
+STATS_ROUTE = os.environ.get("STATS_ROUTE", "")
+RATE_LIMIT = int(os.environ.get("RATE_LIMIT") or 0)
+WINDOW = int(os.environ.get("RATE_LIMIT_WINDOW_SECONDS") or 60)
 MAX_PATH_BYTES = 1024
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 THROTTLING_CODES = {
@@ -70,11 +80,73 @@ def count_hit(route, now):
         ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": iso(now)}},
         ReturnValues="ALL_NEW",
     )["Attributes"]
+    return record(route, item)
+
+
+def record(route, item):
     return {
         "route": route,
         "count": int(item["count"]["N"]),
         "firstSeen": item["firstSeen"]["S"],
         "lastSeen": item["lastSeen"]["S"],
+    }
+
+
+# Count in the current window while under the limit; or start a new window with this hit.
+COUNT_IN_WINDOW = (
+    "ADD #count :one, windowCount :one SET lastSeen = :now, "
+    "firstSeen = if_not_exists(firstSeen, :now)",
+    "windowStart = :w AND windowCount < :limit",
+)
+START_WINDOW = (
+    "ADD #count :one SET windowStart = :w, windowCount = :one, lastSeen = :now, "
+    "firstSeen = if_not_exists(firstSeen, :now)",
+    "attribute_not_exists(windowStart) OR windowStart < :w",
+)
+
+
+def count_limited(route, now):
+    """Count the hit unless the route used up RATE_LIMIT in this window.
+
+    Returns (status, body, headers). One UpdateItem while the window is current (served
+    or refused), two when it rolls over, three when a concurrent hit rolled it first.
+    The conditions make the limit exact however many hits race.
+    """
+    start = int(now // WINDOW * WINDOW)
+    reset = str(max(1, math.ceil(start + WINDOW - now)))
+    values = {":one": {"N": "1"}, ":now": {"S": iso(now)}, ":w": {"N": str(start)}}
+    for update, condition in (COUNT_IN_WINDOW, START_WINDOW, COUNT_IN_WINDOW):
+        limit = {":limit": {"N": str(RATE_LIMIT)}} if ":limit" in condition else {}
+        try:
+            item = dynamodb.update_item(
+                TableName=TABLE_NAME,
+                Key={"route": {"S": route}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#count": "count"},
+                ExpressionAttributeValues={**values, **limit},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )["Attributes"]
+        except dynamodb.exceptions.ConditionalCheckFailedException as error:
+            old = error.response.get("Item") or {}
+            old_start = int(old.get("windowStart", {}).get("N", -1))
+            if old_start >= start and int(old.get("windowCount", {}).get("N", 0)) >= RATE_LIMIT:
+                headers = rate_headers(0, reset)
+                message = f"rate limit of {RATE_LIMIT} hits per {WINDOW} s reached for {route}"
+                return 429, {"error": message}, {**headers, "Retry-After": reset}
+            continue
+        remaining = RATE_LIMIT - int(item["windowCount"]["N"])
+        return 200, record(route, item), rate_headers(remaining, reset)
+    # Only when the clocks of two containers straddle a window boundary.
+    return 503, {"error": "the counter is busy, retry shortly"}, {"Retry-After": "1"}
+
+
+def rate_headers(remaining, reset):
+    return {
+        "RateLimit-Limit": str(RATE_LIMIT),
+        "RateLimit-Remaining": str(max(0, remaining)),
+        "RateLimit-Reset": reset,
     }
 
 
@@ -106,11 +178,20 @@ def handler(event, context):
         problem = (400, "not an API Gateway proxy event: expected 'httpMethod' and 'path'")
     if problem:
         result = response(problem[0], {"error": problem[1]})
+    elif STATS_ROUTE and (route == STATS_ROUTE or route.startswith(STATS_ROUTE + "/")):
+        result = response(404, {"error": f"{STATS_ROUTE} is the stats endpoint; not counted"})
     elif method == "OPTIONS":
         result = response(204)
     else:
         try:
-            result = response(200, count_hit(route, time.time()))
+            if RATE_LIMIT > 0:
+                status, body, headers = count_limited(route, time.time())
+            else:
+                status, body, headers = 200, count_hit(route, time.time()), None
+            if status == 503:
+                body["requestId"] = request_id
+                line.update(level="WARN", error="window contended")
+            result = response(status, body, headers)
         except (ClientError, BotoCoreError) as error:
             # Only a ClientError carries AWS's answer; a ReadTimeoutError's .response is None.
             answer = error.response.get("Error", {}) if isinstance(error, ClientError) else {}

@@ -160,3 +160,21 @@ def api_gateway_logs_role(access_log_group: LogGroup, params: StackParameters) -
             )
         ],
     )
+
+
+def stats_role(table_arn: GetAtt, log_group: LogGroup, params: StackParameters) -> Role:
+    """The stats function only reads: Scan for pages, GetItem for one route. No write."""
+    return function_role(
+        "StatsFunctionRole",
+        [
+            Statement(
+                Sid="ReadCounts",
+                Effect=Allow,
+                Action=[dynamodb.Scan, dynamodb.GetItem],
+                Resource=[table_arn],
+            ),
+            write_logs_statement(log_group),
+            tracing_statement(),
+        ],
+        params,
+    )

@@ -221,6 +221,7 @@ def monitoring_resources(
     stage: Stage,
     function: Function,
     table: Table,
+    stats_function: Function,
 ) -> list[AWSObject]:
     """Topic, optional subscription, alarms and dashboard, in dependency order."""
     topic = alarm_topic(params)
@@ -228,6 +229,7 @@ def monitoring_resources(
         topic,
         alarm_subscription(topic, params),
         *function_alarms("Counter", function, topic),
+        *function_alarms("Stats", stats_function, topic),
         *api_alarms(api, stage, topic),
         *table_alarms(table, topic),
         dashboard(api, stage, function, table),

@@ -21,6 +21,13 @@ class StackParameters:
     throttling_burst_limit: Parameter
     alarm_email: Parameter
     reserved_concurrency: Parameter
+    stats_path: Parameter
+    allowed_origin: Parameter
+    rate_limit: Parameter
+    rate_limit_window: Parameter
+    max_read_capacity: Parameter
+    max_write_capacity: Parameter
+    target_utilization: Parameter
     # condition names
     is_provisioned: str
     has_kms_key: str
@@ -88,6 +95,79 @@ def add_parameters(template: Template) -> StackParameters:
             Description="Memory (MB) of the functions; CPU, and so cold start, scales with it.",
         )
     )
+    stats_path = template.add_parameter(
+        Parameter(
+            "StatsPath",
+            Type="String",
+            Default="_stats",
+            AllowedPattern="^[A-Za-z0-9._-]{1,64}$",
+            ConstraintDescription="one path segment: letters, digits, '.', '_', '-'",
+            Description="Path segment of the read-only stats endpoint (GET /<StatsPath>); "
+            "requests to it and under it are never counted.",
+        )
+    )
+    allowed_origin = template.add_parameter(
+        Parameter(
+            "AllowedOrigin",
+            Type="String",
+            Default="",
+            AllowedPattern="^(|\\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$",
+            ConstraintDescription="empty, '*', or an origin such as https://example.com",
+            Description="Origin allowed to read the stats endpoint from a browser (CORS); "
+            "empty sends no CORS headers.",
+        )
+    )
+    rate_limit = template.add_parameter(
+        Parameter(
+            "RateLimit",
+            Type="Number",
+            Default=0,
+            MinValue=0,
+            Description="Counted hits allowed per route per window; more get 429. 0 turns "
+            "rate limiting off.",
+        )
+    )
+    rate_limit_window = template.add_parameter(
+        Parameter(
+            "RateLimitWindowSeconds",
+            Type="Number",
+            Default=60,
+            MinValue=1,
+            MaxValue=86400,
+            Description="Length of the fixed rate-limit window, aligned to the epoch.",
+        )
+    )
+    max_read_capacity = template.add_parameter(
+        Parameter(
+            "MaxReadCapacityUnits",
+            Type="Number",
+            Default=100,
+            MinValue=1,
+            Description="PROVISIONED only: auto scaling raises reads up to this "
+            "(ReadCapacityUnits is the minimum).",
+        )
+    )
+    max_write_capacity = template.add_parameter(
+        Parameter(
+            "MaxWriteCapacityUnits",
+            Type="Number",
+            Default=100,
+            MinValue=1,
+            Description="PROVISIONED only: auto scaling raises writes up to this "
+            "(WriteCapacityUnits is the minimum).",
+        )
+    )
+    target_utilization = template.add_parameter(
+        Parameter(
+            "TargetUtilizationPercent",
+            Type="Number",
+            Default=70,
+            MinValue=20,
+            MaxValue=90,
+            Description="PROVISIONED only: consumed/provisioned capacity that auto scaling "
+            "keeps the table at.",
+        )
+    )
     is_provisioned = "IsProvisioned"
     template.add_condition(is_provisioned, Equals(Ref(billing_mode), "PROVISIONED"))
     return StackParameters(
@@ -97,6 +177,13 @@ def add_parameters(template: Template) -> StackParameters:
         log_retention_days=log_retention_days,
         stage_name=stage_name,
         memory_size=memory_size,
+        stats_path=stats_path,
+        allowed_origin=allowed_origin,
+        rate_limit=rate_limit,
+        rate_limit_window=rate_limit_window,
+        max_read_capacity=max_read_capacity,
+        max_write_capacity=max_write_capacity,
+        target_utilization=target_utilization,
         is_provisioned=is_provisioned,
         **add_production_parameters(template),
     )

@@ -52,6 +52,14 @@ def resources(template: dict) -> dict:
     return template["Resources"]
 
 
+def role_statements(role: dict) -> list[dict]:
+    """A role's statements as deployed with default parameters (no KmsKeyArn)."""
+    policies = role["Properties"]["Policies"]
+    if "Fn::If" in policies:
+        policies = policies["Fn::If"][2]
+    return [s for policy in policies for s in policy["PolicyDocument"]["Statement"]]
+
+
 def table_definition(template: dict) -> dict:
     """CreateTable arguments taken from the template's own table definition."""
     props = template["Resources"]["CounterTable"]["Properties"]
@@ -188,3 +196,9 @@ def moto_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def stats(counter_table: str):
+    """The stats handler module, imported fresh against the moto table."""
+    return load_module(ROOT / "handler" / "stats.py", "stats_under_test")

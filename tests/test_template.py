@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, role_statements
 
 
 def of_type(resources: dict, kind: str) -> dict:
@@ -12,11 +12,7 @@ def of_type(resources: dict, kind: str) -> dict:
 
 
 def statements(role: dict) -> list[dict]:
-    """The role's statements as deployed with default parameters (no KMS key)."""
-    policies = role["Properties"]["Policies"]
-    if "Fn::If" in policies:
-        policies = policies["Fn::If"][2]
-    return [s for policy in policies for s in policy["PolicyDocument"]["Statement"]]
+    return role_statements(role)
 
 
 def test_generate_prints_the_same_bytes_every_run():

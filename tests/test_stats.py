@@ -1,0 +1,362 @@
+"""GET /_stats under moto: JSON pages, one route, the HTML dashboard, and errors."""
+
+import base64
+import functools
+import hashlib
+import json
+import re
+
+import boto3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT, api_event, lambda_context, load_module, read_item
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def get(stats, query=None, *, path="/_stats", method="GET", accept="*/*", resource="/_stats"):
+    event = api_event(path, method, query=query, headers={"Accept": accept}, resource=resource)
+    result = stats.handler(event, lambda_context("StatsFunction"))
+    is_json = result["headers"]["Content-Type"] == "application/json"
+    return result, json.loads(result["body"]) if is_json and result["body"] else result["body"]
+
+
+def seed(table: str, counts: dict[str, int]) -> None:
+    """Write route items as the counter leaves them, 25 per BatchWriteItem."""
+    client = boto3.client("dynamodb")
+    items = [
+        {
+            "route": {"S": route},
+            "count": {"N": str(count)},
+            "firstSeen": {"S": "2026-01-01T00:00:00Z"},
+            "lastSeen": {"S": "2026-01-02T00:00:00Z"},
+        }
+        for route, count in counts.items()
+    ]
+    for i in range(0, len(items), 25):
+        client.batch_write_item(
+            RequestItems={table: [{"PutRequest": {"Item": it}} for it in items[i : i + 25]]}
+        )
+
+
+def scan_all(table: str) -> list[dict]:
+    return boto3.client("dynamodb").scan(TableName=table)["Items"]
+
+
+def test_json_lists_routes_counted_by_the_counter_highest_first(counter, stats):
+    for path, hits in {"/a": 3, "/b": 1, "/c/d": 2}.items():
+        for _ in range(hits):
+            counter.handler(api_event(path), lambda_context())
+
+    result, body = get(stats)
+
+    assert result["statusCode"] == 200
+    assert result["headers"]["Cache-Control"] == "no-store"
+    assert body["next"] is None
+    assert [(r["route"], r["count"]) for r in body["routes"]] == [("/a", 3), ("/c/d", 2), ("/b", 1)]
+    assert set(body["routes"][0]) == {"route", "count", "firstSeen", "lastSeen"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["routes"][0]["lastSeen"])
+
+
+def test_empty_table_is_an_empty_list(stats):
+    _, body = get(stats)
+    assert body == {"routes": [], "next": None}
+
+
+@pytest.mark.parametrize("limit", [None, "1000"])
+def test_paging_visits_every_one_of_2500_routes_exactly_once(stats, counter_table, limit):
+    counts = {f"/r/{i}": (i * 7919) % 500 + 1 for i in range(2500)}
+    seed(counter_table, counts)
+    seen, token, pages = [], None, 0
+    size = int(limit or 100)
+
+    while True:
+        query = {k: v for k, v in {"limit": limit, "next": token}.items() if v}
+        result, body = get(stats, query or None)
+        assert result["statusCode"] == 200
+        page = [r["count"] for r in body["routes"]]
+        assert page == sorted(page, reverse=True)  # each page sorted by count
+        assert len(page) <= size
+        seen += [(r["route"], r["count"]) for r in body["routes"]]
+        pages += 1
+        token = body["next"]
+        if token is None or pages > 2500 // size + 2:
+            break
+
+    assert token is None
+    assert len(seen) == 2500
+    assert dict(seen) == counts
+
+
+def test_a_full_page_of_the_longest_routes_takes_two_bounded_scan_calls(
+    stats, counter_table, capsys
+):
+    # 1000 routes of 1000 bytes: more than the 1 MB one Scan call may read.
+    seed(counter_table, {f"/{i:04d}" + "x" * 995: 1 for i in range(1000)})
+    capsys.readouterr()
+
+    _, body = get(stats, {"limit": "1000"})
+
+    log = json.loads(capsys.readouterr().out)
+    assert len(body["routes"]) == 1000
+    assert log["scanCalls"] == 2
+
+
+def test_a_page_short_of_routes_still_has_a_next_token_when_more_remain(stats, counter_table):
+    seed(counter_table, {f"/p/{i}": 1 for i in range(30)})
+    _, first = get(stats, {"limit": "10"})
+    assert len(first["routes"]) == 10
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", first["next"])  # url-safe, no padding
+
+
+def test_the_first_page_is_the_global_top_when_everything_fits(stats, counter_table):
+    counts = {f"/t/{i}": i for i in range(1, 51)}
+    seed(counter_table, counts)
+    _, body = get(stats, {"limit": "50"})
+    assert body["next"] is None
+    assert [r["route"] for r in body["routes"][:3]] == ["/t/50", "/t/49", "/t/48"]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"limit": "0"}, "'limit' must be a whole number from 1 to 1000"),
+        ({"limit": "1001"}, "'limit' must be"),
+        ({"limit": "-1"}, "'limit' must be"),
+        ({"limit": "ten"}, "'limit' must be"),
+        ({"limit": "1.5"}, "'limit' must be"),
+        ({"limit": ""}, "'limit' must be"),
+        ({"limit": "99999999999999999999"}, "'limit' must be"),
+        ({"next": "!!!"}, "invalid 'next' token"),
+        ({"next": ""}, "invalid 'next' token"),
+        ({"next": "abc"}, "invalid 'next' token"),
+        ({"next": b64(b"not json")}, "invalid 'next' token"),
+        ({"next": b64(b'{"r": 5}')}, "invalid 'next' token"),
+        ({"next": b64(b'["/a"]')}, "invalid 'next' token"),
+        ({"next": b64(b'{"r": "/a", "x": 1}')}, "invalid 'next' token"),
+        ({"next": b64(b'{"r": "a//b"}')}, "invalid 'next' token"),
+        ({"next": b64(b'{"r": "/a\\u0000"}')}, "invalid 'next' token"),
+        ({"next": b64(b"\xff\xfe")}, "invalid 'next' token"),
+        ({"next": "A" * 5000}, "invalid 'next' token"),
+        ({"route": "/a", "limit": "5"}, "cannot be combined"),
+        ({"route": "/a\nb"}, "control characters"),
+        ({"route": "/" + "a" * 1024}, "limit is 1024"),
+    ],
+)
+def test_bad_query_is_a_400_json_error(stats, counter_table, query, words):
+    seed(counter_table, {"/a": 1})
+    result, body = get(stats, query)
+    assert result["statusCode"] == 400
+    assert result["headers"]["Content-Type"] == "application/json"
+    assert words in body["error"]
+
+
+def test_a_token_from_a_page_is_accepted_and_continues_after_it(stats, counter_table):
+    seed(counter_table, {f"/k/{i}": 1 for i in range(5)})
+    _, first = get(stats, {"limit": "2"})
+    _, rest = get(stats, {"next": first["next"]})
+    assert {r["route"] for r in first["routes"]}.isdisjoint(r["route"] for r in rest["routes"])
+    assert len(first["routes"]) + len(rest["routes"]) == 5
+
+
+def test_one_route_by_the_counters_route_rule(counter, stats):
+    for _ in range(3):
+        counter.handler(api_event("/docs/intro"), lambda_context())
+
+    result, body = get(stats, {"route": "//docs/intro/"})
+
+    assert result["statusCode"] == 200
+    assert body["route"] == "/docs/intro"
+    assert body["count"] == 3
+    assert body["firstSeen"] <= body["lastSeen"]
+
+
+def test_unknown_route_is_404(stats):
+    result, body = get(stats, {"route": "/never"})
+    assert result["statusCode"] == 404
+    assert "/never" in body["error"]
+
+
+def test_reading_counts_nothing(counter, stats, counter_table):
+    counter.handler(api_event("/x"), lambda_context())
+    before = scan_all(counter_table)
+
+    get(stats)
+    get(stats, {"route": "/x"})
+    get(stats, accept=BROWSER_ACCEPT)
+    get(stats, {"limit": "1"})
+
+    assert scan_all(counter_table) == before
+    assert read_item(counter_table, "/_stats") is None
+
+
+def test_browser_gets_a_self_contained_dashboard_with_escaped_routes(stats, counter_table):
+    evil = "/<script>alert(1)</script>"
+    seed(counter_table, {evil: 9, '/"><img src=x onerror=alert(2)>': 4, "/home": 12})
+
+    result, page = get(stats, accept=BROWSER_ACCEPT)
+
+    headers = result["headers"]
+    assert result["statusCode"] == 200
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == "no-store"
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp
+    assert "script-src" not in csp and "unsafe" not in csp
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<script" not in page.lower()
+    assert "<img" not in page.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
+    assert "@import" not in page and "url(" not in page
+    # The one inline style block is the one the CSP hash allows.
+    (css,) = re.findall(r"<style>(.*?)</style>", page, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in csp
+    # Bar chart and table, highest count first.
+    assert page.count("<rect") == 3
+    assert page.index("/home") < page.index("&lt;script&gt;")
+    assert "2026-01-02T00:00:00Z" in page
+
+
+def test_dashboard_links_to_the_next_page_when_more_routes_remain(stats, counter_table):
+    seed(counter_table, {f"/n/{i}": i for i in range(1, 6)})
+    _, page = get(stats, {"limit": "2"}, accept=BROWSER_ACCEPT)
+    assert re.search(r'href="\?limit=2&amp;next=[A-Za-z0-9_-]+"', page)
+    assert "within this page only" in page
+
+
+@pytest.mark.parametrize(
+    ("accept", "kind"),
+    [
+        ("*/*", "application/json"),
+        ("application/json", "application/json"),
+        ("text/html;q=0.5, application/json", "application/json"),
+        ("text/html", "text/html; charset=utf-8"),
+        (BROWSER_ACCEPT, "text/html; charset=utf-8"),
+        ("", "application/json"),
+        ("text/html;q=.", "text/html; charset=utf-8"),
+        ("application/json;q=abc, text/html;q=0.9", "application/json"),
+        ("text/*;q=0.9, */*;q=0.1", "text/html; charset=utf-8"),
+        ("TEXT/HTML", "text/html; charset=utf-8"),
+    ],
+)
+def test_content_negotiation(stats, accept, kind):
+    result, _ = get(stats, accept=accept)
+    assert result["headers"]["Content-Type"] == kind
+    assert "Accept" in result["headers"]["Vary"]
+
+
+def test_other_methods_are_405_and_options_is_204(stats):
+    post, body = get(stats, method="POST")
+    options, _ = get(stats, method="OPTIONS")
+    assert post["statusCode"] == 405
+    assert post["headers"]["Allow"] == "GET, HEAD, OPTIONS"
+    assert "GET" in body["error"]
+    assert options["statusCode"] == 204
+
+
+def test_paths_under_the_stats_path_are_404(stats):
+    result, body = get(stats, path="/_stats/x", resource="/_stats/{proxy+}")
+    assert result["statusCode"] == 404
+    assert "GET /_stats" in body["error"]
+
+
+def test_no_cors_headers_unless_an_origin_is_allowed(stats):
+    result, _ = get(stats)
+    assert "Access-Control-Allow-Origin" not in result["headers"]
+
+
+def test_allowed_origin_adds_cors_headers(counter_table, monkeypatch):
+    monkeypatch.setenv("ALLOWED_ORIGIN", "https://dash.example.com")
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_with_cors")
+    for method in ("GET", "OPTIONS"):
+        result, _ = get(stats, method=method)
+        assert result["headers"]["Access-Control-Allow-Origin"] == "https://dash.example.com"
+        assert "Origin" in result["headers"]["Vary"]
+
+
+def test_aws_fault_is_a_500_with_request_id_and_one_error_log_line(stats, monkeypatch, capsys):
+    monkeypatch.setattr(stats, "TABLE_NAME", "no-such-table")
+    capsys.readouterr()
+
+    result, body = get(stats)
+
+    assert result["statusCode"] == 500
+    assert body["error"] == "stats unavailable"
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    log = json.loads(line)
+    assert log["level"] == "ERROR"
+    assert log["requestId"] == body["requestId"]
+    assert log["errorCode"] == "ResourceNotFoundException"
+
+
+def test_throttling_is_a_503_with_retry_after(stats, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    def throttled(**_):
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "Scan")
+
+    monkeypatch.setattr(stats.dynamodb, "scan", throttled)
+    result, body = get(stats)
+    assert result["statusCode"] == 503
+    assert result["headers"]["Retry-After"] == "1"
+    assert body["requestId"]
+
+
+def test_one_json_log_line_per_request(stats, capsys):
+    get(stats, {"limit": "5"})
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    log = json.loads(line)
+    assert (log["level"], log["status"], log["format"], log["routes"]) == ("INFO", 200, "json", 0)
+    assert log["scanCalls"] == 1
+
+
+@pytest.fixture
+def guarded_counter(counter_table, monkeypatch):
+    """The counter as deployed: told where the stats endpoint is."""
+    monkeypatch.setenv("STATS_ROUTE", "/_stats")
+    return load_module(ROOT / "handler" / "counter.py", "counter_with_stats_route")
+
+
+@pytest.mark.parametrize("path", ["/_stats", "/_stats/", "//_stats", "/_stats/x", "/_stats/a/b"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_counter_never_counts_the_stats_path(guarded_counter, counter_table, path, method):
+    result = guarded_counter.handler(api_event(path, method), lambda_context())
+    assert result["statusCode"] == 404
+    assert "stats endpoint" in json.loads(result["body"])["error"]
+    assert scan_all(counter_table) == []
+
+
+@pytest.mark.parametrize("path", ["/_statsx", "/x/_stats", "/_STATS"])
+def test_paths_that_only_look_like_the_stats_path_count(guarded_counter, path):
+    result = guarded_counter.handler(api_event(path), lambda_context())
+    assert result["statusCode"] == 200
+
+
+@functools.cache
+def rule_functions():
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_rule")
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_rule")
+    return counter.route_of, stats.route_of
+
+
+# The counter and the stats function must agree on what a route is.
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from("/ab.é%\x00\n\x85~_-"), max_size=40) | st.text(max_size=60))
+def test_stats_and_counter_share_the_route_rule(path):
+    counter_rule, stats_rule = rule_functions()
+    assert stats_rule(path) == counter_rule(path)
+
+
+@pytest.mark.parametrize("path", ["/", "", "/a/", "//a//b", "/" + "é" * 600, "/\ud800", 7, None])
+def test_stats_and_counter_share_the_route_rule_at_the_edges(path):
+    counter_rule, stats_rule = rule_functions()
+    assert stats_rule(path) == counter_rule(path)

@@ -1,0 +1,242 @@
+"""The template's stats endpoint, rate-limit settings and provisioned auto scaling."""
+
+import json
+import subprocess
+
+import pytest
+
+from generate import build_template, render
+from templates import api
+from tests.conftest import BIN, ROOT, role_statements
+
+WRITE_ACTIONS = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+}
+TABLE_ARN = {"Fn::GetAtt": ["CounterTable", "Arn"]}
+
+
+def statements(resources: dict, role: str) -> list[dict]:
+    return role_statements(resources[role])
+
+
+def test_stats_function_runs_handler_stats_py_byte_for_byte(resources):
+    props = resources["StatsFunction"]["Properties"]
+    source = (ROOT / "handler" / "stats.py").read_text(encoding="utf-8")
+    assert props["Code"]["ZipFile"] == source
+    assert props["Handler"] == "index.handler"
+    assert props["Role"] == {"Fn::GetAtt": ["StatsFunctionRole", "Arn"]}
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "StatsLogGroup"}
+    assert props["Environment"]["Variables"] == {
+        "TABLE_NAME": {"Ref": "CounterTable"},
+        "STATS_ROUTE": {"Fn::Sub": "/${StatsPath}"},
+        "ALLOWED_ORIGIN": {"Ref": "AllowedOrigin"},
+    }
+
+
+def test_stats_role_may_only_read_the_table_and_write_its_own_logs(resources):
+    reads, logs, traces = statements(resources, "StatsFunctionRole")
+
+    assert reads["Action"] == ["dynamodb:Scan", "dynamodb:GetItem"]
+    assert reads["Resource"] == [TABLE_ARN]
+    assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert logs["Resource"] == [{"Fn::GetAtt": ["StatsLogGroup", "Arn"]}]
+    assert traces["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    actions = {a for s in (reads, logs, traces) for a in s["Action"]}
+    assert not actions & WRITE_ACTIONS
+    assert all("*" not in a for a in actions)
+
+
+def test_stats_path_and_everything_under_it_go_to_the_stats_function(resources):
+    stats, under = resources["StatsResource"], resources["StatsProxyResource"]
+    assert stats["Properties"]["PathPart"] == {"Ref": "StatsPath"}
+    assert stats["Properties"]["ParentId"] == {"Fn::GetAtt": ["CounterApi", "RootResourceId"]}
+    assert under["Properties"]["PathPart"] == "{proxy+}"
+    assert under["Properties"]["ParentId"] == {"Ref": "StatsResource"}
+    for method, resource in (
+        ("StatsMethod", "StatsResource"),
+        ("StatsProxyMethod", "StatsProxyResource"),
+    ):
+        props = resources[method]["Properties"]
+        assert props["ResourceId"] == {"Ref": resource}
+        assert props["HttpMethod"] == "ANY"
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        assert props["Integration"]["Uri"]["Fn::Sub"][1] == {
+            "FunctionArn": {"Fn::GetAtt": ["StatsFunction", "Arn"]}
+        }
+
+
+def test_deployment_waits_for_and_hashes_the_stats_methods(resources):
+    (deployment,) = [k for k in resources if k.startswith("ApiDeployment")]
+    assert set(resources[deployment]["DependsOn"]) == {
+        "RootMethod",
+        "ProxyMethod",
+        "StatsMethod",
+        "StatsProxyMethod",
+    }
+    template = build_template()
+    rest_api = template.resources["CounterApi"]
+    methods = [template.resources[m] for m in resources[deployment]["DependsOn"]]
+    shape = [
+        template.resources[r] for r in ("ProxyResource", "StatsResource", "StatsProxyResource")
+    ]
+    assert api.api_deployment(rest_api, methods, shape).title == deployment
+    assert api.api_deployment(rest_api, methods, shape[:1]).title != deployment
+
+
+def test_stats_invoke_permission_is_scoped_like_the_counters(resources):
+    stats = resources["StatsInvokePermission"]["Properties"]
+    counter = resources["CounterInvokePermission"]["Properties"]
+    assert stats["FunctionName"] == {"Fn::GetAtt": ["StatsFunction", "Arn"]}
+    assert stats["SourceArn"] == counter["SourceArn"]
+    assert stats["Principal"] == "apigateway.amazonaws.com"
+
+
+def test_counter_is_told_the_rate_limit_and_the_stats_route(resources):
+    env = resources["CounterFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["RATE_LIMIT"] == {"Ref": "RateLimit"}
+    assert env["RATE_LIMIT_WINDOW_SECONDS"] == {"Ref": "RateLimitWindowSeconds"}
+    assert env["STATS_ROUTE"] == {"Fn::Sub": "/${StatsPath}"}
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("StatsPath", "_stats"),
+        ("AllowedOrigin", ""),
+        ("RateLimit", 0),
+        ("RateLimitWindowSeconds", 60),
+        ("MaxReadCapacityUnits", 100),
+        ("MaxWriteCapacityUnits", 100),
+        ("TargetUtilizationPercent", 70),
+    ],
+)
+def test_new_parameters_default_to_off_or_safe_values(template, name, default):
+    assert template["Parameters"][name]["Default"] == default
+
+
+def test_stats_url_output(template):
+    value = template["Outputs"]["StatsUrl"]["Value"]["Fn::Sub"]
+    assert value[0] == "${Base}${StatsPath}"
+
+
+def test_auto_scaling_exists_only_when_provisioned(resources):
+    scaling = {k: v for k, v in resources.items() if v["Type"].startswith("AWS::ApplicationAuto")}
+    assert sorted(scaling) == [
+        "TableReadScalableTarget",
+        "TableReadScalingPolicy",
+        "TableWriteScalableTarget",
+        "TableWriteScalingPolicy",
+    ]
+    assert {v["Condition"] for v in scaling.values()} == {"IsProvisioned"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "minimum", "maximum", "metric"),
+    [
+        ("Read", "ReadCapacityUnits", "MaxReadCapacityUnits", "DynamoDBReadCapacityUtilization"),
+        (
+            "Write",
+            "WriteCapacityUnits",
+            "MaxWriteCapacityUnits",
+            "DynamoDBWriteCapacityUtilization",
+        ),
+    ],
+)
+def test_target_tracking_of_table_capacity(resources, kind, minimum, maximum, metric):
+    target = resources[f"Table{kind}ScalableTarget"]["Properties"]
+    policy = resources[f"Table{kind}ScalingPolicy"]["Properties"]
+    assert target["ServiceNamespace"] == "dynamodb"
+    assert target["ScalableDimension"] == f"dynamodb:table:{kind}CapacityUnits"
+    assert target["ResourceId"] == {
+        "Fn::Sub": ["table/${Table}", {"Table": {"Ref": "CounterTable"}}]
+    }
+    assert (target["MinCapacity"], target["MaxCapacity"]) == ({"Ref": minimum}, {"Ref": maximum})
+    assert target["RoleARN"]["Fn::Sub"].endswith(
+        ":role/aws-service-role/dynamodb.application-autoscaling.amazonaws.com/"
+        "AWSServiceRoleForApplicationAutoScaling_DynamoDBTable"
+    )
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    assert policy["ScalingTargetId"] == {"Ref": f"Table{kind}ScalableTarget"}
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == {"Ref": "TargetUtilizationPercent"}
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == metric
+
+
+def test_resources_come_after_what_they_use(resources):
+    """moto creates resources in template order: each after the ones it references."""
+    order = list(resources)
+    for name, body in resources.items():
+        text = json.dumps(body)
+        for other in order[order.index(name) + 1 :]:
+            assert f'"{other}"' not in text, f"{name} uses {other}, which comes later"
+
+
+def aws(endpoint: str, *args: str) -> dict:
+    """The AWS CLI, as a deployer runs it, against moto_server."""
+    result = subprocess.run(
+        [str(BIN / "aws"), "--endpoint-url", endpoint, "--output", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(result.stdout) if result.stdout.startswith("{") else {}
+
+
+def test_stack_deploys_with_the_stats_endpoint_via_the_aws_cli(moto_server, tmp_path):
+    path = tmp_path / "template.json"
+    path.write_text(render(build_template()), encoding="utf-8")
+    stack = f"stats-{tmp_path.name[-8:]}".replace("_", "-")
+
+    aws(
+        moto_server,
+        "cloudformation",
+        "deploy",
+        "--stack-name",
+        stack,
+        "--template-file",
+        str(path),
+        "--capabilities",
+        "CAPABILITY_IAM",
+        "--parameter-overrides",
+        "RateLimit=5",
+        "AllowedOrigin=https://dash.example.com",
+    )
+
+    resources = aws(
+        moto_server, "cloudformation", "describe-stack-resources", "--stack-name", stack
+    )["StackResources"]
+    # moto lists resources it skips (the Stage) without ids
+    physical = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in resources}
+    api_id = physical["CounterApi"]
+    tree = aws(moto_server, "apigateway", "get-resources", "--rest-api-id", api_id)["items"]
+    assert {r["path"]: sorted(r.get("resourceMethods", {})) for r in tree} == {
+        "/": ["ANY"],
+        "/{proxy+}": ["ANY"],
+        "/_stats": ["ANY"],
+        "/_stats/{proxy+}": ["ANY"],
+    }
+    stats = aws(
+        moto_server,
+        "lambda",
+        "get-function-configuration",
+        "--function-name",
+        physical["StatsFunction"],
+    )
+    assert stats["Environment"]["Variables"]["ALLOWED_ORIGIN"] == "https://dash.example.com"
+    assert stats["Environment"]["Variables"]["STATS_ROUTE"] == "/_stats"
+    counter = aws(
+        moto_server,
+        "lambda",
+        "get-function-configuration",
+        "--function-name",
+        physical["CounterFunction"],
+    )
+    assert str(counter["Environment"]["Variables"]["RATE_LIMIT"]) == "5"
