@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -109,4 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # A handler still running past its timeout cannot be stopped and would hold up a normal
+    # interpreter exit (the pool's threads are joined): everything we started is stopped.
+    os._exit(code)
