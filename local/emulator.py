@@ -13,10 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from typing import Any
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -62,11 +59,10 @@ class Emulator:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        executable = Path(sys.executable).parent / "moto_server"
-        if not executable.exists():
-            raise DeployError(f"{executable} not found: install moto[server] in this venv")
+        # The venv's moto_server, run serially: see serial_moto.py for why.
+        command = [sys.executable, "-P", str(Path(__file__).with_name("serial_moto.py"))]
         self.process = subprocess.Popen(
-            [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
+            [*command, "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -105,7 +101,11 @@ class Emulator:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def client(service: str, endpoint: str):
+def client(service: str, endpoint: str) -> Any:
+    """A boto3 client of the emulator (boto3 is imported late: the emulator boots meanwhile)."""
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         service,
         endpoint_url=endpoint,
@@ -127,7 +127,9 @@ def _wait_status(describe, wanted: set[str], failed_marker: str, timeout: float)
         time.sleep(0.05)
 
 
-def _stack_exists(cfn, stack_name: str) -> bool:
+def _stack_exists(cfn: Any, stack_name: str) -> bool:
+    from botocore.exceptions import ClientError
+
     try:
         stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as error:
@@ -148,6 +150,8 @@ def deploy(
 
     Returns "CREATE", "UPDATE" or "UNCHANGED".
     """
+    from botocore.exceptions import ClientError
+
     cfn = client("cloudformation", endpoint)
     kind = "UPDATE" if _stack_exists(cfn, stack_name) else "CREATE"
     change_set = f"local-{int(time.time() * 1000)}"

@@ -199,10 +199,22 @@ class RunningLocalStack:
     output: Path  # its stdout and stderr
 
     @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def _emulator(self) -> tuple[int, int]:
+        text = self.output.read_text()
+        found = re.search(r"moto_server http://127.0.0.1:(\d+) \(pid (\d+)\)", text)
+        assert found, text
+        return int(found.group(1)), int(found.group(2))
+
+    @property
+    def emulator_port(self) -> int:
+        return self._emulator()[0]
+
+    @property
     def emulator_pid(self) -> int:
-        found = re.search(r"moto_server \S+ \(pid (\d+)\)", self.output.read_text())
-        assert found, self.output.read_text()
-        return int(found.group(1))
+        return self._emulator()[1]
 
     def stop(self) -> None:
         if self.process.poll() is None:

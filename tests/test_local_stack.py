@@ -1,0 +1,109 @@
+"""`python -m local`: the whole stack on this machine, used over real sockets as a user would."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import local_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with local_stack(tmp_path_factory.mktemp("local")) as running:
+        yield running
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_root_counts_one_then_two(stack):
+    first = get(stack.url + "/")
+    second = get(stack.url + "/")
+
+    assert first[0] == second[0] == 200
+    assert (first[1]["route"], first[1]["count"]) == ("/", 1)
+    assert (second[1]["route"], second[1]["count"]) == ("/", 2)
+
+
+def test_nested_route_counts_one_then_two(stack):
+    route = f"/hello/{uuid.uuid4().hex}"
+
+    first = get(stack.url + route)
+    second = get(stack.url + route)
+
+    assert first[0] == second[0] == 200
+    assert (first[1]["route"], first[1]["count"]) == (route, 1)
+    assert (second[1]["route"], second[1]["count"]) == (route, 2)
+    assert first[1]["firstSeen"] == second[1]["firstSeen"]
+
+
+def test_concurrent_clients_lose_no_hit(stack):
+    route = f"/busy/{uuid.uuid4().hex}"
+
+    def client(_: int) -> list[int]:
+        return [get(stack.url + route)[1]["count"] for _ in range(40)]
+
+    with ThreadPoolExecutor(16) as pool:
+        seen = [count for counts in pool.map(client, range(16)) for count in counts]
+
+    assert sorted(seen) == list(range(1, 641))
+    assert get(stack.url + route)[1]["count"] == 641
+
+
+def test_request_lines_show_in_the_terminal(stack):
+    route = f"/logged/{uuid.uuid4().hex}"
+    get(stack.url + route + "?x=1")
+
+    deadline = time.monotonic() + 5
+    while f"GET {route}?x=1 200 " not in stack.output.read_text():
+        assert time.monotonic() < deadline, stack.output.read_text()
+        time.sleep(0.05)
+    log = stack.output.read_text()
+    assert "curl http://127.0.0.1:" in log
+    assert f'"route": "{route}"' in log  # the handler's own JSON log line
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for good but shows until its parent reaps it
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_everything(tmp_path, signum):
+    with local_stack(tmp_path) as running:
+        emulator = running.emulator_pid
+        emulator_port = running.emulator_port
+        assert get(running.url + "/bye")[0] == 200
+
+        running.process.send_signal(signum)
+        code = running.process.wait(timeout=15)
+
+        assert code == 0
+        assert "Stopped" in running.output.read_text()
+        assert not alive(emulator)
+        assert port_is_free(running.port)
+        assert port_is_free(emulator_port)
+        assert subprocess.run(["pgrep", "-g", str(emulator)], capture_output=True).stdout == b""
