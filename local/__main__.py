@@ -56,8 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Stop(Exception):
-    """A signal asked us to stop."""
+class Stop(BaseException):
+    """A signal asked us to stop (a BaseException: no `except Exception` swallows it)."""
 
 
 def main(argv: list[str] | None = None) -> int:

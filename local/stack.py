@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -21,6 +22,21 @@ from local.runtime import Function, FunctionSpec
 
 DEFAULT_STACK_NAME = "route-counter"
 MAX_CONCURRENCY = 64
+
+
+class PortInUse(OSError):
+    """The API's port is taken."""
+
+
+def ensure_port_free(port: int) -> None:
+    """Fail before starting anything when the port is taken (the usual start-up mistake)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUse(
+                f"port {port} on 127.0.0.1 is in use: stop what uses it or choose --port"
+            ) from None
 
 
 def default_template() -> dict:
@@ -152,6 +168,8 @@ def start_local_stack(
 
     params = dict(params or {})
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or None
+    if port:
+        ensure_port_free(port)
     emu = None if endpoint else emulator.Emulator()
     try:
         if template is None:

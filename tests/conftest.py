@@ -202,18 +202,19 @@ class RunningLocalStack:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    def _emulator(self) -> tuple[int, int]:
-        text = self.output.read_text()
-        found = re.search(r"moto_server http://127.0.0.1:(\d+) \(pid (\d+)\)", text)
-        assert found, text
-        return int(found.group(1)), int(found.group(2))
+    def _emulator(self) -> tuple[int, int] | tuple[None, None]:
+        """The port and pid of the emulator it started, as its banner shows them."""
+        found = re.search(
+            r"moto_server http://127.0.0.1:(\d+) \(pid (\d+)\)", self.output.read_text()
+        )
+        return (int(found.group(1)), int(found.group(2))) if found else (None, None)
 
     @property
-    def emulator_port(self) -> int:
+    def emulator_port(self) -> int | None:
         return self._emulator()[0]
 
     @property
-    def emulator_pid(self) -> int:
+    def emulator_pid(self) -> int | None:
         return self._emulator()[1]
 
     def stop(self) -> None:
@@ -223,7 +224,7 @@ class RunningLocalStack:
 
 
 @contextmanager
-def local_stack(tmp_dir: Path, *args: str) -> Iterator[RunningLocalStack]:
+def local_stack(tmp_dir: Path, *args: str, env: dict | None = None) -> Iterator[RunningLocalStack]:
     """Start `python -m local --port <free> *args`, wait until it serves, always stop it.
 
     On the way out whatever is left is killed: the local stack's own process group, and the
@@ -238,7 +239,7 @@ def local_stack(tmp_dir: Path, *args: str) -> Iterator[RunningLocalStack]:
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **FAKE_CREDENTIALS},
+            env={**os.environ, **FAKE_CREDENTIALS, **(env or {})},
         )
     stack = RunningLocalStack(f"http://127.0.0.1:{port}", process, output)
     emulator = None

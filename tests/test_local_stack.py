@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import local_stack
+from tests.conftest import BIN, local_stack
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,42 @@ def test_signal_stops_everything(tmp_path, signum):
         assert port_is_free(running.port)
         assert port_is_free(emulator_port)
         assert subprocess.run(["pgrep", "-g", str(emulator)], capture_output=True).stdout == b""
+
+
+def test_an_emulator_named_by_aws_endpoint_url_is_used_redeployed_and_left_running(
+    tmp_path, moto_server
+):
+    env = {"AWS_ENDPOINT_URL": moto_server}
+    stack_name = f"local-{uuid.uuid4().hex[:8]}"
+    route = f"/kept/{uuid.uuid4().hex}"
+
+    with local_stack(tmp_path, "--stack-name", stack_name, env=env) as first:
+        first_count = get(first.url + route)[1]["count"]
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(timeout=15) == 0
+    with local_stack(tmp_path, "--stack-name", stack_name, env=env) as second:
+        second_count = get(second.url + route)[1]["count"]
+        banner = second.output.read_text()
+
+    assert (first_count, second_count) == (1, 2)  # same table: the stack was not replaced
+    assert first.emulator_pid is None
+    assert f"{stack_name} (unchanged) on {moto_server}" in banner
+    described = subprocess.run(
+        [
+            str(BIN / "aws"),
+            "cloudformation",
+            "describe-stacks",
+            "--stack-name",
+            stack_name,
+            "--endpoint-url",
+            moto_server,
+            "--query",
+            "Stacks[0].StackStatus",
+            "--output",
+            "text",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert described.stdout.strip() == "CREATE_COMPLETE"
