@@ -25,6 +25,7 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     function_name: str = ""
     function_arn: str = ""
+    log_group: str = ""  # LoggingConfig.LogGroup; Lambda's default is /aws/lambda/<name>
 
 
 class FunctionTimeout(Exception):
@@ -40,7 +41,7 @@ class LambdaContext:
         self.function_version = "$LATEST"
         self.invoked_function_arn = spec.function_arn
         self.memory_limit_in_mb = spec.memory_mb
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_group_name = spec.log_group or f"/aws/lambda/{self.function_name}"
         self.log_stream_name = f"local/[$LATEST]{uuid.uuid4().hex}"
         self._deadline = deadline
 

@@ -103,6 +103,9 @@ def function_specs(
         if variables is None:
             declared = props.get("Environment", {}).get("Variables", {})
             variables = {k: str(_resolve(v, params, physical)) for k, v in declared.items()}
+        log_group = config.get("LoggingConfig", {}).get("LogGroup") or _resolve(
+            props.get("LoggingConfig", {}).get("LogGroup", ""), params, physical
+        )
         specs.append(
             FunctionSpec(
                 logical_id=logical_id,
@@ -113,6 +116,7 @@ def function_specs(
                 environment=dict(variables),
                 function_name=config.get("FunctionName", name),
                 function_arn=config.get("FunctionArn", ""),
+                log_group=str(log_group),
             )
         )
     return specs
