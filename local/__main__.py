@@ -62,6 +62,8 @@ class Stop(BaseException):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The functions' own log lines (print) show as they happen, even through a pipe.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     started = time.monotonic()
     stopping = threading.Event()
 

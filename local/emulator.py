@@ -97,8 +97,6 @@ class Emulator:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        with contextlib.suppress(ProcessLookupError):  # stragglers of the group
-            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def client(service: str, endpoint: str) -> Any:

@@ -93,14 +93,31 @@ class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "route-counter-local"
 
-    def _serve(self) -> None:
-        started = time.monotonic()
+    def _read_body(self) -> bytes | None:
+        """The request body (Content-Length or chunked), None when over the payload quota."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, total = [], 0
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                total += size
+                if total > MAX_PAYLOAD_BYTES:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers
+                pass
+            return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_PAYLOAD_BYTES:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        body = self._read_body()
+        if body is None:
             response = gateway_error(413, "Request Too Long", "RequestTooLarge", str(uuid.uuid4()))
             self.close_connection = True
         else:
-            body = self.rfile.read(length) if length else b""
             response = self.server.answer(
                 self.command,
                 self.path,

@@ -254,6 +254,13 @@ def local_stack(tmp_dir: Path, *args: str, env: dict | None = None) -> Iterator[
         yield stack
     finally:
         stack.stop()
-        for group in [emulator] if emulator else []:
+        if emulator and _is_serial_moto(emulator):  # only if it is still that emulator
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
+                os.killpg(emulator, signal.SIGKILL)
+
+
+def _is_serial_moto(pid: int) -> bool:
+    try:
+        return b"serial_moto" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -103,7 +103,7 @@ def stack(template, tmp_path_factory):
         yield running
 
 
-def request(url: str, method="GET", body: bytes | None = None, headers=()):
+def request(url: str, method="GET", body=None, headers=()):
     req = urllib.request.Request(url, data=body, method=method)
     for name, value in headers:
         req.add_header(name, value)
@@ -153,6 +153,16 @@ def test_the_function_gets_its_configuration_from_the_deployed_stack(stack):
     assert seen["context"]["invoked_function_arn"].startswith("arn:aws:lambda:")
     assert seen["context"]["memory_limit_in_mb"] == 256
     assert 0 < seen["context"]["remaining_ms"] <= 1000
+
+
+def test_chunked_upload_reaches_the_function_whole(stack):
+    parts = iter([b'{"part": ', b'"one", ', b'"more": true}'])  # no length: sent chunked
+
+    _, _, body = request(stack.url + "/echo", "POST", parts, [("Content-Type", "text/plain")])
+
+    event = json.loads(body)["event"]
+    assert event["headers"]["Transfer-Encoding"] == "chunked"
+    assert event["body"] == '{"part": "one", "more": true}'
 
 
 def test_binary_body_reaches_the_function_base64_encoded(stack):
