@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +136,43 @@ def _stack_exists(cfn: Any, stack_name: str) -> bool:
             return False
         raise
     return bool(stacks) and stacks[0]["StackStatus"] != "REVIEW_IN_PROGRESS"
+
+
+def check_parameters(template: dict, params: dict[str, str]) -> None:
+    """Refuse parameter values CloudFormation refuses; moto 5.2.5 accepts them all.
+
+    Unknown keys, a value outside AllowedValues, off AllowedPattern, not a number for a
+    Number, or out of MinValue/MaxValue and MinLength/MaxLength: a DeployError saying so.
+    """
+    declared = template.get("Parameters", {})
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise DeployError(f"Parameters: {unknown} do not exist in the template")
+    for name, value in params.items():
+        rule = declared[name]
+        why = rule.get("ConstraintDescription")
+        allowed = [str(v) for v in rule.get("AllowedValues", [])]
+        problem = None
+        if allowed and value not in allowed:
+            problem = f"must be one of {allowed}"
+        elif "AllowedPattern" in rule and not re.fullmatch(rule["AllowedPattern"], value):
+            problem = why or f"must match {rule['AllowedPattern']}"
+        elif rule.get("Type") == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                problem = "must be a number"
+            else:
+                if "MinValue" in rule and number < float(rule["MinValue"]):
+                    problem = f"must be at least {rule['MinValue']}"
+                elif "MaxValue" in rule and number > float(rule["MaxValue"]):
+                    problem = f"must be at most {rule['MaxValue']}"
+        elif "MinLength" in rule and len(value) < int(rule["MinLength"]):
+            problem = f"must be at least {rule['MinLength']} characters"
+        elif "MaxLength" in rule and len(value) > int(rule["MaxLength"]):
+            problem = f"must be at most {rule['MaxLength']} characters"
+        if problem:
+            raise DeployError(f"Parameter {name}={value!r}: {problem}")
 
 
 def deploy(

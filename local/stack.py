@@ -179,6 +179,7 @@ def start_local_stack(
         if template is None:
             template = default_template()  # while the emulator boots
         router = Router(template)
+        emulator.check_parameters(template, params)
         if emu is not None:
             endpoint = emu.endpoint
             emulator.use_emulator_environment(endpoint, fake_credentials=True)

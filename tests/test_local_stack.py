@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import BIN, local_stack
+from tests.conftest import BIN, ROOT, local_stack
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,43 @@ def test_an_emulator_named_by_aws_endpoint_url_is_used_redeployed_and_left_runni
         check=True,
     )
     assert described.stdout.strip() == "CREATE_COMPLETE"
+
+
+def start_failure(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "local", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("param", "says"),
+    [
+        ("BillingMode=FREE", "must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"),
+        ("FunctionMemorySize=64", "must be at least 128"),
+        ("StageName=my-stage", "letters, digits and underscores"),
+        ("Colour=blue", "['Colour'] do not exist in the template"),
+    ],
+)
+def test_a_parameter_cloudformation_would_refuse_stops_the_start(param, says):
+    result = start_failure("--port", "0", "--param", param)
+
+    assert result.returncode == 1
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_reported_before_anything_starts():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        result = start_failure("--port", str(port))
+
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "moto_server" not in result.stdout
