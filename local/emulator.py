@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -246,7 +245,3 @@ def stack_resources(endpoint: str, stack_name: str) -> tuple[str, dict[str, str]
         if r.get("LogicalResourceId") and r.get("PhysicalResourceId")
     }
     return stack_id, physical
-
-
-def template_json(template: dict) -> str:
-    return json.dumps(template, indent=1)

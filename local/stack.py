@@ -167,6 +167,8 @@ def start_local_stack(
 
     port 0 picks a free port. endpoint (default: $AWS_ENDPOINT_URL) names an emulator
     already running; otherwise moto_server is started and stopped with the stack.
+    The functions run in this process, so this process's environment is pointed at the
+    emulator (AWS_ENDPOINT_URL, fake credentials, region) and keeps the functions' variables.
     """
     from local.server import LocalApiServer
 
@@ -215,7 +217,12 @@ def start_local_stack(
         code_dir = Path(tempfile.mkdtemp(prefix="route-counter-local-"))
         functions = {s.logical_id: Function(s, code_dir, pool) for s in specs}
         server = LocalApiServer(("127.0.0.1", port), router, functions, api, log=log)
-        thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="local-api",
+            daemon=True,
+        )
         thread.start()
     except BaseException:
         if emu is not None:
