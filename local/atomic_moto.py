@@ -1,4 +1,4 @@
-"""moto_server with DynamoDB's write atomicity: `python -m local.atomic_moto -p PORT`.
+"""moto_server with DynamoDB's write atomicity: `python local/atomic_moto.py -p PORT`.
 
 moto applies UpdateItem as read, modify, write with no lock, so two concurrent `ADD`s on
 one item can both read the old count and one hit is lost. Real DynamoDB serialises the
@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    # moto loads a service on its first request, and CloudFormation pulls in most of them:
+    # load it before listening, while the caller is busy with its own start-up.
+    import moto.cloudformation.models  # noqa: F401
+
     run_simple(
         args.host,
         args.port,

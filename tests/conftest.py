@@ -1,8 +1,11 @@
 """Shared fixtures: the generated template, moto (in-process and as a server), events."""
 
+import contextlib
 import importlib.util
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +13,8 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -179,7 +184,15 @@ def moto_server() -> Iterator[str]:
     """
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local.atomic_moto", "-H", "127.0.0.1", "-p", str(port)],
+        [
+            sys.executable,
+            "-P",
+            str(ROOT / "local" / "atomic_moto.py"),
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -202,3 +215,79 @@ def moto_server() -> Iterator[str]:
 def stats(counter_table: str):
     """The stats handler module, imported fresh against the moto table."""
     return load_module(ROOT / "handler" / "stats.py", "stats_under_test")
+
+
+@dataclass
+class RunningLocalStack:
+    """`python -m local` started as a user starts it, in its own process group."""
+
+    url: str
+    process: subprocess.Popen
+    output: Path  # its stdout and stderr
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def _emulator(self) -> tuple[int, int] | tuple[None, None]:
+        """The port and pid of the emulator it started, as its banner shows them."""
+        found = re.search(
+            r"moto_server http://127.0.0.1:(\d+) \(pid (\d+)\)", self.output.read_text()
+        )
+        return (int(found.group(1)), int(found.group(2))) if found else (None, None)
+
+    @property
+    def emulator_port(self) -> int | None:
+        return self._emulator()[0]
+
+    @property
+    def emulator_pid(self) -> int | None:
+        return self._emulator()[1]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@contextmanager
+def local_stack(tmp_dir: Path, *args: str, env: dict | None = None) -> Iterator[RunningLocalStack]:
+    """Start `python -m local --port <free> *args`, wait until it serves, always stop it.
+
+    On the way out whatever is left is killed: the local stack's own process group, and the
+    emulator's (it runs in a group of its own, as it must survive Ctrl-C in the terminal).
+    """
+    port = free_port()
+    output = tmp_dir / f"local-{port}.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local", "--port", str(port), *args],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **FAKE_CREDENTIALS, **(env or {})},
+        )
+    stack = RunningLocalStack(f"http://127.0.0.1:{port}", process, output)
+    emulator = None
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C to stop" not in output.read_text():
+            assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.05)
+        emulator = stack.emulator_pid
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no request: no hit
+        yield stack
+    finally:
+        stack.stop()
+        if emulator and _is_local_emulator(emulator):  # only if it is still that emulator
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(emulator, signal.SIGKILL)
+
+
+def _is_local_emulator(pid: int) -> bool:
+    try:
+        return b"atomic_moto" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

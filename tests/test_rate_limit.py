@@ -1,14 +1,9 @@
 """Per-route rate limiting in the counter: exact under concurrency, one call per hit."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -16,15 +11,12 @@ import boto3
 import pytest
 
 from tests.conftest import (
-    FAKE_CREDENTIALS,
     ROOT,
     api_event,
-    free_port,
     lambda_context,
     load_module,
     read_item,
     table_definition,
-    wait_for_http,
 )
 
 LIMIT, WINDOW = 5, 60
@@ -158,48 +150,15 @@ def test_a_refused_hit_is_logged_as_429(limited, capsys):
     assert json.loads(line)["status"] == 429
 
 
-# moto_server handles requests in threads and does not lock an item between a condition
-# check and the write, so two conditional UpdateItems can both pass: DynamoDB never does
-# that (a conditional write is atomic on its item). The same moto app, serving one
-# request at a time, is atomic per request as DynamoDB is, while the 20 client threads
-# still interleave freely between their calls: the race the design must survive.
-SERIAL_MOTO = """
-import sys
-from werkzeug.serving import run_simple
-from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app),
-           threaded=False, request_handler=MotoRequestHandler)
-"""
-
-
-@pytest.fixture(scope="module")
-def serial_moto_server() -> Iterator[str]:
-    """A moto server on 127.0.0.1 and a free port, one request at a time; always stopped."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERIAL_MOTO, str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **FAKE_CREDENTIALS},
-        start_new_session=True,
-    )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_for_http(endpoint + "/moto-api/")
-        yield endpoint
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture
-def server_counter(serial_moto_server, template, monkeypatch):
-    """The limited counter talking over HTTP to the moto server, on a fresh table."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", serial_moto_server)
+def server_counter(moto_server, template, monkeypatch):
+    """The limited counter talking over HTTP to the moto server, on a fresh table.
+
+    Its DynamoDB requests are atomic as on AWS (local/atomic_moto.py), while the 20
+    client threads still interleave freely between their calls: the race the design
+    must survive.
+    """
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     name = f"rate-{uuid.uuid4().hex[:8]}"
     boto3.client("dynamodb").create_table(TableName=name, **table_definition(template))
     monkeypatch.setenv("TABLE_NAME", name)

@@ -1,0 +1,120 @@
+"""python -m local: run the whole stack on this machine (no AWS account, no Docker)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from local.stack import DEFAULT_STACK_NAME
+
+
+def parse_param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected Key=Value, got {text!r}")
+    return key, value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="Run the Route Counter stack on this machine: an embedded AWS emulator "
+        "(moto_server), the generated template deployed to it through CloudFormation, and the "
+        "template's REST API served on http://127.0.0.1:PORT with the functions' inline code. "
+        "No AWS account, no Docker. Ctrl-C stops everything.",
+        epilog="Set AWS_ENDPOINT_URL to use an emulator that is already running "
+        "(it is then neither started nor stopped).",
+    )
+    parser.add_argument(
+        "--port", type=int, default=3000, help="local port of the API (default 3000; 0: any)"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        type=parse_param,
+        metavar="Key=Value",
+        help="a CloudFormation parameter of the template (repeatable), e.g. --param StageName=dev",
+    )
+    parser.add_argument(
+        "--stack-name",
+        default=DEFAULT_STACK_NAME,
+        help=f"CloudFormation stack name in the emulator (default {DEFAULT_STACK_NAME})",
+    )
+    parser.add_argument(
+        "--template",
+        type=Path,
+        metavar="FILE",
+        help="deploy and serve this template JSON instead of generate.py's",
+    )
+    return parser.parse_args(argv)
+
+
+class Stop(BaseException):
+    """A signal asked us to stop (a BaseException: no `except Exception` swallows it)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The functions' own log lines (print) show as they happen, even through a pipe.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    started = time.monotonic()
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    from local.stack import start_local_stack
+
+    stack = None
+    try:
+        template = json.loads(args.template.read_text()) if args.template else None
+        stack = start_local_stack(
+            port=args.port, params=dict(args.param), stack_name=args.stack_name, template=template
+        )
+        emulator = (
+            f"moto_server {stack.endpoint} (pid {stack.emulator_pid})"
+            if stack.emulator
+            else f"{stack.endpoint} (AWS_ENDPOINT_URL)"
+        )
+        print(
+            f"Route Counter is running locally, ready in {time.monotonic() - started:.1f} s\n"
+            f"  API:       {stack.url}/\n"
+            f"  try:       curl {stack.url}/hello\n"
+            f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
+            f"Ctrl-C to stop.",
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            pass
+    except Stop:
+        pass
+    except Exception as error:  # a clear line, not a traceback, for start-up failures
+        print(f"python -m local: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
+    print("Stopped: the local API and the emulator are gone. Bye.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # A handler still running past its timeout cannot be stopped and would hold up a normal
+    # interpreter exit (the pool's threads are joined): everything we started is stopped.
+    os._exit(code)

@@ -1,0 +1,252 @@
+"""REST API proxy events (payload format 1.0) in, proxy responses out, as API Gateway does."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from local.router import Match
+
+TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+    "application/graphql",
+)
+
+
+@dataclass(frozen=True)
+class ApiInfo:
+    """What API Gateway knows about the API a request reaches."""
+
+    api_id: str = "local"
+    stage: str = "prod"
+    account_id: str = "123456789012"
+    resource_ids: dict[str, str] = field(default_factory=dict)  # resource path -> id
+    binary_media_types: tuple[str, ...] = ()
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class MalformedResponse(ValueError):
+    """The function's answer is not a valid Lambda proxy response."""
+
+
+def is_binary(body: bytes, content_type: str | None, binary_media_types: tuple[str, ...]) -> bool:
+    """Whether API Gateway would hand the body to the function base64-encoded."""
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    for pattern in binary_media_types:
+        pattern = pattern.replace("~1", "/").lower()
+        if pattern in ("*/*", mime) or (
+            pattern.endswith("/*") and mime.startswith(pattern[:-1]) and mime
+        ):
+            return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return bool(mime) and not (mime.startswith(TEXT_TYPES) or mime.endswith(("+json", "+xml")))
+
+
+def request_time(epoch: float) -> str:
+    """API Gateway's requestTime: 28/Nov/2026:04:31:32 +0000."""
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
+
+
+def build_event(
+    *,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    match: Match,
+    api: ApiInfo,
+    source_ip: str,
+    request_id: str | None = None,
+    now: float | None = None,
+) -> dict:
+    """The event API Gateway sends a Lambda proxy integration for this HTTP request.
+
+    target is the request target as sent ("/a%20b/c?x=1&x=2"). Like API Gateway's REST
+    API, `path` keeps the percent-encoding of the request while `pathParameters` and the
+    query string parameters are decoded; the single-value maps keep the last value.
+    """
+    now = time.time() if now is None else now
+    request_id = request_id or str(uuid.uuid4())
+    path, _, query = target.partition("?")
+    path = path or "/"
+
+    single_headers: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        single_headers[name] = value
+        multi_headers.setdefault(name, []).append(value)
+    lower = {k.lower(): v for k, v in single_headers.items()}
+    trace_id = f"Root=1-{int(now):08x}-{uuid.uuid4().hex[:24]}"
+    for name, value in (
+        ("X-Amzn-Trace-Id", trace_id),
+        ("X-Forwarded-For", source_ip),
+        ("X-Forwarded-Port", (lower.get("host", "").rpartition(":")[2] or "80")),
+        ("X-Forwarded-Proto", "http"),
+    ):
+        if name.lower() not in lower:
+            single_headers[name] = value
+            multi_headers[name] = [value]
+
+    single_query: dict[str, str] = {}
+    multi_query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        single_query[key] = value
+        multi_query.setdefault(key, []).append(value)
+
+    encoded = bool(body) and is_binary(body, lower.get("content-type"), api.binary_media_types)
+    if not body:
+        event_body = None
+    elif encoded:
+        event_body = base64.b64encode(body).decode("ascii")
+    else:
+        event_body = body.decode("utf-8")
+
+    resource_path = match.resource.path
+    return {
+        "resource": resource_path,
+        "path": path,
+        "httpMethod": method,
+        "headers": single_headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": single_query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": match.path_parameters or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": api.resource_ids.get(resource_path, "local"),
+            "resourcePath": resource_path,
+            "httpMethod": method,
+            "extendedRequestId": request_id,
+            "requestTime": request_time(now),
+            "path": f"/{api.stage}{path}",
+            "accountId": api.account_id,
+            "protocol": "HTTP/1.1",
+            "stage": api.stage,
+            "domainPrefix": lower.get("host", "localhost").split(".", 1)[0],
+            "requestTimeEpoch": int(now * 1000),
+            "requestId": request_id,
+            "identity": {
+                "cognitoIdentityPoolId": None,
+                "accountId": None,
+                "cognitoIdentityId": None,
+                "caller": None,
+                "sourceIp": source_ip,
+                "principalOrgId": None,
+                "accessKey": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+                "userArn": None,
+                "userAgent": lower.get("user-agent"),
+                "user": None,
+            },
+            "domainName": lower.get("host", "localhost"),
+            "apiId": api.api_id,
+        },
+        "body": event_body,
+        "isBase64Encoded": encoded,
+    }
+
+
+def gateway_error(status: int, message: str, error_type: str, request_id: str) -> HttpResponse:
+    """An answer API Gateway itself gives (the function is not involved or failed)."""
+    return HttpResponse(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("x-amzn-RequestId", request_id),
+            ("x-amzn-ErrorType", error_type),
+        ],
+        json.dumps({"message": message}).encode(),
+    )
+
+
+def missing_authentication_token(request_id: str) -> HttpResponse:
+    """API Gateway's answer when no resource and method match the request."""
+    return gateway_error(
+        403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id
+    )
+
+
+def internal_server_error(request_id: str) -> HttpResponse:
+    """API Gateway's answer to a function error or a malformed proxy response."""
+    return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)
+
+
+def endpoint_timeout(request_id: str) -> HttpResponse:
+    """API Gateway's answer when the integration does not answer in time."""
+    return gateway_error(
+        504, "Endpoint request timed out", "InternalServerErrorException", request_id
+    )
+
+
+def _header_value(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None or isinstance(value, (int, float, str)):
+        return "" if value is None else str(value)
+    raise MalformedResponse(f"header {name!r} has a {type(value).__name__} value")
+
+
+def map_response(result: object, request_id: str) -> HttpResponse:
+    """The HTTP answer API Gateway makes of a Lambda proxy response.
+
+    Raises MalformedResponse for what API Gateway rejects as "Malformed Lambda proxy
+    response" (and answers 502).
+    """
+    if not isinstance(result, dict):
+        raise MalformedResponse(f"the response is a {type(result).__name__}, not an object")
+    status = result.get("statusCode")
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise MalformedResponse(f"statusCode {status!r} is not an HTTP status")
+    headers = result.get("headers") or {}
+    multi = result.get("multiValueHeaders") or {}
+    if not isinstance(headers, dict) or not isinstance(multi, dict):
+        raise MalformedResponse("headers and multiValueHeaders must be objects")
+    merged: dict[str, list[str]] = {}
+    for name, values in multi.items():
+        if not isinstance(values, list):
+            raise MalformedResponse(f"multiValueHeaders {name!r} is not a list")
+        merged[name] = [_header_value(name, v) for v in values]
+    for name, value in headers.items():  # merged; a pair given in both appears once
+        values = merged.setdefault(name, [])
+        if _header_value(name, value) not in values:
+            values.append(_header_value(name, value))
+    body = result.get("body")
+    if body is not None and not isinstance(body, str):
+        raise MalformedResponse(f"body is a {type(body).__name__}, not a string")
+    encoded = result.get("isBase64Encoded", False)
+    if not isinstance(encoded, bool):
+        raise MalformedResponse("isBase64Encoded is not a boolean")
+    if encoded and body:
+        try:
+            payload = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise MalformedResponse(f"body is not valid base64: {error}") from error
+    else:
+        payload = (body or "").encode("utf-8")
+    out = [(name, value) for name, values in merged.items() for value in values]
+    names = {name.lower() for name, _ in out}
+    if "content-type" not in names:
+        out.append(("Content-Type", "application/json"))
+    out.append(("x-amzn-RequestId", request_id))
+    return HttpResponse(status, out, payload)

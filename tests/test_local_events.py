@@ -1,0 +1,200 @@
+"""The local API hands functions the REST proxy event API Gateway builds, and maps answers back."""
+
+import base64
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel
+
+from local.events import (
+    ApiInfo,
+    MalformedResponse,
+    build_event,
+    endpoint_timeout,
+    internal_server_error,
+    map_response,
+    missing_authentication_token,
+)
+from local.router import Router
+
+API = ApiInfo(api_id="a1b2c3", stage="prod", resource_ids={"/": "root1", "/{proxy+}": "prx1"})
+CURL = [("Host", "127.0.0.1:3000"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")]
+
+
+@pytest.fixture(scope="module")
+def router(template):
+    return Router(template)
+
+
+def event_for(router, method="GET", target="/", headers=CURL, body=b"") -> dict:
+    """Build the event and check it is a valid REST proxy event for powertools' parser."""
+    match = router.match(method, target.partition("?")[0])
+    event = build_event(
+        method=method,
+        target=target,
+        headers=list(headers),
+        body=body,
+        match=match,
+        api=API,
+        source_ip="127.0.0.1",
+        now=1_764_300_000.5,
+    )
+    APIGatewayProxyEventModel.model_validate(event)
+    json.dumps(event)  # what Lambda passes is JSON
+    return event
+
+
+def test_root_get_has_api_gateway_shape(router):
+    event = event_for(router)
+
+    assert event["resource"] == "/"
+    assert event["path"] == "/"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] is None
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+    assert event["stageVariables"] is None
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["path"] == "/prod/"
+    assert context["stage"] == "prod"
+    assert context["resourcePath"] == "/"
+    assert context["resourceId"] == "root1"
+    assert context["apiId"] == "a1b2c3"
+    assert context["httpMethod"] == "GET"
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+    assert context["identity"]["userAgent"] == "curl/8.5.0"
+    assert context["requestTimeEpoch"] == 1_764_300_000_500
+    assert context["requestTime"] == "28/Nov/2025:03:20:00 +0000"
+    assert context["domainName"] == "127.0.0.1:3000"
+    assert context["protocol"] == "HTTP/1.1"
+    assert context["requestId"]
+
+
+def test_nested_path_keeps_its_encoding_and_the_proxy_parameter_is_decoded(router):
+    event = event_for(router, target="/a/b%20c/caf%C3%A9")
+
+    assert event["resource"] == "/{proxy+}"
+    assert event["path"] == "/a/b%20c/caf%C3%A9"
+    assert event["pathParameters"] == {"proxy": "a/b c/café"}
+    assert event["requestContext"]["path"] == "/prod/a/b%20c/caf%C3%A9"
+    assert event["requestContext"]["resourceId"] == "prx1"
+
+
+def test_repeated_query_parameters_keep_the_last_value_and_all_values(router):
+    event = event_for(router, target="/search?tag=a&tag=b&q=caf%C3%A9+au+lait&empty=")
+
+    assert event["path"] == "/search"
+    assert event["queryStringParameters"] == {"tag": "b", "q": "café au lait", "empty": ""}
+    assert event["multiValueQueryStringParameters"] == {
+        "tag": ["a", "b"],
+        "q": ["café au lait"],
+        "empty": [""],
+    }
+
+
+def test_repeated_headers_keep_the_last_value_and_all_values(router):
+    headers = [*CURL, ("X-Tag", "one"), ("X-Tag", "two")]
+
+    event = event_for(router, headers=headers)
+
+    assert event["headers"]["X-Tag"] == "two"
+    assert event["multiValueHeaders"]["X-Tag"] == ["one", "two"]
+    assert event["headers"]["User-Agent"] == "curl/8.5.0"
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert event["headers"]["X-Forwarded-Proto"] == "http"
+    assert event["multiValueHeaders"]["X-Forwarded-Port"] == ["3000"]
+
+
+def test_text_body_is_passed_as_text(router):
+    body = json.dumps({"name": "café"}).encode()
+
+    event = event_for(router, "POST", "/items", [*CURL, ("Content-Type", "application/json")], body)
+
+    assert event["httpMethod"] == "POST"
+    assert event["body"] == '{"name": "caf\\u00e9"}'
+    assert event["isBase64Encoded"] is False
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("image/png", b"\x89PNG\r\n\x1a\n"),
+        ("application/octet-stream", b"abc"),
+        (None, b"\xff\xfe"),
+    ],
+)
+def test_binary_body_is_base64_encoded(router, content_type, body):
+    headers = [*CURL, ("Content-Type", content_type)] if content_type else CURL
+
+    event = event_for(router, "PUT", "/upload", headers, body)
+
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == body
+
+
+def test_proxy_response_maps_status_headers_and_body():
+    response = map_response(
+        {
+            "statusCode": 201,
+            "headers": {"Content-Type": "text/plain", "X-One": 1},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": "created",
+        },
+        "req-1",
+    )
+
+    assert response.status == 201
+    assert ("Content-Type", "text/plain") in response.headers
+    assert ("X-One", "1") in response.headers
+    assert [v for k, v in response.headers if k == "Set-Cookie"] == ["a=1", "b=2"]
+    assert ("x-amzn-RequestId", "req-1") in response.headers
+    assert response.body == b"created"
+
+
+def test_base64_response_body_is_decoded_and_content_type_defaults_to_json():
+    png = b"\x89PNG\r\n\x1a\n\x00"
+
+    binary = map_response(
+        {"statusCode": 200, "body": base64.b64encode(png).decode(), "isBase64Encoded": True}, "r"
+    )
+    empty = map_response({"statusCode": 204}, "r")
+
+    assert binary.body == png
+    assert ("Content-Type", "application/json") in empty.headers
+    assert empty.body == b""
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        "hello",
+        {"body": "no status"},
+        {"statusCode": "two hundred"},
+        {"statusCode": 200, "body": {"not": "a string"}},
+        {"statusCode": 200, "headers": ["X-A", "1"]},
+        {"statusCode": 200, "multiValueHeaders": {"X-A": "1"}},
+        {"statusCode": 200, "isBase64Encoded": True, "body": "not base64!"},
+    ],
+)
+def test_malformed_proxy_responses_are_refused(result):
+    with pytest.raises(MalformedResponse):
+        map_response(result, "r")
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "message"),
+    [
+        (missing_authentication_token, 403, "Missing Authentication Token"),
+        (internal_server_error, 502, "Internal server error"),
+        (endpoint_timeout, 504, "Endpoint request timed out"),
+    ],
+)
+def test_gateway_errors_answer_as_api_gateway(answer, status, message):
+    response = answer("req-9")
+
+    assert response.status == status
+    assert json.loads(response.body) == {"message": message}
+    assert ("x-amzn-RequestId", "req-9") in response.headers

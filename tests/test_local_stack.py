@@ -1,0 +1,189 @@
+"""`python -m local`: the whole stack on this machine, used over real sockets as a user would."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import BIN, ROOT, local_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with local_stack(tmp_path_factory.mktemp("local")) as running:
+        yield running
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_root_counts_one_then_two(stack):
+    first = get(stack.url + "/")
+    second = get(stack.url + "/")
+
+    assert first[0] == second[0] == 200
+    assert (first[1]["route"], first[1]["count"]) == ("/", 1)
+    assert (second[1]["route"], second[1]["count"]) == ("/", 2)
+
+
+def test_nested_route_counts_one_then_two(stack):
+    route = f"/hello/{uuid.uuid4().hex}"
+
+    first = get(stack.url + route)
+    second = get(stack.url + route)
+
+    assert first[0] == second[0] == 200
+    assert (first[1]["route"], first[1]["count"]) == (route, 1)
+    assert (second[1]["route"], second[1]["count"]) == (route, 2)
+    assert first[1]["firstSeen"] == second[1]["firstSeen"]
+
+
+def test_concurrent_clients_lose_no_hit(stack):
+    route = f"/busy/{uuid.uuid4().hex}"
+
+    def client(_: int) -> list[int]:
+        return [get(stack.url + route)[1]["count"] for _ in range(40)]
+
+    with ThreadPoolExecutor(16) as pool:
+        seen = [count for counts in pool.map(client, range(16)) for count in counts]
+
+    assert sorted(seen) == list(range(1, 641))
+    assert get(stack.url + route)[1]["count"] == 641
+
+
+def test_request_lines_show_in_the_terminal(stack):
+    route = f"/logged/{uuid.uuid4().hex}"
+    get(stack.url + route + "?x=1")
+
+    deadline = time.monotonic() + 5
+    while f"GET {route}?x=1 200 " not in stack.output.read_text():
+        assert time.monotonic() < deadline, stack.output.read_text()
+        time.sleep(0.05)
+    log = stack.output.read_text()
+    assert "curl http://127.0.0.1:" in log
+    assert f'"route": "{route}"' in log  # the handler's own JSON log line
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for good but shows until its parent reaps it
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_everything(tmp_path, signum):
+    with local_stack(tmp_path) as running:
+        emulator = running.emulator_pid
+        emulator_port = running.emulator_port
+        assert get(running.url + "/bye")[0] == 200
+
+        running.process.send_signal(signum)
+        code = running.process.wait(timeout=15)
+
+        assert code == 0
+        assert "Stopped" in running.output.read_text()
+        assert not alive(emulator)
+        assert port_is_free(running.port)
+        assert port_is_free(emulator_port)
+        assert subprocess.run(["pgrep", "-g", str(emulator)], capture_output=True).stdout == b""
+
+
+def test_an_emulator_named_by_aws_endpoint_url_is_used_redeployed_and_left_running(
+    tmp_path, moto_server
+):
+    env = {"AWS_ENDPOINT_URL": moto_server}
+    stack_name = f"local-{uuid.uuid4().hex[:8]}"
+    route = f"/kept/{uuid.uuid4().hex}"
+
+    with local_stack(tmp_path, "--stack-name", stack_name, env=env) as first:
+        first_count = get(first.url + route)[1]["count"]
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(timeout=15) == 0
+    with local_stack(tmp_path, "--stack-name", stack_name, env=env) as second:
+        second_count = get(second.url + route)[1]["count"]
+        banner = second.output.read_text()
+
+    assert (first_count, second_count) == (1, 2)  # same table: the stack was not replaced
+    assert first.emulator_pid is None
+    assert f"{stack_name} (unchanged) on {moto_server}" in banner
+    described = subprocess.run(
+        [
+            str(BIN / "aws"),
+            "cloudformation",
+            "describe-stacks",
+            "--stack-name",
+            stack_name,
+            "--endpoint-url",
+            moto_server,
+            "--query",
+            "Stacks[0].StackStatus",
+            "--output",
+            "text",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert described.stdout.strip() == "CREATE_COMPLETE"
+
+
+def start_failure(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "local", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("param", "says"),
+    [
+        ("BillingMode=FREE", "must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"),
+        ("FunctionMemorySize=64", "must be at least 128"),
+        ("StageName=my-stage", "letters, digits and underscores"),
+        ("Colour=blue", "['Colour'] do not exist in the template"),
+    ],
+)
+def test_a_parameter_cloudformation_would_refuse_stops_the_start(param, says):
+    result = start_failure("--port", "0", "--param", param)
+
+    assert result.returncode == 1
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_reported_before_anything_starts():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        result = start_failure("--port", str(port))
+
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "moto_server" not in result.stdout
