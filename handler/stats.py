@@ -278,7 +278,9 @@ def handler(event, context):
     except BadRequest as error:
         result = response(400, {"error": str(error)})
     except (ClientError, BotoCoreError) as error:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        # Only a ClientError carries AWS's answer; a ReadTimeoutError's .response is None.
+        answer_ = error.response.get("Error", {}) if isinstance(error, ClientError) else {}
+        code = answer_.get("Code") or type(error).__name__
         transient = code in THROTTLING_CODES or not isinstance(error, ClientError)
         status = 503 if transient else 500
         message = "the stats are busy, retry shortly" if transient else "stats unavailable"

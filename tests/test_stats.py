@@ -5,9 +5,11 @@ import functools
 import hashlib
 import json
 import re
+import time
 
 import boto3
 import pytest
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -360,3 +362,23 @@ def test_stats_and_counter_share_the_route_rule(path):
 def test_stats_and_counter_share_the_route_rule_at_the_edges(path):
     counter_rule, stats_rule = rule_functions()
     assert stats_rule(path) == counter_rule(path)
+
+
+@pytest.mark.parametrize("timeout", [ReadTimeoutError, ConnectTimeoutError])
+def test_a_dynamodb_timeout_is_a_503_json_answer_not_a_crash(stats, capsys, monkeypatch, timeout):
+    def network_times_out(request, **_):
+        raise timeout(endpoint_url=request.url)
+
+    monkeypatch.setattr(time, "sleep", lambda _: None)  # the SDK's backoff, not waited
+    events = stats.dynamodb.meta.events
+    events.register_first("before-send.dynamodb.Scan", network_times_out)
+    try:
+        result = stats.handler(api_event("/_stats", resource="/_stats"), lambda_context())
+    finally:
+        events.unregister("before-send.dynamodb.Scan", network_times_out)
+
+    assert result["statusCode"] == 503
+    assert result["headers"]["Retry-After"] == "1"
+    assert json.loads(result["body"])["requestId"]
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert (line["level"], line["errorCode"]) == ("ERROR", timeout.__name__)
