@@ -1,11 +1,13 @@
 """`python -m local`: the whole stack on this machine, used over real sockets as a user would."""
 
+import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -13,6 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from local.events import ApiInfo
+from local.router import Router
+from local.server import LocalApiServer
 from tests.conftest import BIN, ROOT, local_stack
 
 
@@ -187,3 +192,36 @@ def test_a_busy_port_is_reported_before_anything_starts():
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
     assert "moto_server" not in result.stdout
+
+
+def test_answers_on_a_kept_alive_connection_go_out_at_once(template):
+    """The server sends with TCP_NODELAY: a browser or `curl url url` reusing a connection
+    otherwise waits for its own delayed ACK (40 ms on Linux) before each answer's body."""
+    server = LocalApiServer(("127.0.0.1", 0), Router(template), {}, ApiInfo(), log=len)
+    options = []
+    serve = server.finish_request
+
+    def finish_request(request, address):
+        try:
+            serve(request, address)
+        finally:
+            options.append(request.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    server.finish_request = finish_request
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+        for _ in range(2):
+            connection.request("GET", "/no/such/function")
+            connection.getresponse().read()
+        connection.close()
+        deadline = time.monotonic() + 5
+        while not options and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    assert options and all(options)
