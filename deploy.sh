@@ -8,7 +8,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROG=./deploy.sh
-POLL_SECONDS=${DEPLOY_POLL_SECONDS:-3}
+POLL_SECONDS=3 # between describe calls while waiting on CloudFormation
 TABLE_ID=CounterTable # logical id of the table the stack policy protects
 
 usage() {
