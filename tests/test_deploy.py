@@ -1,0 +1,338 @@
+"""deploy.sh end to end: the real AWS CLI (.venv/bin/aws) against the session's moto_server.
+
+Each test deploys its own stack (the server is shared by the whole session), except the ones
+that only look at, or leave unchanged, the stack of the module's `deployed` fixture.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import FAKE_CREDENTIALS, ROOT
+
+DEPLOY = ROOT / "deploy.sh"
+REGION = FAKE_CREDENTIALS["AWS_DEFAULT_REGION"]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def deploy_env(workdir: Path, endpoint: str | None, credentials: bool = True) -> dict[str, str]:
+    """What a user's shell would have, minus any real AWS configuration."""
+    empty = workdir / "empty-aws-file"
+    empty.touch()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(workdir),
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    if credentials:
+        env.update(FAKE_CREDENTIALS)
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    return env
+
+
+def run_deploy(
+    workdir: Path, endpoint: str | None, *args: str, credentials: bool = True
+) -> subprocess.CompletedProcess:
+    """./deploy.sh as a user runs it: from another directory, without a terminal."""
+    return subprocess.run(
+        [str(DEPLOY), *args],
+        cwd=workdir,
+        env=deploy_env(workdir, endpoint, credentials),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def client(service: str, endpoint: str):
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
+
+
+def stack(endpoint: str, name: str) -> dict:
+    return client("cloudformation", endpoint).describe_stacks(StackName=name)["Stacks"][0]
+
+
+def stack_parameters(endpoint: str, name: str) -> dict[str, str]:
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack(endpoint, name)["Parameters"]}
+
+
+def physical_id(endpoint: str, name: str, logical_id: str) -> str:
+    resources = client("cloudformation", endpoint).describe_stack_resources(StackName=name)
+    return next(
+        r["PhysicalResourceId"]
+        for r in resources["StackResources"]
+        if r.get("LogicalResourceId") == logical_id
+    )
+
+
+def change_sets(endpoint: str, name: str) -> list[tuple[str, str]]:
+    summaries = client("cloudformation", endpoint).list_change_sets(StackName=name)["Summaries"]
+    return [(s["ChangeSetName"], s["ExecutionStatus"]) for s in summaries]
+
+
+def event_count(endpoint: str, name: str) -> int:
+    cfn = client("cloudformation", endpoint)
+    return len(cfn.describe_stack_events(StackName=name)["StackEvents"])
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phrases: str) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for phrase in phrases:
+        assert phrase in lines[0]
+
+
+@pytest.fixture(scope="module")
+def deployed(moto_server: str, tmp_path_factory: pytest.TempPathFactory):
+    """One stack deployed with one --param; tests that use it leave it unchanged."""
+    workdir = tmp_path_factory.mktemp("deployed")
+    name = unique("deployed")
+    result = run_deploy(
+        workdir, moto_server, "--stack-name", name, "--param", "LogRetentionDays=14"
+    )
+    return name, result, workdir
+
+
+def test_deploy_creates_the_stack_and_shows_its_progress(deployed, moto_server, resources):
+    name, result, _ = deployed
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stack(moto_server, name)["StackStatus"] == "CREATE_COMPLETE"
+    out = result.stdout
+    # The change set, one line per template resource, then the stack's events as they came.
+    for logical_id, resource in resources.items():
+        assert re.search(rf"Add +{logical_id} +{resource['Type']}\n", out), logical_id
+    assert re.search(rf"\d\d:\d\d:\d\d +{name} +CREATE_IN_PROGRESS +User Initiated", out)
+    assert re.search(rf"\d\d:\d\d:\d\d +{name} +CREATE_COMPLETE\n", out)
+    assert f"Stack {name} is CREATE_COMPLETE" in out
+
+
+def test_deploy_passes_given_parameters_and_defaults_the_others(deployed, moto_server):
+    name, result, _ = deployed
+
+    log_group = physical_id(moto_server, name, "CounterLogGroup")
+    groups = client("logs", moto_server).describe_log_groups(logGroupNamePrefix=log_group)
+
+    assert "LogRetentionDays = 14" in result.stdout
+    assert groups["logGroups"][0]["retentionInDays"] == 14
+    params = stack_parameters(moto_server, name)
+    assert (params["LogRetentionDays"], params["FunctionMemorySize"]) == ("14", "256")
+
+
+def test_deploy_creates_the_table_of_the_template(deployed, moto_server, resources):
+    name, _, _ = deployed
+
+    table = client("dynamodb", moto_server).describe_table(
+        TableName=physical_id(moto_server, name, "CounterTable")
+    )["Table"]
+
+    props = resources["CounterTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "route", "KeyType": "HASH"}]
+    assert table["KeySchema"] == props["KeySchema"]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "route", "AttributeType": "S"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_deploy_prints_outputs_derived_honestly_when_the_stack_has_none(deployed, moto_server):
+    name, result, _ = deployed
+    api_id = physical_id(moto_server, name, "CounterApi")
+
+    # moto reports no Outputs for change-set stacks: the script says so and derives them.
+    assert "The stack reports no Outputs" in result.stdout
+    assert "derived from its resources" in result.stdout
+    url = f"https://{api_id}.execute-api.{REGION}.amazonaws.com/prod/"
+    assert re.search(rf"ApiUrl +{re.escape(url)}\n", result.stdout)
+    table = physical_id(moto_server, name, "CounterTable")
+    assert re.search(rf"TableName +{table}\n", result.stdout)
+    assert "Smoke test skipped: AWS_ENDPOINT_URL is set" in result.stdout
+
+
+def test_deploy_sets_a_stack_policy_protecting_the_table(deployed, moto_server):
+    name, result, _ = deployed
+
+    body = client("cloudformation", moto_server).get_stack_policy(StackName=name)
+    policy = json.loads(body["StackPolicyBody"])
+
+    assert "Stack policy set: no stack update may replace or delete CounterTable" in result.stdout
+    assert {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["Update:Replace", "Update:Delete"],
+        "Resource": "LogicalResourceId/CounterTable",
+    } in policy["Statement"]
+    assert {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"} in policy[
+        "Statement"
+    ]
+
+
+def test_redeploy_without_changes_succeeds_and_says_so(deployed, moto_server):
+    name, _, workdir = deployed
+    events_before = event_count(moto_server, name)
+    change_sets_before = change_sets(moto_server, name)
+
+    result = run_deploy(workdir, moto_server, "--stack-name", name)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No changes: stack" in result.stdout
+    assert "Executing" not in result.stdout
+    assert event_count(moto_server, name) == events_before
+    assert change_sets(moto_server, name) == change_sets_before  # none left behind
+
+
+def test_dry_run_of_an_update_prints_it_and_changes_nothing(deployed, moto_server):
+    name, _, workdir = deployed
+    events_before = event_count(moto_server, name)
+    change_sets_before = change_sets(moto_server, name)
+
+    result = run_deploy(
+        workdir, moto_server, "--stack-name", name, "--dry-run", "--param", "LogRetentionDays=60"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "LogRetentionDays = 60  (was 14)" in result.stdout
+    assert f"Dry run: change set deleted; stack {name} unchanged." in result.stdout
+    assert stack_parameters(moto_server, name)["LogRetentionDays"] == "14"
+    assert event_count(moto_server, name) == events_before
+    assert change_sets(moto_server, name) == change_sets_before  # none left behind
+
+
+def test_dry_run_of_a_new_stack_lists_every_resource_and_leaves_nothing(
+    moto_server, tmp_path, resources
+):
+    name = unique("dry")
+
+    result = run_deploy(tmp_path, moto_server, "--stack-name", name, "--dry-run")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for logical_id in resources:
+        assert re.search(rf"Add +{logical_id} ", result.stdout), logical_id
+    assert "nothing deployed" in result.stdout
+    with pytest.raises(ClientError, match="does not exist"):
+        stack(moto_server, name)
+    tables = client("dynamodb", moto_server).list_tables()["TableNames"]
+    assert not [t for t in tables if t.startswith(name)]
+
+
+def test_update_sets_given_parameters_and_keeps_the_others(moto_server, tmp_path, template):
+    name = unique("update")  # a stack made from the template (quicker than through deploy.sh)
+    client("cloudformation", moto_server).create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "LogRetentionDays", "ParameterValue": "14"}],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+
+    result = run_deploy(
+        tmp_path, moto_server, "--stack-name", name, "--param", "FunctionMemorySize=512"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FunctionMemorySize = 512  (was 256)" in result.stdout
+    assert f"Stack {name} is UPDATE_COMPLETE" in result.stdout
+    function = physical_id(moto_server, name, "CounterFunction")
+    config = client("lambda", moto_server).get_function_configuration(FunctionName=function)
+    assert config["MemorySize"] == 512
+    params = stack_parameters(moto_server, name)
+    assert (params["FunctionMemorySize"], params["LogRetentionDays"]) == ("512", "14")
+
+
+def test_delete_keeps_the_table_and_says_how_to_remove_it(moto_server, tmp_path, template):
+    name = unique("delete")  # a stack made from the template (quicker than through deploy.sh)
+    client("cloudformation", moto_server).create_stack(
+        StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"]
+    )
+    table = physical_id(moto_server, name, "CounterTable")
+
+    result = run_deploy(tmp_path, moto_server, "--delete", "--yes", "--stack-name", name)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"\d\d:\d\d:\d\d +{name} +DELETE_COMPLETE\n", result.stdout)
+    with pytest.raises(ClientError, match="does not exist"):
+        stack(moto_server, name)
+    described = client("dynamodb", moto_server).describe_table(TableName=table)
+    assert described["Table"]["TableStatus"] == "ACTIVE"
+    assert f"The counter table {table} was kept" in result.stdout
+    assert (
+        f"aws dynamodb update-table --table-name {table} --no-deletion-protection-enabled\n"
+        in result.stdout
+    )
+    assert f"aws dynamodb delete-table --table-name {table}\n" in result.stdout
+
+
+def test_delete_without_a_terminal_or_yes_refuses(deployed, moto_server):
+    name, _, workdir = deployed
+
+    result = run_deploy(workdir, moto_server, "--delete", "--stack-name", name)
+
+    assert_one_line_error(result, 2, "refusing to delete", "--yes")
+    assert stack(moto_server, name)["StackStatus"] == "CREATE_COMPLETE"
+
+
+@pytest.mark.parametrize(
+    ("args", "phrases"),
+    [
+        (["--frobnicate"], ["unknown option '--frobnicate'", "--help"]),
+        (["--param", "LogRetentionDays"], ["'LogRetentionDays' is not Key=Value"]),
+        (["--param", "NoSuchThing=1"], ["unknown template parameter NoSuchThing", "BillingMode"]),
+        (["--stack-name"], ["--stack-name needs a value"]),
+    ],
+)
+def test_bad_options_give_a_one_line_error(moto_server, tmp_path, args, phrases):
+    result = run_deploy(tmp_path, moto_server, *args)
+
+    assert_one_line_error(result, 2, *phrases)
+    assert result.stdout == ""
+
+
+def test_missing_credentials_give_a_one_line_error(moto_server, tmp_path):
+    result = run_deploy(tmp_path, moto_server, "--stack-name", unique("nocreds"), credentials=False)
+
+    assert_one_line_error(result, 1, "no AWS credentials found", "aws configure")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_help_lists_every_option(tmp_path):
+    result = run_deploy(tmp_path, None, "--help")
+
+    assert result.returncode == 0
+    options = [
+        "--stack-name NAME",
+        "--region R",
+        "--profile P",
+        "--param Key=Value",
+        "--dry-run",
+        "--no-smoke",
+        "--delete",
+        "--yes",
+        "--local",
+        "--port N",
+        "--help",
+    ]
+    for option in options:
+        assert re.search(rf"^  (-h, )?{re.escape(option)}", result.stdout, re.M), option
+
+
+def test_script_is_valid_bash_and_shellcheck_clean():
+    subprocess.run(["bash", "-n", str(DEPLOY)], check=True)
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed")
+    result = subprocess.run(["shellcheck", str(DEPLOY)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
