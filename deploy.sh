@@ -200,10 +200,13 @@ def params(template, mode, stack_json, out, *given):
     if mode == "UPDATE":
         stack = load(stack_json)["Stacks"][0]
         previous = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
+        # Parameters not given keep their value. An empty one is left out, which
+        # CloudFormation resolves to the template default (empty for each of ours): moto
+        # 5.2.5 fails an update given KmsKeyArn="" even though nothing changes.
         result += [
             {"ParameterKey": k, "UsePreviousValue": True}
             for k in declared
-            if k in previous and k not in values
+            if previous.get(k) and k not in values
         ]
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f)
@@ -213,6 +216,19 @@ def params(template, mode, stack_json, out, *given):
             print(f"      {k} = {v}  ({note})")
         else:
             print(f"      {k} = {v}")
+
+
+def unchanged(template, current_json, stack_json, *given):
+    """Exit 0 when the stack already runs this template with these parameter values."""
+    body = load(current_json).get("TemplateBody")
+    body = json.loads(body) if isinstance(body, str) else body
+    previous = {
+        p["ParameterKey"]: p.get("ParameterValue")
+        for p in load(stack_json)["Stacks"][0].get("Parameters") or []
+    }
+    values = dict(kv.split("=", 1) for kv in given)
+    same = body == load(template) and all(previous.get(k) == v for k, v in values.items())
+    sys.exit(0 if same else 1)
 
 
 def changes(change_set):
@@ -564,6 +580,16 @@ do_deploy() {
 		else
 			echo "    Parameters: current values kept"
 		fi
+	fi
+
+	# The same template with the same values: nothing to do, and no change set to make.
+	if [[ $TYPE == UPDATE ]] &&
+		aws_cli cloudformation get-template --stack-name "$STACK_ID" \
+			--template-stage Original >"$TMP/current.json" 2>/dev/null &&
+		pyhelp unchanged "$template" "$TMP/current.json" "$TMP/stack.json" \
+			${PARAMS[@]+"${PARAMS[@]}"}; then
+		no_changes
+		return
 	fi
 
 	# Change set: create, wait, review.
