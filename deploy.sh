@@ -79,7 +79,7 @@ for arg in "$@"; do
 		done
 		ensure_venv
 		cd "$ROOT"
-		exec .venv/bin/python -m local "${local_args[@]}"
+		exec .venv/bin/python -m local ${local_args[@]+"${local_args[@]}"}
 	fi
 done
 
@@ -406,6 +406,7 @@ read_stack() {
 watch_stack() { # watch_stack STACK_ID BASELINE_TIME IDS_FILE; sets STACK_STATUS
 	local stack_id=$1 baseline=$2 ids=$3 polls=0 last
 	rm -f "$TMP/state.json"
+	trap 'echo >&2; die 130 "stopped watching; CloudFormation carries on with stack $STACK (see its events in the console or with aws cloudformation describe-stack-events)"' INT
 	while :; do
 		aws_or_die "describe-stack-events" cloudformation describe-stack-events --no-paginate \
 			--stack-name "$stack_id" >"$TMP/events.json"
@@ -414,7 +415,10 @@ watch_stack() { # watch_stack STACK_ID BASELINE_TIME IDS_FILE; sets STACK_STATUS
 		polls=$((polls + 1))
 		if [[ -n $last && $last != *_IN_PROGRESS ]] || ((polls % 10 == 0)); then
 			read_stack "$stack_id"
-			[[ $STACK_STATUS == *_IN_PROGRESS ]] || return 0
+			if [[ $STACK_STATUS != *_IN_PROGRESS ]]; then
+				trap - INT
+				return 0
+			fi
 		fi
 		sleep "$POLL_SECONDS"
 	done
@@ -449,7 +453,7 @@ do_delete() {
 	table=$("$PY" -c '
 import json, sys
 for r in json.load(open(sys.argv[1]))["StackResources"]:
-    if r.get("LogicalResourceId") == sys.argv[2] and "DELETE" not in r.get("ResourceStatus", ""):
+    if r.get("LogicalResourceId") == sys.argv[2] and r.get("ResourceStatus") != "DELETE_COMPLETE":
         print(r.get("PhysicalResourceId") or "")' "$TMP/resources.json" "$TABLE_ID")
 	if ((!YES)); then
 		printf 'Delete stack %s (%s) in %s, account %s? The table is kept. [y/N] ' \
