@@ -39,6 +39,15 @@ def serialise_dynamodb(app: WsgiApp) -> WsgiApp:
     return application
 
 
+class QuietRequestHandler(MotoRequestHandler):
+    """moto_server's handler without its access log: one line per request, formatted and
+    written for nobody (--local discards the emulator's output), costs the emulator about
+    3% of its time per request. Errors are still logged."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
 def moto_application() -> WsgiApp:
     return serialise_dynamodb(DomainDispatcherApplication(create_backend_app))
 
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         args.port,
         moto_application(),
         threaded=True,
-        request_handler=MotoRequestHandler,
+        request_handler=QuietRequestHandler,
     )
 
 

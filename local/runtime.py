@@ -35,14 +35,16 @@ class FunctionTimeout(Exception):
 class LambdaContext:
     """The context object Lambda passes the handler."""
 
-    def __init__(self, spec: FunctionSpec, request_id: str, deadline: float) -> None:
+    def __init__(
+        self, spec: FunctionSpec, request_id: str, deadline: float, log_stream: str
+    ) -> None:
         self.aws_request_id = request_id
         self.function_name = spec.function_name or spec.logical_id
         self.function_version = "$LATEST"
         self.invoked_function_arn = spec.function_arn
         self.memory_limit_in_mb = spec.memory_mb
         self.log_group_name = spec.log_group or f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = f"local/[$LATEST]{uuid.uuid4().hex}"
+        self.log_stream_name = log_stream
         self._deadline = deadline
 
     def get_remaining_time_in_millis(self) -> int:
@@ -66,6 +68,12 @@ class Function:
         self._pool = pool
         self._lock = threading.Lock()
         self._module: ModuleType | None = None
+        self.log_stream = self._new_log_stream()
+
+    @staticmethod
+    def _new_log_stream() -> str:
+        # Lambda names one log stream per execution environment, not per invocation.
+        return f"local/[$LATEST]{uuid.uuid4().hex}"
 
     def _load(self) -> ModuleType:
         """Import index.py in its own namespace (not sys.modules['index'])."""
@@ -83,6 +91,7 @@ class Function:
         """Forget the imported module: the next invocation is a cold start."""
         with self._lock:
             self._module = None
+            self.log_stream = self._new_log_stream()
 
     def _call(self, event: dict, context: LambdaContext) -> object:
         handler = getattr(self._load(), self.entry, None)
@@ -98,7 +107,7 @@ class Function:
         cannot stop the late thread: it finishes in the background.
         """
         deadline = time.monotonic() + self.spec.timeout
-        context = LambdaContext(self.spec, request_id, deadline)
+        context = LambdaContext(self.spec, request_id, deadline, self.log_stream)
         future = self._pool.submit(self._call, event, context)
         try:
             return future.result(timeout=self.spec.timeout)

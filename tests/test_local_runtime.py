@@ -23,6 +23,7 @@ def handler(event, context):
         "function_name": context.function_name,
         "request_id": context.aws_request_id,
         "log_group": context.log_group_name,
+        "log_stream": context.log_stream_name,
     }
 """
 
@@ -49,6 +50,9 @@ def test_code_is_imported_once_as_index_and_reused(tmp_path, pool):
     assert first["function_name"] == "stack-EchoFunction-1"
     assert (first["request_id"], second["request_id"]) == ("req-1", "req-2")
     assert first["log_group"] == "/my/logs"
+    # As on Lambda, one log stream per execution environment, not one per invocation.
+    assert first["log_stream"] == second["log_stream"]
+    assert first["log_stream"].startswith("local/[$LATEST]")
     assert 0 < first["remaining_ms"] <= 2000
 
 
@@ -64,13 +68,14 @@ def test_two_functions_with_the_same_code_do_not_share_a_module(tmp_path, pool):
 
 def test_a_handler_past_its_timeout_is_cut_off_and_the_next_call_is_a_cold_start(tmp_path, pool):
     slow = function(tmp_path, pool, timeout=0.2)
-    slow.invoke({}, "warm")
+    warm = slow.invoke({}, "warm")
 
     with pytest.raises(FunctionTimeout, match=r"Task timed out after 0\.20 seconds"):
         slow.invoke({"sleep": 0.6}, "late")
     after = slow.invoke({}, "next")
 
     assert after["calls"] == 1  # a fresh module: the timed-out environment is gone
+    assert after["log_stream"] != warm["log_stream"]  # and a new environment logs anew
 
 
 def test_a_handler_setting_other_than_index_is_refused(tmp_path, pool):
