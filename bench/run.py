@@ -12,12 +12,14 @@ another's imports or hooks. A benchmark whose code is not in this checkout yet g
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,9 +86,39 @@ def missing_modules(benchmark: Benchmark) -> list[str]:
 
 def run_child(module: str, quick: bool, out: str) -> None:
     """In a fresh interpreter: run one benchmark and write its result to `out`."""
+    # SIGTERM (a timeout, a CI job cancelled) unwinds the benchmark: its servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     use_bench_env()
     result = importlib.import_module(f"bench.{module}").run(quick)
     Path(out).write_text(json.dumps(result, default=str), encoding="utf-8")
+
+
+def run_in_own_group(argv: list[str]) -> subprocess.CompletedProcess:
+    """Run a benchmark child in its own process group; on timeout stop it and its servers."""
+    child = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGTERM)  # the child stops the servers it started
+        try:
+            child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+        return subprocess.CompletedProcess(argv, 1, "", f"timed out after {CHILD_TIMEOUT} s")
+    except BaseException:  # Ctrl-C or SIGTERM of the runner: take the child with it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+        child.wait()
+        raise
+    return subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
 
 
 def run_benchmark(benchmark: Benchmark, quick: bool) -> dict:
@@ -98,18 +130,7 @@ def run_benchmark(benchmark: Benchmark, quick: bool) -> dict:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             out = Path(tmp) / "result.json"
             argv = [sys.executable, str(Path(__file__).resolve()), "--child", benchmark.module]
-            try:
-                done = subprocess.run(
-                    [*argv, str(out), *(["--quick"] if quick else [])],
-                    cwd=ROOT,
-                    capture_output=True,
-                    text=True,
-                    timeout=CHILD_TIMEOUT,
-                )
-            except subprocess.TimeoutExpired:
-                done = subprocess.CompletedProcess(
-                    argv, 1, "", f"timed out after {CHILD_TIMEOUT} s"
-                )
+            done = run_in_own_group([*argv, str(out), *(["--quick"] if quick else [])])
             if done.returncode == 0 and out.exists():
                 result = json.loads(out.read_text(encoding="utf-8"))
             else:

@@ -114,17 +114,31 @@ START_WINDOW = (
 )
 
 
+# The window this container last saw each route in. It only picks which update to try
+# first, so that a hit costs one call whether it continues its route's window or starts a
+# new one; a stale hint costs one more call, never a wrong count (the conditions decide).
+window_hint = {}
+WINDOW_HINT_ROUTES = 10_000  # beyond this many routes the hints start over: bounded memory
+
+
 def count_limited(route, now):
     """Count the hit unless the route used up RATE_LIMIT in this window.
 
-    Returns (status, body, headers). One UpdateItem while the window is current (served
-    or refused), two when it rolls over, three when a concurrent hit rolled it first.
+    Returns (status, body, headers). One UpdateItem when this container's hint for the
+    route is right (served or refused); two when it is not, e.g. the first hit of a window
+    that another container started; three only when a concurrent hit wins a race.
     The conditions make the limit exact however many hits race.
     """
     start = int(now // WINDOW * WINDOW)
     reset = str(max(1, math.ceil(start + WINDOW - now)))
     values = {":one": {"N": "1"}, ":now": {"S": iso(now)}, ":w": {"N": str(start)}}
-    for update, condition in (COUNT_IN_WINDOW, START_WINDOW, COUNT_IN_WINDOW):
+    if window_hint.get(route) == start:
+        attempts = (COUNT_IN_WINDOW, START_WINDOW, COUNT_IN_WINDOW)
+    else:
+        attempts = (START_WINDOW, COUNT_IN_WINDOW, START_WINDOW)
+    if len(window_hint) >= WINDOW_HINT_ROUTES:
+        window_hint.clear()
+    for update, condition in attempts:
         limit = {":limit": {"N": str(RATE_LIMIT)}} if ":limit" in condition else {}
         try:
             item = dynamodb.update_item(
@@ -140,11 +154,13 @@ def count_limited(route, now):
         except dynamodb.exceptions.ConditionalCheckFailedException as error:
             old = error.response.get("Item") or {}
             old_start = int(old.get("windowStart", {}).get("N", -1))
+            window_hint[route] = old_start
             if old_start >= start and int(old.get("windowCount", {}).get("N", 0)) >= RATE_LIMIT:
                 headers = rate_headers(0, reset)
                 message = f"rate limit of {RATE_LIMIT} hits per {WINDOW} s reached for {route}"
                 return 429, {"error": message}, {**headers, "Retry-After": reset}
             continue
+        window_hint[route] = start
         remaining = RATE_LIMIT - int(item["windowCount"]["N"])
         return 200, record(route, item), rate_headers(remaining, reset)
     # Only when the clocks of two containers straddle a window boundary.

@@ -5,22 +5,26 @@ the numbers asserted are counts (calls per hit, items read per page, hits counte
 """
 
 import json
+import os
 import subprocess
 import sys
 
+from bench import run as bench_run
 from bench.run import Benchmark, run_benchmark
 from tests.conftest import ROOT
 
 ROW_NAMES = {
     "1a": "DynamoDB calls per counted hit",
     "1b": "DynamoDB calls per uncounted request",
-    "1ra": "Rate-limited: DynamoDB calls per hit, all hits",
-    "1rb": "Rate-limited: DynamoDB calls per hit within a window",
+    "1ra": "Rate-limited: DynamoDB calls per hit, busy routes",
+    "1rb": "Rate-limited: DynamoDB calls per hit, quiet routes",
+    "1rc": "Rate-limited: DynamoDB calls per hit, busy routes, 2 containers",
     "2": "Cold start: counter import",
     "3a": "Warm hit: handler time, 16-byte path",
     "3b": "Warm hit: handler time, 1020-byte path",
     "4a": "Local stack: hits/s, 8 clients (deploy.sh --local)",
     "4b": "Local stack: hits/s vs its own emulator",
+    "4c": "Local stack: CPU per hit, all processes",  # read from /proc: Linux, as in CI
     "5a": "Read endpoint: page of 100, items read at ",
     "5b": "Read endpoint: page of 100, handler time at ",
     "5c": "Read endpoint: page of 1000, items read at ",
@@ -63,9 +67,15 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert rows["1a"]["value"] == 1.0 and rows["1a"]["status"] == "pass"
     assert report["details"]["calls_per_hit"]["operations"] == {"UpdateItem": 50}
     assert rows["1b"]["value"] == 0.0 and rows["1b"]["status"] == "pass"
-    # Within a rate-limit window every hit, served or refused, is one call.
-    assert rows["1rb"]["value"] == 1.0 and rows["1rb"]["status"] == "pass"
-    assert report["details"]["calls_per_hit_rate_limited"]["served_and_stored_match_limit"]
+    # Rate-limited, every hit is one call, served or refused, a window's first included;
+    # a second container pays one more per route and window it joins.
+    limited = report["details"]["calls_per_hit_rate_limited"]
+    for row_id, shape in (("1ra", "busy"), ("1rb", "quiet")):
+        assert rows[row_id]["value"] == 1.0 and rows[row_id]["status"] == "pass"
+        assert limited[shape]["served_and_stored_match_limit"]
+    shared = limited["two_containers"]
+    assert shared["served_and_stored_match_limit"]
+    assert 1.0 < rows["1rc"]["value"] <= 1.0 + 1 / 15
     # A page of the read endpoint reads as many items from a larger table.
     for row_id in ("5a", "5c"):
         assert rows[row_id]["ratio"] == 1.0 and rows[row_id]["status"] == "pass"
@@ -105,3 +115,30 @@ def test_benchmark_that_crashes_is_reported_as_an_error_not_a_number():
     assert row["status"] == "error"
     assert "No module named 'bench.no_such_benchmark'" in row["note"]
     assert row["value"] is None
+
+
+def test_a_benchmark_past_its_time_is_stopped_with_everything_it_started(tmp_path, monkeypatch):
+    pid_file = tmp_path / "server.pid"
+    hangs = (
+        "import subprocess, sys, time\n"
+        "server = subprocess.Popen(['sleep', '300'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(server.pid))\n"
+        "time.sleep(300)\n"
+    )
+    monkeypatch.setattr(bench_run, "CHILD_TIMEOUT", 3)
+
+    done = bench_run.run_in_own_group([sys.executable, "-c", hangs])
+
+    assert done.returncode == 1 and done.stderr == "timed out after 3 s"
+    server = int(pid_file.read_text())
+    assert not running(server)
+
+
+def running(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = f"/proc/{pid}/stat"
+    return not os.path.exists(stat) or open(stat).read().rpartition(")")[2].split()[0] != "Z"

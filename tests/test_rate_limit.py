@@ -101,22 +101,39 @@ def test_each_route_has_its_own_limit(limited):
     assert hit(limited, "/b")[0]["statusCode"] == 200
 
 
-def test_one_call_per_hit_in_a_window_two_when_it_rolls_over(limited):
+def test_every_hit_is_one_call_in_a_window_and_when_it_rolls_over(limited):
     calls = update_calls(limited)
 
-    hit(limited)  # new route: the window starts (2 calls)
+    hit(limited)  # new route: the window starts
     first = len(calls)
-    hit(limited)  # same window, served (1 call)
+    hit(limited)  # same window, served
     second = len(calls) - first
     for _ in range(LIMIT):
-        hit(limited)  # 3 served, then refused: 1 call each
+        hit(limited)  # 3 served, then refused
     rest = len(calls) - first - second
     limited.now[0] += WINDOW
-    hit(limited)  # window rolls over (2 calls)
+    hit(limited)  # the window rolls over
     rolled = len(calls) - first - second - rest
+    limited.now[0] += 10 * WINDOW
+    hit(limited)  # a route idle for ten windows
+    idle = len(calls) - first - second - rest - rolled
 
-    assert (first, second, rest, rolled) == (2, 1, LIMIT, 2)
+    assert (first, second, rest, rolled, idle) == (1, 1, LIMIT, 1, 1)
     assert all("ConditionExpression" in c for c in calls)
+
+
+def test_a_second_container_pays_one_extra_call_to_join_a_window_then_one_per_hit(
+    limited, monkeypatch
+):
+    other = limited_counter(monkeypatch, "counter_limited_other")  # another Lambda container
+    other.now = limited.now
+    calls = update_calls(other)
+    hit(limited)  # the first container starts the window
+
+    results = [hit(other)[0]["statusCode"] for _ in range(LIMIT)]
+
+    assert results == [200] * (LIMIT - 1) + [429]
+    assert len(calls) == LIMIT + 1  # the first of them: 2 calls (its hint was stale)
 
 
 def test_off_by_default_one_plain_update_and_no_rate_headers(counter, counter_table):

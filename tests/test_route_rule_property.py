@@ -17,12 +17,21 @@ DYNAMODB_PARTITION_KEY_BYTES = 2048
 # Every code point, lone surrogates included (st.characters() leaves them out by default).
 any_char = st.characters(exclude_categories=())
 segment = st.text(alphabet=any_char, max_size=12)
+printable_ascii = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=8
+)
 paths = st.one_of(
     st.text(alphabet=any_char),
     st.lists(st.one_of(st.just(""), segment), max_size=8).map("/".join),
     st.lists(st.sampled_from(["", "a", "é", "/", "\x00", "\ud800", "%2F"]), max_size=20).map(
         "".join
     ),
+    # One character at the edges of the control ranges in an otherwise printable ASCII path.
+    st.tuples(
+        printable_ascii,
+        st.sampled_from(["\x00", "\t", "\x1f", " ", "~", "\x7f", "\x80", "\x9f", "\xa0"]),
+        printable_ascii,
+    ).map("".join),
     st.tuples(st.sampled_from(["a", "é", "/", "語", "😀"]), st.integers(250, 1100)).map(
         lambda c: "/" + c[0] * c[1]
     ),
@@ -56,6 +65,27 @@ def test_route_rule_gives_a_well_formed_route_or_a_4xx(counter, path):
         assert 400 <= status < 500
         assert isinstance(message, str)
         assert message
+
+
+def readme_rule(path: str) -> tuple[str | None, int | None]:
+    """The route rule as the README states it, written the plain way: (route, status)."""
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None, 400
+    if size > 1024:
+        return None, 414
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in path):
+        return None, 400
+    return "/" + "/".join(s for s in path.split("/") if s), None
+
+
+@fixture_settings
+@given(path=paths)
+def test_route_rule_is_the_readme_rule(counter, path):
+    route, problem = counter.route_of(path)
+
+    assert (route, problem and problem[0]) == readme_rule(path)
 
 
 def answer(counter, event) -> tuple[int, dict | None]:
