@@ -1,18 +1,8 @@
 """Route Counter: count every request to the API, per route, in DynamoDB.
 
-This file is deployed byte for byte as the function's inline code (index.py), so it
-depends on nothing beyond the Lambda Python runtime (boto3).
-
-The route rule: the request path relative to the stage, with empty segments folded,
-so "/", "/a", "/a/b". "/a/", "//a" and "/a//" all count as "/a"; the query string is
-never part of it. A path over 1024 UTF-8 bytes is refused (414), and so is one with
-control characters (400). The stats route (STATS_ROUTE, e.g. "/_stats") and everything
-under it is never counted (404): API Gateway sends it to the stats function.
-
-Rate limiting (RATE_LIMIT > 0): at most RATE_LIMIT counted hits per route in each
-fixed window of RATE_LIMIT_WINDOW_SECONDS aligned to the epoch; the window lives in
-the route's own item (windowStart, windowCount). A hit over the limit gets 429 and
-counts nothing. With RATE_LIMIT 0 a hit is one plain UpdateItem.
+Deployed byte for byte as the function's inline code (index.py): nothing beyond the
+Lambda Python runtime (boto3). The rules it implements (the route rule, the stats route
+never counted, rate limiting) are in README.md, "The API".
 """
 
 import json
@@ -113,33 +103,54 @@ START_WINDOW = (
     "attribute_not_exists(windowStart) OR windowStart < :w",
 )
 
-
-# The window this container last saw each route in. It only picks which update to try
-# first, so that a hit costs one call whether it continues its route's window or starts a
-# new one; a stale hint costs one more call, never a wrong count (the conditions decide).
+# What this container last saw of each route's window, by hash(route): (windowStart,
+# windowCount, when, how many of those hits were its own). It only picks the update to try
+# first: a wrong guess costs one more call, never a wrong count.
 window_hint = {}
-WINDOW_HINT_ROUTES = 10_000  # beyond this many routes the hints start over: bounded memory
+WINDOW_HINT_ROUTES = 10_000
+
+
+def learn(key, start, count, now, counted):
+    seen = window_hint.pop(key, None)  # re-inserted last: the dict's order is recency
+    own = seen[3] if seen and seen[0] == start else 0
+    if len(window_hint) >= WINDOW_HINT_ROUTES:
+        for oldest in window_hint:  # forget the route seen longest ago
+            window_hint.pop(oldest, None)  # (None: safe when the local stack runs threads)
+            break
+    window_hint[key] = (start, count, now, own + counted)
+
+
+def first_update(seen, start, now):
+    """Guess whether another hit already started this window."""
+    if seen is None:
+        return START_WINDOW
+    seen_start, seen_count, seen_at, own = seen
+    if seen_start >= start:
+        return COUNT_IN_WINDOW  # the window is running
+    if own == seen_count:
+        return START_WINDOW  # this container served all of the route's last window
+    if seen_count >= RATE_LIMIT:
+        return COUNT_IN_WINDOW  # a route shared and crowded: its window starts early
+    # Shared: the route's rate in that window (Poisson estimate (n - 1) / t) makes a hit
+    # since this window's start likelier than not (1 - exp(-rate x elapsed) > 1/2)?
+    started = (seen_count - 1) * (now - start) > 0.69 * (seen_at - seen_start)
+    return COUNT_IN_WINDOW if started else START_WINDOW
 
 
 def count_limited(route, now):
-    """Count the hit unless the route used up RATE_LIMIT in this window.
+    """Count the hit unless the route used up RATE_LIMIT in its window: (status, body, headers).
 
-    Returns (status, body, headers). One UpdateItem when this container's hint for the
-    route is right (served or refused); two when it is not, e.g. the first hit of a window
-    that another container started; three only when a concurrent hit wins a race.
-    The conditions make the limit exact however many hits race.
+    A failed try returns the item, which says what to try next; the conditions keep the
+    limit exact, and the item's window is the truth, even for a clock that lags behind it.
     """
-    start = int(now // WINDOW * WINDOW)
-    reset = str(max(1, math.ceil(start + WINDOW - now)))
-    values = {":one": {"N": "1"}, ":now": {"S": iso(now)}, ":w": {"N": str(start)}}
-    if window_hint.get(route) == start:
-        attempts = (COUNT_IN_WINDOW, START_WINDOW, COUNT_IN_WINDOW)
-    else:
-        attempts = (START_WINDOW, COUNT_IN_WINDOW, START_WINDOW)
-    if len(window_hint) >= WINDOW_HINT_ROUTES:
-        window_hint.clear()
-    for update, condition in attempts:
-        limit = {":limit": {"N": str(RATE_LIMIT)}} if ":limit" in condition else {}
+    key, start = hash(route), int(now // WINDOW * WINDOW)
+    seen = window_hint.get(key)
+    window = max(start, seen[0]) if seen else start
+    update, condition = first_update(seen, start, now)
+    for _ in range(3):
+        values = {":one": {"N": "1"}, ":now": {"S": iso(now)}, ":w": {"N": str(window)}}
+        if ":limit" in condition:
+            values[":limit"] = {"N": str(RATE_LIMIT)}
         try:
             item = dynamodb.update_item(
                 TableName=TABLE_NAME,
@@ -147,31 +158,39 @@ def count_limited(route, now):
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#count": "count"},
-                ExpressionAttributeValues={**values, **limit},
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )["Attributes"]
         except dynamodb.exceptions.ConditionalCheckFailedException as error:
             old = error.response.get("Item") or {}
-            old_start = int(old.get("windowStart", {}).get("N", -1))
-            window_hint[route] = old_start
-            if old_start >= start and int(old.get("windowCount", {}).get("N", 0)) >= RATE_LIMIT:
-                headers = rate_headers(0, reset)
+            window = int(old.get("windowStart", {}).get("N", -1))
+            count = int(old.get("windowCount", {}).get("N", 0))
+            learn(key, window, count, now, False)
+            if window < start:
+                window, (update, condition) = start, START_WINDOW
+            elif count < RATE_LIMIT:
+                update, condition = COUNT_IN_WINDOW
+            else:
+                headers = rate_headers(RATE_LIMIT, window, now)
+                headers["Retry-After"] = headers["RateLimit-Reset"]
                 message = f"rate limit of {RATE_LIMIT} hits per {WINDOW} s reached for {route}"
-                return 429, {"error": message}, {**headers, "Retry-After": reset}
+                return 429, {"error": message}, headers
             continue
-        window_hint[route] = start
-        remaining = RATE_LIMIT - int(item["windowCount"]["N"])
-        return 200, record(route, item), rate_headers(remaining, reset)
-    # Only when the clocks of two containers straddle a window boundary.
+        count = int(item["windowCount"]["N"])
+        learn(key, window, count, now, True)
+        return 200, record(route, item), rate_headers(count, window, now)
+    # Only when the window moves under every try: clocks straddling a window's boundary.
     return 503, {"error": "the counter is busy, retry shortly"}, {"Retry-After": "1"}
 
 
-def rate_headers(remaining, reset):
+def rate_headers(count, window, now):
+    # The next grid boundary: a window stored before WINDOW changed may be off the grid.
+    reset = max(1, math.ceil((window // WINDOW + 1) * WINDOW - now))
     return {
         "RateLimit-Limit": str(RATE_LIMIT),
-        "RateLimit-Remaining": str(max(0, remaining)),
-        "RateLimit-Reset": reset,
+        "RateLimit-Remaining": str(max(0, RATE_LIMIT - count)),
+        "RateLimit-Reset": str(reset),
     }
 
 

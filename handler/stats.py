@@ -1,13 +1,7 @@
 """Route Counter stats: read the counts, as JSON or as an HTML dashboard. Never counts.
 
-This file is deployed byte for byte as the function's inline code (index.py), so it
-depends on nothing beyond the Lambda Python runtime (boto3).
-
-GET ?limit=N&next=TOKEN  one page of routes: {"routes": [...], "next": TOKEN or null}.
-    Pages follow the table's Scan order; within a page routes are sorted by count
-    (highest first, ties by route). Following "next" visits every route exactly once.
-GET ?route=/path         one route's record (404 when it was never counted).
-A client preferring text/html over application/json gets an HTML page instead.
+Deployed byte for byte as the function's inline code (index.py): nothing beyond the
+Lambda Python runtime (boto3). Its API is in README.md, "Reading: GET /_stats".
 """
 
 import base64

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+from bench import calls_per_hit_rate_limited as bench_limited
 from bench import run as bench_run
 from bench.run import Benchmark, run_benchmark
 from tests.conftest import ROOT
@@ -19,6 +20,10 @@ ROW_NAMES = {
     "1ra": "Rate-limited: DynamoDB calls per hit, busy routes",
     "1rb": "Rate-limited: DynamoDB calls per hit, quiet routes",
     "1rc": "Rate-limited: DynamoDB calls per hit, busy routes, 2 containers",
+    "1rd": "Rate-limited: DynamoDB calls per hit, busy routes, 5 containers",
+    "1re": "Rate-limited: DynamoDB calls per hit, quiet routes, 3 containers",
+    "1rf": "Rate-limited: DynamoDB calls per hit, random traffic, quiet routes, 5 containers",
+    "1rg": "Rate-limited: DynamoDB calls per hit, random traffic, busy routes, 5 containers",
     "2": "Cold start: counter import",
     "3a": "Warm hit: handler time, 16-byte path",
     "3b": "Warm hit: handler time, 1020-byte path",
@@ -67,15 +72,27 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert rows["1a"]["value"] == 1.0 and rows["1a"]["status"] == "pass"
     assert report["details"]["calls_per_hit"]["operations"] == {"UpdateItem": 50}
     assert rows["1b"]["value"] == 0.0 and rows["1b"]["status"] == "pass"
-    # Rate-limited, every hit is one call, served or refused, a window's first included;
-    # a second container pays one more per route and window it joins.
+    # Rate-limited, every hit is one call, served or refused, a window's first included,
+    # when one container serves a route, or when the route is quiet. Containers sharing a
+    # busy route pay one call more per route and window (the first window: one per
+    # container new to the route).
     limited = report["details"]["calls_per_hit_rate_limited"]
-    for row_id, shape in (("1ra", "busy"), ("1rb", "quiet")):
-        assert rows[row_id]["value"] == 1.0 and rows[row_id]["status"] == "pass"
+    for row_id, shape in (("1ra", "busy"), ("1rb", "quiet"), ("1re", "quiet_shared")):
+        assert rows[row_id]["value"] == 1.0
         assert limited[shape]["served_and_stored_match_limit"]
-    shared = limited["two_containers"]
-    assert shared["served_and_stored_match_limit"]
-    assert 1.0 < rows["1rc"]["value"] <= 1.0 + 1 / 15
+    assert rows["1ra"]["status"] == rows["1rb"]["status"] == "pass"
+    windows, routes = bench_limited.WINDOWS_QUICK, bench_limited.ROUTES_QUICK
+    for shape in ("two_containers", "five_containers"):
+        shared = limited[shape]
+        assert shared["served_and_stored_match_limit"]
+        new_containers = shared["containers"] - 1
+        assert shared["calls"] - shared["hits"] == routes * (windows - 1 + new_containers)
+    # Random traffic over 5 containers (seeded): the guess saves calls on quiet routes; on
+    # busy ones it may cost up to one call more per container new to a route.
+    quiet, busy = limited["random_quiet"], limited["random_busy"]
+    assert quiet["served_and_stored_match_limit"] and busy["served_and_stored_match_limit"]
+    assert quiet["calls"] < quiet["calls_without_guess"]
+    assert busy["calls"] <= busy["calls_without_guess"] + routes * (busy["containers"] - 1)
     # A page of the read endpoint reads as many items from a larger table.
     for row_id in ("5a", "5c"):
         assert rows[row_id]["ratio"] == 1.0 and rows[row_id]["status"] == "pass"

