@@ -14,7 +14,7 @@ TABLE_ID=CounterTable # logical id of the table the stack policy protects
 usage() {
 	cat <<'EOF'
 Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=Value]...
-                   [--dry-run] [--no-smoke]
+                   [--s3-bucket B] [--dry-run] [--no-smoke]
        ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
        ./deploy.sh --local [--port N] [--param Key=Value]... [--stack-name NAME]
 
@@ -29,6 +29,9 @@ Options:
   --profile P         AWS CLI profile
   --param Key=Value   set a template parameter (repeatable). Unset parameters take the
                       template default on create and keep their current value on update
+  --s3-bucket B       upload the template to S3 bucket B (yours, in the stack's region)
+                      and deploy it from there; needed only for a template over the
+                      51,200 bytes CloudFormation takes inline
   --dry-run           create a change set, print what would change, then delete it
   --no-smoke          skip the smoke test
   --delete            delete the stack; the counter table is kept (DeletionPolicy Retain)
@@ -89,6 +92,7 @@ STACK=route-counter
 REGION=""
 PROFILE=""
 PARAMS=()
+S3_BUCKET=""
 DRY_RUN=0
 SMOKE=1
 DELETE=0
@@ -106,10 +110,15 @@ while (($#)); do
 		usage
 		exit 0
 		;;
-	--stack-name | --region | --profile | --param)
+	--stack-name | --region | --profile | --param | --s3-bucket)
 		need_value "$1" "$#" "${2-}"
 		case $1 in
 		--stack-name) STACK=$2 ;;
+		--s3-bucket)
+			[[ $2 =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] ||
+				usage_error "--s3-bucket '$2' is not an S3 bucket name"
+			S3_BUCKET=$2
+			;;
 		--region) REGION=$2 ;;
 		--profile) PROFILE=$2 ;;
 		--param)
@@ -132,7 +141,8 @@ done
 [[ $STACK =~ ^[A-Za-z][-A-Za-z0-9]{0,127}$ ]] ||
 	usage_error "invalid stack name '$STACK': letters, digits and hyphens, starting with a letter"
 if ((DELETE)); then
-	((${#PARAMS[@]} == 0 && !DRY_RUN)) || usage_error "--delete takes no --param or --dry-run"
+	((${#PARAMS[@]} == 0 && !DRY_RUN)) && [[ -z $S3_BUCKET ]] ||
+		usage_error "--delete takes no --param, --s3-bucket or --dry-run"
 	if ((!YES)) && [[ ! -t 0 ]]; then
 		die 2 "refusing to delete stack $STACK without confirmation: no terminal to ask on;" \
 			"pass --yes to delete it from a script"
@@ -539,6 +549,27 @@ smoke_test() { # smoke_test URL: two requests to a fresh path must count 1, then
 	echo "    OK: /$path counted 1, then 2."
 }
 
+# TEMPLATE_ARGS for create-change-set: the template inline, or uploaded to --s3-bucket.
+# CloudFormation takes at most 51,200 bytes inline; from S3, up to 1 MB.
+template_source() {
+	local size key
+	size=$(wc -c <"$1")
+	if [[ -n $S3_BUCKET ]]; then
+		# Named by content: an unchanged template is not uploaded as a new object.
+		key="route-counter/$STACK/$("$PY" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1").json"
+		# --expected-bucket-owner: never hand the template to a bucket of another account.
+		aws_or_die "uploading the template to s3://$S3_BUCKET" s3api put-object \
+			--bucket "$S3_BUCKET" --key "$key" --body "$1" --expected-bucket-owner "$ACCOUNT" >/dev/null
+		step "Template uploaded to s3://$S3_BUCKET/$key"
+		TEMPLATE_ARGS=(--template-url "https://$S3_BUCKET.s3.$REGION.amazonaws.com/$key")
+	elif ((size > 51200)); then
+		die "the template is $((size)) bytes, over the 51,200 CloudFormation takes inline:" \
+			"pass --s3-bucket BUCKET (a bucket of yours in $REGION) to deploy it from S3"
+	else
+		TEMPLATE_ARGS=(--template-body "file://$1")
+	fi
+}
+
 do_deploy() {
 	local template=$TMP/route-counter.template.json lint status reason
 	(cd "$ROOT" && "$PY" generate.py >"$template") || die "generate.py failed (see above)"
@@ -597,10 +628,11 @@ do_deploy() {
 	fi
 
 	# Change set: create, wait, review.
+	template_source "$template"
 	CHANGE_SET="deploy-$(date -u +%Y%m%d-%H%M%S)"
 	if ! aws_cli cloudformation create-change-set --stack-name "$STACK" \
 		--change-set-name "$CHANGE_SET" --change-set-type "$TYPE" \
-		--template-body "file://$template" --parameters "file://$TMP/params.json" \
+		"${TEMPLATE_ARGS[@]}" --parameters "file://$TMP/params.json" \
 		--capabilities CAPABILITY_IAM --description "$PROG" >"$TMP/created.json" 2>"$TMP/err"; then
 		# Some endpoints (moto) refuse an empty update outright instead of failing the change set.
 		if grep -q "No updates are to be performed" "$TMP/err"; then

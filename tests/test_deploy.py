@@ -46,11 +46,15 @@ def deploy_env(workdir: Path, endpoint: str | None, credentials: bool = True) ->
 
 
 def run_deploy(
-    workdir: Path, endpoint: str | None, *args: str, credentials: bool = True
+    workdir: Path,
+    endpoint: str | None,
+    *args: str,
+    credentials: bool = True,
+    script: Path = DEPLOY,
 ) -> subprocess.CompletedProcess:
     """./deploy.sh as a user runs it: from another directory, without a terminal."""
     return subprocess.run(
-        [str(DEPLOY), *args],
+        [str(script), *args],
         cwd=workdir,
         env=deploy_env(workdir, endpoint, credentials),
         stdin=subprocess.DEVNULL,
@@ -294,6 +298,8 @@ def test_delete_without_a_terminal_or_yes_refuses(deployed, moto_server):
         (["--param", "LogRetentionDays"], ["'LogRetentionDays' is not Key=Value"]),
         (["--param", "NoSuchThing=1"], ["unknown template parameter NoSuchThing", "BillingMode"]),
         (["--stack-name"], ["--stack-name needs a value"]),
+        (["--s3-bucket", "My_Bucket"], ["--s3-bucket 'My_Bucket' is not an S3 bucket name"]),
+        (["--delete", "--yes", "--s3-bucket", "b-1"], ["--delete takes no", "--s3-bucket"]),
     ],
 )
 def test_bad_options_give_a_one_line_error(moto_server, tmp_path, args, phrases):
@@ -319,6 +325,7 @@ def test_help_lists_every_option(tmp_path):
         "--region R",
         "--profile P",
         "--param Key=Value",
+        "--s3-bucket B",
         "--dry-run",
         "--no-smoke",
         "--delete",
@@ -329,6 +336,64 @@ def test_help_lists_every_option(tmp_path):
     ]
     for option in options:
         assert re.search(rf"^  (-h, )?{re.escape(option)}", result.stdout, re.M), option
+
+
+@pytest.fixture
+def oversized(tmp_path: Path) -> Path:
+    """deploy.sh in a copy of the project whose generate.py prints a template over 51,200 bytes.
+
+    The real template plus 5,000 bytes of Metadata: what a stack grown past the inline
+    limit looks like. The copy shares the project's .venv.
+    """
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy2(DEPLOY, project / "deploy.sh")
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "generate.py").write_text(
+        "import json, subprocess, sys\n"
+        f"real = subprocess.run([sys.executable, {str(ROOT / 'generate.py')!r}],"
+        " capture_output=True, text=True, check=True).stdout\n"
+        "template = json.loads(real)\n"
+        "template['Metadata'] = {'Padding': 'x' * 5000}\n"
+        "print(json.dumps(template))\n",
+        encoding="utf-8",
+    )
+    return project / "deploy.sh"
+
+
+def test_a_template_over_the_inline_limit_needs_a_bucket_and_says_so(
+    oversized, moto_server, tmp_path
+):
+    name = unique("big")
+
+    result = run_deploy(tmp_path, moto_server, "--stack-name", name, script=oversized)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    size = re.search(r"the template is (\d+) bytes, over the 51,200", line)
+    assert size and int(size[1]) > 51_200, line
+    assert "--s3-bucket BUCKET" in line
+    with pytest.raises(ClientError, match="does not exist"):
+        stack(moto_server, name)
+
+
+def test_a_template_over_the_inline_limit_deploys_from_the_bucket(oversized, moto_server, tmp_path):
+    bucket, name = unique("templates"), unique("big")
+    s3 = client("s3", moto_server)
+    s3.create_bucket(Bucket=bucket)
+
+    result = run_deploy(
+        tmp_path, moto_server, "--stack-name", name, "--s3-bucket", bucket, script=oversized
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Template uploaded to s3://{bucket}/route-counter/{name}/" in result.stdout
+    assert stack(moto_server, name)["StackStatus"] == "CREATE_COMPLETE"
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    uploaded = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert uploaded["Metadata"] == {"Padding": "x" * 5000}
+    deployed_template = client("cloudformation", moto_server).get_template(StackName=name)
+    assert deployed_template["TemplateBody"]["Metadata"] == uploaded["Metadata"]
 
 
 def test_script_is_valid_bash_and_shellcheck_clean():
