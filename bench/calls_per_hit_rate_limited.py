@@ -135,33 +135,31 @@ def shape(containers: int, hits: list[Hit]) -> dict:
 def run(quick: bool = False) -> dict:
     windows = WINDOWS_QUICK if quick else WINDOWS
     paths = routes(ROUTES_QUICK if quick else ROUTES)
-    busy = shape(1, taking_turns(1, BUSY_HITS, windows, paths))
-    quiet = shape(1, taking_turns(1, 1, windows, paths))
-    shared = {n: shape(n, taking_turns(n, BUSY_HITS, windows, paths)) for n in (2, 5)}
     random_windows = windows if quick else RANDOM_WINDOWS
-    random_shapes = {
-        kind: shape(5, random_traffic(5, random_windows, paths, rates))
-        for kind, rates in (("quiet", QUIET_RATES), ("busy", BUSY_RATES))
-    }
-    shapes = {
-        "busy": (f"busy routes ({BUSY_HITS} hits per window)", busy, True),
-        "quiet": ("quiet routes (1 hit per window)", quiet, True),
-        "two_containers": ("busy routes, 2 containers", shared[2], False),
-        "five_containers": ("busy routes, 5 containers", shared[5], False),
-        "quiet_shared": (
-            "quiet routes, 3 containers",
-            shape(3, taking_turns(3, 1, windows, paths)),
-            False,
-        ),
+
+    def turns(containers: int, hits_per_window: int) -> tuple[int, list[Hit]]:
+        return containers, taking_turns(containers, hits_per_window, windows, paths)
+
+    def randomly(rates: tuple[float, ...]) -> tuple[int, list[Hit]]:
+        return 5, random_traffic(5, random_windows, paths, rates)
+
+    shapes = {  # key: (row name, (containers, hits), whether the row has the <= 1.0 goal)
+        "busy": (f"busy routes ({BUSY_HITS} hits per window)", turns(1, BUSY_HITS), True),
+        "quiet": ("quiet routes (1 hit per window)", turns(1, 1), True),
+        "two_containers": ("busy routes, 2 containers", turns(2, BUSY_HITS), False),
+        "five_containers": ("busy routes, 5 containers", turns(5, BUSY_HITS), False),
+        "quiet_shared": ("quiet routes, 3 containers", turns(3, 1), False),
         "random_quiet": (
             "random traffic, quiet routes, 5 containers",
-            random_shapes["quiet"],
+            randomly(QUIET_RATES),
             False,
         ),
-        "random_busy": ("random traffic, busy routes, 5 containers", random_shapes["busy"], False),
+        "random_busy": ("random traffic, busy routes, 5 containers", randomly(BUSY_RATES), False),
     }
+    results = {key: shape(*traffic) for key, (_, traffic, _) in shapes.items()}
     rows = []
-    for name, result, goal in shapes.values():
+    for key, (name, _, goal) in shapes.items():
+        result = results[key]
         per_hit = result["calls"] / result["hits"]
         exact = result["served_and_stored_match_limit"]
         rows.append(
@@ -186,6 +184,6 @@ def run(quick: bool = False) -> dict:
         "details": {
             "limit": LIMIT,
             "window_seconds": WINDOW,
-            **{key: result for key, (_, result, _) in shapes.items()},
+            **results,
         },
     }

@@ -183,13 +183,14 @@ def server_counter(moto_server, template, monkeypatch):
     return module, name
 
 
-def burst(module, count=20):
-    """`count` hits on one route released at the same instant from as many threads."""
+def burst(*modules, count=20):
+    """`count` hits on one route released at the same instant from as many threads,
+    sent to the given modules (Lambda containers) in turn."""
     gate = threading.Barrier(count)
 
-    def one(_):
+    def one(n):
         gate.wait()
-        return hit(module, "/hot")
+        return hit(modules[n % len(modules)], "/hot")
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(one, range(count)))
@@ -253,14 +254,7 @@ def test_containers_guessing_opposite_ways_at_a_roll_over_serve_exactly_the_limi
     ]
     assert guesses == [first.START_WINDOW, first.COUNT_IN_WINDOW]
 
-    gate = threading.Barrier(20)
-
-    def one(n):
-        gate.wait()
-        return hit(first if n % 2 else second, "/hot")[0]["statusCode"]
-
-    with ThreadPoolExecutor(20) as pool:
-        statuses = sorted(pool.map(one, range(20)))
+    statuses = sorted(r["statusCode"] for r, _ in burst(first, second))
 
     assert statuses == [200] * LIMIT + [429] * (20 - LIMIT)
 
