@@ -7,13 +7,15 @@ STAMP  := $(VENV)/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help venv template lint scan test unit bench clean
+.PHONY: help venv template lint scan test unit bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# The venv is rebuilt whenever requirements.txt changes.
+# The venv is rebuilt from scratch whenever requirements.txt changes, or when an earlier
+# build was interrupted: the stamp is written last, so a half-built venv has none.
 $(STAMP): requirements.txt
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
@@ -30,6 +32,7 @@ lint: template  ## ruff and cfn-lint (informational checks included)
 
 # checkov has many pins of its own: it lives in its own venv, rebuilt when they change.
 $(CHECKOV_STAMP): requirements-checkov.txt
+	rm -rf $(CHECKOV_VENV)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
@@ -47,5 +50,19 @@ BENCH_ARGS ?=
 bench: $(STAMP)  ## benchmarks: print the table, write bench/results.json (BENCH_ARGS=--quick)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-clean:  ## remove generated files and the venv
-	rm -rf $(VENV) $(CHECKOV_VENV) template.json .pytest_cache .ruff_cache
+# The locks must install on every Python the README promises: resolved for the lowest
+# (3.11.0) across platforms, with markers where a package needs a newer Python.
+LOCK_PYTHON := 3.11.0
+LOCK_VENV   := .venv-lock
+UV_VERSION  := 0.13.9
+UV_COMPILE  = $(LOCK_VENV)/bin/uv pip compile --quiet --universal \
+	--python-version $(LOCK_PYTHON) --custom-compile-command "make lock"
+
+lock:  ## re-resolve requirements.txt and requirements-checkov.txt from their .in files
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-checkov.in -o requirements-checkov.txt
+
+clean:  ## remove generated files and the venvs
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCK_VENV) template.json .pytest_cache .ruff_cache

@@ -65,11 +65,18 @@ step() { printf '==> %s\n' "$*"; }
 
 # --- --local: hand everything but --local itself to the local runner --------------------
 
+# .venv is complete once make wrote its stamp, after the last package installed; an older
+# stamp than requirements.txt, or none (a first or interrupted install), rebuilds it.
 ensure_venv() {
-	if [[ ! -x $ROOT/.venv/bin/python ]]; then
+	local stamp=$ROOT/.venv/.installed
+	if [[ ! -f $stamp || $ROOT/requirements.txt -nt $stamp ]]; then
 		command -v make >/dev/null 2>&1 ||
-			die "no $ROOT/.venv and no make to create it: install make, then run 'make venv'"
-		step "No .venv yet: creating it (make venv)"
+			die "$ROOT/.venv is missing or incomplete and make is not installed: install make, then run 'make venv'"
+		if [[ -d $ROOT/.venv ]]; then
+			step ".venv is incomplete or out of date: rebuilding it (make venv)"
+		else
+			step "No .venv yet: creating it (make venv)"
+		fi
 		make -C "$ROOT" --no-print-directory venv >&2 || die "make venv failed (see above)"
 	fi
 }
