@@ -12,10 +12,10 @@ import json
 import sys
 
 from awacs import dynamodb
-from troposphere import GetAtt, Output, Ref, Sub, Template
+from troposphere import GetAtt, Ref, Sub, Template
 
 from templates import api, iam, monitoring, parameters, scaling, storage
-from templates.constructs import add_lambda
+from templates.constructs import add_lambda, add_routes, add_stage
 
 
 def build_template() -> Template:
@@ -69,65 +69,16 @@ def build_template() -> Template:
     )
     kms_policy = template.add_resource(iam.kms_key_policy([counter.role, stats.role], params))
 
-    # Routes: ANY / and ANY /{proxy+} to the counter; ANY /<StatsPath> and
-    # ANY /<StatsPath>/{proxy+} to the stats function (a specific resource beats {proxy+}).
-    proxy = template.add_resource(api.path_resource("ProxyResource", rest_api, "{proxy+}"))
-    stats_path = template.add_resource(
-        api.path_resource("StatsResource", rest_api, Ref(params.stats_path))
-    )
-    stats_proxy = template.add_resource(
-        api.path_resource("StatsProxyResource", rest_api, "{proxy+}", stats_path)
-    )
-    routes = [
-        ("RootMethod", None, counter),
-        ("ProxyMethod", proxy, counter),
-        ("StatsMethod", stats_path, stats),
-        ("StatsProxyMethod", stats_proxy, stats),
-    ]
-    methods = [
-        template.add_resource(api.proxy_method(title, rest_api, resource, target.function))
-        for title, resource, target in routes
-    ]
-    deployment = template.add_resource(
-        api.api_deployment(rest_api, methods, [proxy, stats_path, stats_proxy])
-    )
-
-    # The stage, its access logs, and the account's CloudWatch role when we set it
-    access_logs = template.add_resource(api.access_log_group(params))
-    logs_role = template.add_resource(iam.api_gateway_logs_role(params))
-    account = template.add_resource(api.account_settings(logs_role, rest_api, params))
-    stage = template.add_resource(
-        api.api_stage(
-            rest_api,
-            deployment,
-            params,
-            access_logs,
-            waits_for={"AccountSettings": account, "KmsKeyPolicy": kms_policy},
-        )
-    )
+    # The API: routes, their deployment, the stage (access logs, account role)
+    deployment = add_routes(template, rest_api, params, counter.function, stats.function)
+    stage = add_stage(template, rest_api, deployment, params, kms_policy)
 
     # Alarms and the dashboard
     template.add_resource(monitoring.api_alarms(stage, topic))
     template.add_resource(monitoring.table_alarms(table, topic))
     template.add_resource(monitoring.dashboard(stage, [counter.function, stats.function], table))
 
-    base_url = api.stage_url(rest_api, stage)
-    template.add_output(
-        [
-            Output("ApiUrl", Description="Base URL of the API", Value=base_url),
-            Output(
-                "StatsUrl",
-                Description="Read-only stats: JSON, or a dashboard in a browser",
-                Value=Sub("${Base}${StatsPath}", Base=base_url),
-            ),
-            Output("TableName", Description="DynamoDB counter table", Value=Ref(table)),
-            Output(
-                "CounterFunctionName",
-                Description="Counting Lambda function",
-                Value=Ref(counter.function),
-            ),
-        ]
-    )
+    template.add_output(api.outputs(rest_api, stage, table, counter.function))
     return template
 
 

@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from troposphere import AWSObject, GetAtt, If, NoValue, Ref, Sub
+from troposphere import AWSObject, GetAtt, If, NoValue, Output, Ref, Sub
 from troposphere.apigateway import (
     AccessLogSetting,
     Account,
@@ -17,6 +17,7 @@ from troposphere.apigateway import (
     Stage,
 )
 from troposphere.awslambda import Function, Permission
+from troposphere.dynamodb import Table
 from troposphere.iam import Role
 from troposphere.logs import LogGroup
 
@@ -198,3 +199,17 @@ def stage_url(api: RestApi, stage: Stage) -> Sub:
         Api=Ref(api),
         Stage=Ref(stage),
     )
+
+
+def outputs(api: RestApi, stage: Stage, table: Table, counter: Function) -> list[Output]:
+    base_url = stage_url(api, stage)
+    return [
+        Output("ApiUrl", Description="Base URL of the API", Value=base_url),
+        Output(
+            "StatsUrl",
+            Description="Read-only stats: JSON, or a dashboard in a browser",
+            Value=Sub("${Base}${StatsPath}", Base=base_url),
+        ),
+        Output("TableName", Description="DynamoDB counter table", Value=Ref(table)),
+        Output("CounterFunctionName", Description="Counting Lambda function", Value=Ref(counter)),
+    ]

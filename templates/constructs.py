@@ -3,10 +3,10 @@
 from dataclasses import dataclass
 
 from awacs.aws import Statement
-from troposphere import Template
-from troposphere.apigateway import RestApi
+from troposphere import Ref, Template
+from troposphere.apigateway import Deployment, RestApi, Stage
 from troposphere.awslambda import Function
-from troposphere.iam import Role
+from troposphere.iam import PolicyType, Role
 from troposphere.logs import LogGroup
 from troposphere.sns import Topic
 
@@ -54,3 +54,58 @@ def add_lambda(
     )
     template.add_resource(monitoring.function_alarms(name, lambda_function, alarm_topic))
     return LambdaFunction(lambda_function, role, log_group)
+
+
+def add_routes(
+    template: Template,
+    rest_api: RestApi,
+    params: StackParameters,
+    counter: Function,
+    stats: Function,
+) -> Deployment:
+    """ANY / and ANY /{proxy+} to the counter; ANY /<StatsPath> and ANY /<StatsPath>/{proxy+}
+    to the stats function (a specific resource beats {proxy+}); and the deployment of
+    that shape."""
+    proxy = template.add_resource(api.path_resource("ProxyResource", rest_api, "{proxy+}"))
+    stats_path = template.add_resource(
+        api.path_resource("StatsResource", rest_api, Ref(params.stats_path))
+    )
+    stats_proxy = template.add_resource(
+        api.path_resource("StatsProxyResource", rest_api, "{proxy+}", stats_path)
+    )
+    routes = [
+        ("RootMethod", None, counter),
+        ("ProxyMethod", proxy, counter),
+        ("StatsMethod", stats_path, stats),
+        ("StatsProxyMethod", stats_proxy, stats),
+    ]
+    methods = [
+        template.add_resource(api.proxy_method(title, rest_api, resource, target))
+        for title, resource, target in routes
+    ]
+    return template.add_resource(
+        api.api_deployment(rest_api, methods, [proxy, stats_path, stats_proxy])
+    )
+
+
+def add_stage(
+    template: Template,
+    rest_api: RestApi,
+    deployment: Deployment,
+    params: StackParameters,
+    kms_policy: PolicyType,
+) -> Stage:
+    """The stage, its access log group, and the region's API Gateway CloudWatch role with
+    the account setting that names it (when ApiGatewayAccountRole is 'create')."""
+    access_logs = template.add_resource(api.access_log_group(params))
+    logs_role = template.add_resource(iam.api_gateway_logs_role(params))
+    account = template.add_resource(api.account_settings(logs_role, rest_api, params))
+    return template.add_resource(
+        api.api_stage(
+            rest_api,
+            deployment,
+            params,
+            access_logs,
+            waits_for={"AccountSettings": account, "KmsKeyPolicy": kms_policy},
+        )
+    )
