@@ -91,7 +91,8 @@ PUSH_TO_CLOUDWATCH_LOGS = (
 LEAST_PRIVILEGE_EXCEPTION = (
     "AWS managed policy, Resource *: setting the account's role, API Gateway checks it by "
     "writing to /aws/apigateway/welcome, and every REST API of the region logs through "
-    "it to log groups we cannot name; logs:DescribeLogGroups takes no narrower resource."
+    "it to log groups we cannot name; logs:DescribeLogGroups is granted on * (parliament "
+    "finds no narrower resource for it)."
 )
 
 
