@@ -11,9 +11,11 @@ import argparse
 import json
 import sys
 
-from troposphere import GetAtt, Output, Ref, Sub, Template
+from awacs import dynamodb
+from troposphere import GetAtt, Ref, Sub, Template
 
-from templates import api, function, iam, monitoring, parameters, scaling, storage
+from templates import api, iam, monitoring, parameters, scaling, storage
+from templates.constructs import add_lambda, add_routes, add_stage
 
 
 def build_template() -> Template:
@@ -24,120 +26,59 @@ def build_template() -> Template:
     template.set_version("2010-09-09")
     params = parameters.add_parameters(template)
 
-    # Storage
-    counter_table = template.add_resource(storage.counter_table(params))
-    for kind in ("Read", "Write"):  # PROVISIONED only; target before its policy
-        template.add_resource(list(scaling.table_scaling(kind, counter_table, params)))
-    stats_route = Sub("/${StatsPath}")
+    # Storage: the counter table, auto scaled when PROVISIONED (target before its policy)
+    table = template.add_resource(storage.counter_table(params))
+    for kind in ("Read", "Write"):
+        template.add_resource(list(scaling.table_scaling(kind, table, params)))
+    table_arn = GetAtt(table, "Arn")
 
-    # Counter function: log group, role, function
-    counter_logs = template.add_resource(function.function_log_group("CounterLogGroup", params))
-    counter_role = template.add_resource(
-        iam.counter_role(GetAtt(counter_table, "Arn"), counter_logs, params)
-    )
-    counter_function = template.add_resource(
-        function.harden(
-            function.inline_function(
-                "CounterFunction",
-                "counter",
-                counter_role,
-                counter_logs,
-                {
-                    "TABLE_NAME": Ref(counter_table),
-                    "STATS_ROUTE": stats_route,
-                    "RATE_LIMIT": Ref(params.rate_limit),
-                    "RATE_LIMIT_WINDOW_SECONDS": Ref(params.rate_limit_window),
-                },
-                params,
-                "Counts each API request in the counter table, per route.",
-            ),
-            params,
-        )
-    )
-
-    # Stats function: reads the table only
-    stats_logs = template.add_resource(function.function_log_group("StatsLogGroup", params))
-    stats_role = template.add_resource(
-        iam.stats_role(GetAtt(counter_table, "Arn"), stats_logs, params)
-    )
-    stats_function = template.add_resource(
-        function.harden(
-            function.inline_function(
-                "StatsFunction",
-                "stats",
-                stats_role,
-                stats_logs,
-                {
-                    "TABLE_NAME": Ref(counter_table),
-                    "STATS_ROUTE": stats_route,
-                    "ALLOWED_ORIGIN": Ref(params.allowed_origin),
-                },
-                params,
-                "Reads the route counts: JSON pages, one route, or an HTML dashboard.",
-            ),
-            params,
-        )
-    )
-
-    # REST API: ANY / and ANY /{proxy+} proxied to the counter; ANY /<StatsPath> and
-    # ANY /<StatsPath>/{proxy+} to the stats function (a specific resource beats {proxy+}).
+    # Where alarms notify, and the API the functions serve
+    topic = template.add_resource(monitoring.alarm_topic(params))
+    template.add_resource(monitoring.alarm_subscription(topic, params))
     rest_api = template.add_resource(api.rest_api())
-    proxy = template.add_resource(api.path_resource("ProxyResource", rest_api, "{proxy+}"))
-    stats = template.add_resource(
-        api.path_resource("StatsResource", rest_api, Ref(params.stats_path))
-    )
-    stats_proxy = template.add_resource(
-        api.path_resource("StatsProxyResource", rest_api, "{proxy+}", stats)
-    )
-    methods = [
-        template.add_resource(api.proxy_method("RootMethod", rest_api, None, counter_function)),
-        template.add_resource(api.proxy_method("ProxyMethod", rest_api, proxy, counter_function)),
-        template.add_resource(api.proxy_method("StatsMethod", rest_api, stats, stats_function)),
-        template.add_resource(
-            api.proxy_method("StatsProxyMethod", rest_api, stats_proxy, stats_function)
-        ),
-    ]
-    deployment = template.add_resource(
-        api.api_deployment(rest_api, methods, [proxy, stats, stats_proxy])
-    )
-    # Access logs: their log group, and the account's CloudWatch role when we set it
-    access_logs = template.add_resource(api.access_log_group(params))
-    logs_role = template.add_resource(iam.api_gateway_logs_role(access_logs, params))
-    account = template.add_resource(api.account_settings(logs_role, params))
-    stage = template.add_resource(
-        api.api_stage(rest_api, deployment, params, log_group=access_logs, account=account)
-    )
-    template.add_resource(
-        api.invoke_permission("CounterInvokePermission", counter_function, rest_api, params)
-    )
-    template.add_resource(
-        api.invoke_permission("StatsInvokePermission", stats_function, rest_api, params)
-    )
 
-    template.add_resource(
-        monitoring.monitoring_resources(
-            params, rest_api, stage, counter_function, counter_table, stats_function
-        )
+    # The functions: each with its log group, role, invoke permission and alarms
+    stats_route = Sub("/${StatsPath}")
+    shared = {"params": params, "rest_api": rest_api, "alarm_topic": topic}
+    counter = add_lambda(
+        template,
+        "Counter",
+        source="counter",
+        description="Counts each API request in the counter table, per route.",
+        environment={
+            "TABLE_NAME": Ref(table),
+            "STATS_ROUTE": stats_route,
+            "RATE_LIMIT": Ref(params.rate_limit),
+            "RATE_LIMIT_WINDOW_SECONDS": Ref(params.rate_limit_window),
+        },
+        statements=[iam.allow("CountHits", [dynamodb.UpdateItem], table_arn)],
+        **shared,
     )
+    stats = add_lambda(
+        template,
+        "Stats",
+        source="stats",
+        description="Reads the route counts: JSON pages, one route, or an HTML dashboard.",
+        environment={
+            "TABLE_NAME": Ref(table),
+            "STATS_ROUTE": stats_route,
+            "ALLOWED_ORIGIN": Ref(params.allowed_origin),
+        },
+        statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
+        **shared,
+    )
+    kms_policy = template.add_resource(iam.kms_key_policy([counter.role, stats.role], params))
 
-    template.add_output(
-        [
-            Output(
-                "ApiUrl", Description="Base URL of the API", Value=api.stage_url(rest_api, stage)
-            ),
-            Output(
-                "StatsUrl",
-                Description="Read-only stats: JSON, or a dashboard in a browser",
-                Value=Sub("${Base}${StatsPath}", Base=api.stage_url(rest_api, stage)),
-            ),
-            Output("TableName", Description="DynamoDB counter table", Value=Ref(counter_table)),
-            Output(
-                "CounterFunctionName",
-                Description="Counting Lambda function",
-                Value=Ref(counter_function),
-            ),
-        ]
-    )
+    # The API: routes, their deployment, the stage (access logs, account role)
+    deployment = add_routes(template, rest_api, params, counter.function, stats.function)
+    stage = add_stage(template, rest_api, deployment, params, kms_policy)
+
+    # Alarms and the dashboard
+    template.add_resource(monitoring.api_alarms(stage, topic))
+    template.add_resource(monitoring.table_alarms(table, topic))
+    template.add_resource(monitoring.dashboard(stage, [counter.function, stats.function], table))
+
+    template.add_output(api.outputs(rest_api, stage, table, counter.function))
     return template
 
 

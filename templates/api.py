@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from troposphere import GetAtt, If, NoValue, Ref, Sub
+from troposphere import AWSObject, GetAtt, If, NoValue, Output, Ref, Sub
 from troposphere.apigateway import (
     AccessLogSetting,
     Account,
@@ -17,15 +17,16 @@ from troposphere.apigateway import (
     Stage,
 )
 from troposphere.awslambda import Function, Permission
+from troposphere.dynamodb import Table
 from troposphere.iam import Role
 from troposphere.logs import LogGroup
 
 from templates.parameters import StackParameters
 
 
-def rest_api(title: str = "CounterApi") -> RestApi:
+def rest_api() -> RestApi:
     return RestApi(
-        title,
+        "CounterApi",
         Name=Sub("${AWS::StackName}"),
         Description="Route Counter: counts every request, per route.",
         EndpointConfiguration=EndpointConfiguration(Types=["REGIONAL"]),
@@ -38,14 +39,14 @@ def path_resource(title: str, api: RestApi, path_part: str, parent=None) -> Reso
     return Resource(title, RestApiId=Ref(api), ParentId=parent_id, PathPart=path_part)
 
 
-def proxy_method(title: str, api: RestApi, resource, function: Function, http_method="ANY"):
-    """A method whose requests reach the function as REST proxy events (payload 1.0)."""
+def proxy_method(title: str, api: RestApi, resource, function: Function) -> Method:
+    """ANY method whose requests reach the function as REST proxy events (payload 1.0)."""
     resource_id = GetAtt(api, "RootResourceId") if resource is None else Ref(resource)
     return Method(
         title,
         RestApiId=Ref(api),
         ResourceId=resource_id,
-        HttpMethod=http_method,
+        HttpMethod="ANY",
         AuthorizationType="NONE",
         Metadata={
             "checkov": {
@@ -110,15 +111,21 @@ def access_log_group(params: StackParameters) -> LogGroup:
     )
 
 
-def account_settings(role: Role, params: StackParameters) -> Account:
+def account_settings(role: Role, api: RestApi, params: StackParameters) -> Account:
     """Sets the region's API Gateway CloudWatch Logs role: an account-wide setting.
 
-    Only when ApiGatewayAccountRole is 'create'. Deleting the stack leaves the setting
-    pointing at the deleted role.
+    Only when ApiGatewayAccountRole is 'create'. API Gateway has no call that unsets it,
+    so deleting this resource leaves the setting as it is: the role it names is retained
+    (iam.api_gateway_logs_role), and so is this resource, which says what it did. After
+    the API: on a fresh region, setting the account races the API's creation (the CDK
+    adds the same dependency).
     """
     return Account(
         "ApiGatewayAccount",
         Condition=params.creates_api_gateway_role,
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+        DependsOn=[api.title],
         CloudWatchRoleArn=GetAtt(role, "Arn"),
     )
 
@@ -127,31 +134,29 @@ def api_stage(
     api: RestApi,
     deployment: Deployment,
     params: StackParameters,
-    log_group: LogGroup | None = None,
-    account: Account | None = None,
-    **extra,
+    log_group: LogGroup,
+    waits_for: dict[str, AWSObject],
 ) -> Stage:
-    """The stage: X-Ray tracing, detailed metrics, throttling, JSON access logs."""
-    metadata: dict = {
-        "checkov": {"skip": [{"id": "CKV_AWS_120", "comment": "Every hit must reach the counter"}]}
-    }
-    if log_group is not None:
-        metadata["checkov"]["skip"].append(
-            {"id": "CKV_AWS_76", "comment": "On unless ApiGatewayAccountRole=none (Fn::If)"}
-        )
-    if account is not None:
-        # Access logs need the account's CloudWatch role first; DependsOn cannot name a
-        # conditional resource, a conditional Ref can.
-        metadata["AccountSettings"] = If(account.Condition, Ref(account), "")
-    if log_group is not None:
-        extra["AccessLogSetting"] = If(
-            params.has_access_logs,
-            AccessLogSetting(DestinationArn=GetAtt(log_group, "Arn"), Format=ACCESS_LOG_FORMAT),
-            NoValue,
-        )
+    """The stage: X-Ray tracing, detailed metrics, throttling, JSON access logs.
+
+    waits_for: conditional resources the stage must come after. DependsOn cannot name a
+    conditional resource; a conditional Ref in Metadata can (the account's CloudWatch
+    role before access logs, the KMS key policy before the first request).
+    """
     return Stage(
         "ApiStage",
-        Metadata=metadata,
+        Metadata={
+            "checkov": {
+                "skip": [
+                    {"id": "CKV_AWS_120", "comment": "Every hit must reach the counter"},
+                    {
+                        "id": "CKV_AWS_76",
+                        "comment": "On unless ApiGatewayAccountRole=none (Fn::If)",
+                    },
+                ]
+            },
+            **{key: If(r.Condition, Ref(r), "") for key, r in waits_for.items()},
+        },
         RestApiId=Ref(api),
         DeploymentId=Ref(deployment),
         StageName=Ref(params.stage_name),
@@ -165,7 +170,11 @@ def api_stage(
                 ThrottlingBurstLimit=Ref(params.throttling_burst_limit),
             )
         ],
-        **extra,
+        AccessLogSetting=If(
+            params.has_access_logs,
+            AccessLogSetting(DestinationArn=GetAtt(log_group, "Arn"), Format=ACCESS_LOG_FORMAT),
+            NoValue,
+        ),
     )
 
 
@@ -190,3 +199,17 @@ def stage_url(api: RestApi, stage: Stage) -> Sub:
         Api=Ref(api),
         Stage=Ref(stage),
     )
+
+
+def outputs(api: RestApi, stage: Stage, table: Table, counter: Function) -> list[Output]:
+    base_url = stage_url(api, stage)
+    return [
+        Output("ApiUrl", Description="Base URL of the API", Value=base_url),
+        Output(
+            "StatsUrl",
+            Description="Read-only stats: JSON, or a dashboard in a browser",
+            Value=Sub("${Base}${StatsPath}", Base=base_url),
+        ),
+        Output("TableName", Description="DynamoDB counter table", Value=Ref(table)),
+        Output("CounterFunctionName", Description="Counting Lambda function", Value=Ref(counter)),
+    ]

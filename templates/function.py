@@ -42,18 +42,29 @@ def function_log_group(title: str, params: StackParameters) -> LogGroup:
     )
 
 
-def inline_function(
+# Checks that do not fit a synchronous, public, VPC-less function (see README "Security scan").
+FUNCTION_SCAN_SKIPS = [
+    {"id": "CKV_AWS_116", "comment": "Invoked synchronously by API Gateway: no async DLQ"},
+    {"id": "CKV_AWS_117", "comment": "Reaches only DynamoDB over the AWS API: no VPC needed"},
+]
+
+
+def hardened_function(
     title: str,
     source_name: str,
+    description: str,
     role: Role,
     log_group: LogGroup,
     environment: dict,
     params: StackParameters,
-    description: str,
 ) -> Function:
-    """A python function, arm64, whose index.py is handler/<source_name>.py."""
+    """A python function, arm64, whose index.py is handler/<source_name>.py, with
+    production settings: X-Ray tracing, the environment encrypted with KmsKeyArn when one
+    is given (its role needs iam.tracing_statement() and iam.kms_key_policy), and a
+    concurrency reservation when ReservedConcurrency is set."""
     return Function(
         title,
+        Metadata={"checkov": {"skip": FUNCTION_SCAN_SKIPS}},
         Description=description,
         Runtime=RUNTIME,
         Architectures=["arm64"],
@@ -64,30 +75,9 @@ def inline_function(
         Timeout=TIMEOUT_SECONDS,
         Environment=Environment(Variables=environment),
         LoggingConfig=FunctionLoggingConfig(LogGroup=Ref(log_group), LogFormat="Text"),
+        TracingConfig=TracingConfig(Mode="Active"),
+        KmsKeyArn=If(params.has_kms_key, Ref(params.kms_key_arn), NoValue),
+        ReservedConcurrentExecutions=If(
+            params.has_reserved_concurrency, Ref(params.reserved_concurrency), NoValue
+        ),
     )
-
-
-# Checks that do not fit a synchronous, public, VPC-less function (see README "Security scan").
-FUNCTION_SCAN_SKIPS = [
-    {"id": "CKV_AWS_116", "comment": "Invoked synchronously by API Gateway: no async DLQ"},
-    {"id": "CKV_AWS_117", "comment": "Reaches only DynamoDB over the AWS API: no VPC needed"},
-]
-
-
-def harden(function: Function, params: StackParameters) -> Function:
-    """Production settings for any of our functions (the counter, and later the others).
-
-    X-Ray tracing, environment encrypted with KmsKeyArn when one is given, and a
-    concurrency reservation when ReservedConcurrency is set. Its role needs
-    iam.tracing_statement() and iam.kms_policy(params).
-    """
-    function.TracingConfig = TracingConfig(Mode="Active")
-    function.KmsKeyArn = If(params.has_kms_key, Ref(params.kms_key_arn), NoValue)
-    function.ReservedConcurrentExecutions = If(
-        params.has_reserved_concurrency, Ref(params.reserved_concurrency), NoValue
-    )
-    metadata = dict(function.resource.get("Metadata", {}))
-    skips = metadata.get("checkov", {}).get("skip", [])
-    metadata["checkov"] = {"skip": [*skips, *FUNCTION_SCAN_SKIPS]}
-    function.Metadata = metadata
-    return function

@@ -1,26 +1,23 @@
 """IAM roles, written with awacs: each statement names exact actions on exact ARNs."""
 
-from awacs import dynamodb, kms, logs, xray
+from awacs import kms, logs, xray
 from awacs.aws import Allow, Policy, Principal, Statement
 from awacs.sts import AssumeRole
-from troposphere import GetAtt, If, Ref, Sub
+from troposphere import GetAtt, Ref, Sub
 from troposphere.iam import Policy as InlinePolicy
+from troposphere.iam import PolicyType as PolicyResource
 from troposphere.iam import Role
 from troposphere.logs import LogGroup
 
 from templates.parameters import StackParameters
 
 
-def lambda_trust_policy() -> Policy:
-    """Only the Lambda service may assume the role."""
+def service_trust_policy(service: str) -> Policy:
+    """Only the given AWS service may assume the role."""
     return Policy(
         Version="2012-10-17",
         Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", "lambda.amazonaws.com"),
-                Action=[AssumeRole],
-            )
+            Statement(Effect=Allow, Principal=Principal("Service", service), Action=[AssumeRole])
         ],
     )
 
@@ -45,14 +42,18 @@ def tracing_statement() -> Statement:
     )
 
 
-def kms_policy(params: StackParameters) -> InlinePolicy:
-    """Use of the KmsKeyArn key (function_role adds it only when one is given).
+def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource:
+    """Use of the KmsKeyArn key by the given roles; the resource exists only when one is given.
 
     kms:Decrypt reads the encrypted environment variables and the table's key on each
-    access; kms:GenerateDataKey lets DynamoDB encrypt what the function writes.
+    access; kms:GenerateDataKey lets DynamoDB encrypt what the function writes. One
+    conditional resource for every role, so no role repeats its policies in a Fn::If.
     """
-    return InlinePolicy(
+    return PolicyResource(
+        "UseKmsKeyPolicy",
+        Condition=params.has_kms_key,
         PolicyName="use-kms-key",
+        Roles=[Ref(role) for role in roles],
         PolicyDocument=Policy(
             Version="2012-10-17",
             Statement=[
@@ -67,114 +68,52 @@ def kms_policy(params: StackParameters) -> InlinePolicy:
     )
 
 
-def function_role(
-    title: str, statements: list[Statement], params: StackParameters | None = None
-) -> Role:
-    """A role with one inline policy made of the given statements, and nothing else.
-
-    Given params, a second policy lets the role use KmsKeyArn when one is set. The whole
-    list is chosen by Fn::If (not one item of it): no NoValue inside a list.
-    """
-    base = InlinePolicy(
-        PolicyName="least-privilege",
-        PolicyDocument=Policy(Version="2012-10-17", Statement=statements),
-    )
-    policies = (
-        [base] if params is None else If(params.has_kms_key, [base, kms_policy(params)], [base])
-    )
-    return Role(title, AssumeRolePolicyDocument=lambda_trust_policy(), Policies=policies)
-
-
-def counter_role(table_arn: GetAtt, log_group: LogGroup, params: StackParameters) -> Role:
-    """The counter adds to counters, writes its logs and traces: UpdateItem is all it needs."""
-    return function_role(
-        "CounterFunctionRole",
-        [
-            Statement(
-                Sid="CountHits",
-                Effect=Allow,
-                Action=[dynamodb.UpdateItem],
-                Resource=[table_arn],
-            ),
-            write_logs_statement(log_group),
-            tracing_statement(),
-        ],
-        params,
-    )
-
-
-def api_gateway_logs_role(access_log_group: LogGroup, params: StackParameters) -> Role:
-    """The role API Gateway writes CloudWatch Logs with, for every API of this region.
-
-    The actions of the AWS managed policy AmazonAPIGatewayPushToCloudWatchLogs, scoped
-    to this account and region: log groups API Gateway creates for execution logs
-    (API-Gateway-Execution-Logs_*) and this stack's access log group. Only when
-    ApiGatewayAccountRole is 'create'.
-    """
-    group_arn = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
-    execution_logs = Sub(group_arn + "API-Gateway-Execution-Logs_*")
+def function_role(title: str, statements: list[Statement]) -> Role:
+    """A role Lambda may assume, with one inline policy made of the given statements."""
     return Role(
-        "ApiGatewayCloudWatchRole",
-        Condition=params.creates_api_gateway_role,
-        AssumeRolePolicyDocument=Policy(
-            Version="2012-10-17",
-            Statement=[
-                Statement(
-                    Effect=Allow,
-                    Principal=Principal("Service", "apigateway.amazonaws.com"),
-                    Action=[AssumeRole],
-                )
-            ],
-        ),
+        title,
+        AssumeRolePolicyDocument=service_trust_policy("lambda.amazonaws.com"),
         Policies=[
             InlinePolicy(
-                PolicyName="push-to-cloudwatch-logs",
-                PolicyDocument=Policy(
-                    Version="2012-10-17",
-                    Statement=[
-                        Statement(
-                            Sid="ListLogGroups",
-                            Effect=Allow,
-                            Action=[logs.DescribeLogGroups],
-                            Resource=[Sub(group_arn + "*")],
-                        ),
-                        Statement(
-                            Sid="WriteApiLogs",
-                            Effect=Allow,
-                            Action=[
-                                logs.CreateLogGroup,
-                                logs.CreateLogStream,
-                                logs.DescribeLogStreams,
-                                logs.PutLogEvents,
-                                logs.GetLogEvents,
-                                logs.FilterLogEvents,
-                            ],
-                            Resource=[
-                                execution_logs,
-                                Sub(group_arn + "API-Gateway-Execution-Logs_*:log-stream:*"),
-                                GetAtt(access_log_group, "Arn"),
-                            ],
-                        ),
-                    ],
-                ),
+                PolicyName="least-privilege",
+                PolicyDocument=Policy(Version="2012-10-17", Statement=statements),
             )
         ],
     )
 
 
-def stats_role(table_arn: GetAtt, log_group: LogGroup, params: StackParameters) -> Role:
-    """The stats function only reads: Scan for pages, GetItem for one route. No write."""
-    return function_role(
-        "StatsFunctionRole",
-        [
-            Statement(
-                Sid="ReadCounts",
-                Effect=Allow,
-                Action=[dynamodb.Scan, dynamodb.GetItem],
-                Resource=[table_arn],
-            ),
-            write_logs_statement(log_group),
-            tracing_statement(),
-        ],
-        params,
+# The AWS managed policy the API Gateway guide names for this role ("Set up CloudWatch
+# logging": it "has all the required permissions"). Our one exception to exact actions on
+# exact ARNs: see LEAST_PRIVILEGE_EXCEPTION.
+PUSH_TO_CLOUDWATCH_LOGS = (
+    "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+)
+LEAST_PRIVILEGE_EXCEPTION = (
+    "AWS managed policy, Resource *: setting the account's role, API Gateway checks it by "
+    "writing to /aws/apigateway/welcome, and every REST API of the region logs through "
+    "it to log groups we cannot name; logs:DescribeLogGroups is granted on * (parliament "
+    "finds no narrower resource for it)."
+)
+
+
+def api_gateway_logs_role(params: StackParameters) -> Role:
+    """The role API Gateway writes CloudWatch Logs with, for every API of this region.
+
+    Only when ApiGatewayAccountRole is 'create'. Retained on stack delete, on a switch
+    away from 'create', on replacement and on a rolled-back create: the account setting
+    (account_settings) outlives the stack and must never name a deleted role.
+    """
+    return Role(
+        "ApiGatewayCloudWatchRole",
+        Condition=params.creates_api_gateway_role,
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+        Metadata={"LeastPrivilegeException": LEAST_PRIVILEGE_EXCEPTION},
+        AssumeRolePolicyDocument=service_trust_policy("apigateway.amazonaws.com"),
+        ManagedPolicyArns=[Sub(PUSH_TO_CLOUDWATCH_LOGS)],
     )
+
+
+def allow(sid: str, actions: list, resource) -> Statement:
+    """One statement: exactly these actions on exactly this resource."""
+    return Statement(Sid=sid, Effect=Allow, Action=actions, Resource=[resource])

@@ -3,7 +3,7 @@
 import json
 
 from troposphere import AWSObject, If, NoValue, Ref, Sub
-from troposphere.apigateway import RestApi, Stage
+from troposphere.apigateway import Stage
 from troposphere.awslambda import Function
 from troposphere.cloudwatch import Alarm, Dashboard, MetricDimension
 from troposphere.dynamodb import Table
@@ -34,7 +34,9 @@ def alarm_topic(params: StackParameters) -> Topic:
                 ]
             }
         },
-        DisplayName=Sub("${AWS::StackName} alarms"),
+        # At most 100 characters: a stack name (up to 128) does not fit. The alarm names
+        # in each notification carry the stack name.
+        DisplayName="Route Counter alarms",
         KmsMasterKeyId=If(params.has_kms_key, Ref(params.kms_key_arn), NoValue),
     )
 
@@ -62,7 +64,12 @@ def alarm(
     evaluation_periods: int = 1,
     datapoints: int = 1,
 ) -> Alarm:
-    """An alarm on one metric; missing data (no traffic) is healthy."""
+    """An alarm on one metric; missing data (no traffic) is healthy.
+
+    It notifies on ALARM only. OKActions would also fire on every alarm's first
+    INSUFFICIENT_DATA -> OK transition (a mail per alarm on each create), and CloudWatch
+    cannot limit them to leaving ALARM; the console and the dashboard show recovery.
+    """
     # A percentile is an ExtendedStatistic; the two properties exclude each other.
     kind = "ExtendedStatistic" if statistic.startswith("p") else "Statistic"
     return Alarm(
@@ -80,7 +87,6 @@ def alarm(
         ComparisonOperator="GreaterThanOrEqualToThreshold",
         TreatMissingData="notBreaching",
         AlarmActions=[Ref(topic)],
-        OKActions=[Ref(topic)],
     )
 
 
@@ -109,13 +115,9 @@ def function_alarms(prefix: str, function: Function, topic: Topic) -> list[Alarm
     ]
 
 
-def api_dimensions(api: RestApi, stage: Stage) -> dict:
+def api_alarms(stage: Stage, topic: Topic) -> list[Alarm]:
     # The API's name is the stack name (api.rest_api).
-    return {"ApiName": Sub("${AWS::StackName}"), "Stage": Ref(stage)}
-
-
-def api_alarms(api: RestApi, stage: Stage, topic: Topic) -> list[Alarm]:
-    dims = api_dimensions(api, stage)
+    dims = {"ApiName": Sub("${AWS::StackName}"), "Stage": Ref(stage)}
     return [
         alarm(
             "Api5XXErrors",
@@ -155,8 +157,14 @@ def table_alarms(table: Table, topic: Topic) -> list[Alarm]:
     ]
 
 
-def dashboard(api: RestApi, stage: Stage, function: Function, table: Table) -> Dashboard:
-    """Hits, latency percentiles, errors and consumed capacity on one page."""
+def sub_ref(resource: AWSObject) -> str:
+    """A Ref to the resource inside a Fn::Sub string."""
+    return "${" + resource.title + "}"
+
+
+def dashboard(stage: Stage, functions: list[Function], table: Table) -> Dashboard:
+    """Hits, latency percentiles, errors of the API and of every function, and consumed
+    capacity on one page. Dashboards are global to the account: the name has the region."""
 
     def widget(x: int, y: int, title: str, metrics: list, stat: str = "Sum") -> dict:
         return {
@@ -175,9 +183,10 @@ def dashboard(api: RestApi, stage: Stage, function: Function, table: Table) -> D
             },
         }
 
-    api_dims = ["ApiName", "${AWS::StackName}", "Stage", "${Stage}"]
+    api_dims = ["ApiName", "${AWS::StackName}", "Stage", sub_ref(stage)]
     latency = [["AWS/ApiGateway", "Latency", *api_dims, {"stat": p}] for p in ("p50", "p90")]
     latency.append(["...", {"stat": "p99"}])
+    table_dims = ["TableName", sub_ref(table)]
     body = {
         "widgets": [
             widget(0, 0, "Hits (API requests)", [["AWS/ApiGateway", "Count", *api_dims]]),
@@ -189,7 +198,7 @@ def dashboard(api: RestApi, stage: Stage, function: Function, table: Table) -> D
                 [
                     ["AWS/ApiGateway", "4XXError", *api_dims],
                     ["AWS/ApiGateway", "5XXError", *api_dims],
-                    ["AWS/Lambda", "Errors", "FunctionName", "${Function}"],
+                    *(["AWS/Lambda", "Errors", "FunctionName", sub_ref(f)] for f in functions),
                 ],
             ),
             widget(
@@ -197,40 +206,14 @@ def dashboard(api: RestApi, stage: Stage, function: Function, table: Table) -> D
                 6,
                 "Consumed capacity (units)",
                 [
-                    ["AWS/DynamoDB", "ConsumedWriteCapacityUnits", "TableName", "${Table}"],
-                    ["AWS/DynamoDB", "ConsumedReadCapacityUnits", "TableName", "${Table}"],
+                    ["AWS/DynamoDB", "ConsumedWriteCapacityUnits", *table_dims],
+                    ["AWS/DynamoDB", "ConsumedReadCapacityUnits", *table_dims],
                 ],
             ),
         ]
     }
     return Dashboard(
         "Dashboard",
-        DashboardName=Sub("${AWS::StackName}"),
-        DashboardBody=Sub(
-            json.dumps(body, separators=(",", ":")),
-            Stage=Ref(stage),
-            Function=Ref(function),
-            Table=Ref(table),
-        ),
+        DashboardName=Sub("${AWS::StackName}-${AWS::Region}"),
+        DashboardBody=Sub(json.dumps(body, separators=(",", ":"))),
     )
-
-
-def monitoring_resources(
-    params: StackParameters,
-    api: RestApi,
-    stage: Stage,
-    function: Function,
-    table: Table,
-    stats_function: Function,
-) -> list[AWSObject]:
-    """Topic, optional subscription, alarms and dashboard, in dependency order."""
-    topic = alarm_topic(params)
-    return [
-        topic,
-        alarm_subscription(topic, params),
-        *function_alarms("Counter", function, topic),
-        *function_alarms("Stats", stats_function, topic),
-        *api_alarms(api, stage, topic),
-        *table_alarms(table, topic),
-        dashboard(api, stage, function, table),
-    ]

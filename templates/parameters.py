@@ -1,6 +1,6 @@
-"""Deploy-time parameters and the conditions derived from them."""
+"""Deploy-time parameters and the conditions derived from them, declared one way: a table."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from troposphere import Equals, Not, Or, Parameter, Ref, Template
 
@@ -9,27 +9,31 @@ LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 @dataclass(frozen=True)
 class StackParameters:
+    """Every parameter (a troposphere Parameter) and every condition (its name)."""
+
     billing_mode: Parameter
     read_capacity: Parameter
     write_capacity: Parameter
-    log_retention_days: Parameter
+    max_read_capacity: Parameter
+    max_write_capacity: Parameter
+    target_utilization: Parameter
+    table_deletion_protection: Parameter
     stage_name: Parameter
+    stats_path: Parameter
+    allowed_origin: Parameter
+    rate_limit: Parameter
+    rate_limit_window: Parameter
     memory_size: Parameter
+    log_retention_days: Parameter
     kms_key_arn: Parameter
     api_gateway_account_role: Parameter
     throttling_rate_limit: Parameter
     throttling_burst_limit: Parameter
     alarm_email: Parameter
     reserved_concurrency: Parameter
-    stats_path: Parameter
-    allowed_origin: Parameter
-    rate_limit: Parameter
-    rate_limit_window: Parameter
-    max_read_capacity: Parameter
-    max_write_capacity: Parameter
-    target_utilization: Parameter
     # condition names
     is_provisioned: str
+    protects_table: str
     has_kms_key: str
     creates_api_gateway_role: str
     has_access_logs: str
@@ -37,246 +41,195 @@ class StackParameters:
     has_reserved_concurrency: str
 
 
-def add_parameters(template: Template) -> StackParameters:
-    """Declare every parameter a deployer may set; the defaults deploy on a fresh account."""
-    billing_mode = template.add_parameter(
-        Parameter(
+def number(title: str, default: int, description: str, **limits) -> Parameter:
+    return Parameter(title, Type="Number", Default=default, Description=description, **limits)
+
+
+def text(title: str, default: str, description: str, **constraints) -> Parameter:
+    return Parameter(title, Type="String", Default=default, Description=description, **constraints)
+
+
+def declarations() -> dict[str, Parameter]:
+    """Every parameter a deployer may set, in console order; the defaults deploy on a fresh
+    account and cost nothing beyond what is used."""
+    return {
+        "billing_mode": text(
             "BillingMode",
-            Type="String",
-            Default="PAY_PER_REQUEST",
+            "PAY_PER_REQUEST",
+            "DynamoDB capacity mode: on-demand (pay per hit) or provisioned.",
             AllowedValues=["PAY_PER_REQUEST", "PROVISIONED"],
-            Description="DynamoDB capacity mode: on-demand (pay per hit) or provisioned.",
-        )
-    )
-    read_capacity = template.add_parameter(
-        Parameter(
+        ),
+        "read_capacity": number(
             "ReadCapacityUnits",
-            Type="Number",
-            Default=5,
+            5,
+            "Table read capacity units, used only when BillingMode is PROVISIONED.",
             MinValue=1,
-            Description="Table read capacity units, used only when BillingMode is PROVISIONED.",
-        )
-    )
-    write_capacity = template.add_parameter(
-        Parameter(
+        ),
+        "write_capacity": number(
             "WriteCapacityUnits",
-            Type="Number",
-            Default=5,
+            5,
+            "Table write capacity units, used only when BillingMode is PROVISIONED.",
             MinValue=1,
-            Description="Table write capacity units, used only when BillingMode is PROVISIONED.",
-        )
-    )
-    log_retention_days = template.add_parameter(
-        Parameter(
+        ),
+        "log_retention_days": number(
             "LogRetentionDays",
-            Type="Number",
-            Default=30,
+            30,
+            "Days to keep the functions' logs.",
             AllowedValues=LOG_RETENTION_DAYS,
-            Description="Days to keep the functions' logs.",
-        )
-    )
-    stage_name = template.add_parameter(
-        Parameter(
+        ),
+        "stage_name": text(
             "StageName",
-            Type="String",
-            Default="prod",
+            "prod",
+            "API Gateway stage name: the first path segment of the API URL.",
             AllowedPattern="^[A-Za-z0-9_]{1,128}$",
             ConstraintDescription="letters, digits and underscores, at most 128",
-            Description="API Gateway stage name: the first path segment of the API URL.",
-        )
-    )
-    memory_size = template.add_parameter(
-        Parameter(
+        ),
+        "memory_size": number(
             "FunctionMemorySize",
-            Type="Number",
-            Default=256,
+            256,
+            "Memory (MB) of the functions; CPU, and so cold start, scales with it.",
             MinValue=128,
             MaxValue=10240,
-            Description="Memory (MB) of the functions; CPU, and so cold start, scales with it.",
-        )
-    )
-    stats_path = template.add_parameter(
-        Parameter(
+        ),
+        "stats_path": text(
             "StatsPath",
-            Type="String",
-            Default="_stats",
+            "_stats",
+            "Path segment of the read-only stats endpoint (GET /<StatsPath>); "
+            "requests to it and under it are never counted.",
             AllowedPattern="^[A-Za-z0-9._-]{1,64}$",
             ConstraintDescription="one path segment: letters, digits, '.', '_', '-'",
-            Description="Path segment of the read-only stats endpoint (GET /<StatsPath>); "
-            "requests to it and under it are never counted.",
-        )
-    )
-    allowed_origin = template.add_parameter(
-        Parameter(
+        ),
+        "allowed_origin": text(
             "AllowedOrigin",
-            Type="String",
-            Default="",
+            "",
+            "Origin allowed to read the stats endpoint from a browser (CORS); "
+            "empty sends no CORS headers.",
             AllowedPattern="^(|\\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$",
             ConstraintDescription="empty, '*', or an origin such as https://example.com",
-            Description="Origin allowed to read the stats endpoint from a browser (CORS); "
-            "empty sends no CORS headers.",
-        )
-    )
-    rate_limit = template.add_parameter(
-        Parameter(
+        ),
+        "rate_limit": number(
             "RateLimit",
-            Type="Number",
-            Default=0,
+            0,
+            "Counted hits allowed per route per window; more get 429. 0 turns rate limiting off.",
             MinValue=0,
-            Description="Counted hits allowed per route per window; more get 429. 0 turns "
-            "rate limiting off.",
-        )
-    )
-    rate_limit_window = template.add_parameter(
-        Parameter(
+        ),
+        "rate_limit_window": number(
             "RateLimitWindowSeconds",
-            Type="Number",
-            Default=60,
+            60,
+            "Length of the fixed rate-limit window, aligned to the epoch.",
             MinValue=1,
             MaxValue=86400,
-            Description="Length of the fixed rate-limit window, aligned to the epoch.",
-        )
-    )
-    max_read_capacity = template.add_parameter(
-        Parameter(
+        ),
+        "max_read_capacity": number(
             "MaxReadCapacityUnits",
-            Type="Number",
-            Default=100,
-            MinValue=1,
-            Description="PROVISIONED only: auto scaling raises reads up to this "
+            100,
+            "PROVISIONED only: auto scaling raises reads up to this "
             "(ReadCapacityUnits is the minimum).",
-        )
-    )
-    max_write_capacity = template.add_parameter(
-        Parameter(
-            "MaxWriteCapacityUnits",
-            Type="Number",
-            Default=100,
             MinValue=1,
-            Description="PROVISIONED only: auto scaling raises writes up to this "
+        ),
+        "max_write_capacity": number(
+            "MaxWriteCapacityUnits",
+            100,
+            "PROVISIONED only: auto scaling raises writes up to this "
             "(WriteCapacityUnits is the minimum).",
-        )
-    )
-    target_utilization = template.add_parameter(
-        Parameter(
+            MinValue=1,
+        ),
+        "target_utilization": number(
             "TargetUtilizationPercent",
-            Type="Number",
-            Default=70,
+            70,
+            "PROVISIONED only: consumed/provisioned capacity that auto scaling keeps the table at.",
             MinValue=20,
             MaxValue=90,
-            Description="PROVISIONED only: consumed/provisioned capacity that auto scaling "
-            "keeps the table at.",
-        )
-    )
-    is_provisioned = "IsProvisioned"
-    template.add_condition(is_provisioned, Equals(Ref(billing_mode), "PROVISIONED"))
-    return StackParameters(
-        billing_mode=billing_mode,
-        read_capacity=read_capacity,
-        write_capacity=write_capacity,
-        log_retention_days=log_retention_days,
-        stage_name=stage_name,
-        memory_size=memory_size,
-        stats_path=stats_path,
-        allowed_origin=allowed_origin,
-        rate_limit=rate_limit,
-        rate_limit_window=rate_limit_window,
-        max_read_capacity=max_read_capacity,
-        max_write_capacity=max_write_capacity,
-        target_utilization=target_utilization,
-        is_provisioned=is_provisioned,
-        **add_production_parameters(template),
-    )
-
-
-def add_production_parameters(template: Template) -> dict:
-    """Encryption, access logs, throttling, alarms and the concurrency guard.
-
-    Every default deploys on a fresh account and costs nothing beyond what is used.
-    """
-    kms_key_arn = template.add_parameter(
-        Parameter(
+        ),
+        "table_deletion_protection": text(
+            "TableDeletionProtection",
+            "false",
+            "DynamoDB deletion protection of the counter table. Off while the stack is "
+            "first created (a protected table would block the rollback of a failed first "
+            "deploy); deploy.sh turns it on once the stack exists.",
+            AllowedValues=["false", "true"],
+        ),
+        "kms_key_arn": text(
             "KmsKeyArn",
-            Type="String",
-            Default="",
+            "",
+            "Customer managed KMS key for the table, the log groups, the functions' "
+            "environment and the alarm topic. Empty: AWS owned/managed encryption.",
             AllowedPattern="^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+)?$",
             ConstraintDescription="empty, or the ARN of a KMS key (not an alias)",
-            Description="Customer managed KMS key for the table, the log groups, the functions' "
-            "environment and the alarm topic. Empty: AWS owned/managed encryption.",
-        )
-    )
-    api_gateway_account_role = template.add_parameter(
-        Parameter(
+        ),
+        "api_gateway_account_role": text(
             "ApiGatewayAccountRole",
-            Type="String",
-            Default="create",
-            AllowedValues=["create", "existing", "none"],
-            Description="API access logs need the region's API Gateway CloudWatch Logs role: "
+            "create",
+            "API access logs need the region's API Gateway CloudWatch Logs role: "
             "'create' sets one (account-wide setting), 'existing' uses the one already set, "
             "'none' turns access logs off.",
-        )
-    )
-    throttling_rate_limit = template.add_parameter(
-        Parameter(
+            AllowedValues=["create", "existing", "none"],
+        ),
+        "throttling_rate_limit": number(
             "ThrottlingRateLimit",
-            Type="Number",
-            Default=100,
+            100,
+            "Steady requests per second the stage accepts before answering 429.",
             MinValue=1,
-            Description="Steady requests per second the stage accepts before answering 429.",
-        )
-    )
-    throttling_burst_limit = template.add_parameter(
-        Parameter(
+        ),
+        "throttling_burst_limit": number(
             "ThrottlingBurstLimit",
-            Type="Number",
-            Default=200,
+            200,
+            "Requests the stage accepts in a burst above the steady rate.",
             MinValue=1,
-            Description="Requests the stage accepts in a burst above the steady rate.",
-        )
-    )
-    alarm_email = template.add_parameter(
-        Parameter(
+        ),
+        "alarm_email": text(
             "AlarmEmail",
-            Type="String",
-            Default="",
+            "",
+            "E-mail address subscribed to the alarm topic (confirm the mail AWS "
+            "sends). Empty: no subscription.",
             AllowedPattern="^([^@\\s]+@[^@\\s]+\\.[^@\\s]+)?$",
             ConstraintDescription="empty, or one e-mail address",
-            Description="E-mail address subscribed to the alarm topic (confirm the mail AWS "
-            "sends). Empty: no subscription.",
-        )
-    )
-    reserved_concurrency = template.add_parameter(
-        Parameter(
+        ),
+        "reserved_concurrency": text(
             "ReservedConcurrency",
-            Type="String",
-            Default="",
+            "",
+            "Concurrent executions reserved for (and capping) each function. "
+            "Empty or 0: no reservation (new accounts cannot reserve any).",
             AllowedPattern="^(0|[1-9][0-9]{0,5})?$",
             ConstraintDescription="empty, or a whole number without leading zeros",
-            Description="Concurrent executions reserved for (and capping) each function. "
-            "Empty or 0: no reservation (new accounts cannot reserve any).",
-        )
-    )
-    conditions = {
-        "has_kms_key": ("HasKmsKey", Not(Equals(Ref(kms_key_arn), ""))),
+        ),
+    }
+
+
+def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
+    """field -> (condition name, condition), over the declared parameters."""
+
+    def is_not(field: str, value: str):
+        return Not(Equals(Ref(p[field]), value))
+
+    return {
+        "is_provisioned": ("IsProvisioned", Equals(Ref(p["billing_mode"]), "PROVISIONED")),
+        "protects_table": ("ProtectsTable", Equals(Ref(p["table_deletion_protection"]), "true")),
+        "has_kms_key": ("HasKmsKey", is_not("kms_key_arn", "")),
         "creates_api_gateway_role": (
             "CreatesApiGatewayRole",
-            Equals(Ref(api_gateway_account_role), "create"),
+            Equals(Ref(p["api_gateway_account_role"]), "create"),
         ),
-        "has_access_logs": ("HasAccessLogs", Not(Equals(Ref(api_gateway_account_role), "none"))),
-        "has_alarm_email": ("HasAlarmEmail", Not(Equals(Ref(alarm_email), ""))),
+        "has_access_logs": ("HasAccessLogs", is_not("api_gateway_account_role", "none")),
+        "has_alarm_email": ("HasAlarmEmail", is_not("alarm_email", "")),
         "has_reserved_concurrency": (
             "HasReservedConcurrency",
-            Not(Or(Equals(Ref(reserved_concurrency), ""), Equals(Ref(reserved_concurrency), "0"))),
+            Not(
+                Or(
+                    Equals(Ref(p["reserved_concurrency"]), ""),
+                    Equals(Ref(p["reserved_concurrency"]), "0"),
+                )
+            ),
         ),
     }
-    for name, condition in conditions.values():
+
+
+def add_parameters(template: Template) -> StackParameters:
+    """Declare every parameter and condition on the template."""
+    declared = {field: template.add_parameter(p) for field, p in declarations().items()}
+    names = {}
+    for field, (name, condition) in conditions(declared).items():
         template.add_condition(name, condition)
-    return {
-        "kms_key_arn": kms_key_arn,
-        "api_gateway_account_role": api_gateway_account_role,
-        "throttling_rate_limit": throttling_rate_limit,
-        "throttling_burst_limit": throttling_burst_limit,
-        "alarm_email": alarm_email,
-        "reserved_concurrency": reserved_concurrency,
-        **{key: name for key, (name, _) in conditions.items()},
-    }
+        names[field] = name
+    values = {**declared, **names}
+    return StackParameters(**{f.name: values[f.name] for f in fields(StackParameters)})

@@ -19,10 +19,15 @@ PARTITION_KEY = "route"
 
 
 def counter_table(params: StackParameters) -> Table:
-    """The table keeps every count: retained on stack delete and on replacement."""
+    """The table keeps every count: retained on stack delete and on replacement.
+
+    RetainExceptOnCreate: only the rollback of the create that made it deletes it (a failed
+    first deploy leaves no empty table behind). That delete is refused while deletion
+    protection is on, so protection is a parameter, off until the stack exists.
+    """
     return Table(
         COUNTER_TABLE_ID,
-        DeletionPolicy="Retain",
+        DeletionPolicy="RetainExceptOnCreate",
         UpdateReplacePolicy="Retain",
         AttributeDefinitions=[AttributeDefinition(AttributeName=PARTITION_KEY, AttributeType="S")],
         KeySchema=[KeySchema(AttributeName=PARTITION_KEY, KeyType="HASH")],
@@ -38,7 +43,7 @@ def counter_table(params: StackParameters) -> Table:
         PointInTimeRecoverySpecification=PointInTimeRecoverySpecification(
             PointInTimeRecoveryEnabled=True
         ),
-        DeletionProtectionEnabled=True,
+        DeletionProtectionEnabled=If(params.protects_table, True, False),
         SSESpecification=table_encryption(params),
     )
 

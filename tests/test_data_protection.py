@@ -30,16 +30,29 @@ def test_no_property_that_forces_a_replacement(resources):
     assert "ImportSourceSpecification" not in props
 
 
-def test_table_is_retained_on_delete_and_on_replacement(resources):
+def test_table_is_retained_on_delete_and_on_replacement_but_not_after_a_failed_create(
+    resources,
+):
+    """RetainExceptOnCreate: a stack delete or an update that drops or replaces the table
+    keeps it; only rolling back the create that made it (an empty table) deletes it."""
     resource = table(resources)
-    assert resource["DeletionPolicy"] == "Retain"
+    assert resource["DeletionPolicy"] == "RetainExceptOnCreate"
     assert resource["UpdateReplacePolicy"] == "Retain"
 
 
-def test_point_in_time_recovery_and_deletion_protection_are_on(resources):
+def test_deletion_protection_is_off_until_the_stack_exists(template, resources):
+    """DynamoDB refuses DeleteTable on a protected table, so a protected table would turn
+    the rollback of a failed first create into ROLLBACK_FAILED and an orphan. The
+    parameter defaults to off; deploy.sh turns it on once the create has succeeded."""
     props = table(resources)["Properties"]
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert props["DeletionProtectionEnabled"] is True
+    assert props["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectsTable", True, False]}
+    assert template["Conditions"]["ProtectsTable"] == {
+        "Fn::Equals": [{"Ref": "TableDeletionProtection"}, "true"]
+    }
+    parameter = template["Parameters"]["TableDeletionProtection"]
+    assert parameter["Default"] == "false"
+    assert parameter["AllowedValues"] == ["false", "true"]
 
 
 def test_table_is_never_conditional(resources):

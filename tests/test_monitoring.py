@@ -31,8 +31,22 @@ def test_alarm_notifies_the_topic_and_ignores_idle_periods(
 
     assert [d["Name"] for d in alarm["Dimensions"]] == dimensions
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
     assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_alarms_mail_only_when_they_fire(resources):
+    """OKActions fire on each new alarm's INSUFFICIENT_DATA -> OK too: 7 mails per create."""
+    for props in alarms(resources).values():
+        assert "OKActions" not in props
+        assert "InsufficientDataActions" not in props
+
+
+def test_topic_display_name_fits_sns_limit_for_the_longest_stack_name(resources):
+    """SNS DisplayName takes at most 100 characters; a stack name takes up to 128."""
+    name = resources["AlarmTopic"]["Properties"]["DisplayName"]
+    if isinstance(name, dict):
+        name = name["Fn::Sub"].replace("${AWS::StackName}", "s" * 128)
+    assert 0 < len(name) <= 100
 
 
 def test_latency_alarm_watches_a_high_percentile(resources):
@@ -62,9 +76,9 @@ def test_email_is_subscribed_only_when_given(template, resources):
 
 
 def dashboard_body(resources: dict) -> dict:
-    text, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    text = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     known = {"AWS::Region": "eu-west-1", "AWS::StackName": "rc"} | {
-        name: f"<{name}>" for name in variables
+        name: f"<{name}>" for name in resources
     }
     used = set(re.findall(r"\$\{([^}]+)\}", text))
     assert used <= set(known), f"unknown Fn::Sub variables {used - set(known)}"
@@ -84,3 +98,21 @@ def test_dashboard_shows_hits_latency_errors_and_capacity(resources):
     assert {("Latency", "p50"), ("Latency", "p90"), ("Latency", "p99")} <= shown
     assert {("4XXError", None), ("5XXError", None), ("Errors", None)} <= shown
     assert {("ConsumedReadCapacityUnits", None), ("ConsumedWriteCapacityUnits", None)} <= shown
+
+
+def test_dashboard_errors_widget_shows_every_function(resources):
+    (errors,) = [
+        w for w in dashboard_body(resources)["widgets"] if w["properties"]["title"] == "Errors"
+    ]
+    lambda_errors = {
+        m[3] for m in errors["properties"]["metrics"] if m[:2] == ["AWS/Lambda", "Errors"]
+    }
+    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(functions) == 2
+    assert lambda_errors == {f"<{name}>" for name in functions}
+
+
+def test_dashboard_name_is_unique_per_region(resources):
+    """Dashboards are global to the account: the same stack in two regions needs two."""
+    name = resources["Dashboard"]["Properties"]["DashboardName"]
+    assert name == {"Fn::Sub": "${AWS::StackName}-${AWS::Region}"}

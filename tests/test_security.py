@@ -21,20 +21,15 @@ def of_type(resources: dict, kind: str) -> dict:
     return {name: r for name, r in resources.items() if r["Type"] == f"AWS::{kind}"}
 
 
-def role_policies(role: dict) -> list[dict]:
-    """Every inline policy a role may get, whichever branch its Fn::If takes."""
-    policies = role["Properties"]["Policies"]
-    if isinstance(policies, dict):
-        _, when_true, when_false = policies["Fn::If"]
-        return when_true + [p for p in when_false if p not in when_true]
-    return policies
-
-
 def statements(resources: dict):
+    """(role or policy resource, policy name, statement) of every IAM policy in the template."""
     for name, role in of_type(resources, "IAM::Role").items():
-        for policy in role_policies(role):
+        for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
                 yield name, policy["PolicyName"], statement
+    for name, policy in of_type(resources, "IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            yield name, policy["Properties"]["PolicyName"], statement
 
 
 def test_template_fits_cloudformation_template_body_limit():
@@ -49,18 +44,37 @@ def test_no_wildcard_action_and_star_resource_only_for_xray(resources):
             assert statement["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
 
 
-def test_no_managed_policies(resources):
-    for role in of_type(resources, "IAM::Role").values():
-        assert "ManagedPolicyArns" not in role["Properties"]
+# The one documented exception to exact actions on exact ARNs (README "Access logs and the
+# account-wide API Gateway role"): API Gateway refuses a narrower role for its account
+# setting, which every REST API of the region then logs through.
+API_GATEWAY_LOGS_POLICY = {
+    "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+    "AmazonAPIGatewayPushToCloudWatchLogs"
+}
 
 
-def test_kms_key_use_is_granted_only_when_a_key_is_given(resources):
-    policies = resources["CounterFunctionRole"]["Properties"]["Policies"]
-    condition, with_key, without_key = policies["Fn::If"]
-    assert condition == "HasKmsKey"
-    assert [p["PolicyName"] for p in without_key] == ["least-privilege"]
-    (kms,) = [p for p in with_key if p["PolicyName"] == "use-kms-key"]
-    assert kms["PolicyDocument"]["Statement"] == [
+def test_only_the_api_gateway_account_role_has_a_managed_policy_and_says_why(resources):
+    managed = {
+        name: role["Properties"]["ManagedPolicyArns"]
+        for name, role in of_type(resources, "IAM::Role").items()
+        if "ManagedPolicyArns" in role["Properties"]
+    }
+    assert managed == {"ApiGatewayCloudWatchRole": [API_GATEWAY_LOGS_POLICY]}
+    role = resources["ApiGatewayCloudWatchRole"]
+    assert "Policies" not in role["Properties"]
+    reason = role["Metadata"]["LeastPrivilegeException"]
+    assert "/aws/apigateway/welcome" in reason
+    assert "logs:DescribeLogGroups" in reason
+
+
+def test_kms_key_use_is_one_policy_for_both_functions_only_when_a_key_is_given(resources):
+    kms = resources["UseKmsKeyPolicy"]
+    assert kms["Condition"] == "HasKmsKey"
+    assert kms["Properties"]["Roles"] == [
+        {"Ref": "CounterFunctionRole"},
+        {"Ref": "StatsFunctionRole"},
+    ]
+    assert kms["Properties"]["PolicyDocument"]["Statement"] == [
         {
             "Sid": "UseStackKey",
             "Effect": "Allow",
@@ -68,6 +82,13 @@ def test_kms_key_use_is_granted_only_when_a_key_is_given(resources):
             "Resource": [{"Ref": "KmsKeyArn"}],
         }
     ]
+    for name in ("CounterFunctionRole", "StatsFunctionRole"):
+        policies = resources[name]["Properties"]["Policies"]
+        assert [p["PolicyName"] for p in policies] == ["least-privilege"], name
+    # The stage (the first request) waits for the key policy when there is one.
+    assert resources["ApiStage"]["Metadata"]["KmsKeyPolicy"] == {
+        "Fn::If": ["HasKmsKey", {"Ref": "UseKmsKeyPolicy"}, ""]
+    }
 
 
 def test_kms_key_encrypts_table_logs_environment_and_topic_when_given(template, resources):
@@ -140,6 +161,19 @@ def test_account_wide_api_gateway_role_is_set_only_on_create(resources):
     assert resources["ApiGatewayCloudWatchRole"]["Condition"] == "CreatesApiGatewayRole"
     trust = resources["ApiGatewayCloudWatchRole"]["Properties"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "apigateway.amazonaws.com"}
+
+
+def test_account_setting_never_outlives_the_role_it_names(resources):
+    """API Gateway has no call that unsets the account's role: deleting the stack, leaving
+    'create' or rolling back a create must keep the role the setting points at."""
+    for name in ("ApiGatewayCloudWatchRole", "ApiGatewayAccount"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+        assert resources[name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_account_setting_waits_for_the_api(resources):
+    """Set on a fresh region while the API is being created, it fails (the CDK waits too)."""
+    assert resources["ApiGatewayAccount"]["DependsOn"] == ["CounterApi"]
 
 
 def test_every_scan_skip_is_a_design_decision_with_a_reason(resources):

@@ -1,7 +1,8 @@
 """The template deploys through a CloudFormation change set (AWS CLI against moto_server).
 
 moto 5.2.5 creates resources in template order, ignores DependsOn, skips the types it does
-not model (Stage, Account, Alarm, Subscription) and ignores Lambda KmsKeyArn/TracingConfig;
+not model (Stage, Account, Alarm, Subscription), ignores Lambda KmsKeyArn/TracingConfig and
+a role's ManagedPolicyArns, and deletes RetainExceptOnCreate resources on stack delete;
 what it does create must all be CREATE_COMPLETE, with defaults and with every option set.
 """
 
@@ -76,6 +77,24 @@ def test_defaults_deploy_every_modelled_resource(moto_server, tmp_path, template
         "Dashboard",
     ]:
         assert name in created
+    table = created["CounterTable"]["PhysicalResourceId"]
+    described = aws(moto_server, "dynamodb", "describe-table", "--table-name", table)["Table"]
+    # Off while the stack is created: a protected table would block a failed create's
+    # rollback (deploy.sh turns it on once the stack exists).
+    assert described["DeletionProtectionEnabled"] is False
+
+
+def test_deleting_the_stack_keeps_the_role_the_account_setting_names(
+    moto_server, tmp_path, template
+):
+    stack = deploy(moto_server, tmp_path, template, {})
+    role = resources_of(moto_server, stack)["ApiGatewayCloudWatchRole"]["PhysicalResourceId"]
+
+    aws(moto_server, "cloudformation", "delete-stack", "--stack-name", stack)
+    aws(moto_server, "cloudformation", "wait", "stack-delete-complete", "--stack-name", stack)
+
+    kept = aws(moto_server, "iam", "get-role", "--role-name", role)["Role"]
+    assert kept["RoleName"] == role
 
 
 def test_every_option_set_deploys(moto_server, tmp_path, template):
@@ -92,6 +111,7 @@ def test_every_option_set_deploys(moto_server, tmp_path, template):
             "ApiGatewayAccountRole": "none",
             "ThrottlingRateLimit": "10",
             "ThrottlingBurstLimit": "20",
+            "TableDeletionProtection": "true",
         },
     )
 
@@ -106,3 +126,6 @@ def test_every_option_set_deploys(moto_server, tmp_path, template):
     role = created["CounterFunctionRole"]["PhysicalResourceId"]
     policies = aws(moto_server, "iam", "list-role-policies", "--role-name", role)
     assert sorted(policies["PolicyNames"]) == ["least-privilege", "use-kms-key"]
+    table = created["CounterTable"]["PhysicalResourceId"]
+    described = aws(moto_server, "dynamodb", "describe-table", "--table-name", table)["Table"]
+    assert described["DeletionProtectionEnabled"] is True

@@ -1,0 +1,111 @@
+"""Constructs: one call adds every resource of a repeated shape, CDK style."""
+
+from dataclasses import dataclass
+
+from awacs.aws import Statement
+from troposphere import Ref, Template
+from troposphere.apigateway import Deployment, RestApi, Stage
+from troposphere.awslambda import Function
+from troposphere.iam import PolicyType, Role
+from troposphere.logs import LogGroup
+from troposphere.sns import Topic
+
+from templates import api, function, iam, monitoring
+from templates.parameters import StackParameters
+
+
+@dataclass(frozen=True)
+class LambdaFunction:
+    function: Function
+    role: Role
+    log_group: LogGroup
+
+
+def add_lambda(
+    template: Template,
+    name: str,
+    *,
+    source: str,
+    description: str,
+    environment: dict,
+    statements: list[Statement],
+    params: StackParameters,
+    rest_api: RestApi,
+    alarm_topic: Topic,
+) -> LambdaFunction:
+    """A function API Gateway invokes: <name>LogGroup, <name>FunctionRole (the given
+    statements, plus writing its own logs and sending traces), <name>Function (runs
+    handler/<source>.py, hardened), <name>InvokePermission (this API only), and the alarms
+    <name>Errors and <name>Throttles."""
+    log_group = template.add_resource(function.function_log_group(f"{name}LogGroup", params))
+    role = template.add_resource(
+        iam.function_role(
+            f"{name}FunctionRole",
+            [*statements, iam.write_logs_statement(log_group), iam.tracing_statement()],
+        )
+    )
+    lambda_function = template.add_resource(
+        function.hardened_function(
+            f"{name}Function", source, description, role, log_group, environment, params
+        )
+    )
+    template.add_resource(
+        api.invoke_permission(f"{name}InvokePermission", lambda_function, rest_api, params)
+    )
+    template.add_resource(monitoring.function_alarms(name, lambda_function, alarm_topic))
+    return LambdaFunction(lambda_function, role, log_group)
+
+
+def add_routes(
+    template: Template,
+    rest_api: RestApi,
+    params: StackParameters,
+    counter: Function,
+    stats: Function,
+) -> Deployment:
+    """ANY / and ANY /{proxy+} to the counter; ANY /<StatsPath> and ANY /<StatsPath>/{proxy+}
+    to the stats function (a specific resource beats {proxy+}); and the deployment of
+    that shape."""
+    proxy = template.add_resource(api.path_resource("ProxyResource", rest_api, "{proxy+}"))
+    stats_path = template.add_resource(
+        api.path_resource("StatsResource", rest_api, Ref(params.stats_path))
+    )
+    stats_proxy = template.add_resource(
+        api.path_resource("StatsProxyResource", rest_api, "{proxy+}", stats_path)
+    )
+    routes = [
+        ("RootMethod", None, counter),
+        ("ProxyMethod", proxy, counter),
+        ("StatsMethod", stats_path, stats),
+        ("StatsProxyMethod", stats_proxy, stats),
+    ]
+    methods = [
+        template.add_resource(api.proxy_method(title, rest_api, resource, target))
+        for title, resource, target in routes
+    ]
+    return template.add_resource(
+        api.api_deployment(rest_api, methods, [proxy, stats_path, stats_proxy])
+    )
+
+
+def add_stage(
+    template: Template,
+    rest_api: RestApi,
+    deployment: Deployment,
+    params: StackParameters,
+    kms_policy: PolicyType,
+) -> Stage:
+    """The stage, its access log group, and the region's API Gateway CloudWatch role with
+    the account setting that names it (when ApiGatewayAccountRole is 'create')."""
+    access_logs = template.add_resource(api.access_log_group(params))
+    logs_role = template.add_resource(iam.api_gateway_logs_role(params))
+    account = template.add_resource(api.account_settings(logs_role, rest_api, params))
+    return template.add_resource(
+        api.api_stage(
+            rest_api,
+            deployment,
+            params,
+            access_logs,
+            waits_for={"AccountSettings": account, "KmsKeyPolicy": kms_policy},
+        )
+    )
