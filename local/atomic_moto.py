@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -66,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     # moto loads a service on its first request, and CloudFormation pulls in most of them:
     # load it before listening, while the caller is busy with its own start-up.
     import moto.cloudformation.models  # noqa: F401
+
+    # Run as a script (python -P local/atomic_moto.py): the project root holds local/.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from local import moto_fidelity
+
+    moto_fidelity.apply()
 
     run_simple(
         args.host,
