@@ -305,6 +305,7 @@ def test_a_window_that_moves_under_every_try_gets_503_not_a_wrong_count(limited,
     assert len(moved) == 3
     assert result["statusCode"] == 503
     assert result["headers"]["Retry-After"] == "1"
+    assert body["outcome"] == "not counted"  # safe to retry
     assert body["requestId"]
     assert read_item(counter_table, "/api")["count"] == {"N": "7"}
 
