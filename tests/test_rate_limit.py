@@ -32,6 +32,7 @@ def limited_counter(monkeypatch, name, limit=LIMIT, window=WINDOW):
     clock = SimpleNamespace(
         time=lambda: module.now[0],
         monotonic=time.monotonic,
+        sleep=time.sleep,  # the backoff between retries of a throttled write
         strftime=time.strftime,
         gmtime=time.gmtime,
     )
