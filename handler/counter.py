@@ -1,19 +1,15 @@
-"""Route Counter: count every request to the API, per route, in DynamoDB.
-
-Deployed byte for byte as the function's inline code (index.py): nothing beyond the
-Lambda Python runtime (boto3). The rules it implements (the route rule, the stats route
-never counted, rate limiting) are in README.md, "The API".
-"""
+"""Route Counter: count every request, per route, in DynamoDB (README.md, "The API")."""
 
 import json
 import math
 import os
+import random
 import re
 import time
 
 import boto3
+from botocore import exceptions as aws
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE", "")
@@ -27,16 +23,22 @@ THROTTLING_CODES = {
     "RequestLimitExceeded",
     "ThrottlingException",
 }
+# ADD is not idempotent: write() retries only what AWS never applied (README, "At most once").
+NOT_SENT = (aws.EndpointConnectionError, aws.ConnectTimeoutError)
+SENT = (aws.HTTPClientError, aws.ConnectionError)
+ATTEMPTS = 3
+RETRY_SECONDS = 4  # no retry starts later: 7 s at worst (+ 1 s connect, 2 s read)
+BUSY = (503, "the counter is busy, retry shortly", {"Retry-After": "1"}, "not counted")
+UNKNOWN = (503, "the hit may have been counted", None, "unknown")
+BROKEN = (500, "counter unavailable", None, "not counted")
 
-# Created once per container. Short timeouts and three attempts in all keep the worst
-# case (3 x 3 s plus backoff) well inside the function timeout, itself under API
-# Gateway's 29 s, so a caller always gets our JSON answer rather than a gateway timeout.
+# Created once per container. No SDK retries: see write().
 dynamodb = boto3.client(
     "dynamodb",
     config=Config(
         connect_timeout=1,
         read_timeout=2,
-        retries={"mode": "standard", "total_max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": 1},
     ),
 )
 
@@ -64,21 +66,56 @@ def route_of(path):
     return "/" + "/".join(filter(None, path.split("/"))), None
 
 
+class HttpError(Exception):
+    """Any answer but 2xx: answered and logged in handler()."""
+
+    def __init__(self, status, message, headers=None, outcome=None, **log):
+        self.status, self.message, self.headers = status, message, headers
+        self.log = {"outcome": outcome, **log}
+
+
+def write(deadline, **params):
+    """One UpdateItem; the item as it is now (ALL_NEW)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return dynamodb.update_item(
+                TableName=TABLE_NAME,
+                ExpressionAttributeNames={"#count": "count"},
+                ReturnValues="ALL_NEW",
+                **params,
+            )["Attributes"]
+        except aws.ClientError as error:
+            fault, code = error, error.response["Error"].get("Code")
+            if code == "ConditionalCheckFailedException":
+                raise
+            status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+            kind = BUSY if code in THROTTLING_CODES else UNKNOWN if status >= 500 else BROKEN
+        except NOT_SENT as error:
+            fault, code, kind = error, None, BUSY
+        except SENT as error:
+            fault, code, kind = error, None, UNKNOWN
+        except aws.BotoCoreError as error:  # never sent: no credentials, bad input
+            fault, code, kind = error, None, BROKEN
+        delay = random.random() * 0.05 * 4**attempt  # noqa: S311 (jitter)
+        if kind is not BUSY or attempt == ATTEMPTS or time.monotonic() + delay > deadline:
+            name = type(fault).__name__
+            raise HttpError(*kind, error=name, errorCode=code or name, detail=str(fault))
+        time.sleep(delay)
+
+
 def iso(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def count_hit(route, now):
+def count_hit(route, now, deadline):
     """Add one hit to the route's counter: one UpdateItem, atomic on the server."""
-    item = dynamodb.update_item(
-        TableName=TABLE_NAME,
+    item = write(
+        deadline,
         Key={"route": {"S": route}},
         UpdateExpression="ADD #count :one SET lastSeen = :now, "
         "firstSeen = if_not_exists(firstSeen, :now)",
-        ExpressionAttributeNames={"#count": "count"},
         ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": iso(now)}},
-        ReturnValues="ALL_NEW",
-    )["Attributes"]
+    )
     return record(route, item)
 
 
@@ -103,9 +140,7 @@ START_WINDOW = (
     "attribute_not_exists(windowStart) OR windowStart < :w",
 )
 
-# What this container last saw of each route's window, by hash(route): (windowStart,
-# windowCount, when, how many of those hits were its own). It only picks the update to try
-# first: a wrong guess costs one more call, never a wrong count.
+# hash(route): (windowStart, windowCount, when, own hits), as this container last saw them.
 window_hint = {}
 WINDOW_HINT_ROUTES = 10_000
 
@@ -131,18 +166,13 @@ def first_update(seen, start, now):
         return START_WINDOW  # this container served all of the route's last window
     if seen_count >= RATE_LIMIT:
         return COUNT_IN_WINDOW  # a route shared and crowded: its window starts early
-    # Shared: the route's rate in that window (Poisson estimate (n - 1) / t) makes a hit
-    # since this window's start likelier than not (1 - exp(-rate x elapsed) > 1/2)?
+    # Shared: a hit since the window began likelier than not, at rate (n - 1) / t (Poisson)?
     started = (seen_count - 1) * (now - start) > 0.69 * (seen_at - seen_start)
     return COUNT_IN_WINDOW if started else START_WINDOW
 
 
-def count_limited(route, now):
-    """Count the hit unless the route used up RATE_LIMIT in its window: (status, body, headers).
-
-    A failed try returns the item, which says what to try next; the conditions keep the
-    limit exact, and the item's window is the truth, even for a clock that lags behind it.
-    """
+def count_limited(route, now, deadline):
+    """Count the hit, unless the route used up RATE_LIMIT in its window: (body, headers)."""
     key, start = hash(route), int(now // WINDOW * WINDOW)
     seen = window_hint.get(key)
     window = max(start, seen[0]) if seen else start
@@ -152,16 +182,14 @@ def count_limited(route, now):
         if ":limit" in condition:
             values[":limit"] = {"N": str(RATE_LIMIT)}
         try:
-            item = dynamodb.update_item(
-                TableName=TABLE_NAME,
+            item = write(
+                deadline,
                 Key={"route": {"S": route}},
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#count": "count"},
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )["Attributes"]
+            )
         except dynamodb.exceptions.ConditionalCheckFailedException as error:
             old = error.response.get("Item") or {}
             window = int(old.get("windowStart", {}).get("N", -1))
@@ -175,13 +203,15 @@ def count_limited(route, now):
                 headers = rate_headers(RATE_LIMIT, window, now)
                 headers["Retry-After"] = headers["RateLimit-Reset"]
                 message = f"rate limit of {RATE_LIMIT} hits per {WINDOW} s reached for {route}"
-                return 429, {"error": message}, headers
+                raise HttpError(429, message, headers) from None
+            if time.monotonic() > deadline:
+                break
             continue
         count = int(item["windowCount"]["N"])
         learn(key, window, count, now, True)
-        return 200, record(route, item), rate_headers(count, window, now)
+        return record(route, item), rate_headers(count, window, now)
     # Only when the window moves under every try: clocks straddling a window's boundary.
-    return 503, {"error": "the counter is busy, retry shortly"}, {"Retry-After": "1"}
+    raise HttpError(*BUSY, error="window contended")
 
 
 def rate_headers(count, window, now):
@@ -206,13 +236,11 @@ def response(status, body=None, headers=None):
     }
 
 
-# Built once: json.dumps(default=...) would build a new encoder on every call.
-LOG_ENCODER = json.JSONEncoder(default=str)
+LOG_ENCODER = json.JSONEncoder(default=str)  # built once, not per json.dumps(default=)
 
 
 def log(**fields):
-    # One JSON line per request; CloudWatch Logs Insights parses it without a pattern.
-    print(LOG_ENCODER.encode(fields))
+    print(LOG_ENCODER.encode(fields))  # one JSON line: Logs Insights needs no pattern
 
 
 def handler(event, context):
@@ -222,39 +250,25 @@ def handler(event, context):
     method = event.get("httpMethod")
     route, problem = route_of(event.get("path"))
     line = {"level": "INFO", "requestId": request_id, "method": method, "route": route}
-    if not isinstance(method, str) or "requestContext" not in event:
-        problem = (400, "not an API Gateway proxy event: expected 'httpMethod' and 'path'")
-    if problem:
-        result = response(problem[0], {"error": problem[1]})
-    elif STATS_ROUTE and (route == STATS_ROUTE or route.startswith(STATS_ROUTE + "/")):
-        result = response(404, {"error": f"{STATS_ROUTE} is the stats endpoint; not counted"})
-    elif method == "OPTIONS":
-        result = response(204)
-    else:
-        try:
-            if RATE_LIMIT > 0:
-                status, body, headers = count_limited(route, time.time())
-            else:
-                status, body, headers = 200, count_hit(route, time.time()), None
-            if status == 503:
-                body["requestId"] = request_id
-                line.update(level="WARN", error="window contended")
-            result = response(status, body, headers)
-        except (ClientError, BotoCoreError) as error:
-            # Only a ClientError carries AWS's answer; a ReadTimeoutError's .response is None.
-            answer = error.response.get("Error", {}) if isinstance(error, ClientError) else {}
-            code = answer.get("Code") or type(error).__name__
-            transient = code in THROTTLING_CODES or not isinstance(error, ClientError)
-            status = 503 if transient else 500
-            message = "the counter is busy, retry shortly" if transient else "counter unavailable"
-            line.update(
-                level="ERROR", error=type(error).__name__, errorCode=code, detail=str(error)
-            )
-            result = response(
-                status,
-                {"error": message, "requestId": request_id},
-                {"Retry-After": "1"} if transient else None,
-            )
+    try:
+        if not isinstance(method, str) or "requestContext" not in event:
+            problem = (400, "not an API Gateway proxy event: expected 'httpMethod' and 'path'")
+        if problem:
+            raise HttpError(*problem)
+        if STATS_ROUTE and (route == STATS_ROUTE or route.startswith(STATS_ROUTE + "/")):
+            raise HttpError(404, f"{STATS_ROUTE} is the stats endpoint; not counted")
+        if method == "OPTIONS":
+            result = response(204)
+        elif RATE_LIMIT > 0:
+            result = response(200, *count_limited(route, time.time(), started + RETRY_SECONDS))
+        else:
+            result = response(200, count_hit(route, time.time(), started + RETRY_SECONDS))
+    except HttpError as error:
+        body = {"error": error.message}
+        if error.status >= 500:
+            body.update(outcome=error.log["outcome"], requestId=request_id)
+            line.update(level="ERROR", **error.log)
+        result = response(error.status, body, error.headers)
     line.update(
         status=result["statusCode"], latencyMs=round((time.monotonic() - started) * 1000, 1)
     )

@@ -2,7 +2,8 @@
 
 Throttling and denied access are injected with botocore's Stubber on the handler's own
 client; timeouts are raised where the HTTP request would leave (before-send), so the
-client's real retry logic runs; a missing table is a real moto table that was deleted.
+handler's real retry logic runs; a missing table is a real moto table that was deleted.
+The same faults at the transport, against a real emulator: tests/test_exactly_once.py.
 """
 
 import json
@@ -13,10 +14,11 @@ import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from tests.conftest import api_event, lambda_context, table_definition
+from tests.conftest import ROOT, api_event, lambda_context, load_module, table_definition
 
 BUSY = "the counter is busy, retry shortly"
 UNAVAILABLE = "counter unavailable"
+UNKNOWN = "the hit may have been counted"
 
 
 def call(counter, path="/faulty"):
@@ -29,19 +31,20 @@ def log_lines(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def assert_fault_answer(result, body, request_id, status, message):
+def assert_fault_answer(result, body, request_id, status, message, outcome="not counted"):
     assert result["statusCode"] == status
     assert result["headers"]["Content-Type"] == "application/json"
-    assert body == {"error": message, "requestId": request_id}
+    assert body == {"error": message, "outcome": outcome, "requestId": request_id}
     assert "Traceback" not in result["body"]
     assert "Exception" not in result["body"]
 
 
-def assert_one_error_line(capsys, request_id, status, code):
+def assert_one_error_line(capsys, request_id, status, code, outcome="not counted"):
     lines = log_lines(capsys)
     assert len(lines) == 1
     (line,) = lines
     assert line["level"] == "ERROR"
+    assert line["outcome"] == outcome
     assert line["errorCode"] == code
     assert line["status"] == status
     assert line["requestId"] == request_id
@@ -54,14 +57,19 @@ def assert_next_request_counts(counter, expected_count=1):
     assert (body["route"], body["count"]) == ("/faulty", expected_count)
 
 
-@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
-def test_throttling_is_a_503_with_retry_after(counter, capsys, code):
+@pytest.mark.parametrize(
+    "code",
+    ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"],
+)
+def test_throttling_on_every_attempt_is_a_503_with_retry_after(counter, capsys, monkeypatch, code):
+    monkeypatch.setattr(time, "sleep", lambda _: None)  # the handler's backoff, not waited
     with Stubber(counter.dynamodb) as stub:
-        stub.add_client_error(
-            "update_item", service_error_code=code, service_message="Rate exceeded"
-        )
+        for _ in range(counter.ATTEMPTS):
+            stub.add_client_error(
+                "update_item", service_error_code=code, service_message="Rate exceeded"
+            )
         result, body, request_id = call(counter)
-        stub.assert_no_pending_responses()
+        stub.assert_no_pending_responses()  # all three attempts were made
 
     assert_fault_answer(result, body, request_id, 503, BUSY)
     assert result["headers"]["Retry-After"] == "1"
@@ -100,16 +108,24 @@ def test_missing_table_is_a_500_and_counting_resumes_when_it_is_back(
     assert_next_request_counts(counter)
 
 
-@pytest.mark.parametrize("timeout", [ReadTimeoutError, ConnectTimeoutError])
-def test_timeouts_are_retried_then_a_503_with_retry_after(counter, capsys, monkeypatch, timeout):
-    attempts = []
+@pytest.mark.parametrize(
+    ("timeout", "attempts", "status", "message", "outcome"),
+    [
+        # Nothing was sent: retried, then "busy", nothing counted.
+        (ConnectTimeoutError, 3, 503, BUSY, "not counted"),
+        # Sent, answer not read in time: the write may have been applied. Never retried.
+        (ReadTimeoutError, 1, 503, UNKNOWN, "unknown"),
+    ],
+)
+def test_timeouts(counter, capsys, monkeypatch, timeout, attempts, status, message, outcome):
+    sent = []
 
     def network_times_out(request, **_):
-        attempts.append(request.url)
+        sent.append(request.url)
         raise timeout(endpoint_url=request.url)
 
     backoffs = []
-    monkeypatch.setattr(time, "sleep", backoffs.append)  # the SDK's backoff, not waited
+    monkeypatch.setattr(time, "sleep", backoffs.append)  # the handler's backoff, not waited
     events = counter.dynamodb.meta.events
     events.register_first("before-send.dynamodb.UpdateItem", network_times_out)
     try:
@@ -117,8 +133,21 @@ def test_timeouts_are_retried_then_a_503_with_retry_after(counter, capsys, monke
     finally:
         events.unregister("before-send.dynamodb.UpdateItem", network_times_out)
 
-    assert len(attempts) == 3  # the handler's client makes three attempts in all
-    assert_fault_answer(result, body, request_id, 503, BUSY)
-    assert result["headers"]["Retry-After"] == "1"
-    assert_one_error_line(capsys, request_id, 503, timeout.__name__)
+    assert len(sent) == attempts
+    assert len(backoffs) == attempts - 1
+    assert all(0 <= delay <= 1 for delay in backoffs)
+    assert_fault_answer(result, body, request_id, status, message, outcome)
+    assert ("Retry-After" in result["headers"]) == (outcome == "not counted")
+    assert_one_error_line(capsys, request_id, status, timeout.__name__, outcome)
     assert_next_request_counts(counter)
+
+
+def test_an_invalid_table_name_is_a_500_not_a_retry(counter_table, monkeypatch, capsys):
+    monkeypatch.setenv("TABLE_NAME", "")  # a misconfigured function: botocore refuses it
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_without_table")
+
+    result, body, request_id = call(counter)
+
+    assert_fault_answer(result, body, request_id, 500, UNAVAILABLE)
+    assert "Retry-After" not in result["headers"]
+    assert_one_error_line(capsys, request_id, 500, "ParamValidationError")

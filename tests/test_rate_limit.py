@@ -32,6 +32,7 @@ def limited_counter(monkeypatch, name, limit=LIMIT, window=WINDOW):
     clock = SimpleNamespace(
         time=lambda: module.now[0],
         monotonic=time.monotonic,
+        sleep=time.sleep,  # the backoff between retries of a throttled write
         strftime=time.strftime,
         gmtime=time.gmtime,
     )
@@ -305,6 +306,7 @@ def test_a_window_that_moves_under_every_try_gets_503_not_a_wrong_count(limited,
     assert len(moved) == 3
     assert result["statusCode"] == 503
     assert result["headers"]["Retry-After"] == "1"
+    assert body["outcome"] == "not counted"  # safe to retry
     assert body["requestId"]
     assert read_item(counter_table, "/api")["count"] == {"N": "7"}
 
