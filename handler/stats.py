@@ -1,8 +1,4 @@
-"""Route Counter stats: read the counts, as JSON or as an HTML dashboard. Never counts.
-
-Deployed byte for byte as the function's inline code (index.py): nothing beyond the
-Lambda Python runtime (boto3). Its API is in README.md, "Reading: GET /_stats".
-"""
+"""Route Counter stats, as JSON or an HTML page; never counts. README.md: "GET /_stats"."""
 
 import base64
 import binascii
@@ -23,8 +19,7 @@ ALLOWED_ORIGIN = os.environ.get("ALLOWED_ORIGIN", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE") or "/_stats"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-# A Scan call reads at most 1 MB; 1000 items of at most ~1.2 KB need two. A third call
-# covers sparse pages; a page short of `limit` then still carries a `next` token.
+# 1000 items of ~1.2 KB need two 1 MB Scan calls; a third covers sparse pages.
 MAX_SCAN_CALLS = 3
 CHART_BARS = 20
 THROTTLING_CODES = {
@@ -33,10 +28,8 @@ THROTTLING_CODES = {
     "ThrottlingException",
 }
 LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
-# A `next` token is the base64url of a key DynamoDB can hold: 1 to 2048 UTF-8 bytes.
-MAX_KEY_BYTES = 2048
-MAX_TOKEN_CHARS = -(-MAX_KEY_BYTES * 4 // 3)
-TOKEN_PATTERN = re.compile(f"[A-Za-z0-9_-]{{2,{MAX_TOKEN_CHARS}}}")
+# A `next` token: the base64url of a key DynamoDB can hold (1 to 2048 bytes).
+TOKEN_PATTERN = re.compile("[A-Za-z0-9_-]{2,2731}")
 METHODS_ALLOWED = "GET, HEAD, OPTIONS"
 
 dynamodb = boto3.client(
@@ -50,62 +43,46 @@ dynamodb = boto3.client(
 
 
 class HttpError(Exception):
-    """An answer other than 200: raised anywhere, turned into a response in handler()."""
-
     def __init__(self, status, message, headers=None):
         super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
+        self.status, self.headers = status, headers
 
 
 MAX_PATH_BYTES = 1024
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
-ASCII_CONTROLS = bytes(range(32)) + b"\x7f"
 UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-# What RFC 3986 lets a path hold as is: unreserved, sub-delims, ":", "@" and "/".
-PATH_BYTES = bytes(sorted(UNRESERVED)) + b"!$&'()*+,;=:@/"
-# An escape, or one character a path cannot hold as is (a "%" that starts no escape included).
+PATH_BYTES = bytes(UNRESERVED) + b"!$&'()*+,;=:@/"  # what a path holds unescaped
 NOT_NORMAL = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
 
 
 def normal_escape(match):
-    """RFC 3986 normal form of an escape (6.2.2), or a character encoded as UTF-8 (RFC 3987)."""
-    hex_digits = match.group(1)
-    if hex_digits:
-        byte = int(hex_digits, 16)
-        return chr(byte) if byte in UNRESERVED else "%" + hex_digits.upper()
-    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
+    # RFC 3986 6.2.2 for an escape; RFC 3987 3.1 for a character a path cannot hold
+    if match[1]:
+        byte = int(match[1], 16)
+        return chr(byte) if byte in UNRESERVED else "%" + match[1].upper()
+    return "".join(f"%{byte:02X}" for byte in match[0].encode())
 
 
 def route_of(path):
-    """Return (route, None), or (None, (status, error)) when the path is not countable.
-
-    The rule is README.md's "The route rule", identical in both handlers (a test checks).
-    """
+    """(route, None) or (None, (status, error)): README.md's route rule."""
     if not isinstance(path, str):
         return None, (400, "not an API Gateway proxy event: 'path' must be a string")
     try:
-        encoded = path.encode("utf-8")
+        odd = path.encode().translate(None, PATH_BYTES)  # C speed: usually empty
     except UnicodeEncodeError:
         return None, (400, "path is not valid UTF-8")
-    # C-speed scans first: the usual path is plain ASCII with nothing to normalise.
-    odd = encoded.translate(None, PATH_BYTES)
     if odd:
-        if path.isascii():  # then the only control characters are bytes 0-31 and 127
-            clean = len(odd.translate(None, ASCII_CONTROLS)) == len(odd)
-        else:
-            clean = path.isprintable() or not CONTROL_CHARACTERS.search(path)
-        if not clean:
+        if CONTROL_CHARACTERS.search(path):
             return None, (400, "path contains control characters")
         path = NOT_NORMAL.sub(normal_escape, path)
     if not (path.startswith("/") and "//" not in path and (path == "/" or path[-1] != "/")):
         path = "/" + "/".join(filter(None, path.split("/")))
-    if len(path) > MAX_PATH_BYTES:  # ASCII by now: a byte a character
+    if len(path) > MAX_PATH_BYTES:  # ASCII by now
         return None, (414, f"its route is {len(path)} bytes long; the limit is {MAX_PATH_BYTES}")
     return path, None
 
 
 def routed(path, what):
-    """The route of a path, or HttpError(400) naming what was wrong."""
     route, problem = route_of(path)
     if problem:
         raise HttpError(400, f"invalid {what}: {problem[1]}")
@@ -122,16 +99,11 @@ def record(item):
 
 
 def encode_token(key):
-    """The `next` token for a LastEvaluatedKey: its route's UTF-8 bytes, base64url."""
     return base64.urlsafe_b64encode(key["route"]["S"].encode()).decode().rstrip("=")
 
 
 def decode_token(token):
-    """The ExclusiveStartKey a `next` token names; HttpError(400) when it names no key.
-
-    Not signed: a token only names the route a page starts after, and every route is
-    public here. Any route, counted or not, is a valid place to start (README.md).
-    """
+    """The key a page starts after. Not signed: routes are public here (README.md)."""
     try:
         if not TOKEN_PATTERN.fullmatch(token) or len(token) % 4 == 1:
             raise ValueError
@@ -192,24 +164,18 @@ CSS = (
     "table{border-collapse:collapse}td,th{padding:.2em .6em;text-align:left}"
     "tr:nth-child(even){background:#f4f4f4}td.n{text-align:right}"
     ".r{max-width:40em;overflow-wrap:anywhere}svg text{font:12px sans-serif}"
-    ".cf{font-size:.8em;color:#b00;border:1px solid #b00;padding:0 .1em}svg .cf{fill:#b00}"
+    ".cf{color:#b00;border:1px solid}svg .cf{fill:#b00}"
 )
 CSP = (
     "default-src 'none'; style-src 'sha256-"
     + base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
     + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-# Invisible characters that move or hide text: format (bidi controls, zero-width), line and
-# paragraph separators, controls. Only routes counted before the route rule encoded every
-# non-ASCII character can hold them; they are shown by code point instead.
+# Characters that reorder or hide text (bidi controls, zero-width...), shown as code points.
 INVISIBLE = {"Cf", "Zl", "Zp", "Cc"}
-MARK_IN_HTML = '<span class="cf">%s</span>'
-MARK_IN_SVG = '<tspan class="cf">%s</tspan>'
-MARK_IN_TITLE = "[%s]"
 
 
 def visible(text, mark):
-    """HTML-escaped text with every invisible character shown as mark % code point."""
     escaped = html.escape(text, quote=True)
     if text.isascii() and text.isprintable():
         return escaped
@@ -219,8 +185,7 @@ def visible(text, mark):
 
 
 def shown(route):
-    """A route in the page: isolated left-to-right, invisible characters shown."""
-    return f'<bdi dir="ltr">{visible(route, MARK_IN_HTML)}</bdi>'
+    return f'<bdi dir="ltr">{visible(route, "<span class=cf>%s</span>")}</bdi>'
 
 
 def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
@@ -229,9 +194,8 @@ def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
     peak = max([r["count"] for r in top] + [1])
     bars = "".join(
         f'<rect x="0" y="{i * 22}" width="{max(1, 400 * r["count"] // peak)}" height="18"'
-        f' fill="#4a7fb0"/><text x="410" y="{i * 22 + 14}" direction="ltr"'
-        f' unicode-bidi="isolate">{r["count"]} '
-        f"{visible(r['route'][:80], MARK_IN_SVG)}</text>"
+        f' fill="#4a7fb0"/><text x="410" y="{i * 22 + 14}" direction="ltr">{r["count"]} '
+        f"{visible(r['route'][:80], '<tspan class=cf>%s</tspan>')}</text>"
         for i, r in enumerate(top)
     )
     rows = "".join(
@@ -255,7 +219,7 @@ def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{visible(title, MARK_IN_TITLE)}</title><style>{CSS}</style></head><body>"
+        f"<title>{visible(title, '[%s]')}</title><style>{CSS}</style></head><body>"
         f"<h1>{shown(title)}</h1>{chart}{more}<table><thead><tr><th>Route</th>"
         "<th>Count</th><th>First seen (UTC)</th><th>Last seen (UTC)</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></body></html>"
@@ -311,19 +275,13 @@ def answer(method, path, query, headers):
 
 
 def aws_fault(error, request_id):
-    """The 5xx answer to an AWS error, and the fields to log about it."""
     # Only a ClientError carries AWS's answer; a ReadTimeoutError's .response is None.
-    answer_ = error.response.get("Error", {}) if isinstance(error, ClientError) else {}
-    code = answer_.get("Code") or type(error).__name__
-    transient = code in THROTTLING_CODES or not isinstance(error, ClientError)
-    result = response(
-        503 if transient else 500,
-        {
-            "error": "the stats are busy, retry shortly" if transient else "stats unavailable",
-            "requestId": request_id,
-        },
-        {"Retry-After": "1"} if transient else None,
-    )
+    aws = isinstance(error, ClientError)
+    code = (aws and error.response.get("Error", {}).get("Code")) or type(error).__name__
+    busy = code in THROTTLING_CODES or not aws
+    message = "the stats are busy, retry shortly" if busy else "stats unavailable"
+    body = {"error": message, "requestId": request_id}
+    result = response(503 if busy else 500, body, {"Retry-After": "1"} if busy else None)
     return result, {"error": type(error).__name__, "errorCode": code, "detail": str(error)}
 
 
@@ -348,7 +306,7 @@ def handler(event, context):
             raise HttpError(400, "not an API Gateway proxy event: bad query string or headers")
         result, fields = answer(method, path, query, headers)
     except HttpError as error:
-        result, fields = response(error.status, {"error": error.message}, error.headers), {}
+        result, fields = response(error.status, {"error": str(error)}, error.headers), {}
     except (ClientError, BotoCoreError) as error:
         result, fields = aws_fault(error, request_id)
     latency = round((time.monotonic() - started) * 1000, 1)

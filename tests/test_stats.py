@@ -494,9 +494,9 @@ def test_bidi_controls_cannot_make_a_route_look_like_another(stats, counter_tabl
     _, one = get(stats, {"route": "/exe.png"}, accept=BROWSER_ACCEPT)
 
     assert not INVISIBLE.search(page)
-    assert '<bdi dir="ltr">/<span class="cf">U+202E</span>gnp.exe</bdi>' in page
-    assert '/a<span class="cf">U+200B</span>dmin<span class="cf">U+2066</span>x' in page
-    assert '<tspan class="cf">U+202E</tspan>gnp.exe' in page  # the chart's label too
+    assert '<bdi dir="ltr">/<span class=cf>U+202E</span>gnp.exe</bdi>' in page
+    assert "/a<span class=cf>U+200B</span>dmin<span class=cf>U+2066</span>x" in page
+    assert "<tspan class=cf>U+202E</tspan>gnp.exe" in page  # the chart's label too
     assert page.count('<bdi dir="ltr">') == 4  # the heading and every route
     assert '<bdi dir="ltr">Route /exe.png</bdi>' in one
     css = re.search("<style>(.*?)</style>", page).group(1)
