@@ -46,7 +46,7 @@ NOT_NORMAL = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
 
 
 def normal_escape(match):
-    # RFC 3986 6.2.2 for an escape; RFC 3987 3.1 for a character a path cannot hold
+    # An escape as RFC 3986 6.2.2 normalises it, or a character as RFC 3987 3.1 maps it
     if match[1]:
         byte = int(match[1], 16)
         return chr(byte) if byte in UNRESERVED else "%" + match[1].upper()

@@ -332,7 +332,10 @@ def guarded_counter(counter_table, monkeypatch):
     return load_module(ROOT / "handler" / "counter.py", "counter_with_stats_route")
 
 
-@pytest.mark.parametrize("path", ["/_stats", "/_stats/", "//_stats", "/_stats/x", "/_stats/a/b"])
+@pytest.mark.parametrize(
+    "path",
+    ["/_stats", "/_stats/", "//_stats", "/_stats/x", "/_stats/a/b", "/%5Fstats", "/%5fst%61ts/x"],
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_counter_never_counts_the_stats_path(guarded_counter, counter_table, path, method):
     result = guarded_counter.handler(api_event(path, method), lambda_context())
