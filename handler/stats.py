@@ -1,17 +1,13 @@
-"""Route Counter stats: read the counts, as JSON or as an HTML dashboard. Never counts.
-
-Deployed byte for byte as the function's inline code (index.py): nothing beyond the
-Lambda Python runtime (boto3). Its API is in README.md, "Reading: GET /_stats".
-"""
+"""Route Counter stats, as JSON or an HTML page; never counts. README.md: "GET /_stats"."""
 
 import base64
-import binascii
 import hashlib
 import html
 import json
 import os
 import re
 import time
+import unicodedata
 
 import boto3
 from botocore.config import Config
@@ -20,11 +16,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
 ALLOWED_ORIGIN = os.environ.get("ALLOWED_ORIGIN", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE") or "/_stats"
-MAX_PATH_BYTES = 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-# A Scan call reads at most 1 MB; 1000 items of at most ~1.2 KB need two. A third call
-# covers sparse pages; a page short of `limit` then still carries a `next` token.
+# 1000 items of ~1.2 KB need two 1 MB Scan calls; a third covers sparse pages.
 MAX_SCAN_CALLS = 3
 CHART_BARS = 20
 THROTTLING_CODES = {
@@ -33,6 +27,9 @@ THROTTLING_CODES = {
     "ThrottlingException",
 }
 LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
+# A `next` token: the base64url of a key DynamoDB can hold (1 to 2048 bytes).
+TOKEN_PATTERN = re.compile("[A-Za-z0-9_-]{2,2731}")
+METHODS_ALLOWED = "GET, HEAD, OPTIONS"
 
 dynamodb = boto3.client(
     "dynamodb",
@@ -44,23 +41,51 @@ dynamodb = boto3.client(
 )
 
 
-class BadRequest(Exception):
-    pass
+class HttpError(Exception):
+    def __init__(self, status, message, headers=None):
+        super().__init__(message)
+        self.status, self.headers = status, headers
+
+
+MAX_PATH_BYTES = 1024
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+PATH_BYTES = bytes(UNRESERVED) + b"!$&'()*+,;=:@/"  # what a path holds unescaped
+NOT_NORMAL = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
+
+
+def normal_escape(match):
+    # An escape as RFC 3986 6.2.2 normalises it, or a character as RFC 3987 3.1 maps it
+    if match[1]:
+        byte = int(match[1], 16)
+        return chr(byte) if byte in UNRESERVED else "%" + match[1].upper()
+    return "".join(f"%{byte:02X}" for byte in match[0].encode())
 
 
 def route_of(path):
-    """The counter's route rule, duplicated (each handler file stands alone)."""
+    """(route, None) or (None, (status, error)): README.md's route rule."""
     if not isinstance(path, str):
         return None, (400, "not an API Gateway proxy event: 'path' must be a string")
     try:
-        size = len(path.encode("utf-8"))
+        odd = path.encode().translate(None, PATH_BYTES)  # C speed: usually empty
     except UnicodeEncodeError:
         return None, (400, "path is not valid UTF-8")
-    if size > MAX_PATH_BYTES:
-        return None, (414, f"path is {size} bytes long; the limit is {MAX_PATH_BYTES}")
-    if any(c < " " or "\x7f" <= c <= "\x9f" for c in path):
-        return None, (400, "path contains control characters")
-    return "/" + "/".join(part for part in path.split("/") if part), None
+    if odd:
+        if CONTROL_CHARACTERS.search(path):
+            return None, (400, "path contains control characters")
+        path = NOT_NORMAL.sub(normal_escape, path)
+    if not (path.startswith("/") and "//" not in path and (path == "/" or path[-1] != "/")):
+        path = "/" + "/".join(filter(None, path.split("/")))
+    if len(path) > MAX_PATH_BYTES:  # ASCII by now
+        return None, (414, f"its route is {len(path)} bytes long; the limit is {MAX_PATH_BYTES}")
+    return path, None
+
+
+def routed(path, what):
+    route, problem = route_of(path)
+    if problem:
+        raise HttpError(400, f"invalid {what}: {problem[1]}")
+    return route
 
 
 def record(item):
@@ -73,21 +98,19 @@ def record(item):
 
 
 def encode_token(key):
-    raw = json.dumps({"r": key["route"]["S"]}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(key["route"]["S"].encode()).decode().rstrip("=")
 
 
 def decode_token(token):
-    """The ExclusiveStartKey a `next` token stands for; BadRequest when it is not ours."""
+    """The key a page starts after. Not signed: routes are public here (README.md)."""
     try:
-        if len(token) > 2 * MAX_PATH_BYTES or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
+        if not TOKEN_PATTERN.fullmatch(token):
             raise ValueError
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        route = data["r"]
-        if set(data) != {"r"} or route_of(route) != (route, None):
+        route = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if not route.startswith("/"):
             raise ValueError
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("invalid 'next' token: pass back the 'next' value of a page") from None
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise HttpError(400, "invalid 'next' token: pass back the 'next' value of a page") from None
     return {"route": {"S": route}}
 
 
@@ -95,7 +118,7 @@ def parse_limit(text):
     if text is None:
         return DEFAULT_LIMIT
     if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
-        raise BadRequest(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
+        raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
 
 
@@ -140,12 +163,28 @@ CSS = (
     "table{border-collapse:collapse}td,th{padding:.2em .6em;text-align:left}"
     "tr:nth-child(even){background:#f4f4f4}td.n{text-align:right}"
     ".r{max-width:40em;overflow-wrap:anywhere}svg text{font:12px sans-serif}"
+    ".cf{color:#b00;border:1px solid}svg .cf{fill:#b00}"
 )
 CSP = (
     "default-src 'none'; style-src 'sha256-"
     + base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
     + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# Characters that reorder or hide text (bidi controls, zero-width...), shown as code points.
+INVISIBLE = {"Cf", "Zl", "Zp", "Cc"}
+
+
+def visible(text, mark):
+    escaped = html.escape(text)
+    if text.isascii() and text.isprintable():
+        return escaped
+    return "".join(
+        mark % f"U+{ord(c):04X}" if unicodedata.category(c) in INVISIBLE else c for c in escaped
+    )
+
+
+def shown(route):
+    return f'<bdi dir="ltr">{visible(route, "<span class=cf>%s</span>")}</bdi>'
 
 
 def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
@@ -154,19 +193,19 @@ def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
     peak = max([r["count"] for r in top] + [1])
     bars = "".join(
         f'<rect x="0" y="{i * 22}" width="{max(1, 400 * r["count"] // peak)}" height="18"'
-        f' fill="#4a7fb0"/><text x="410" y="{i * 22 + 14}">{r["count"]} '
-        f"{html.escape(r['route'][:80], quote=True)}</text>"
+        f' fill="#4a7fb0"/><text x="410" y="{i * 22 + 14}" direction="ltr">{r["count"]} '
+        f"{visible(r['route'][:80], '<tspan class=cf>%s</tspan>')}</text>"
         for i, r in enumerate(top)
     )
     rows = "".join(
-        f'<tr><td class="r">{html.escape(r["route"], quote=True)}</td>'
-        f'<td class="n">{r["count"]}</td><td>{html.escape(r["firstSeen"] or "", quote=True)}'
-        f"</td><td>{html.escape(r['lastSeen'] or '', quote=True)}</td></tr>"
+        f'<tr><td class="r">{shown(r["route"])}</td>'
+        f'<td class="n">{r["count"]}</td><td>{html.escape(r["firstSeen"] or "")}'
+        f"</td><td>{html.escape(r['lastSeen'] or '')}</td></tr>"
         for r in routes
     )
     more = (
         "<p>Sorted by count within this page only; more routes follow: <a href="
-        f'"?limit={limit}&amp;next={html.escape(next_token, quote=True)}">next page</a>.</p>'
+        f'"?limit={limit}&amp;next={html.escape(next_token)}">next page</a>.</p>'
         if next_token
         else "<p>All routes, sorted by count.</p>"
     )
@@ -179,8 +218,8 @@ def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{chart}{more}<table><thead><tr><th>Route</th>"
+        f"<title>{visible(title, '[%s]')}</title><style>{CSS}</style></head><body>"
+        f"<h1>{shown(title)}</h1>{chart}{more}<table><thead><tr><th>Route</th>"
         "<th>Count</th><th>First seen (UTC)</th><th>Last seen (UTC)</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></body></html>"
     )
@@ -204,48 +243,45 @@ def response(status, body=None, headers=None, html_page=None):
     }
 
 
-def answer(method, path, query, headers, line):
-    """The response to a well-formed proxy event, and what to log about it."""
-    route, problem = route_of(path)
-    if problem:
-        raise BadRequest(problem[1])
+def answer(method, path, query, headers):
+    """The response to a well-formed proxy event, and the fields to log about it."""
+    route = routed(path, "path")
     if route != STATS_ROUTE:
-        return response(404, {"error": f"no such stats page: {route}; use GET {STATS_ROUTE}"})
+        raise HttpError(404, f"no such stats page: {route}; use GET {STATS_ROUTE}")
     if method == "OPTIONS":
-        return response(
-            204,
-            headers={
-                "Allow": "GET, HEAD, OPTIONS",
-                "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-                "Access-Control-Max-Age": "600",
-            },
-        )
+        cors = {"Access-Control-Allow-Methods": METHODS_ALLOWED, "Access-Control-Max-Age": "600"}
+        return response(204, headers={"Allow": METHODS_ALLOWED, **cors}), {}
     if method not in ("GET", "HEAD"):
-        return response(
-            405,
-            {"error": f"{method} is not allowed here; the stats are read with GET"},
-            {"Allow": "GET, HEAD, OPTIONS"},
-        )
+        message = f"{method} is not allowed here; the stats are read with GET"
+        raise HttpError(405, message, {"Allow": METHODS_ALLOWED})
     as_html = wants_html(headers)
-    line["format"] = "html" if as_html else "json"
+    fields = {"format": "html" if as_html else "json"}
     if "route" in query:
         if set(query) & {"limit", "next"}:
-            raise BadRequest("'route' cannot be combined with 'limit' or 'next'")
-        route, problem = route_of(query["route"])
-        if problem:
-            raise BadRequest(f"invalid 'route': {problem[1]}")
-        line.update(route=route)
+            raise HttpError(400, "'route' cannot be combined with 'limit' or 'next'")
+        route = routed(query["route"], "'route'")
         found = read_route(route)
         if found is None:
-            return response(404, {"error": f"route {route} has not been counted"})
+            raise HttpError(404, f"route {route} has not been counted")
         page = dashboard([found], f"Route {route}") if as_html else None
-        return response(200, found, html_page=page)
+        return response(200, found, html_page=page), {**fields, "route": route}
     limit = parse_limit(query.get("limit"))
     start = decode_token(query["next"]) if "next" in query else None
     routes, next_token, calls = read_page(limit, start)
-    line.update(routes=len(routes), scanCalls=calls)
     page = dashboard(routes, "Route Counter", next_token, limit) if as_html else None
-    return response(200, {"routes": routes, "next": next_token}, html_page=page)
+    result = response(200, {"routes": routes, "next": next_token}, html_page=page)
+    return result, {**fields, "routes": len(routes), "scanCalls": calls}
+
+
+def aws_fault(error, request_id):
+    # Only a ClientError carries AWS's answer; a ReadTimeoutError's .response is None.
+    aws = isinstance(error, ClientError)
+    code = (aws and error.response.get("Error", {}).get("Code")) or type(error).__name__
+    busy = code in THROTTLING_CODES or not aws
+    message = "the stats are busy, retry shortly" if busy else "stats unavailable"
+    body = {"error": message, "requestId": request_id}
+    result = response(503 if busy else 500, body, {"Retry-After": "1"} if busy else None)
+    return result, {"error": type(error).__name__, "errorCode": code, "detail": str(error)}
 
 
 def log(**fields):
@@ -258,34 +294,22 @@ def handler(event, context):
     request_id = getattr(context, "aws_request_id", None) or "-"
     event = event if isinstance(event, dict) else {}
     method, path = event.get("httpMethod"), event.get("path")
-    line = {"level": "INFO", "requestId": request_id, "method": method, "path": path}
     try:
         if not (isinstance(method, str) and isinstance(path, str) and "requestContext" in event):
-            raise BadRequest("not an API Gateway proxy event: expected 'httpMethod' and 'path'")
+            raise HttpError(400, "not an API Gateway proxy event: expected 'httpMethod' and 'path'")
         query = event.get("queryStringParameters") or {}
         headers = event.get("headers") or {}
         if not (isinstance(query, dict) and isinstance(headers, dict)) or not all(
             isinstance(v, str) for v in [*query.values(), *headers.values()]
         ):
-            raise BadRequest("not an API Gateway proxy event: bad query string or headers")
-        result = answer(method, path, query, headers, line)
-    except BadRequest as error:
-        result = response(400, {"error": str(error)})
+            raise HttpError(400, "not an API Gateway proxy event: bad query string or headers")
+        result, fields = answer(method, path, query, headers)
+    except HttpError as error:
+        result, fields = response(error.status, {"error": str(error)}, error.headers), {}
     except (ClientError, BotoCoreError) as error:
-        # Only a ClientError carries AWS's answer; a ReadTimeoutError's .response is None.
-        answer_ = error.response.get("Error", {}) if isinstance(error, ClientError) else {}
-        code = answer_.get("Code") or type(error).__name__
-        transient = code in THROTTLING_CODES or not isinstance(error, ClientError)
-        status = 503 if transient else 500
-        message = "the stats are busy, retry shortly" if transient else "stats unavailable"
-        line.update(level="ERROR", error=type(error).__name__, errorCode=code, detail=str(error))
-        result = response(
-            status,
-            {"error": message, "requestId": request_id},
-            {"Retry-After": "1"} if transient else None,
-        )
-    line.update(
-        status=result["statusCode"], latencyMs=round((time.monotonic() - started) * 1000, 1)
-    )
-    log(**line)
+        result, fields = aws_fault(error, request_id)
+    latency = round((time.monotonic() - started) * 1000, 1)
+    level = "ERROR" if result["statusCode"] >= 500 else "INFO"
+    line = {"level": level, "requestId": request_id, "method": method, "path": path}
+    log(**line, **fields, status=result["statusCode"], latencyMs=latency)
     return result

@@ -1,16 +1,20 @@
 """Any path, any event: a well-formed route or a 4xx, never an exception.
 
-Hypothesis generates arbitrary text (lone surrogates, control characters, slashes, long
-strings) and arbitrary event dicts. Example counts stay small for a 2-core machine.
+Hypothesis generates arbitrary text (lone surrogates, control characters, slashes, escapes,
+long strings) and arbitrary event dicts. Example counts stay small for a 2-core machine.
 """
 
+import ast
 import json
+import re
 
+import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import api_event, lambda_context
+from tests.conftest import ROOT, api_event, lambda_context
+from tests.test_rate_limit import limited_counter
 
 DYNAMODB_PARTITION_KEY_BYTES = 2048
 
@@ -32,9 +36,19 @@ paths = st.one_of(
         st.sampled_from(["\x00", "\t", "\x1f", " ", "~", "\x7f", "\x80", "\x9f", "\xa0"]),
         printable_ascii,
     ).map("".join),
-    st.tuples(st.sampled_from(["a", "é", "/", "語", "😀"]), st.integers(250, 1100)).map(
-        lambda c: "/" + c[0] * c[1]
-    ),
+    st.tuples(
+        st.sampled_from(["a", "é", "/", "語", "😀", "%41", "%e9", " ", "\\", '"']),
+        st.integers(150, 1100),
+    ).map(lambda c: "/" + c[0] * c[1]),
+    # Escapes: valid or not, of unreserved, reserved and non-ASCII bytes, in either case.
+    st.lists(
+        st.one_of(
+            st.builds("%{:02x}".format, st.integers(0, 255)),
+            st.builds("%{:02X}".format, st.integers(0, 255)),
+            st.sampled_from(["%", "%4", "%G1", "/", "a", "~", "é", "\u202e", " ", "?", "#"]),
+        ),
+        max_size=20,
+    ).map("".join),
 )
 not_strings = st.one_of(st.none(), st.integers(), st.floats(), st.lists(st.integers()))
 
@@ -45,10 +59,19 @@ fixture_settings = settings(
 )
 
 
+UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+PATH_CHARACTERS = UNRESERVED | set("!$&'()*+,;=:@/")  # RFC 3986: pchar and "/", no escape
+
+
 def assert_well_formed(counter, route: str) -> None:
+    """A route as README.md's route rule promises it."""
     assert route.startswith("/")
     assert route == "/" or all(route.split("/")[1:]), "no empty segment"
-    assert len(route.encode("utf-8")) <= DYNAMODB_PARTITION_KEY_BYTES
+    escapes = re.findall("%(..)", route)
+    assert set(re.sub("%..", "", route)) <= PATH_CHARACTERS, "only path characters and escapes"
+    assert all(re.fullmatch("[0-9A-F]{2}", e) for e in escapes), "escapes in upper case"
+    assert not {chr(int(e, 16)) for e in escapes} & UNRESERVED, "no escaped unreserved character"
+    assert len(route.encode("utf-8")) <= 1024 < DYNAMODB_PARTITION_KEY_BYTES
     assert counter.route_of(route) == (route, None), "the rule is idempotent"
 
 
@@ -70,14 +93,26 @@ def test_route_rule_gives_a_well_formed_route_or_a_4xx(counter, path):
 def readme_rule(path: str) -> tuple[str | None, int | None]:
     """The route rule as the README states it, written the plain way: (route, status)."""
     try:
-        size = len(path.encode("utf-8"))
+        raw = path.encode("utf-8")
     except UnicodeEncodeError:
         return None, 400
-    if size > 1024:
-        return None, 414
     if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in path):
         return None, 400
-    return "/" + "/".join(s for s in path.split("/") if s), None
+    normal, i = "", 0
+    while i < len(raw):  # byte by byte through the UTF-8 of the path
+        escape = raw[i + 1 : i + 3].decode("latin-1")
+        if raw[i] == ord("%") and re.fullmatch("[0-9A-Fa-f]{2}", escape):
+            byte = chr(int(escape, 16))
+            normal += byte if byte in UNRESERVED else "%" + escape.upper()
+            i += 3
+        else:
+            byte = chr(raw[i])
+            normal += byte if byte in PATH_CHARACTERS else "%" + f"{raw[i]:02x}".upper()
+            i += 1
+    route = "/" + "/".join(s for s in normal.split("/") if s)
+    if len(route.encode("utf-8")) > 1024:
+        return None, 414
+    return route, None
 
 
 @fixture_settings
@@ -140,10 +175,95 @@ def test_handler_answers_4xx_to_anything_not_a_proxy_event(counter, counter_tabl
 
 @pytest.mark.parametrize(
     "path",
-    ["/" + "a" * 1023, "/" + "é" * 511, "/" + "😀" * 255, "//" + "a/" * 340],
+    ["/" + "a" * 1023, "/" + "é" * 170, "/" + "😀" * 85, "//" + "a/" * 511, "/" + "%41" * 1023],
 )
 def test_longest_countable_paths_fit_the_partition_key(counter, path):
     status, body = answer(counter, api_event(path))
 
     assert status == 200
+    assert 1021 <= len(body["route"]) <= 1024
     assert_well_formed(counter, body["route"])
+
+
+@pytest.mark.parametrize(
+    ("path", "size"),
+    [("/" + "a" * 1024, 1025), ("/" + "é" * 171, 1027), ("/" + "%41" * 1024, 1025)],
+)
+def test_the_limit_is_on_the_route_not_on_its_spelling(counter, counter_table, path, size):
+    status, body = answer(counter, api_event(path))
+
+    assert status == 414
+    assert body == {"error": f"its route is {size} bytes long; the limit is 1024"}
+    assert boto3.client("dynamodb").scan(TableName=counter_table)["Items"] == []
+
+
+@pytest.mark.parametrize(
+    ("spellings", "route"),
+    [
+        (["/caf%C3%A9", "/caf%c3%a9", "/café", "/caf%c3%A9"], "/caf%C3%A9"),
+        (["/~user/a-b_c.d", "/%7Euser/a%2Db%5Fc%2ed", "/%7euser/a-b_c.d"], "/~user/a-b_c.d"),
+        (["/a%2Fb", "/a%2fb"], "/a%2Fb"),  # an escaped "/" is not a separator
+        (["/a%20b", "/a b"], "/a%20b"),
+        (["/100%25", "/100%"], "/100%25"),  # a "%" that starts no escape is one
+        (["/%3Cb%3E", "/<b>"], "/%3Cb%3E"),
+        (["/a&b'c(d)*+,;=:@!$"], "/a&b'c(d)*+,;=:@!$"),
+        (["/%E2%80%AEgnp.exe", "/\u202egnp.exe"], "/%E2%80%AEgnp.exe"),
+    ],
+)
+def test_every_spelling_of_a_path_counts_one_route(counter, spellings, route):
+    bodies = [answer(counter, api_event(path))[1] for path in spellings]
+
+    assert [b["route"] for b in bodies] == [route] * len(spellings)
+    assert [b["count"] for b in bodies] == list(range(1, len(spellings) + 1))
+
+
+def test_spellings_of_a_route_share_its_rate_limit(counter_table, monkeypatch):
+    limited = limited_counter(monkeypatch, "counter_rule_limited", limit=2)
+    statuses = [
+        limited.handler(api_event(path), lambda_context())["statusCode"]
+        for path in ["/caf%c3%a9", "/caf%C3%A9", "/café", "/%63af%C3%A9"]
+    ]
+
+    assert statuses == [200, 200, 429, 429]
+
+
+def rule_sources(path) -> dict[str, str]:
+    """The source of route_of and of every module-level name it uses, transitively."""
+    tree = ast.parse(path.read_text())
+    defined = {}
+    for node in tree.body:
+        targets = [node] if isinstance(node, ast.FunctionDef) else getattr(node, "targets", [])
+        for target in targets:
+            defined[getattr(target, "name", None) or getattr(target, "id", None)] = node
+    found, todo = {}, ["route_of"]
+    while todo:
+        name = todo.pop()
+        if name in found or name not in defined:
+            continue
+        found[name] = ast.unparse(defined[name])
+        todo += [n.id for n in ast.walk(defined[name]) if isinstance(n, ast.Name)]
+    return found
+
+
+def test_both_handlers_hold_the_same_route_rule_text():
+    counter_rule = rule_sources(ROOT / "handler" / "counter.py")
+    stats_rule = rule_sources(ROOT / "handler" / "stats.py")
+
+    assert {"route_of", "normal_escape", "MAX_PATH_BYTES", "NOT_NORMAL"} <= set(counter_rule)
+    assert stats_rule == counter_rule
+
+
+@fixture_settings
+@given(path=paths)
+def test_stats_finds_every_counted_route_by_its_name(counter, stats, path):
+    counted = counter.handler(api_event(path), lambda_context())
+    if counted["statusCode"] != 200:
+        return
+    route = json.loads(counted["body"])["route"]
+
+    # queryStringParameters holds the value decoded: the route exactly as the stats show it.
+    event = api_event("/_stats", query={"route": route}, resource="/_stats")
+    found = stats.handler(event, lambda_context("StatsFunction"))
+
+    assert found["statusCode"] == 200
+    assert json.loads(found["body"]) == json.loads(counted["body"])

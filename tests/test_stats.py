@@ -10,7 +10,7 @@ import time
 import boto3
 import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT, api_event, lambda_context, load_module, read_item
@@ -146,6 +146,10 @@ def b64(data: bytes) -> str:
         ({"next": b64(b'{"r": "/a\\u0000"}')}, "invalid 'next' token"),
         ({"next": b64(b"\xff\xfe")}, "invalid 'next' token"),
         ({"next": "A" * 5000}, "invalid 'next' token"),
+        ({"next": b64(b"[" * 1500)}, "invalid 'next' token"),  # not a route: no JSON parsed
+        ({"next": b64(b"/" + b"a" * 2048)}, "invalid 'next' token"),  # over DynamoDB's key size
+        ({"next": b64(b"a/b")}, "invalid 'next' token"),  # every route starts with "/"
+        ({"next": b64(b"/ab") + "A"}, "invalid 'next' token"),  # 4n+1 characters: not base64
         ({"route": "/a", "limit": "5"}, "cannot be combined"),
         ({"route": "/a\nb"}, "control characters"),
         ({"route": "/" + "a" * 1024}, "limit is 1024"),
@@ -328,7 +332,10 @@ def guarded_counter(counter_table, monkeypatch):
     return load_module(ROOT / "handler" / "counter.py", "counter_with_stats_route")
 
 
-@pytest.mark.parametrize("path", ["/_stats", "/_stats/", "//_stats", "/_stats/x", "/_stats/a/b"])
+@pytest.mark.parametrize(
+    "path",
+    ["/_stats", "/_stats/", "//_stats", "/_stats/x", "/_stats/a/b", "/%5Fstats", "/%5fst%61ts/x"],
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_counter_never_counts_the_stats_path(guarded_counter, counter_table, path, method):
     result = guarded_counter.handler(api_event(path, method), lambda_context())
@@ -341,27 +348,6 @@ def test_counter_never_counts_the_stats_path(guarded_counter, counter_table, pat
 def test_paths_that_only_look_like_the_stats_path_count(guarded_counter, path):
     result = guarded_counter.handler(api_event(path), lambda_context())
     assert result["statusCode"] == 200
-
-
-@functools.cache
-def rule_functions():
-    counter = load_module(ROOT / "handler" / "counter.py", "counter_rule")
-    stats = load_module(ROOT / "handler" / "stats.py", "stats_rule")
-    return counter.route_of, stats.route_of
-
-
-# The counter and the stats function must agree on what a route is.
-@settings(max_examples=500, deadline=None)
-@given(st.text(alphabet=st.sampled_from("/ab.é%\x00\n\x85~_-"), max_size=40) | st.text(max_size=60))
-def test_stats_and_counter_share_the_route_rule(path):
-    counter_rule, stats_rule = rule_functions()
-    assert stats_rule(path) == counter_rule(path)
-
-
-@pytest.mark.parametrize("path", ["/", "", "/a/", "//a//b", "/" + "é" * 600, "/\ud800", 7, None])
-def test_stats_and_counter_share_the_route_rule_at_the_edges(path):
-    counter_rule, stats_rule = rule_functions()
-    assert stats_rule(path) == counter_rule(path)
 
 
 @pytest.mark.parametrize("timeout", [ReadTimeoutError, ConnectTimeoutError])
@@ -382,3 +368,143 @@ def test_a_dynamodb_timeout_is_a_503_json_answer_not_a_crash(stats, capsys, monk
     assert json.loads(result["body"])["requestId"]
     (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert (line["level"], line["errorCode"]) == ("ERROR", timeout.__name__)
+
+
+# --- `next` tokens -----------------------------------------------------------------------
+
+
+# Every key the table can hold: routes counted by any version of the route rule, legacy
+# ones with raw characters included (1 to 2048 UTF-8 bytes, starting with "/").
+@functools.cache
+def stats_module():
+    """The stats handler, imported once for properties that only call its pure functions."""
+    return load_module(ROOT / "handler" / "stats.py", "stats_pure")
+
+
+any_key = st.text(st.characters(exclude_categories=("Cs",)), max_size=700).map(lambda t: "/" + t)
+
+
+@settings(max_examples=150, deadline=None)
+@given(route=any_key | st.text(st.sampled_from('\\"é語😀%/a'), max_size=600).map("/{}".format))
+def test_every_token_issued_is_accepted_back(route):
+    assume(len(route.encode()) <= 2048)
+    stats = stats_module()
+    key = {"route": {"S": route}}
+
+    token = stats.encode_token(key)
+
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", token)  # url-safe as a query value, no padding
+    assert stats.decode_token(token) == key
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    path=st.lists(
+        st.tuples(st.sampled_from('\\"é語😀%/aA~ \u202e'), st.integers(1, 1100)), max_size=3
+    ).map(lambda runs: "/" + "".join(c * n for c, n in runs))
+)
+def test_the_token_of_every_countable_route_is_accepted_back(path):
+    stats = stats_module()
+    route, problem = stats.route_of(path)
+    assume(problem is None)
+    key = {"route": {"S": route}}
+
+    assert stats.decode_token(stats.encode_token(key)) == key
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/" + "\\" * 1023,
+        "/" + '"' * 1023,
+        "/" + "é" * 1023,  # 2047 bytes: counted raw before escapes were part of the rule
+        "/" + "😀" * 511,
+        "/" + "%C3%A9" * 170,
+    ],
+)
+def test_paging_over_the_longest_routes_accepts_every_token(stats, counter_table, route):
+    routes = {route[:-1] + c: 1 for c in "abcde"}
+    seed(counter_table, routes)
+    seen, token = [], None
+    for _ in range(6):
+        result, body = get(stats, {"limit": "1", **({"next": token} if token else {})})
+        assert result["statusCode"] == 200, body
+        seen += [r["route"] for r in body["routes"]]
+        token = body["next"]
+        if token is None:
+            break
+
+    assert sorted(seen) == sorted(routes)
+
+
+def test_a_token_names_the_route_a_page_starts_after(stats, counter_table):
+    seed(counter_table, {f"/k/{i}": 1 for i in range(6)})
+    _, first = get(stats, {"limit": "2"})
+    last_scanned = boto3.client("dynamodb").scan(TableName=counter_table, Limit=2)["Items"][-1]
+
+    # Anyone can write a token: it is the route, base64url. It starts a page after that
+    # route's place in the table, whether or not the route was ever counted.
+    assert first["next"] == b64(last_scanned["route"]["S"].encode())
+    _, forged = get(stats, {"next": b64(b"/never-counted")})
+    assert forged["routes"] or forged["next"] is None
+
+
+def test_the_readme_token_example_is_a_token_this_endpoint_reads(stats, counter_table):
+    readme = (ROOT / "README.md").read_text()
+    examples = re.findall(r"\?limit=1&next=([A-Za-z0-9_-]+)'", readme)
+    seed(counter_table, {"/hello": 3, "/": 1})
+
+    assert examples
+    for token in examples:
+        assert stats.decode_token(token) == {"route": {"S": "/hello"}}
+        assert get(stats, {"limit": "1", "next": token})[0]["statusCode"] == 200
+
+
+# --- ?route= takes the route as the stats show it -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/caf%C3%A9",  # as the stats show it (the query value sent as %2Fcaf%25C3%25A9)
+        "/café",  # ?route=/caf%C3%A9 typed in a browser: API Gateway decodes query values
+        "/caf%c3%a9",
+        "//caf%C3%A9/",
+    ],
+)
+def test_route_query_finds_the_route_counted_from_an_encoded_path(counter, stats, value):
+    counter.handler(api_event("/caf%C3%A9"), lambda_context())
+    counter.handler(api_event("/caf%c3%a9"), lambda_context())
+
+    result, body = get(stats, {"route": value})
+
+    assert result["statusCode"] == 200
+    assert (body["route"], body["count"]) == ("/caf%C3%A9", 2)
+
+
+# --- What a route can look like on the dashboard -------------------------------------------
+
+INVISIBLE = re.compile("[\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def test_bidi_controls_cannot_make_a_route_look_like_another(stats, counter_table):
+    # Routes stored before the rule escaped non-ASCII characters may still hold them.
+    spoof = "/\u202egnp.exe"  # RIGHT-TO-LEFT OVERRIDE: displays as /exe.png
+    hidden = "/a\u200bdmin\u2066x\u2069"  # a zero-width space and an isolate
+    seed(counter_table, {spoof: 2, hidden: 1, "/exe.png": 1})
+
+    _, page = get(stats, accept=BROWSER_ACCEPT)
+    _, one = get(stats, {"route": "/exe.png"}, accept=BROWSER_ACCEPT)
+
+    assert not INVISIBLE.search(page)
+    assert '<bdi dir="ltr">/<span class=cf>U+202E</span>gnp.exe</bdi>' in page
+    assert "/a<span class=cf>U+200B</span>dmin<span class=cf>U+2066</span>x" in page
+    assert "<tspan class=cf>U+202E</tspan>gnp.exe" in page  # the chart's label too
+    assert page.count('<bdi dir="ltr">') == 4  # the heading and every route
+    assert '<bdi dir="ltr">Route /exe.png</bdi>' in one
+    css = re.search("<style>(.*?)</style>", page).group(1)
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    assert (
+        f"'sha256-{digest}'"
+        in get(stats, accept=BROWSER_ACCEPT)[0]["headers"]["Content-Security-Policy"]
+    )
