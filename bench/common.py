@@ -1,14 +1,17 @@
 """Shared pieces of the benchmarks: paths, the fake AWS environment, rows, statistics."""
 
+import functools
 import importlib.util
 import json
 import os
 import statistics
 import sys
-import time
 import uuid
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+
+from local.events import proxy_event
+from local.router import Router
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER_PATH = ROOT / "handler" / "counter.py"
@@ -63,34 +66,16 @@ def load_counter(name: str = "counter_bench") -> ModuleType:
 
 
 def api_event(path: str = "/", method: str = "GET") -> dict:
-    """A REST API proxy event (payload 1.0), as API Gateway sends it to the counter."""
-    headers = {"Accept": "*/*", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
-    resource = "/" if path == "/" else "/{proxy+}"
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None if path == "/" else {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "path": f"/prod{path}",
-            "stage": "prod",
-            "requestId": str(uuid.uuid4()),
-            "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
-            "apiId": "abc123",
-            "protocol": "HTTP/1.1",
-            "accountId": "123456789012",
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
+    """The REST API proxy event (payload 1.0) the local API builds for this request."""
+    return proxy_event(default_router(), path, method)
+
+
+@functools.cache
+def default_router() -> Router:
+    """The generated template's own API routes (local/router.py)."""
+    from local.stack import default_template
+
+    return Router(default_template())
 
 
 def lambda_context() -> SimpleNamespace:

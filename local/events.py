@@ -8,9 +8,9 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
-from local.router import Match
+from local.router import Match, Router
 
 TEXT_TYPES = (
     "text/",
@@ -250,3 +250,34 @@ def map_response(result: object, request_id: str) -> HttpResponse:
         out.append(("Content-Type", "application/json"))
     out.append(("x-amzn-RequestId", request_id))
     return HttpResponse(status, out, payload)
+
+
+def proxy_event(
+    router: Router,
+    path: str = "/",
+    method: str = "GET",
+    *,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    api: ApiInfo | None = None,
+) -> dict:
+    """build_event for a request given by its parts, routed through the template's API.
+
+    For tests and benchmarks that call a handler directly: the event is the one the local
+    API would build for the same request (one builder for both).
+    """
+    match = router.match(method, path)
+    if match is None:
+        raise ValueError(f"no resource of the API matches {path!r}")
+    target = path + ("?" + urlencode(query) if query else "")
+    headers = headers or {"Accept": "*/*", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
+    return build_event(
+        method=method,
+        target=target,
+        headers=list(headers.items()),
+        body=(body or "").encode(),
+        match=match,
+        api=api or ApiInfo(api_id="abc123"),
+        source_ip="203.0.113.7",
+    )

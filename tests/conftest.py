@@ -1,6 +1,7 @@
 """Shared fixtures: the generated template, moto (in-process and as a server), events."""
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -27,6 +28,8 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from generate import build_template, render  # noqa: E402
+from local.events import proxy_event  # noqa: E402
+from local.router import Router  # noqa: E402
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -99,38 +102,15 @@ def api_event(
     query: dict | None = None,
     headers: dict | None = None,
     body: str | None = None,
-    resource: str | None = None,
-    stage: str = "prod",
 ) -> dict:
-    """A REST API proxy event (payload 1.0) shaped as API Gateway sends it."""
-    headers = headers or {"Accept": "*/*", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
-    if resource is None:
-        resource = "/" if path == "/" else "/{proxy+}"
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": query or None,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None if resource == "/" else {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "path": f"/{stage}{path}",
-            "stage": stage,
-            "requestId": str(uuid.uuid4()),
-            "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
-            "apiId": "abc123",
-            "protocol": "HTTP/1.1",
-            "accountId": "123456789012",
-        },
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    """The REST API proxy event (payload 1.0) the local API builds for this request,
+    routed through the generated template's own API (local.events.build_event)."""
+    return proxy_event(default_router(), path, method, query=query, headers=headers, body=body)
+
+
+@functools.cache
+def default_router() -> Router:
+    return Router(json.loads(render(build_template())))
 
 
 @pytest.fixture

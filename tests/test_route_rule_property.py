@@ -262,7 +262,7 @@ def test_stats_finds_every_counted_route_by_its_name(counter, stats, path):
     route = json.loads(counted["body"])["route"]
 
     # queryStringParameters holds the value decoded: the route exactly as the stats show it.
-    event = api_event("/_stats", query={"route": route}, resource="/_stats")
+    event = api_event("/_stats", query={"route": route})
     found = stats.handler(event, lambda_context("StatsFunction"))
 
     assert found["statusCode"] == 200

@@ -18,8 +18,8 @@ from tests.conftest import ROOT, api_event, lambda_context, load_module, read_it
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
-def get(stats, query=None, *, path="/_stats", method="GET", accept="*/*", resource="/_stats"):
-    event = api_event(path, method, query=query, headers={"Accept": accept}, resource=resource)
+def get(stats, query=None, *, path="/_stats", method="GET", accept="*/*"):
+    event = api_event(path, method, query=query, headers={"Accept": accept})
     result = stats.handler(event, lambda_context("StatsFunction"))
     is_json = result["headers"]["Content-Type"] == "application/json"
     return result, json.loads(result["body"]) if is_json and result["body"] else result["body"]
@@ -270,7 +270,7 @@ def test_other_methods_are_405_and_options_is_204(stats):
 
 
 def test_paths_under_the_stats_path_are_404(stats):
-    result, body = get(stats, path="/_stats/x", resource="/_stats/{proxy+}")
+    result, body = get(stats, path="/_stats/x")
     assert result["statusCode"] == 404
     assert "GET /_stats" in body["error"]
 
@@ -359,7 +359,7 @@ def test_a_dynamodb_timeout_is_a_503_json_answer_not_a_crash(stats, capsys, monk
     events = stats.dynamodb.meta.events
     events.register_first("before-send.dynamodb.Scan", network_times_out)
     try:
-        result = stats.handler(api_event("/_stats", resource="/_stats"), lambda_context())
+        result = stats.handler(api_event("/_stats"), lambda_context())
     finally:
         events.unregister("before-send.dynamodb.Scan", network_times_out)
 
