@@ -1,0 +1,453 @@
+"""./deploy.sh's command line: options, the AWS account, then deploy or delete.
+
+Every failure is one `error: ...` line on stderr; exit status 0 done (also when there was
+nothing to change), 1 failed, 2 bad usage, 130 stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from deployer.deployer import Deployer, Review
+from deployer.errors import PROG, DeployError, UsageError
+from deployer.parameters import (
+    BILLING_MODE,
+    TABLE_ID,
+    account_role_choice,
+    billing_mode_refusal,
+    check_parameters,
+    needs_account_role,
+)
+from deployer.report import output_lines
+from deployer.s3 import INLINE_LIMIT, ensure_managed_bucket, template_key, template_url, upload
+from deployer.smoke import smoke_test
+
+ROOT = Path(__file__).absolute().parent.parent  # the project: generate.py, .venv
+DEFAULT_STACK = "route-counter"
+
+USAGE = """\
+Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=Value]...
+                   [--s3-bucket B] [--dry-run] [--no-smoke]
+       ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
+       ./deploy.sh --local [--port N] [--param Key=Value]... [--stack-name NAME]
+
+Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
+or updates the CloudFormation stack through a change set while showing its events, sets
+a stack policy that protects the counter table, prints the outputs (ApiUrl...) and
+smoke-tests the API (two requests to a fresh path must count 1, then 2).
+
+Options:
+  --stack-name NAME   stack name (default: route-counter)
+  --region R          AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)
+  --profile P         AWS CLI profile
+  --param Key=Value   set a template parameter (repeatable). Unset parameters take the
+                      template default on create and keep their current value on update
+  --s3-bucket B       upload the template to S3 bucket B (yours, in the stack's region)
+                      and deploy it from there. Without it, a template over the 51,200
+                      bytes CloudFormation takes inline goes through this account's own
+                      deployment bucket (route-counter-deploy-ACCOUNT-REGION, created once)
+  --dry-run           create a change set, print what would change, then delete it
+  --no-smoke          skip the smoke test
+  --delete            delete the stack; the counter table is kept (DeletionPolicy Retain)
+  --yes               with --delete: do not ask for confirmation (needed without a terminal)
+  --local [ARGS...]   run the API locally instead: every other argument goes to
+                      'python -m local' (e.g. --port, --param, --stack-name)
+  --port N            with --local: local port to listen on
+  -h, --help          show this help
+
+Environment:
+  AWS_ENDPOINT_URL    send every AWS call there (e.g. a moto_server); skips the smoke test
+  AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...  as for the AWS CLI
+
+Exit status: 0 done (also when there was nothing to change), 1 failed, 2 bad usage."""
+
+VALUE_OPTIONS = ("--stack-name", "--region", "--profile", "--param", "--s3-bucket")
+FLAGS = {"--dry-run": "dry_run", "--delete": "delete", "--yes": "yes"}
+
+
+@dataclass
+class Options:
+    stack: str = DEFAULT_STACK
+    region: str = ""
+    profile: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    s3_bucket: str = ""
+    dry_run: bool = False
+    smoke: bool = True
+    delete: bool = False
+    yes: bool = False
+    help: bool = False
+
+    def where(self) -> str:
+        """The one-line reminder of where this runs, e.g. "--stack-name s --region eu-west-1"."""
+        out = f"--stack-name {self.stack}"
+        if self.region:
+            out += f" --region {self.region}"
+        if self.profile:
+            out += f" --profile {self.profile}"
+        return out
+
+
+def parse(argv: list[str], has_terminal: bool) -> Options:
+    options = Options()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            options.help = True
+            return options
+        if arg in VALUE_OPTIONS:
+            if not args or args[0].startswith("-"):
+                raise UsageError(f"{arg} needs a value")
+            _set_value(options, arg, args.pop(0))
+        elif arg in FLAGS:
+            setattr(options, FLAGS[arg], True)
+        elif arg == "--no-smoke":
+            options.smoke = False
+        elif arg == "--port":
+            raise UsageError(f"--port is an option of --local ({PROG} --local --port N)")
+        else:
+            raise UsageError(f"unknown option '{arg}'")
+    if not re.fullmatch(r"[A-Za-z][-A-Za-z0-9]{0,127}", options.stack):
+        raise UsageError(
+            f"invalid stack name '{options.stack}': letters, digits and hyphens, "
+            "starting with a letter"
+        )
+    if options.delete:
+        if options.params or options.dry_run or options.s3_bucket:
+            raise UsageError("--delete takes no --param, --s3-bucket or --dry-run")
+        if not options.yes and not has_terminal:
+            raise DeployError(
+                f"refusing to delete stack {options.stack} without confirmation: no terminal "
+                "to ask on; pass --yes to delete it from a script",
+                code=2,
+            )
+    elif options.yes:
+        raise UsageError("--yes only applies to --delete")
+    return options
+
+
+def _set_value(options: Options, option: str, value: str) -> None:
+    if option == "--stack-name":
+        options.stack = value
+    elif option == "--region":
+        options.region = value
+    elif option == "--profile":
+        options.profile = value
+    elif option == "--s3-bucket":
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+            raise UsageError(f"--s3-bucket '{value}' is not an S3 bucket name")
+        options.s3_bucket = value
+    else:
+        key, sep, assigned = value.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9]+", key):
+            raise UsageError(
+                f"--param '{value}' is not Key=Value (e.g. --param LogRetentionDays=14)"
+            )
+        options.params[key] = assigned
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def step(text: str) -> None:
+    say(f"==> {text}")
+
+
+# --- the AWS account ----------------------------------------------------------------------------
+
+
+@dataclass
+class Aws:
+    """The session the deploy runs in: region, account and partition, and its clients."""
+
+    session: boto3.Session
+    region: str
+    account: str
+    partition: str
+
+    def client(self, service: str) -> object:
+        # AWS_ENDPOINT_URL (botocore >= 1.31) points every client at an emulator.
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        return self.session.client(service, region_name=self.region, config=config)
+
+
+def connect(options: Options) -> Aws:
+    """Region and credentials, each missing one named in one line."""
+    try:
+        session = boto3.Session(profile_name=options.profile or None)
+        configured = session.region_name
+    except BotoCoreError as error:  # an unknown profile
+        raise DeployError(
+            f"AWS credentials check (aws sts get-caller-identity) failed: {error}"
+        ) from None
+    region = (
+        options.region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or configured
+    )
+    if not region:
+        raise DeployError(
+            "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure one with "
+            "'aws configure'"
+        )
+    aws = Aws(session, region, "", "aws")
+    try:
+        identity = aws.client("sts").get_caller_identity()
+    except NoCredentialsError:
+        raise DeployError(
+            "no AWS credentials found: run 'aws configure', set AWS_PROFILE (or --profile), "
+            "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except (ClientError, BotoCoreError) as error:
+        raise DeployError(
+            f"AWS credentials check (aws sts get-caller-identity) failed: {error}"
+        ) from None
+    aws.account = identity["Account"]
+    aws.partition = identity["Arn"].split(":")[1]
+    return aws
+
+
+# --- deploy -------------------------------------------------------------------------------------
+
+
+def generate(root: Path) -> bytes:
+    """The template as `python generate.py` prints it (its errors go to our stderr)."""
+    made = subprocess.run(
+        [sys.executable, "generate.py"], cwd=root, stdout=subprocess.PIPE, check=False
+    )
+    if made.returncode != 0:
+        raise DeployError("generate.py failed (see above)")
+    return made.stdout
+
+
+def cfn_lint() -> str:
+    """The venv's cfn-lint, else the one on PATH."""
+    beside = Path(sys.prefix) / "bin" / "cfn-lint"
+    found = str(beside) if beside.exists() else shutil.which("cfn-lint")
+    if not found:
+        raise DeployError("cfn-lint not found: run 'make venv'")
+    return found
+
+
+class Deploy:
+    """./deploy.sh without --delete: the template, checked, deployed, then tried."""
+
+    def __init__(self, options: Options, root: Path = ROOT) -> None:
+        self.options = options
+        self.root = root
+
+    def run(self) -> None:
+        options = self.options
+        body = generate(self.root)
+        template = json.loads(body)
+        check_parameters(template, options.params)
+        with tempfile.TemporaryDirectory(prefix="deploy.") as tmp:
+            path = Path(tmp) / "route-counter.template.json"
+            path.write_bytes(body)
+            # Lint in the background while the AWS checks run; nothing is deployed before
+            # it passes.
+            lint = subprocess.Popen(
+                [cfn_lint(), str(path), "--include-checks", "I"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            try:
+                self.aws = connect(options)
+                found = lint.communicate()[0]
+            finally:
+                if lint.poll() is None:
+                    lint.kill()
+                    lint.wait()
+            if lint.returncode != 0:
+                print(found.replace(str(path), "template.json"), end="", file=sys.stderr)
+                raise DeployError(
+                    "cfn-lint found problems in the generated template: nothing was deployed"
+                )
+        step("Template generated (python generate.py) and linted (cfn-lint): OK")
+        self.body = body
+        self.deployer = Deployer(
+            self.aws.client("cloudformation"),
+            options.stack,
+            say=say,
+            where=options.where(),
+            region=self.aws.region,
+            account=self.aws.account,
+        )
+        outcome, stack = self.deployer.deploy(
+            template, options.params, self.source, self.review, options.dry_run
+        )
+        if outcome != "DRY_RUN":
+            self.finish(stack)
+
+    def review(self, stack: dict | None, previous: dict[str, str] | None) -> Review:
+        """Values the deploy chooses, and switches it refuses, before any change set."""
+        template = json.loads(self.body)
+        given = self.options.params
+        refusal = None
+        if stack is not None and BILLING_MODE in given:
+            refusal = billing_mode_refusal(
+                self.options.stack, given, previous, self.table_billing_mode(stack)
+            )
+        if refusal:
+            raise DeployError(refusal)
+        if not needs_account_role(template, given, previous):
+            return Review({}, [])
+        try:
+            account = self.aws.client("apigateway").get_account()
+        except (ClientError, BotoCoreError) as error:
+            raise DeployError(
+                f"reading API Gateway's account settings (apigateway get-account) failed: "
+                f"{error}; pass --param ApiGatewayAccountRole=create, existing or none"
+            ) from None
+        value, line = account_role_choice(account.get("cloudwatchRoleArn"), self.aws.region)
+        return Review({"ApiGatewayAccountRole": value}, [line])
+
+    def table_billing_mode(self, stack: dict) -> str | None:
+        """The counter table's capacity mode as DynamoDB reports it, or None if unknown."""
+        try:
+            resource = self.deployer.cfn.describe_stack_resource(
+                StackName=stack["StackId"], LogicalResourceId=TABLE_ID
+            )["StackResourceDetail"]
+            table = self.aws.client("dynamodb").describe_table(
+                TableName=resource["PhysicalResourceId"]
+            )["Table"]
+        except (ClientError, BotoCoreError, KeyError):
+            return None
+        # A table created provisioned before on-demand existed reports no summary.
+        return table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+
+    def source(self) -> dict:
+        """The template's place in the change set: inline, or uploaded to S3."""
+        size = len(self.body)
+        bucket = self.options.s3_bucket
+        if not bucket and size <= INLINE_LIMIT:
+            return {"TemplateBody": self.body.decode()}
+        s3 = self.aws.client("s3")
+        if not bucket:
+            step(
+                f"Template is {size} bytes, over the 51,200 CloudFormation takes inline: "
+                "deploying it from this account's deployment bucket"
+            )
+            bucket = ensure_managed_bucket(
+                s3, self.aws.account, self.aws.region, self.aws.partition, step
+            )
+        key = template_key(self.options.stack, self.body)
+        upload(s3, bucket, key, self.body, self.aws.account)
+        step(f"Template uploaded to s3://{bucket}/{key}")
+        return {"TemplateURL": template_url(bucket, key, self.aws.region, self.aws.partition)}
+
+    def finish(self, stack: dict) -> None:
+        """After a deploy (or a no-change one): stack policy, outputs, smoke test."""
+        self.deployer.set_stack_policy(stack["StackId"])
+        resources = [] if stack.get("Outputs") else self.deployer.resources(stack["StackId"])
+        step("Outputs:")
+        lines, url = output_lines(stack, resources)
+        for line in lines:
+            say(line)
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if not self.options.smoke:
+            step("Smoke test skipped (--no-smoke).")
+        elif endpoint:
+            step(
+                f"Smoke test skipped: AWS_ENDPOINT_URL is set ({endpoint}), an emulator "
+                "serves no real API."
+            )
+        elif not url:
+            raise DeployError("smoke test: no ApiUrl to test (pass --no-smoke to skip it)")
+        else:
+            smoke_test(url, say)
+
+
+# --- delete -------------------------------------------------------------------------------------
+
+
+def delete(options: Options) -> None:
+    aws = connect(options)
+    deployer = Deployer(
+        aws.client("cloudformation"),
+        options.stack,
+        say=say,
+        where=options.where(),
+        region=aws.region,
+        account=aws.account,
+    )
+    stack = deployer.describe()
+    if stack is None:
+        raise DeployError(
+            f"stack {options.stack} does not exist in {aws.region}: nothing to delete"
+        )
+    resources = deployer.resources(stack["StackId"])
+    table = next(
+        (
+            r.get("PhysicalResourceId") or ""
+            for r in resources
+            if r.get("LogicalResourceId") == TABLE_ID
+            and r.get("ResourceStatus") != "DELETE_COMPLETE"
+        ),
+        "",
+    )
+    if not options.yes:
+        print(
+            f"Delete stack {options.stack} ({stack['StackStatus']}) in {aws.region}, account "
+            f"{aws.account}? The table is kept. [y/N] ",
+            end="",
+            flush=True,
+        )
+        answer = sys.stdin.readline().strip()
+        if answer.lower() not in ("y", "yes"):
+            raise DeployError(f"cancelled: stack {options.stack} was not deleted")
+    deployer.delete(stack, resources)
+    extra = options.where().removeprefix(f"--stack-name {options.stack}")
+    if table:
+        say(f"The counter table {table} was kept, with every count in it")
+        say("(DeletionPolicy Retain, deletion protection on). To delete it for good:")
+        say(
+            f"    aws dynamodb update-table --table-name {table} "
+            f"--no-deletion-protection-enabled{extra}"
+        )
+        say(f"    aws dynamodb delete-table --table-name {table}{extra}")
+    else:
+        say(f"The stack listed no physical id for {TABLE_ID}. If the table was ever created, it")
+        say(
+            f"was kept (DeletionPolicy Retain): look for it with 'aws dynamodb list-tables{extra}'."
+        )
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    try:
+        options = parse(sys.argv[1:] if argv is None else argv, sys.stdin.isatty())
+        if options.help:
+            print(USAGE)
+            return 0
+        if options.delete:
+            delete(options)
+        else:
+            Deploy(options).run()
+    except DeployError as error:
+        if str(error):  # an empty one was explained on stderr already
+            print(f"error: {error}", file=sys.stderr, flush=True)
+        return error.code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    return 0
