@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from deployer.deployer import Deployer, Review
-from deployer.errors import PROG, DeployError, UsageError
+from deployer.errors import PROG, AlreadyExplained, DeployError, UsageError
 from deployer.parameters import (
     BILLING_MODE,
     TABLE_ID,
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             Deploy(options).run()
     except DeployError as error:
-        if str(error):  # an empty one was explained on stderr already
+        if not isinstance(error, AlreadyExplained):
             print(f"error: {error}", file=sys.stderr, flush=True)
         return error.code
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deployer.errors import PROG, DeployError
+from deployer.errors import PROG, AlreadyExplained, DeployError
 from deployer.parameters import TABLE_ID, change_set_parameters, given_lines, is_unchanged
 from deployer.report import EventProgress, change_lines, changed_ids
 
@@ -143,7 +143,7 @@ class Deployer:
             return "CREATE"
         if status == "ROLLBACK_COMPLETE":
             self.explain_rollback_complete()
-            raise DeployError("", code=1)  # explained above
+            raise AlreadyExplained
         if status.endswith("_IN_PROGRESS"):
             raise DeployError(
                 f"stack {self.stack_name} is busy ({status}): wait for it to finish, then retry"

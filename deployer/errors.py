@@ -23,6 +23,13 @@ class UsageError(DeployError):
         super().__init__(f"{message} (see {PROG} --help)")
 
 
+class AlreadyExplained(DeployError):
+    """A failure whose explanation was printed on stderr already: no `error:` line."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+
 class ParameterError(DeployError):
     """A parameter value CloudFormation would refuse; the same text on every path."""
 

@@ -152,9 +152,8 @@ def deploy(
             json.loads(template_body), params, lambda: {"TemplateBody": template_body}
         )
     except Refused as error:
-        raise DeployError(
-            str(error) or f"stack {stack_name} is in ROLLBACK_COMPLETE: delete it, then retry"
-        ) from error
+        reason = str(error) or f"stack {stack_name} is in ROLLBACK_COMPLETE: delete it, then retry"
+        raise DeployError(reason) from error
     return outcome
 
 

@@ -394,6 +394,8 @@ def test_delete_without_a_terminal_or_yes_refuses(deployed, moto_server):
         (["--frobnicate"], ["unknown option '--frobnicate'", "--help"]),
         (["--param", "LogRetentionDays"], ["'LogRetentionDays' is not Key=Value"]),
         (["--param", "NoSuchThing=1"], ["unknown template parameter NoSuchThing", "BillingMode"]),
+        # the value checks of ./deploy.sh --local, with the same words
+        (["--param", "BillingMode=FREE"], ["must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"]),
         (["--stack-name"], ["--stack-name needs a value"]),
         (["--s3-bucket", "My_Bucket"], ["--s3-bucket 'My_Bucket' is not an S3 bucket name"]),
         (["--delete", "--yes", "--s3-bucket", "b-1"], ["--delete takes no", "--s3-bucket"]),
