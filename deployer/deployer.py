@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer.errors import PROG, AlreadyExplained, DeployError
-from deployer.parameters import TABLE_ID, change_set_parameters, given_lines, is_unchanged
+from deployer.parameters import (
+    TABLE_ID,
+    change_set_parameters,
+    given_lines,
+    is_unchanged,
+    with_defaults,
+)
 from deployer.report import EventProgress, change_lines, changed_ids
 
 POLL_SECONDS = 3.0  # between describe calls while waiting on CloudFormation
@@ -259,12 +265,15 @@ class Deployer:
         source: Callable[[], dict],
         review: Reviewer | None = None,
         dry_run: bool = False,
+        keep_previous: bool = True,
     ) -> tuple[str, dict | None]:
         """Create or update the stack to template with the given values.
 
         source() gives the template's place in the change set (TemplateBody or TemplateURL),
         asked only when a change set is needed. review(stack, previous) may add values and
-        lines before anything is decided. Returns the outcome (CREATE, UPDATE, UNCHANGED or
+        lines before anything is decided. keep_previous=False gives the parameters not given
+        their defaults on an update too (the local stack: what it serves is what it was given).
+        Returns the outcome (CREATE, UPDATE, UNCHANGED or
         DRY_RUN) and the stack as it is now (None after a dry run of a create).
         """
         stack = self.describe()
@@ -288,13 +297,14 @@ class Deployer:
         given = {**given, **reviewed.chosen}
 
         # The same template with the same values: nothing to do, and no change set to make.
+        wanted = given if keep_previous else with_defaults(template, given)
         if kind == "UPDATE" and is_unchanged(
-            self.deployed_template(stack["StackId"]), template, previous, given
+            self.deployed_template(stack["StackId"]), template, previous, wanted
         ):
             return self._no_changes(stack, dry_run)
 
         name = f"deploy-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        parameters = change_set_parameters(template, given, previous)
+        parameters = change_set_parameters(template, given, previous if keep_previous else None)
         stack_id = self.create_change_set(name, kind, source(), parameters)
         if stack_id is None:
             return self._no_changes(stack, dry_run)

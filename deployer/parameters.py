@@ -94,10 +94,20 @@ def given_lines(given: dict[str, str], previous: dict[str, str] | None) -> list[
 
 
 def is_unchanged(
-    deployed_template: dict, template: dict, previous: dict[str, str], given: dict[str, str]
+    deployed_template: dict | None,
+    template: dict,
+    previous: dict[str, str],
+    given: dict[str, str],
 ) -> bool:
     """The stack already runs this template with these values: nothing to deploy."""
-    return deployed_template == template and all(previous.get(k) == v for k, v in given.items())
+    same_values = all((previous.get(k) or "") == v for k, v in given.items())
+    return deployed_template == template and same_values
+
+
+def with_defaults(template: dict, given: dict[str, str]) -> dict[str, str]:
+    """Every parameter's value when those not given take their defaults (not their previous)."""
+    defaults = {k: str(rule.get("Default", "")) for k, rule in declared(template).items()}
+    return defaults | given
 
 
 def needs_account_role(

@@ -125,7 +125,8 @@ def deploy(
 ) -> str:
     """Create or update the stack through a change set, with ./deploy.sh's own Deployer.
 
-    Quiet, polling fast, the template inline. Returns "CREATE", "UPDATE" or "UNCHANGED".
+    Quiet, polling fast, the template inline; parameters not given take their defaults, as
+    the local router assumes. Returns "CREATE", "UPDATE" or "UNCHANGED".
     """
     import json
 
@@ -149,7 +150,10 @@ def deploy(
     )
     try:
         outcome, _ = deployer.deploy(
-            json.loads(template_body), params, lambda: {"TemplateBody": template_body}
+            json.loads(template_body),
+            params,
+            lambda: {"TemplateBody": template_body},
+            keep_previous=False,  # the local API is served with the defaults of those not given
         )
     except Refused as error:
         reason = str(error) or f"stack {stack_name} is in ROLLBACK_COMPLETE: delete it, then retry"

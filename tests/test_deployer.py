@@ -27,6 +27,7 @@ from deployer.parameters import (
     given_lines,
     is_unchanged,
     needs_account_role,
+    with_defaults,
 )
 from deployer.report import EventProgress, change_lines, output_lines
 from deployer.s3 import managed_bucket_name, template_key, template_url
@@ -97,6 +98,16 @@ def test_unchanged_means_same_template_and_same_given_values(template):
     assert not is_unchanged(template, template, previous, {"RateLimit": "6"})
     assert not is_unchanged({**template, "Description": "other"}, template, previous, {})
     assert not is_unchanged(None, template, previous, {})
+
+
+def test_without_previous_values_an_omitted_parameter_means_its_default(template):
+    """The local stack's semantics (keep_previous=False): what it serves is what it was given."""
+    limited = with_defaults(template, {"RateLimit": "5"})
+    defaults = with_defaults(template, {})
+
+    assert defaults["RateLimit"] == "0" and defaults["KmsKeyArn"] == ""
+    assert not is_unchanged(template, template, limited, defaults)
+    assert is_unchanged(template, template, {**defaults, "KmsKeyArn": None}, defaults)
 
 
 # --- ApiGatewayAccountRole: chosen from the account on a create -----------------------------
