@@ -299,13 +299,12 @@ class Deploy:
         """Values the deploy chooses, and switches it refuses, before any change set."""
         template = json.loads(self.body)
         given = self.options.params
-        refusal = None
-        if stack is not None and BILLING_MODE in given:
-            refusal = billing_mode_refusal(
-                self.options.stack, given, previous, self.table_billing_mode(stack)
-            )
-        if refusal:
-            raise DeployError(refusal)
+        switching = given.get(BILLING_MODE) not in (None, (previous or {}).get(BILLING_MODE))
+        if stack is not None and previous and switching:
+            table_mode = self.table_billing_mode(stack)  # asked only for a switch
+            refusal = billing_mode_refusal(self.options.stack, given, previous, table_mode)
+            if refusal:
+                raise DeployError(refusal)
         if not needs_account_role(template, given, previous):
             return Review({}, [])
         try:

@@ -415,6 +415,35 @@ def test_missing_credentials_give_a_one_line_error(moto_server, tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_a_profile_gives_its_credentials_and_region(moto_server, tmp_path):
+    """--profile reads the AWS CLI's files, as boto3 does: here the only credentials and region."""
+    (tmp_path / "config").write_text("[profile demo]\nregion = eu-west-2\n")
+    (tmp_path / "credentials").write_text(
+        "[demo]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+    )
+    env = deploy_env(tmp_path, moto_server, credentials=False)
+    del env["AWS_DEFAULT_REGION"]
+    env |= {
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+    }
+    name = unique("profile")
+
+    result = subprocess.run(
+        [str(DEPLOY), "--profile", "demo", "--stack-name", name, "--dry-run"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Stack {name} does not exist in eu-west-2 (account 123456789012)" in result.stdout
+
+
 def test_help_lists_every_option(tmp_path):
     result = run_deploy(tmp_path, None, "--help")
 
