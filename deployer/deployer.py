@@ -273,28 +273,13 @@ class Deployer:
         asked only when a change set is needed. review(stack, previous) may add values and
         lines before anything is decided. keep_previous=False gives the parameters not given
         their defaults on an update too (the local stack: what it serves is what it was given).
-        Returns the outcome (CREATE, UPDATE, UNCHANGED or
-        DRY_RUN) and the stack as it is now (None after a dry run of a create).
+        Returns the outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
+        (None after a dry run of a create).
         """
         stack = self.describe()
         kind = self.kind(stack)
         previous = parameter_values(stack) if kind == "UPDATE" else None
-        if kind == "CREATE":
-            self.step(f"Stack {self.stack_name} does not exist{self._in}: creating it")
-        else:
-            self.step(f"Stack {self.stack_name}{self._in} is {stack['StackStatus']}: updating it")
-        reviewed = review(stack, previous) if review else Review({}, [])
-        if given:
-            self.say("    Parameters:")
-            for line in given_lines(given, previous):
-                self.say(line)
-        elif kind == "CREATE":
-            self.say("    Parameters: template defaults")
-        else:
-            self.say("    Parameters: current values kept")
-        for line in reviewed.notes:
-            self.say(line)
-        given = {**given, **reviewed.chosen}
+        given = self._announce(kind, stack, given, previous, review)
 
         # The same template with the same values: nothing to do, and no change set to make.
         wanted = given if keep_previous else with_defaults(template, given)
@@ -315,14 +300,7 @@ class Deployer:
             if any(text in reason for text in NO_CHANGES):
                 return self._no_changes(stack, dry_run)
             raise DeployError(f"change set failed: {reason}")
-        lines = change_lines(change_set["Changes"])
-        if lines:
-            self.step(f"Change set {name}:")
-            for line in lines:
-                self.say(line)
-        else:
-            self.step(f"Change set {name}: no resource changes listed (parameters or outputs only)")
-
+        self._print_change_set(name, change_set)
         if dry_run:
             self.discard(stack_id, name, kind)
             if kind == "CREATE":
@@ -333,7 +311,45 @@ class Deployer:
             else:
                 self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
             return "DRY_RUN", stack
+        return kind, self._execute(stack_id, name, change_set)
 
+    def _announce(
+        self,
+        kind: str,
+        stack: dict | None,
+        given: dict[str, str],
+        previous: dict[str, str] | None,
+        review: Reviewer | None,
+    ) -> dict[str, str]:
+        """Say what happens to which stack with which values; the values, with those chosen."""
+        if kind == "CREATE":
+            self.step(f"Stack {self.stack_name} does not exist{self._in}: creating it")
+        else:
+            self.step(f"Stack {self.stack_name}{self._in} is {stack['StackStatus']}: updating it")
+        reviewed = review(stack, previous) if review else Review({}, [])
+        if given:
+            self.say("    Parameters:")
+            for line in given_lines(given, previous):
+                self.say(line)
+        elif kind == "CREATE":
+            self.say("    Parameters: template defaults")
+        else:
+            self.say("    Parameters: current values kept")
+        for line in reviewed.notes:
+            self.say(line)
+        return {**given, **reviewed.chosen}
+
+    def _print_change_set(self, name: str, change_set: dict) -> None:
+        lines = change_lines(change_set["Changes"])
+        if not lines:
+            self.step(f"Change set {name}: no resource changes listed (parameters or outputs only)")
+            return
+        self.step(f"Change set {name}:")
+        for line in lines:
+            self.say(line)
+
+    def _execute(self, stack_id: str, name: str, change_set: dict) -> dict:
+        """Execute the change set and follow it to the end; the stack, or a DeployError."""
         self.step("Executing the change set; stack events:")
         call(
             "execute-change-set",
@@ -354,7 +370,7 @@ class Deployer:
                 self.warn("The update was rolled back: the stack runs its previous version.")
             raise DeployError(f"deploying stack {self.stack_name} failed")
         self.step(f"Stack {self.stack_name} is {status} ({progress.summary()})")
-        return kind, stack
+        return stack
 
     @property
     def _in(self) -> str:

@@ -19,6 +19,7 @@ from botocore.stub import Stubber
 
 from deployer.deployer import Deployer
 from deployer.errors import DeployError, ParameterError
+from deployer.options import parse
 from deployer.parameters import (
     account_role_choice,
     billing_mode_refusal,
@@ -36,6 +37,43 @@ from tests.conftest import local_stack
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
 T0 = datetime(2026, 12, 1, 4, 0, 0, tzinfo=UTC)
+
+# --- options ------------------------------------------------------------------------------
+
+
+def test_options_are_parsed_as_the_help_says():
+    options = parse(
+        ["--stack-name", "s1", "--region", "eu-west-1", "--param", "A=1", "--param",
+         "AllowedOrigin=https://x.example", "--param", "A=2", "--s3-bucket", "my.templates",
+         "--dry-run", "--no-smoke"],
+        has_terminal=False,
+    )  # fmt: skip
+
+    assert options.params == {"A": "2", "AllowedOrigin": "https://x.example"}  # the last wins
+    assert (options.s3_bucket, options.dry_run, options.smoke) == ("my.templates", True, False)
+    assert options.where() == "--stack-name s1 --region eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["--yes"], 2, "--yes only applies to --delete"),
+        (["--stack-name", "9lives"], 2, "invalid stack name '9lives'"),
+        (["--region", "--dry-run"], 2, "--region needs a value"),
+        (["--delete"], 2, "refusing to delete stack route-counter without confirmation"),
+    ],
+)
+def test_a_bad_command_line_is_one_error(argv, code, says):
+    with pytest.raises(DeployError) as refused:
+        parse(argv, has_terminal=False)
+
+    assert refused.value.code == code
+    assert says in str(refused.value)
+
+
+def test_delete_asks_on_a_terminal():
+    assert parse(["--delete"], has_terminal=True).delete
+
 
 # --- parameters ---------------------------------------------------------------------------
 
