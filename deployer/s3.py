@@ -92,8 +92,9 @@ def _code(error: ClientError) -> str:
 
 def _taken(bucket: str) -> DeployError:
     return DeployError(
-        f"the deployment bucket name {bucket} is taken by another AWS account: "
-        "pass --s3-bucket BUCKET (a bucket of yours in this region) instead"
+        f"the deployment bucket name {bucket} is taken by another AWS account (or these "
+        "credentials may not s3:ListBucket it): pass --s3-bucket BUCKET (a bucket of yours in "
+        "this region) instead"
     )
 
 
@@ -112,7 +113,9 @@ def ensure_managed_bucket(
     try:
         s3.head_bucket(**owner)
     except ClientError as error:
-        if _code(error) in ("403", "AccessDenied"):
+        # 403: another account's (ExpectedBucketOwner); 301: a bucket of that name lives in
+        # another region, so it is not the one this account would have made here.
+        if _code(error) in ("403", "AccessDenied", "301", "PermanentRedirect"):
             raise _taken(bucket) from None
         if _code(error) not in ("404", "NoSuchBucket", "NotFound"):
             raise DeployError(f"checking the deployment bucket {bucket}: {error}") from None
@@ -132,8 +135,9 @@ def ensure_managed_bucket(
     versioning = s3.get_bucket_versioning(**owner).get("Status")
     if created or versioning != "Enabled":
         _configure(s3, owner, partition)
+        done = "created" if created else "set up again (an earlier set-up was interrupted)"
         say(
-            f"Deployment bucket s3://{bucket} created (encrypted, private, versioned, TLS only; "
+            f"Deployment bucket s3://{bucket} {done} (encrypted, private, versioned, TLS only; "
             f"templates expire after {TEMPLATE_DAYS} days)"
         )
     else:

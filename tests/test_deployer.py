@@ -31,7 +31,7 @@ from deployer.parameters import (
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, output_lines
-from deployer.s3 import managed_bucket_name, template_key, template_url
+from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import Answer, judge, smoke_test
 from tests.conftest import local_stack
 
@@ -467,3 +467,62 @@ def test_the_smoke_test_passes_on_the_real_counter_with_and_without_a_rate_limit
 
     expected = "counted 1, then 2." if rate_limit == "0" else "refused with 429 and RateLimit"
     assert expected in said[-1]
+
+
+# --- the managed bucket's answers from S3 (botocore's Stubber: the service's own replies) ----
+
+ACCOUNT = "123456789012"
+BUCKET = managed_bucket_name(ACCOUNT, "eu-west-1")
+OWNER = {"Bucket": BUCKET, "ExpectedBucketOwner": ACCOUNT}
+
+
+def stubbed_s3() -> tuple[object, Stubber]:
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    return s3, Stubber(s3)
+
+
+@pytest.mark.parametrize(
+    ("head", "create"),
+    [
+        ("403", None),  # another account's: ExpectedBucketOwner
+        ("301", None),  # the name lives in another region
+        ("404", "BucketAlreadyExists"),  # made by someone else between the two calls
+    ],
+)
+def test_a_bucket_name_that_is_not_ours_is_never_used(head, create):
+    s3, stubber = stubbed_s3()
+    stubber.add_client_error("head_bucket", head, http_status_code=int(head))
+    if create:
+        stubber.add_client_error("create_bucket", create, http_status_code=409)
+
+    with stubber, pytest.raises(DeployError, match="is taken by another AWS account"):
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", lambda _: None)
+    stubber.assert_no_pending_responses()  # nothing configured, nothing uploaded
+
+
+def test_a_bucket_whose_set_up_was_interrupted_is_set_up_again():
+    s3, stubber = stubbed_s3()
+    stubber.add_response("head_bucket", {}, OWNER)
+    stubber.add_response("get_bucket_versioning", {}, OWNER)  # never versioned: set-up cut short
+    for call in ("put_public_access_block", "put_bucket_encryption", "put_bucket_policy",
+                 "put_bucket_lifecycle_configuration", "put_bucket_versioning"):  # fmt: skip
+        stubber.add_response(call, {})
+    said: list[str] = []
+
+    with stubber:
+        assert ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", said.append) == BUCKET
+    stubber.assert_no_pending_responses()
+
+    assert "set up again" in said[0]
+
+
+def test_a_bucket_of_ours_is_reused_as_it_is():
+    s3, stubber = stubbed_s3()
+    stubber.add_response("head_bucket", {}, OWNER)
+    stubber.add_response("get_bucket_versioning", {"Status": "Enabled"}, OWNER)
+    said: list[str] = []
+
+    with stubber:
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", said.append)
+
+    assert said == [f"Deployment bucket s3://{BUCKET} (this account's, reused)"]
