@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -22,7 +21,6 @@ FAKE_CREDENTIALS = {
 }
 DEFAULT_REGION = "us-east-1"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
-NO_CHANGES = ("No updates are to be performed", "didn't contain changes")
 
 
 class DeployError(RuntimeError):
@@ -111,67 +109,11 @@ def client(service: str, endpoint: str) -> Any:
     )
 
 
-def _wait_status(describe, wanted: set[str], failed_marker: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = describe()
-        status = state.get("Status") or state.get("StackStatus", "")
-        if status in wanted:
-            return state
-        if failed_marker in status or status.endswith(("FAILED", "ROLLBACK_COMPLETE")):
-            return state
-        if time.monotonic() > deadline:
-            raise DeployError(f"still {status} after {timeout:.0f} s")
-        time.sleep(0.05)
-
-
-def _stack_exists(cfn: Any, stack_name: str) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as error:
-        if "does not exist" in str(error):
-            return False
-        raise
-    return bool(stacks) and stacks[0]["StackStatus"] != "REVIEW_IN_PROGRESS"
-
-
 def check_parameters(template: dict, params: dict[str, str]) -> None:
-    """Refuse parameter values CloudFormation refuses; moto 5.2.5 accepts them all.
+    """Refuse parameter values CloudFormation refuses, as ./deploy.sh does (same messages)."""
+    from deployer.parameters import check_parameters as check
 
-    Unknown keys, a value outside AllowedValues, off AllowedPattern, not a number for a
-    Number, or out of MinValue/MaxValue and MinLength/MaxLength: a DeployError saying so.
-    """
-    declared = template.get("Parameters", {})
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        raise DeployError(f"Parameters: {unknown} do not exist in the template")
-    for name, value in params.items():
-        rule = declared[name]
-        why = rule.get("ConstraintDescription")
-        allowed = [str(v) for v in rule.get("AllowedValues", [])]
-        problem = None
-        if allowed and value not in allowed:
-            problem = f"must be one of {allowed}"
-        elif "AllowedPattern" in rule and not re.fullmatch(rule["AllowedPattern"], value):
-            problem = why or f"must match {rule['AllowedPattern']}"
-        elif rule.get("Type") == "Number":
-            try:
-                number = float(value)
-            except ValueError:
-                problem = "must be a number"
-            else:
-                if "MinValue" in rule and number < float(rule["MinValue"]):
-                    problem = f"must be at least {rule['MinValue']}"
-                elif "MaxValue" in rule and number > float(rule["MaxValue"]):
-                    problem = f"must be at most {rule['MaxValue']}"
-        elif "MinLength" in rule and len(value) < int(rule["MinLength"]):
-            problem = f"must be at least {rule['MinLength']} characters"
-        elif "MaxLength" in rule and len(value) > int(rule["MaxLength"]):
-            problem = f"must be at most {rule['MaxLength']} characters"
-        if problem:
-            raise DeployError(f"Parameter {name}={value!r}: {problem}")
+    check(template, params)
 
 
 def deploy(
@@ -181,57 +123,42 @@ def deploy(
     params: dict[str, str],
     timeout: float = 60.0,
 ) -> str:
-    """Create or update the stack through a change set, as a real deploy does.
+    """Create or update the stack through a change set, with ./deploy.sh's own Deployer.
 
-    Returns "CREATE", "UPDATE" or "UNCHANGED".
+    Quiet, polling fast, the template inline; parameters not given take their defaults, as
+    the local router assumes. Returns "CREATE", "UPDATE" or "UNCHANGED".
     """
-    from botocore.exceptions import ClientError
+    import json
 
-    cfn = client("cloudformation", endpoint)
-    kind = "UPDATE" if _stack_exists(cfn, stack_name) else "CREATE"
-    change_set = f"local-{int(time.time() * 1000)}"
+    from deployer.deployer import Deployer
+    from deployer.errors import DeployError as Refused
+
+    deadline = time.monotonic() + timeout
+
+    def sleep(seconds: float) -> None:
+        if time.monotonic() > deadline:
+            raise DeployError(f"stack {stack_name} still in progress after {timeout:.0f} s")
+        time.sleep(seconds)
+
+    deployer = Deployer(
+        client("cloudformation", endpoint),
+        stack_name,
+        warn=lambda _: None,
+        poll_seconds=0.05,
+        capabilities=CAPABILITIES,
+        sleep=sleep,
+    )
     try:
-        cfn.create_change_set(
-            StackName=stack_name,
-            ChangeSetName=change_set,
-            ChangeSetType=kind,
-            TemplateBody=template_body,
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
-            Capabilities=CAPABILITIES,
+        outcome, _ = deployer.deploy(
+            json.loads(template_body),
+            params,
+            lambda: {"TemplateBody": template_body},
+            keep_previous=False,  # the local API is served with the defaults of those not given
         )
-    except ClientError as error:
-        if any(text in str(error) for text in NO_CHANGES):
-            return "UNCHANGED"
-        raise DeployError(f"create-change-set failed: {error}") from error
-    state = _wait_status(
-        lambda: cfn.describe_change_set(StackName=stack_name, ChangeSetName=change_set),
-        {"CREATE_COMPLETE"},
-        "FAILED",
-        timeout,
-    )
-    if state["Status"] != "CREATE_COMPLETE":
-        reason = state.get("StatusReason", "")
-        if any(text in reason for text in NO_CHANGES):
-            cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
-            return "UNCHANGED"
-        raise DeployError(f"change set {state['Status']}: {reason}")
-    cfn.execute_change_set(StackName=stack_name, ChangeSetName=change_set)
-    done = f"{kind}_COMPLETE"
-    stack = _wait_status(
-        lambda: cfn.describe_stacks(StackName=stack_name)["Stacks"][0],
-        {done},
-        "FAILED",
-        timeout,
-    )
-    if stack["StackStatus"] != done:
-        events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
-        reasons = [
-            f"{e['LogicalResourceId']}: {e['ResourceStatusReason']}"
-            for e in events
-            if "FAILED" in e.get("ResourceStatus", "") and e.get("ResourceStatusReason")
-        ]
-        raise DeployError(f"stack {stack['StackStatus']}: {'; '.join(reasons) or 'no reason'}")
-    return kind
+    except Refused as error:
+        reason = str(error) or f"stack {stack_name} is in ROLLBACK_COMPLETE: delete it, then retry"
+        raise DeployError(reason) from error
+    return outcome
 
 
 def stack_resources(endpoint: str, stack_name: str) -> tuple[str, dict[str, str]]:

@@ -1,23 +1,33 @@
-"""deploy.sh end to end: the real AWS CLI (.venv/bin/aws) against the session's moto_server.
+"""deploy.sh end to end: its deployer (boto3) against the session's moto_server.
 
 Each test deploys its own stack (the server is shared by the whole session), except the ones
 that only look at, or leave unchanged, the stack of the module's `deployed` fixture.
 """
 
+import datetime
+import ipaddress
 import json
 import os
 import re
 import shutil
+import signal
+import ssl
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from tests.conftest import FAKE_CREDENTIALS, ROOT
+from tests.conftest import FAKE_CREDENTIALS, ROOT, free_port
 
 DEPLOY = ROOT / "deploy.sh"
 REGION = FAKE_CREDENTIALS["AWS_DEFAULT_REGION"]
@@ -27,7 +37,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def deploy_env(workdir: Path, endpoint: str | None, credentials: bool = True) -> dict[str, str]:
+def deploy_env(
+    workdir: Path, endpoint: str | None, credentials: bool = True, **extra: str
+) -> dict[str, str]:
     """What a user's shell would have, minus any real AWS configuration."""
     empty = workdir / "empty-aws-file"
     empty.touch()
@@ -42,7 +54,7 @@ def deploy_env(workdir: Path, endpoint: str | None, credentials: bool = True) ->
         env.update(FAKE_CREDENTIALS)
     if endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint
-    return env
+    return {**env, **extra}
 
 
 def run_deploy(
@@ -51,12 +63,13 @@ def run_deploy(
     *args: str,
     credentials: bool = True,
     script: Path = DEPLOY,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """./deploy.sh as a user runs it: from another directory, without a terminal."""
     return subprocess.run(
         [str(script), *args],
         cwd=workdir,
-        env=deploy_env(workdir, endpoint, credentials),
+        env=deploy_env(workdir, endpoint, credentials, **(env or {})),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -65,8 +78,8 @@ def run_deploy(
     )
 
 
-def client(service: str, endpoint: str):
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
+def client(service: str, endpoint: str, region: str = REGION, **kwargs):
+    return boto3.client(service, endpoint_url=endpoint, region_name=region, **kwargs)
 
 
 def stack(endpoint: str, name: str) -> dict:
@@ -140,6 +153,90 @@ def test_deploy_passes_given_parameters_and_defaults_the_others(deployed, moto_s
     assert groups["logGroups"][0]["retentionInDays"] == 14
     params = stack_parameters(moto_server, name)
     assert (params["LogRetentionDays"], params["FunctionMemorySize"]) == ("14", "256")
+
+
+def test_a_create_in_a_region_without_an_api_gateway_role_sets_ours(deployed, moto_server):
+    name, result, _ = deployed
+
+    assert "ApiGatewayAccountRole = create: API Gateway in us-east-1 has no CloudWatch role" in (
+        result.stdout
+    )
+    assert stack_parameters(moto_server, name)["ApiGatewayAccountRole"] == "create"
+
+
+def test_a_create_in_a_region_with_an_api_gateway_role_keeps_it(moto_server, tmp_path):
+    region = "eu-central-1"  # the role is per account and region: this test's own region
+    theirs = "arn:aws:iam::123456789012:role/their-api-gateway-logs"
+    client("apigateway", moto_server, region).update_account(
+        patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": theirs}]
+    )
+    name = unique("account")
+
+    result = run_deploy(tmp_path, moto_server, "--stack-name", name, "--region", region)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ApiGatewayAccountRole = existing: API Gateway in {region} already has a " in (
+        result.stdout
+    )
+    assert theirs in result.stdout
+    cfn = client("cloudformation", moto_server, region)
+    (described,) = cfn.describe_stacks(StackName=name)["Stacks"]
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+    assert params["ApiGatewayAccountRole"] == "existing"
+    resources = cfn.describe_stack_resources(StackName=name)["StackResources"]
+    assert "ApiGatewayCloudWatchRole" not in [r.get("LogicalResourceId") for r in resources]
+    account = client("apigateway", moto_server, region).get_account()
+    assert account["cloudwatchRoleArn"] == theirs
+
+
+def test_switching_billing_mode_in_one_deploy_is_refused_and_changes_nothing(
+    moto_server, tmp_path, template
+):
+    name = unique("billing")  # a stack made from the template (quicker than through deploy.sh)
+    client("cloudformation", moto_server).create_stack(
+        StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"]
+    )
+    events_before = event_count(moto_server, name)
+    change_sets_before = change_sets(moto_server, name)
+
+    result = run_deploy(
+        tmp_path, moto_server, "--stack-name", name, "--param", "BillingMode=PROVISIONED"
+    )
+
+    assert_one_line_error(
+        result,
+        1,
+        f"refusing to switch BillingMode of stack {name} from PAY_PER_REQUEST to PROVISIONED",
+        "'Switching BillingMode' in README.md",
+    )
+    assert event_count(moto_server, name) == events_before
+    assert change_sets(moto_server, name) == change_sets_before
+    table = client("dynamodb", moto_server).describe_table(
+        TableName=physical_id(moto_server, name, "CounterTable")
+    )["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_billing_mode_deploys_once_the_table_was_switched_first(moto_server, tmp_path, template):
+    """Step 2 of README's two steps: the deploy records the mode the table already has."""
+    name = unique("billing")
+    client("cloudformation", moto_server).create_stack(
+        StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"]
+    )
+    table = physical_id(moto_server, name, "CounterTable")
+    client("dynamodb", moto_server).update_table(  # step 1, by hand
+        TableName=table,
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+    )
+
+    result = run_deploy(
+        tmp_path, moto_server, "--stack-name", name, "--param", "BillingMode=PROVISIONED"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "BillingMode = PROVISIONED  (was PAY_PER_REQUEST)" in result.stdout
+    assert stack_parameters(moto_server, name)["BillingMode"] == "PROVISIONED"
 
 
 def test_deploy_creates_the_table_of_the_template(deployed, moto_server, resources):
@@ -297,6 +394,8 @@ def test_delete_without_a_terminal_or_yes_refuses(deployed, moto_server):
         (["--frobnicate"], ["unknown option '--frobnicate'", "--help"]),
         (["--param", "LogRetentionDays"], ["'LogRetentionDays' is not Key=Value"]),
         (["--param", "NoSuchThing=1"], ["unknown template parameter NoSuchThing", "BillingMode"]),
+        # the value checks of ./deploy.sh --local, with the same words
+        (["--param", "BillingMode=FREE"], ["must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"]),
         (["--stack-name"], ["--stack-name needs a value"]),
         (["--s3-bucket", "My_Bucket"], ["--s3-bucket 'My_Bucket' is not an S3 bucket name"]),
         (["--delete", "--yes", "--s3-bucket", "b-1"], ["--delete takes no", "--s3-bucket"]),
@@ -314,6 +413,35 @@ def test_missing_credentials_give_a_one_line_error(moto_server, tmp_path):
 
     assert_one_line_error(result, 1, "no AWS credentials found", "aws configure")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_profile_gives_its_credentials_and_region(moto_server, tmp_path):
+    """--profile reads the AWS CLI's files, as boto3 does: here the only credentials and region."""
+    (tmp_path / "config").write_text("[profile demo]\nregion = eu-west-2\n")
+    (tmp_path / "credentials").write_text(
+        "[demo]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+    )
+    env = deploy_env(tmp_path, moto_server, credentials=False)
+    del env["AWS_DEFAULT_REGION"]
+    env |= {
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+    }
+    name = unique("profile")
+
+    result = subprocess.run(
+        [str(DEPLOY), "--profile", "demo", "--stack-name", name, "--dry-run"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Stack {name} does not exist in eu-west-2 (account 123456789012)" in result.stdout
 
 
 def test_help_lists_every_option(tmp_path):
@@ -343,12 +471,13 @@ def oversized(tmp_path: Path) -> Path:
     """deploy.sh in a copy of the project whose generate.py prints a template over 51,200 bytes.
 
     The real template plus 5,000 bytes of Metadata: what a stack grown past the inline
-    limit looks like. The copy shares the project's .venv.
+    limit looks like. The copy shares the project's .venv and deployer package.
     """
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy2(DEPLOY, project / "deploy.sh")
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    for shared in (".venv", "deployer"):
+        (project / shared).symlink_to(ROOT / shared)
     (project / "generate.py").write_text(
         "import json, subprocess, sys\n"
         f"real = subprocess.run([sys.executable, {str(ROOT / 'generate.py')!r}],"
@@ -361,24 +490,13 @@ def oversized(tmp_path: Path) -> Path:
     return project / "deploy.sh"
 
 
-def test_a_template_over_the_inline_limit_needs_a_bucket_and_says_so(
-    oversized, moto_server, tmp_path
+@pytest.mark.parametrize("bucket_prefix", ["templates", "templates.example"])
+def test_a_template_over_the_inline_limit_deploys_from_the_given_bucket(
+    oversized, moto_server, tmp_path, bucket_prefix
 ):
-    name = unique("big")
-
-    result = run_deploy(tmp_path, moto_server, "--stack-name", name, script=oversized)
-
-    assert result.returncode == 1, result.stdout + result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    size = re.search(r"the template is (\d+) bytes, over the 51,200", line)
-    assert size and int(size[1]) > 51_200, line
-    assert "--s3-bucket BUCKET" in line
-    with pytest.raises(ClientError, match="does not exist"):
-        stack(moto_server, name)
-
-
-def test_a_template_over_the_inline_limit_deploys_from_the_bucket(oversized, moto_server, tmp_path):
-    bucket, name = unique("templates"), unique("big")
+    """A dotted bucket name gets a path-style URL: moto, like AWS, finds no such bucket in
+    the virtual-hosted one (it would read the bucket name as "templates")."""
+    bucket, name = unique(bucket_prefix), unique("big")
     s3 = client("s3", moto_server)
     s3.create_bucket(Bucket=bucket)
 
@@ -388,12 +506,195 @@ def test_a_template_over_the_inline_limit_deploys_from_the_bucket(oversized, mot
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Template uploaded to s3://{bucket}/route-counter/{name}/" in result.stdout
+    assert "Deployment bucket" not in result.stdout  # --s3-bucket overrides the managed one
     assert stack(moto_server, name)["StackStatus"] == "CREATE_COMPLETE"
     (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     uploaded = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert uploaded["Metadata"] == {"Padding": "x" * 5000}
     deployed_template = client("cloudformation", moto_server).get_template(StackName=name)
     assert deployed_template["TemplateBody"]["Metadata"] == uploaded["Metadata"]
+
+
+# --- the managed deployment bucket, on the emulator over TLS (tests/tls_moto.py) -------------
+
+MANAGED_BUCKET = f"route-counter-deploy-123456789012-{REGION}"
+
+
+@pytest.fixture(scope="module")
+def tls_moto(tmp_path_factory: pytest.TempPathFactory):
+    """The emulator over HTTPS, with S3's aws:SecureTransport and ExpectedBucketOwner checks.
+
+    Yields (endpoint, CA bundle). The bucket's TLS-only policy is evaluated as AWS does, so
+    only a deploy over TLS can upload its template.
+    """
+    certs = tmp_path_factory.mktemp("tls")
+    cert, key = write_self_signed_certificate(certs)
+    port = free_port()
+    tls_args = ["--cert", str(cert), "--key", str(key)]
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "tls_moto.py"), "-p", str(port), *tls_args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **FAKE_CREDENTIALS},
+        start_new_session=True,
+    )
+    endpoint = f"https://127.0.0.1:{port}"
+    try:
+        wait_until_serving(endpoint, cert, process)
+        yield endpoint, str(cert)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA (AWS_CA_BUNDLE trusts it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def wait_until_serving(endpoint: str, cert: Path, process: subprocess.Popen) -> None:
+    context = ssl.create_default_context(cafile=str(cert))
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, "tls_moto.py exited"
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=2, context=context).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "tls_moto.py not serving after 30 s"
+            time.sleep(0.1)
+
+
+def tls_client(service: str, tls_moto, **kwargs):
+    endpoint, cert = tls_moto
+    return client(service, endpoint, verify=cert, **kwargs)
+
+
+def run_tls_deploy(tmp_path, tls_moto, *args: str, script: Path = DEPLOY):
+    endpoint, cert = tls_moto
+    return run_deploy(tmp_path, endpoint, *args, script=script, env={"AWS_CA_BUNDLE": cert})
+
+
+def test_a_template_over_the_inline_limit_goes_through_a_managed_bucket_made_once(
+    oversized, tls_moto, tmp_path
+):
+    first, second = unique("big"), unique("big")
+
+    created = run_tls_deploy(tmp_path, tls_moto, "--stack-name", first, script=oversized)
+    reused = run_tls_deploy(tmp_path, tls_moto, "--stack-name", second, script=oversized)
+
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert f"Deployment bucket s3://{MANAGED_BUCKET} created" in created.stdout
+    assert reused.returncode == 0, reused.stdout + reused.stderr
+    assert f"Deployment bucket s3://{MANAGED_BUCKET} (this account's, reused)" in reused.stdout
+    s3 = tls_client("s3", tls_moto)
+    assert MANAGED_BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=MANAGED_BUCKET)["Contents"]]
+    assert {first, second} <= {k.split("/")[1] for k in keys}
+    cfn = tls_client("cloudformation", tls_moto)
+    for name in (first, second):
+        assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+        body = cfn.get_template(StackName=name)["TemplateBody"]
+        assert body["Metadata"] == {"Padding": "x" * 5000}  # read from the bucket
+
+
+def test_the_managed_bucket_is_private_encrypted_versioned_tls_only_and_expires_templates(
+    oversized, tls_moto, tmp_path
+):
+    result = run_tls_deploy(
+        tmp_path, tls_moto, "--stack-name", unique("big"), "--dry-run", script=oversized
+    )
+    s3 = tls_client("s3", tls_moto)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    blocked = s3.get_public_access_block(Bucket=MANAGED_BUCKET)["PublicAccessBlockConfiguration"]
+    assert blocked == dict.fromkeys(
+        ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"],
+        True,
+    )
+    (rule,) = s3.get_bucket_encryption(Bucket=MANAGED_BUCKET)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_bucket_versioning(Bucket=MANAGED_BUCKET)["Status"] == "Enabled"
+    (statement,) = json.loads(s3.get_bucket_policy(Bucket=MANAGED_BUCKET)["Policy"])["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+        "Deny",
+        "*",
+        "s3:*",
+    )
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert sorted(statement["Resource"]) == [
+        f"arn:aws:s3:::{MANAGED_BUCKET}",
+        f"arn:aws:s3:::{MANAGED_BUCKET}/*",
+    ]
+    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=MANAGED_BUCKET)["Rules"]
+    assert lifecycle["Status"] == "Enabled"
+    assert lifecycle["Expiration"]["Days"] > 0
+    assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] > 0
+
+
+def test_a_managed_bucket_name_taken_by_another_account_stops_the_deploy(
+    oversized, tls_moto, tmp_path
+):
+    region = "eu-west-1"  # a bucket name of its own: the one of us-east-1 is ours
+    bucket = f"route-counter-deploy-123456789012-{region}"
+    other = tls_client("sts", tls_moto).assume_role(
+        RoleArn="arn:aws:iam::210987654321:role/squatter", RoleSessionName="squat"
+    )["Credentials"]
+    squatter = tls_client(
+        "s3",
+        tls_moto,
+        region=region,
+        aws_access_key_id=other["AccessKeyId"],
+        aws_secret_access_key=other["SecretAccessKey"],
+        aws_session_token=other["SessionToken"],
+    )
+    squatter.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    name = unique("big")
+
+    result = run_tls_deploy(
+        tmp_path, tls_moto, "--stack-name", name, "--region", region, script=oversized
+    )
+
+    assert_one_line_error(result, 1, f"{bucket} is taken by another AWS account", "--s3-bucket")
+    assert squatter.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    with pytest.raises(ClientError):
+        squatter.get_bucket_policy(Bucket=bucket)  # not configured by us either
+    cfn = tls_client("cloudformation", tls_moto, region=region)
+    with pytest.raises(ClientError, match="does not exist"):
+        cfn.describe_stacks(StackName=name)
 
 
 def test_script_is_valid_bash_and_shellcheck_clean():

@@ -170,7 +170,7 @@ def start_failure(*args: str) -> subprocess.CompletedProcess:
         ("BillingMode=FREE", "must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"),
         ("FunctionMemorySize=64", "must be at least 128"),
         ("StageName=my-stage", "letters, digits and underscores"),
-        ("Colour=blue", "['Colour'] do not exist in the template"),
+        ("Colour=blue", "unknown template parameter Colour"),
     ],
 )
 def test_a_parameter_cloudformation_would_refuse_stops_the_start(param, says):

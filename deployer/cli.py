@@ -1,0 +1,330 @@
+"""./deploy.sh's flow: the AWS account, then deploy (generate, lint, change set, finish) or delete.
+
+Every failure is one `error: ...` line on stderr; exit status 0 done (also when there was
+nothing to change), 1 failed, 2 bad usage, 130 stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from deployer.deployer import Deployer, Review
+from deployer.errors import AlreadyExplained, DeployError
+from deployer.options import USAGE, Options, parse
+from deployer.parameters import (
+    BILLING_MODE,
+    TABLE_ID,
+    account_role_choice,
+    billing_mode_refusal,
+    check_parameters,
+    needs_account_role,
+)
+from deployer.report import output_lines
+from deployer.s3 import INLINE_LIMIT, ensure_managed_bucket, template_key, template_url, upload
+from deployer.smoke import smoke_test
+
+ROOT = Path(__file__).absolute().parent.parent  # the project: generate.py, .venv
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def step(text: str) -> None:
+    say(f"==> {text}")
+
+
+# --- the AWS account ----------------------------------------------------------------------------
+
+
+@dataclass
+class Aws:
+    """The session the deploy runs in: region, account and partition, and its clients."""
+
+    session: boto3.Session
+    region: str
+    account: str
+    partition: str
+
+    def client(self, service: str) -> object:
+        # AWS_ENDPOINT_URL (botocore >= 1.31) points every client at an emulator.
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        return self.session.client(service, region_name=self.region, config=config)
+
+
+def connect(options: Options) -> Aws:
+    """Region and credentials, each missing one named in one line."""
+    try:
+        session = boto3.Session(profile_name=options.profile or None)
+        configured = session.region_name
+    except BotoCoreError as error:  # an unknown profile
+        raise DeployError(
+            f"AWS credentials check (aws sts get-caller-identity) failed: {error}"
+        ) from None
+    region = (
+        options.region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or configured
+    )
+    if not region:
+        raise DeployError(
+            "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure one with "
+            "'aws configure'"
+        )
+    aws = Aws(session, region, "", "aws")
+    try:
+        identity = aws.client("sts").get_caller_identity()
+    except NoCredentialsError:
+        raise DeployError(
+            "no AWS credentials found: run 'aws configure', set AWS_PROFILE (or --profile), "
+            "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except (ClientError, BotoCoreError) as error:
+        raise DeployError(
+            f"AWS credentials check (aws sts get-caller-identity) failed: {error}"
+        ) from None
+    aws.account = identity["Account"]
+    aws.partition = identity["Arn"].split(":")[1]
+    return aws
+
+
+# --- deploy -------------------------------------------------------------------------------------
+
+
+def generate(root: Path) -> bytes:
+    """The template as `python generate.py` prints it (its errors go to our stderr)."""
+    made = subprocess.run(
+        [sys.executable, "generate.py"], cwd=root, stdout=subprocess.PIPE, check=False
+    )
+    if made.returncode != 0:
+        raise DeployError("generate.py failed (see above)")
+    return made.stdout
+
+
+def cfn_lint() -> str:
+    """The venv's cfn-lint, else the one on PATH."""
+    beside = Path(sys.prefix) / "bin" / "cfn-lint"
+    found = str(beside) if beside.exists() else shutil.which("cfn-lint")
+    if not found:
+        raise DeployError("cfn-lint not found: run 'make venv'")
+    return found
+
+
+class Deploy:
+    """./deploy.sh without --delete: the template, checked, deployed, then tried."""
+
+    def __init__(self, options: Options, root: Path = ROOT) -> None:
+        self.options = options
+        self.root = root
+
+    def run(self) -> None:
+        options = self.options
+        body = generate(self.root)
+        template = json.loads(body)
+        check_parameters(template, options.params)
+        with tempfile.TemporaryDirectory(prefix="deploy.") as tmp:
+            path = Path(tmp) / "route-counter.template.json"
+            path.write_bytes(body)
+            # Lint in the background while the AWS checks run; nothing is deployed before
+            # it passes.
+            lint = subprocess.Popen(
+                [cfn_lint(), str(path), "--include-checks", "I"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            try:
+                self.aws = connect(options)
+                found = lint.communicate()[0]
+            finally:
+                if lint.poll() is None:
+                    lint.kill()
+                    lint.wait()
+            if lint.returncode != 0:
+                print(found.replace(str(path), "template.json"), end="", file=sys.stderr)
+                raise DeployError(
+                    "cfn-lint found problems in the generated template: nothing was deployed"
+                )
+        step("Template generated (python generate.py) and linted (cfn-lint): OK")
+        self.body = body
+        self.deployer = Deployer(
+            self.aws.client("cloudformation"),
+            options.stack,
+            say=say,
+            where=options.where(),
+            region=self.aws.region,
+            account=self.aws.account,
+        )
+        outcome, stack = self.deployer.deploy(
+            template, options.params, self.source, self.review, options.dry_run
+        )
+        if outcome != "DRY_RUN":
+            self.finish(stack)
+
+    def review(self, stack: dict | None, previous: dict[str, str] | None) -> Review:
+        """Values the deploy chooses, and switches it refuses, before any change set."""
+        template = json.loads(self.body)
+        given = self.options.params
+        switching = given.get(BILLING_MODE) not in (None, (previous or {}).get(BILLING_MODE))
+        if stack is not None and previous and switching:
+            table_mode = self.table_billing_mode(stack)  # asked only for a switch
+            refusal = billing_mode_refusal(self.options.stack, given, previous, table_mode)
+            if refusal:
+                raise DeployError(refusal)
+        if not needs_account_role(template, given, previous):
+            return Review({}, [])
+        try:
+            account = self.aws.client("apigateway").get_account()
+        except (ClientError, BotoCoreError) as error:
+            raise DeployError(
+                f"reading API Gateway's account settings (apigateway get-account) failed: "
+                f"{error}; pass --param ApiGatewayAccountRole=create, existing or none"
+            ) from None
+        value, line = account_role_choice(account.get("cloudwatchRoleArn"), self.aws.region)
+        return Review({"ApiGatewayAccountRole": value}, [line])
+
+    def table_billing_mode(self, stack: dict) -> str | None:
+        """The counter table's capacity mode as DynamoDB reports it, or None if unknown."""
+        try:
+            resource = self.deployer.cfn.describe_stack_resource(
+                StackName=stack["StackId"], LogicalResourceId=TABLE_ID
+            )["StackResourceDetail"]
+            table = self.aws.client("dynamodb").describe_table(
+                TableName=resource["PhysicalResourceId"]
+            )["Table"]
+        except (ClientError, BotoCoreError, KeyError):
+            return None
+        # A table created provisioned before on-demand existed reports no summary.
+        return table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+
+    def source(self) -> dict:
+        """The template's place in the change set: inline, or uploaded to S3."""
+        size = len(self.body)
+        bucket = self.options.s3_bucket
+        if not bucket and size <= INLINE_LIMIT:
+            return {"TemplateBody": self.body.decode()}
+        s3 = self.aws.client("s3")
+        if not bucket:
+            step(
+                f"Template is {size} bytes, over the 51,200 CloudFormation takes inline: "
+                "deploying it from this account's deployment bucket"
+            )
+            bucket = ensure_managed_bucket(
+                s3, self.aws.account, self.aws.region, self.aws.partition, step
+            )
+        key = template_key(self.options.stack, self.body)
+        upload(s3, bucket, key, self.body, self.aws.account)
+        step(f"Template uploaded to s3://{bucket}/{key}")
+        return {"TemplateURL": template_url(bucket, key, self.aws.region, self.aws.partition)}
+
+    def finish(self, stack: dict) -> None:
+        """After a deploy (or a no-change one): stack policy, outputs, smoke test."""
+        self.deployer.set_stack_policy(stack["StackId"])
+        resources = [] if stack.get("Outputs") else self.deployer.resources(stack["StackId"])
+        step("Outputs:")
+        lines, url = output_lines(stack, resources)
+        for line in lines:
+            say(line)
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if not self.options.smoke:
+            step("Smoke test skipped (--no-smoke).")
+        elif endpoint:
+            step(
+                f"Smoke test skipped: AWS_ENDPOINT_URL is set ({endpoint}), an emulator "
+                "serves no real API."
+            )
+        elif not url:
+            raise DeployError("smoke test: no ApiUrl to test (pass --no-smoke to skip it)")
+        else:
+            smoke_test(url, say)
+
+
+# --- delete -------------------------------------------------------------------------------------
+
+
+def delete(options: Options) -> None:
+    aws = connect(options)
+    deployer = Deployer(
+        aws.client("cloudformation"),
+        options.stack,
+        say=say,
+        where=options.where(),
+        region=aws.region,
+        account=aws.account,
+    )
+    stack = deployer.describe()
+    if stack is None:
+        raise DeployError(
+            f"stack {options.stack} does not exist in {aws.region}: nothing to delete"
+        )
+    resources = deployer.resources(stack["StackId"])
+    table = next(
+        (
+            r.get("PhysicalResourceId") or ""
+            for r in resources
+            if r.get("LogicalResourceId") == TABLE_ID
+            and r.get("ResourceStatus") != "DELETE_COMPLETE"
+        ),
+        "",
+    )
+    if not options.yes:
+        print(
+            f"Delete stack {options.stack} ({stack['StackStatus']}) in {aws.region}, account "
+            f"{aws.account}? The table is kept. [y/N] ",
+            end="",
+            flush=True,
+        )
+        answer = sys.stdin.readline().strip()
+        if answer.lower() not in ("y", "yes"):
+            raise DeployError(f"cancelled: stack {options.stack} was not deleted")
+    deployer.delete(stack, resources)
+    extra = options.where().removeprefix(f"--stack-name {options.stack}")
+    if table:
+        say(f"The counter table {table} was kept, with every count in it")
+        say("(DeletionPolicy Retain, deletion protection on). To delete it for good:")
+        say(
+            f"    aws dynamodb update-table --table-name {table} "
+            f"--no-deletion-protection-enabled{extra}"
+        )
+        say(f"    aws dynamodb delete-table --table-name {table}{extra}")
+    else:
+        say(f"The stack listed no physical id for {TABLE_ID}. If the table was ever created, it")
+        say(
+            f"was kept (DeletionPolicy Retain): look for it with 'aws dynamodb list-tables{extra}'."
+        )
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    try:
+        options = parse(sys.argv[1:] if argv is None else argv, sys.stdin.isatty())
+        if options.help:
+            print(USAGE)
+            return 0
+        if options.delete:
+            delete(options)
+        else:
+            Deploy(options).run()
+    except DeployError as error:
+        if not isinstance(error, AlreadyExplained):
+            print(f"error: {error}", file=sys.stderr, flush=True)
+        return error.code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,419 @@
+"""CloudFormation through change sets, as the AWS CLI's own Deployer does it, with events shown.
+
+`Deployer.deploy` is the whole create-or-update: find the stack, (review the parameters),
+skip what is unchanged, create the change set, wait, print it, execute it, follow its events.
+`./deploy.sh` and `./deploy.sh --local` both go through it; only what they print differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deployer.errors import PROG, AlreadyExplained, DeployError
+from deployer.parameters import (
+    TABLE_ID,
+    change_set_parameters,
+    given_lines,
+    is_unchanged,
+    with_defaults,
+)
+from deployer.report import EventProgress, change_lines, changed_ids
+
+POLL_SECONDS = 3.0  # between describe calls while waiting on CloudFormation
+CAPABILITIES = ["CAPABILITY_IAM"]
+NO_CHANGES = ("No updates are to be performed", "didn't contain changes")
+STACK_POLICY = {
+    "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["Update:Replace", "Update:Delete"],
+            "Resource": f"LogicalResourceId/{TABLE_ID}",
+        },
+    ]
+}
+
+Say = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    """A `say` that prints nothing (the local stack prints its own banner)."""
+
+
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def call(what: str, method: Callable, **kwargs: object) -> dict:
+    """An AWS call; its error as one DeployError line naming what failed."""
+    try:
+        return method(**kwargs)
+    except (ClientError, BotoCoreError) as error:
+        raise DeployError(f"{what}: {error}") from None
+
+
+def parameter_values(stack: dict | None) -> dict[str, str] | None:
+    if stack is None:
+        return None
+    return {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
+
+
+@dataclass
+class Review:
+    """What a deploy's review adds before the change set: values it chose, lines saying why."""
+
+    chosen: dict[str, str]
+    notes: list[str]
+
+
+Reviewer = Callable[[dict | None, dict[str, str] | None], Review]
+
+
+class Deployer:
+    """One stack's CloudFormation calls, with what they print going to say (and warn)."""
+
+    def __init__(
+        self,
+        cfn: object,
+        stack_name: str,
+        say: Say = quiet,
+        warn: Say = to_stderr,
+        where: str = "",
+        region: str = "",
+        account: str = "",
+        poll_seconds: float = POLL_SECONDS,
+        capabilities: list[str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cfn = cfn
+        self.stack_name = stack_name
+        self.say = say
+        self.warn = warn
+        self.where = where or f"--stack-name {stack_name}"
+        self.region = region
+        self.account = account
+        self.poll_seconds = poll_seconds
+        self.capabilities = capabilities or CAPABILITIES
+        self.sleep = sleep
+
+    def step(self, text: str) -> None:
+        self.say(f"==> {text}")
+
+    # --- the stack ---------------------------------------------------------------------------
+
+    def describe(self, stack: str | None = None) -> dict | None:
+        """The stack (by name or id), or None if there is none."""
+        try:
+            return self.cfn.describe_stacks(StackName=stack or self.stack_name)["Stacks"][0]
+        except ClientError as error:
+            if "does not exist" in str(error):
+                return None
+            raise DeployError(f"describe-stacks: {error}") from None
+        except BotoCoreError as error:
+            raise DeployError(f"describe-stacks: {error}") from None
+
+    def resources(self, stack_id: str) -> list[dict]:
+        found = call(
+            "describe-stack-resources", self.cfn.describe_stack_resources, StackName=stack_id
+        )
+        return found["StackResources"]
+
+    def deployed_template(self, stack_id: str) -> dict | None:
+        with contextlib.suppress(ClientError, BotoCoreError, ValueError):
+            body = self.cfn.get_template(StackName=stack_id, TemplateStage="Original")
+            body = body["TemplateBody"]
+            return json.loads(body) if isinstance(body, str) else body
+        return None
+
+    def explain_rollback_complete(self) -> None:
+        self.warn(
+            f"Stack {self.stack_name} is in ROLLBACK_COMPLETE: its creation failed and was "
+            "rolled back."
+        )
+        self.warn("CloudFormation cannot update such a stack; delete it, then deploy again:")
+        self.warn(f"    {PROG} --delete {self.where}")
+
+    def kind(self, stack: dict | None) -> str:
+        """CREATE or UPDATE; a stack CloudFormation cannot update now stops the deploy."""
+        status = stack["StackStatus"] if stack else ""
+        if status in ("", "REVIEW_IN_PROGRESS"):
+            return "CREATE"
+        if status == "ROLLBACK_COMPLETE":
+            self.explain_rollback_complete()
+            raise AlreadyExplained
+        if status.endswith("_IN_PROGRESS"):
+            raise DeployError(
+                f"stack {self.stack_name} is busy ({status}): wait for it to finish, then retry"
+            )
+        return "UPDATE"
+
+    # --- change sets -------------------------------------------------------------------------
+
+    def create_change_set(
+        self, name: str, kind: str, source: dict, parameters: list[dict]
+    ) -> str | None:
+        """The new change set's stack id; None when the endpoint refuses an empty update."""
+        try:
+            created = self.cfn.create_change_set(
+                StackName=self.stack_name,
+                ChangeSetName=name,
+                ChangeSetType=kind,
+                Parameters=parameters,
+                Capabilities=self.capabilities,
+                Description=PROG,
+                **source,
+            )
+        except (ClientError, BotoCoreError) as error:
+            # Some endpoints (moto) refuse an empty update outright instead of failing it.
+            if "No updates are to be performed" in str(error):
+                return None
+            raise DeployError(f"create-change-set: {error}") from None
+        return created["StackId"]
+
+    def wait_for_change_set(self, stack_id: str, name: str) -> dict:
+        """The change set once made (or failed), with every page of its changes."""
+        while True:
+            described = call(
+                "describe-change-set",
+                self.cfn.describe_change_set,
+                StackName=stack_id,
+                ChangeSetName=name,
+            )
+            if described["Status"] not in ("CREATE_PENDING", "CREATE_IN_PROGRESS"):
+                break
+            self.sleep(self.poll_seconds)
+        changes = list(described.get("Changes") or [])
+        while described.get("NextToken"):
+            described = call(
+                "describe-change-set",
+                self.cfn.describe_change_set,
+                StackName=stack_id,
+                ChangeSetName=name,
+                NextToken=described["NextToken"],
+            )
+            changes += described.get("Changes") or []
+        return {**described, "Changes": changes}
+
+    def discard(self, stack_id: str, name: str, kind: str) -> None:
+        """Delete the change set, and the empty REVIEW_IN_PROGRESS stack a CREATE one made."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.cfn.delete_change_set(StackName=stack_id, ChangeSetName=name)
+        if kind == "CREATE":
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.cfn.delete_stack(StackName=stack_id)
+
+    # --- following an operation --------------------------------------------------------------
+
+    def watch(self, stack_id: str, progress: EventProgress) -> dict:
+        """Print the stack's events as they come until it leaves *_IN_PROGRESS; the stack.
+
+        Ctrl-C stops watching, not CloudFormation: exit 130 saying so.
+        """
+        polls = 0
+        try:
+            while True:
+                events = call(
+                    "describe-stack-events",
+                    self.cfn.describe_stack_events,
+                    StackName=stack_id,
+                )["StackEvents"]
+                for line in progress.feed(events):
+                    self.say(line)
+                polls += 1
+                settled = progress.stack_status and not progress.stack_status.endswith(
+                    "_IN_PROGRESS"
+                )
+                if settled or polls % 10 == 0:
+                    stack = self.describe(stack_id)
+                    if stack and not stack["StackStatus"].endswith("_IN_PROGRESS"):
+                        return stack
+                self.sleep(self.poll_seconds)
+        except KeyboardInterrupt:
+            self.warn("")
+            raise DeployError(
+                f"stopped watching; CloudFormation carries on with stack {self.stack_name} "
+                "(see its events in the console or with aws cloudformation "
+                "describe-stack-events)",
+                code=130,
+            ) from None
+
+    def report_failure(self, stack: dict, progress: EventProgress) -> None:
+        self.warn(f"Stack {self.stack_name}: {stack['StackStatus']}")
+        failures = progress.failure_lines()
+        if failures:
+            self.warn("    Failed resources:")
+            for line in failures:
+                self.warn(line)
+        if stack.get("StackStatusReason"):
+            self.warn(f"    Stack status reason: {stack['StackStatusReason']}")
+
+    # --- the whole deploy --------------------------------------------------------------------
+
+    def deploy(
+        self,
+        template: dict,
+        given: dict[str, str],
+        source: Callable[[], dict],
+        review: Reviewer | None = None,
+        dry_run: bool = False,
+        keep_previous: bool = True,
+    ) -> tuple[str, dict | None]:
+        """Create or update the stack to template with the given values.
+
+        source() gives the template's place in the change set (TemplateBody or TemplateURL),
+        asked only when a change set is needed. review(stack, previous) may add values and
+        lines before anything is decided. keep_previous=False gives the parameters not given
+        their defaults on an update too (the local stack: what it serves is what it was given).
+        Returns the outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
+        (None after a dry run of a create).
+        """
+        stack = self.describe()
+        kind = self.kind(stack)
+        previous = parameter_values(stack) if kind == "UPDATE" else None
+        given = self._announce(kind, stack, given, previous, review)
+
+        # The same template with the same values: nothing to do, and no change set to make.
+        wanted = given if keep_previous else with_defaults(template, given)
+        if kind == "UPDATE" and is_unchanged(
+            self.deployed_template(stack["StackId"]), template, previous, wanted
+        ):
+            return self._no_changes(stack, dry_run)
+
+        name = f"deploy-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        parameters = change_set_parameters(template, given, previous if keep_previous else None)
+        stack_id = self.create_change_set(name, kind, source(), parameters)
+        if stack_id is None:
+            return self._no_changes(stack, dry_run)
+        change_set = self.wait_for_change_set(stack_id, name)
+        if change_set["Status"] == "FAILED":
+            reason = change_set.get("StatusReason") or ""
+            self.discard(stack_id, name, kind)
+            if any(text in reason for text in NO_CHANGES):
+                return self._no_changes(stack, dry_run)
+            raise DeployError(f"change set failed: {reason}")
+        self._print_change_set(name, change_set)
+        if dry_run:
+            self.discard(stack_id, name, kind)
+            if kind == "CREATE":
+                self.step(
+                    "Dry run: change set and the empty REVIEW_IN_PROGRESS stack deleted; "
+                    "nothing deployed."
+                )
+            else:
+                self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
+            return "DRY_RUN", stack
+        return kind, self._execute(stack_id, name, change_set)
+
+    def _announce(
+        self,
+        kind: str,
+        stack: dict | None,
+        given: dict[str, str],
+        previous: dict[str, str] | None,
+        review: Reviewer | None,
+    ) -> dict[str, str]:
+        """Say what happens to which stack with which values; the values, with those chosen."""
+        if kind == "CREATE":
+            self.step(f"Stack {self.stack_name} does not exist{self._in}: creating it")
+        else:
+            self.step(f"Stack {self.stack_name}{self._in} is {stack['StackStatus']}: updating it")
+        reviewed = review(stack, previous) if review else Review({}, [])
+        if given:
+            self.say("    Parameters:")
+            for line in given_lines(given, previous):
+                self.say(line)
+        elif kind == "CREATE":
+            self.say("    Parameters: template defaults")
+        else:
+            self.say("    Parameters: current values kept")
+        for line in reviewed.notes:
+            self.say(line)
+        return {**given, **reviewed.chosen}
+
+    def _print_change_set(self, name: str, change_set: dict) -> None:
+        lines = change_lines(change_set["Changes"])
+        if not lines:
+            self.step(f"Change set {name}: no resource changes listed (parameters or outputs only)")
+            return
+        self.step(f"Change set {name}:")
+        for line in lines:
+            self.say(line)
+
+    def _execute(self, stack_id: str, name: str, change_set: dict) -> dict:
+        """Execute the change set and follow it to the end; the stack, or a DeployError."""
+        self.step("Executing the change set; stack events:")
+        call(
+            "execute-change-set",
+            self.cfn.execute_change_set,
+            StackName=stack_id,
+            ChangeSetName=name,
+        )
+        progress = EventProgress(
+            stack_id, change_set["CreationTime"], changed_ids(change_set["Changes"])
+        )
+        stack = self.watch(stack_id, progress)
+        status = stack["StackStatus"]
+        if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            self.report_failure(stack, progress)
+            if status == "ROLLBACK_COMPLETE":
+                self.explain_rollback_complete()
+            elif status == "UPDATE_ROLLBACK_COMPLETE":
+                self.warn("The update was rolled back: the stack runs its previous version.")
+            raise DeployError(f"deploying stack {self.stack_name} failed")
+        self.step(f"Stack {self.stack_name} is {status} ({progress.summary()})")
+        return stack
+
+    @property
+    def _in(self) -> str:
+        where = f" in {self.region}" if self.region else ""
+        return f"{where} (account {self.account})" if self.account else where
+
+    def _no_changes(self, stack: dict, dry_run: bool) -> tuple[str, dict]:
+        if dry_run:
+            self.step(
+                f"No changes: stack {self.stack_name} already matches the template and parameters."
+            )
+            return "DRY_RUN", stack
+        self.step(
+            f"No changes: stack {self.stack_name} ({stack['StackStatus']}) already matches the "
+            "template and parameters."
+        )
+        return "UNCHANGED", stack
+
+    # --- after a deploy, and delete ----------------------------------------------------------
+
+    def set_stack_policy(self, stack_id: str) -> None:
+        call(
+            "set-stack-policy",
+            self.cfn.set_stack_policy,
+            StackName=stack_id,
+            StackPolicyBody=json.dumps(STACK_POLICY),
+        )
+        self.step(f"Stack policy set: no stack update may replace or delete {TABLE_ID}.")
+
+    def delete(self, stack: dict, resources: list[dict]) -> dict:
+        """Delete the stack, following its events; the stack's last state."""
+        stack_id = stack["StackId"]
+        events = call("describe-stack-events", self.cfn.describe_stack_events, StackName=stack_id)[
+            "StackEvents"
+        ]
+        since = events[0]["Timestamp"] if events else datetime(1970, 1, 1, tzinfo=UTC)
+        ids = [r["LogicalResourceId"] for r in resources if r.get("LogicalResourceId")]
+        self.step(f"Deleting stack {self.stack_name} ({self.region}); events:")
+        call("delete-stack", self.cfn.delete_stack, StackName=stack_id)
+        progress = EventProgress(stack_id, since, ids)
+        final = self.watch(stack_id, progress)
+        if final["StackStatus"] != "DELETE_COMPLETE":
+            self.report_failure(final, progress)
+            raise DeployError(f"deleting stack {self.stack_name} failed")
+        self.step(f"Stack {self.stack_name} deleted ({progress.summary()}).")
+        return final

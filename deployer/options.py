@@ -1,0 +1,134 @@
+"""./deploy.sh's options: parsed, checked, and the --help text.
+
+Each bad command line is one UsageError (exit status 2) naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from deployer.errors import PROG, DeployError, UsageError
+
+DEFAULT_STACK = "route-counter"
+
+USAGE = """\
+Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=Value]...
+                   [--s3-bucket B] [--dry-run] [--no-smoke]
+       ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
+       ./deploy.sh --local [--port N] [--param Key=Value]... [--stack-name NAME]
+
+Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
+or updates the CloudFormation stack through a change set while showing its events, sets
+a stack policy that protects the counter table, prints the outputs (ApiUrl...) and
+smoke-tests the API (two requests to a fresh path must count 1, then 2).
+
+Options:
+  --stack-name NAME   stack name (default: route-counter)
+  --region R          AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)
+  --profile P         AWS CLI profile
+  --param Key=Value   set a template parameter (repeatable). Unset parameters take the
+                      template default on create and keep their current value on update
+  --s3-bucket B       upload the template to S3 bucket B (yours, in the stack's region)
+                      and deploy it from there. Without it, a template over the 51,200
+                      bytes CloudFormation takes inline goes through this account's own
+                      deployment bucket (route-counter-deploy-ACCOUNT-REGION, created once)
+  --dry-run           create a change set, print what would change, then delete it
+  --no-smoke          skip the smoke test
+  --delete            delete the stack; the counter table is kept (DeletionPolicy Retain)
+  --yes               with --delete: do not ask for confirmation (needed without a terminal)
+  --local [ARGS...]   run the API locally instead: every other argument goes to
+                      'python -m local' (e.g. --port, --param, --stack-name)
+  --port N            with --local: local port to listen on
+  -h, --help          show this help
+
+Environment:
+  AWS_ENDPOINT_URL    send every AWS call there (e.g. a moto_server); skips the smoke test
+  AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...  as for the AWS CLI
+
+Exit status: 0 done (also when there was nothing to change), 1 failed, 2 bad usage."""
+
+VALUE_OPTIONS = ("--stack-name", "--region", "--profile", "--param", "--s3-bucket")
+FLAGS = {"--dry-run": "dry_run", "--delete": "delete", "--yes": "yes"}
+
+
+@dataclass
+class Options:
+    stack: str = DEFAULT_STACK
+    region: str = ""
+    profile: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    s3_bucket: str = ""
+    dry_run: bool = False
+    smoke: bool = True
+    delete: bool = False
+    yes: bool = False
+    help: bool = False
+
+    def where(self) -> str:
+        """The one-line reminder of where this runs, e.g. "--stack-name s --region eu-west-1"."""
+        out = f"--stack-name {self.stack}"
+        if self.region:
+            out += f" --region {self.region}"
+        if self.profile:
+            out += f" --profile {self.profile}"
+        return out
+
+
+def parse(argv: list[str], has_terminal: bool) -> Options:
+    options = Options()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            options.help = True
+            return options
+        if arg in VALUE_OPTIONS:
+            if not args or args[0].startswith("-"):
+                raise UsageError(f"{arg} needs a value")
+            _set_value(options, arg, args.pop(0))
+        elif arg in FLAGS:
+            setattr(options, FLAGS[arg], True)
+        elif arg == "--no-smoke":
+            options.smoke = False
+        elif arg == "--port":
+            raise UsageError(f"--port is an option of --local ({PROG} --local --port N)")
+        else:
+            raise UsageError(f"unknown option '{arg}'")
+    if not re.fullmatch(r"[A-Za-z][-A-Za-z0-9]{0,127}", options.stack):
+        raise UsageError(
+            f"invalid stack name '{options.stack}': letters, digits and hyphens, "
+            "starting with a letter"
+        )
+    if options.delete:
+        if options.params or options.dry_run or options.s3_bucket:
+            raise UsageError("--delete takes no --param, --s3-bucket or --dry-run")
+        if not options.yes and not has_terminal:
+            raise DeployError(
+                f"refusing to delete stack {options.stack} without confirmation: no terminal "
+                "to ask on; pass --yes to delete it from a script",
+                code=2,
+            )
+    elif options.yes:
+        raise UsageError("--yes only applies to --delete")
+    return options
+
+
+def _set_value(options: Options, option: str, value: str) -> None:
+    if option == "--stack-name":
+        options.stack = value
+    elif option == "--region":
+        options.region = value
+    elif option == "--profile":
+        options.profile = value
+    elif option == "--s3-bucket":
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+            raise UsageError(f"--s3-bucket '{value}' is not an S3 bucket name")
+        options.s3_bucket = value
+    else:
+        key, sep, assigned = value.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9]+", key):
+            raise UsageError(
+                f"--param '{value}' is not Key=Value (e.g. --param LogRetentionDays=14)"
+            )
+        options.params[key] = assigned

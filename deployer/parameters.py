@@ -1,0 +1,166 @@
+"""Template parameters: checked as CloudFormation checks them, passed as a change set wants them.
+
+Pure functions: the deploy flow (`deployer.flow`) and the local stack both call them, so the
+same bad value gets the same message on both paths.
+"""
+
+from __future__ import annotations
+
+import re
+
+from deployer.errors import ParameterError
+
+ACCOUNT_ROLE = "ApiGatewayAccountRole"
+BILLING_MODE = "BillingMode"
+TABLE_ID = "CounterTable"  # logical id of the counter table
+
+
+def declared(template: dict) -> dict[str, dict]:
+    return template.get("Parameters", {})
+
+
+def check_parameters(template: dict, given: dict[str, str]) -> None:
+    """Refuse what CloudFormation refuses (moto 5.2.5 accepts it all), before anything starts.
+
+    Unknown keys, a value outside AllowedValues, off AllowedPattern, not a number for a
+    Number, or out of MinValue/MaxValue and MinLength/MaxLength: a ParameterError saying so.
+    """
+    rules = declared(template)
+    unknown = [key for key in given if key not in rules]
+    if unknown:
+        raise ParameterError(
+            f"unknown template parameter {', '.join(unknown)} "
+            f"(the template's parameters: {', '.join(rules)})"
+        )
+    for name, value in given.items():
+        problem = _problem(rules[name], value)
+        if problem:
+            raise ParameterError(f"parameter {name}={value!r} {problem}")
+
+
+def _problem(rule: dict, value: str) -> str | None:
+    """What is wrong with value under the parameter's constraints, or None."""
+    why = rule.get("ConstraintDescription")
+    allowed = [str(v) for v in rule.get("AllowedValues", [])]
+    if allowed and value not in allowed:
+        return f"must be one of {allowed}"
+    if "AllowedPattern" in rule and not re.fullmatch(rule["AllowedPattern"], value):
+        return f"must be {why}" if why else f"must match {rule['AllowedPattern']}"
+    if rule.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return "must be a number"
+        if "MinValue" in rule and number < float(rule["MinValue"]):
+            return f"must be at least {rule['MinValue']}"
+        if "MaxValue" in rule and number > float(rule["MaxValue"]):
+            return f"must be at most {rule['MaxValue']}"
+    elif "MinLength" in rule and len(value) < int(rule["MinLength"]):
+        return f"must be at least {rule['MinLength']} characters"
+    elif "MaxLength" in rule and len(value) > int(rule["MaxLength"]):
+        return f"must be at most {rule['MaxLength']} characters"
+    return None
+
+
+def change_set_parameters(
+    template: dict, given: dict[str, str], previous: dict[str, str] | None
+) -> list[dict]:
+    """Parameters of a change set: the given values and, on an update, the previous ones.
+
+    previous is None on a create. On an update a parameter not given keeps its value. An
+    empty one is left out, which CloudFormation resolves to the template default (empty for
+    each of ours): moto 5.2.5 fails an update given KmsKeyArn="" even though nothing changes.
+    """
+    result = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
+    if previous is not None:
+        result += [
+            {"ParameterKey": k, "UsePreviousValue": True}
+            for k in declared(template)
+            if previous.get(k) and k not in given
+        ]
+    return result
+
+
+def given_lines(given: dict[str, str], previous: dict[str, str] | None) -> list[str]:
+    """One line per given value; on an update, whether it changes."""
+    lines = []
+    for key, value in given.items():
+        if previous is not None and key in previous:
+            note = "unchanged" if previous[key] == value else f"was {previous[key]}"
+            lines.append(f"      {key} = {value}  ({note})")
+        else:
+            lines.append(f"      {key} = {value}")
+    return lines
+
+
+def is_unchanged(
+    deployed_template: dict | None,
+    template: dict,
+    previous: dict[str, str],
+    given: dict[str, str],
+) -> bool:
+    """The stack already runs this template with these values: nothing to deploy."""
+    same_values = all((previous.get(k) or "") == v for k, v in given.items())
+    return deployed_template == template and same_values
+
+
+def with_defaults(template: dict, given: dict[str, str]) -> dict[str, str]:
+    """Every parameter's value when those not given take their defaults (not their previous)."""
+    defaults = {k: str(rule.get("Default", "")) for k, rule in declared(template).items()}
+    return defaults | given
+
+
+def needs_account_role(
+    template: dict, given: dict[str, str], previous: dict[str, str] | None
+) -> bool:
+    """Whether the deploy must choose ApiGatewayAccountRole: not given, and the stack has none.
+
+    The API Gateway CloudWatch role is one per account and region. A create (or a stack from
+    before the parameter) chooses by looking at the account; an update keeps the stack's value.
+    """
+    if ACCOUNT_ROLE not in declared(template) or ACCOUNT_ROLE in given:
+        return False
+    return previous is None or not previous.get(ACCOUNT_ROLE)
+
+
+def account_role_choice(role_arn: str | None, region: str) -> tuple[str, str]:
+    """ApiGatewayAccountRole for an account whose API Gateway role in region is role_arn.
+
+    An account that already has a role uses it (`existing`): ours would replace it for every
+    API in the region. One without gets ours (`create`). Returns the value and a line saying so.
+    """
+    if role_arn:
+        return "existing", (
+            f"    {ACCOUNT_ROLE} = existing: API Gateway in {region} already has a CloudWatch "
+            f"role ({role_arn}); the stack's access logs use it and leave it as it is"
+        )
+    return "create", (
+        f"    {ACCOUNT_ROLE} = create: API Gateway in {region} has no CloudWatch role yet; "
+        "the stack creates one and sets it for the region"
+    )
+
+
+def billing_mode_refusal(
+    stack_name: str,
+    given: dict[str, str],
+    previous: dict[str, str] | None,
+    table_mode: str | None,
+) -> str | None:
+    """Why a BillingMode switch on an existing stack is refused, or None to go ahead.
+
+    CloudFormation does not switch a table's capacity mode safely in one update: going to
+    PROVISIONED, the auto scaling targets it creates can collide with the ones Application
+    Auto Scaling kept for the table ("ScalableTarget already exists", aws-cdk#16302,
+    #15318) and the failed update cannot roll the table back; DynamoDB allows four switches
+    to on-demand per 24 hours. So the table is switched first, by hand, and the deploy that
+    follows only records the mode it already has (table_mode, from DescribeTable).
+    """
+    wanted = given.get(BILLING_MODE)
+    was = (previous or {}).get(BILLING_MODE)
+    if not wanted or not was or wanted == was or table_mode == wanted:
+        return None
+    return (
+        f"refusing to switch BillingMode of stack {stack_name} from {was} to {wanted} in one "
+        "deploy (CloudFormation cannot do it safely): switch the table first, then deploy; "
+        "see 'Switching BillingMode' in README.md"
+    )

@@ -1,0 +1,96 @@
+"""The smoke test: two requests to a fresh path must count 1, then 2.
+
+With RateLimit=1 the second is refused: a 429 that carries the RateLimit headers is the
+counter itself answering, so it passes too.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from deployer.errors import DeployError
+
+TRIES = 15  # a new API can take a few seconds to resolve in DNS and route
+RETRY_SECONDS = 2.0
+RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+@dataclass
+class Answer:
+    status: int  # 0: no answer (no connection, timeout)
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+
+def fetch(url: str) -> Answer:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:  # noqa: S310 (https only)
+            return Answer(response.status, response.read(), dict(response.headers))
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read(), dict(error.headers))
+    except (urllib.error.URLError, OSError) as error:
+        return Answer(0, error=str(getattr(error, "reason", error)))
+
+
+def _start(answer: Answer) -> str:
+    return answer.body[:300].decode(errors="replace")
+
+
+def _count(answer: Answer) -> int:
+    try:
+        return int(json.loads(answer.body)["count"])
+    except (ValueError, KeyError, TypeError):
+        raise DeployError(f"smoke test failed: not a counter response: {_start(answer)}") from None
+
+
+def judge(url: str, path: str, first: Answer, second: Answer) -> str:
+    """The OK line for the two answers, or a DeployError saying what is wrong."""
+    if first.status != 200:
+        raise DeployError(
+            f"smoke test failed: HTTP {first.status:03d} from {url}: {_start(first)}{first.error}"
+        )
+    counted = _count(first)
+    limited = second.status == 429 and all(second.header(h) is not None for h in RATE_HEADERS)
+    if limited and counted == 1:
+        return (
+            f"    OK: /{path} counted 1, then refused with 429 and RateLimit headers "
+            f"(RateLimit-Limit: {second.header('RateLimit-Limit')}): rate limiting is on."
+        )
+    if second.status != 200:
+        raise DeployError(f"smoke test failed: second request answered HTTP {second.status:03d}")
+    again = _count(second)
+    if (counted, again) != (1, 2):
+        raise DeployError(
+            f"smoke test failed: expected counts 1 then 2, got {counted} then {again}"
+        )
+    return f"    OK: /{path} counted 1, then 2."
+
+
+def smoke_test(
+    api_url: str,
+    say: Callable[[str], None],
+    get: Callable[[str], Answer] = fetch,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    path = f"smoke-test-{int(time.time())}-{random.randrange(10**9)}"  # noqa: S311
+    url = f"{api_url}{path}"
+    say(f"==> Smoke test: two requests to {url}")
+    # Retry only failures in which no request reached the counter (no connection, or
+    # 403/404 from a gateway that does not route yet).
+    for attempt in range(1, TRIES + 1):
+        first = get(url)
+        if first.status not in (0, 403, 404) or attempt == TRIES:
+            break
+        sleep(RETRY_SECONDS)
+    second = get(url) if first.status == 200 else Answer(0)
+    say(judge(url, path, first, second))

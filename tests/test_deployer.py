@@ -1,0 +1,528 @@
+"""The deployer's own logic, without a stack: parameters, what it prints, URLs, smoke test.
+
+deploy.sh end to end (options, messages, exit codes, the stack on the emulator) is
+tests/test_deploy.py; these pin the decisions each of its steps makes.
+"""
+
+import http.server
+import json
+import os
+import signal
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from deployer.deployer import Deployer
+from deployer.errors import DeployError, ParameterError
+from deployer.options import parse
+from deployer.parameters import (
+    account_role_choice,
+    billing_mode_refusal,
+    change_set_parameters,
+    check_parameters,
+    given_lines,
+    is_unchanged,
+    needs_account_role,
+    with_defaults,
+)
+from deployer.report import EventProgress, change_lines, output_lines
+from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
+from deployer.smoke import Answer, judge, smoke_test
+from tests.conftest import local_stack
+
+STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
+T0 = datetime(2026, 12, 1, 4, 0, 0, tzinfo=UTC)
+
+# --- options ------------------------------------------------------------------------------
+
+
+def test_options_are_parsed_as_the_help_says():
+    options = parse(
+        ["--stack-name", "s1", "--region", "eu-west-1", "--param", "A=1", "--param",
+         "AllowedOrigin=https://x.example", "--param", "A=2", "--s3-bucket", "my.templates",
+         "--dry-run", "--no-smoke"],
+        has_terminal=False,
+    )  # fmt: skip
+
+    assert options.params == {"A": "2", "AllowedOrigin": "https://x.example"}  # the last wins
+    assert (options.s3_bucket, options.dry_run, options.smoke) == ("my.templates", True, False)
+    assert options.where() == "--stack-name s1 --region eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["--yes"], 2, "--yes only applies to --delete"),
+        (["--stack-name", "9lives"], 2, "invalid stack name '9lives'"),
+        (["--region", "--dry-run"], 2, "--region needs a value"),
+        (["--delete"], 2, "refusing to delete stack route-counter without confirmation"),
+    ],
+)
+def test_a_bad_command_line_is_one_error(argv, code, says):
+    with pytest.raises(DeployError) as refused:
+        parse(argv, has_terminal=False)
+
+    assert refused.value.code == code
+    assert says in str(refused.value)
+
+
+def test_delete_asks_on_a_terminal():
+    assert parse(["--delete"], has_terminal=True).delete
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"Colour": "blue"}, "unknown template parameter Colour (the template's parameters: "),
+        ({"BillingMode": "FREE"}, "must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"),
+        ({"StageName": "my-stage"}, "must be letters, digits and underscores"),
+        ({"FunctionMemorySize": "64"}, "must be at least 128"),
+        ({"FunctionMemorySize": "lots"}, "must be a number"),
+        ({"RateLimitWindowSeconds": "86401"}, "must be at most 86400"),
+    ],
+)
+def test_a_value_cloudformation_refuses_is_refused_before_anything(template, given, says):
+    with pytest.raises(ParameterError) as refused:
+        check_parameters(template, given)
+
+    assert says in str(refused.value)
+    assert refused.value.code == 2
+
+
+def test_values_cloudformation_accepts_pass(template):
+    check_parameters(
+        template,
+        {"BillingMode": "PROVISIONED", "StageName": "dev_1", "FunctionMemorySize": "512"},
+    )
+
+
+def test_a_create_passes_only_the_given_values(template):
+    assert change_set_parameters(template, {"RateLimit": "5"}, None) == [
+        {"ParameterKey": "RateLimit", "ParameterValue": "5"}
+    ]
+
+
+def test_an_update_keeps_every_value_not_given_but_leaves_empty_ones_to_the_default(template):
+    previous = {"RateLimit": "5", "LogRetentionDays": "14", "KmsKeyArn": ""}
+
+    result = change_set_parameters(template, {"RateLimit": "7"}, previous)
+
+    assert result == [
+        {"ParameterKey": "RateLimit", "ParameterValue": "7"},
+        {"ParameterKey": "LogRetentionDays", "UsePreviousValue": True},
+    ]
+
+
+def test_given_values_say_what_they_change_on_an_update():
+    lines = given_lines(
+        {"RateLimit": "7", "StageName": "prod"}, {"RateLimit": "5", "StageName": "prod"}
+    )
+
+    assert lines == ["      RateLimit = 7  (was 5)", "      StageName = prod  (unchanged)"]
+
+
+def test_unchanged_means_same_template_and_same_given_values(template):
+    previous = {"RateLimit": "5"}
+
+    assert is_unchanged(template, template, previous, {"RateLimit": "5"})
+    assert not is_unchanged(template, template, previous, {"RateLimit": "6"})
+    assert not is_unchanged({**template, "Description": "other"}, template, previous, {})
+    assert not is_unchanged(None, template, previous, {})
+
+
+def test_without_previous_values_an_omitted_parameter_means_its_default(template):
+    """The local stack's semantics (keep_previous=False): what it serves is what it was given."""
+    limited = with_defaults(template, {"RateLimit": "5"})
+    defaults = with_defaults(template, {})
+
+    assert defaults["RateLimit"] == "0" and defaults["KmsKeyArn"] == ""
+    assert not is_unchanged(template, template, limited, defaults)
+    assert is_unchanged(template, template, {**defaults, "KmsKeyArn": None}, defaults)
+
+
+# --- ApiGatewayAccountRole: chosen from the account on a create -----------------------------
+
+
+def test_a_create_chooses_the_account_role_unless_given(template):
+    assert needs_account_role(template, {}, None)
+    assert not needs_account_role(template, {"ApiGatewayAccountRole": "none"}, None)
+
+
+def test_an_update_keeps_the_stacks_account_role(template):
+    assert not needs_account_role(template, {}, {"ApiGatewayAccountRole": "create"})
+    # a stack from before the parameter has no value: chosen as on a create
+    assert needs_account_role(template, {}, {"RateLimit": "0"})
+
+
+def test_an_account_with_a_cloudwatch_role_keeps_it_one_without_gets_ours():
+    arn = "arn:aws:iam::123456789012:role/theirs"
+
+    existing = account_role_choice(arn, "eu-west-1")
+    create = account_role_choice(None, "eu-west-1")
+
+    assert existing[0] == "existing" and arn in existing[1] and "eu-west-1" in existing[1]
+    assert create[0] == "create" and "no CloudWatch role" in create[1]
+
+
+# --- BillingMode switches -----------------------------------------------------------------
+
+
+def test_switching_billing_mode_in_one_deploy_is_refused_in_one_line():
+    refusal = billing_mode_refusal(
+        "demo",
+        {"BillingMode": "PROVISIONED"},
+        {"BillingMode": "PAY_PER_REQUEST"},
+        "PAY_PER_REQUEST",
+    )
+
+    assert refusal is not None and "\n" not in refusal
+    assert "from PAY_PER_REQUEST to PROVISIONED" in refusal
+    assert "Switching BillingMode" in refusal  # where the two steps are
+
+
+@pytest.mark.parametrize(
+    ("given", "previous", "table"),
+    [
+        ({"BillingMode": "PROVISIONED"}, None, None),  # a create
+        ({"BillingMode": "PROVISIONED"}, {"BillingMode": "PROVISIONED"}, "PROVISIONED"),
+        ({}, {"BillingMode": "PAY_PER_REQUEST"}, "PAY_PER_REQUEST"),  # not given: kept
+        # step 2 of the two: the table was switched by hand, the deploy records it
+        ({"BillingMode": "PROVISIONED"}, {"BillingMode": "PAY_PER_REQUEST"}, "PROVISIONED"),
+    ],
+)
+def test_no_switch_or_a_table_already_switched_goes_ahead(given, previous, table):
+    assert billing_mode_refusal("demo", given, previous, table) is None
+
+
+# --- what a deploy prints -----------------------------------------------------------------
+
+
+def test_a_change_set_prints_one_aligned_line_per_resource_with_replacements():
+    changes = [
+        {"ResourceChange": {"Action": "Add", "LogicalResourceId": "CounterTable",
+                            "ResourceType": "AWS::DynamoDB::Table"}},
+        {"ResourceChange": {"Action": "Modify", "LogicalResourceId": "Fn",
+                            "ResourceType": "AWS::Lambda::Function", "Replacement": "True"}},
+        {"Type": "Other"},
+    ]  # fmt: skip
+
+    assert change_lines(changes) == [
+        "      Add     CounterTable  AWS::DynamoDB::Table",
+        "      Modify  Fn            AWS::Lambda::Function          replacement: True",
+    ]
+
+
+def event(n: int, logical: str, status: str, reason: str = "", kind: str = "AWS::X::Y") -> dict:
+    return {
+        "EventId": f"e{n}",
+        "Timestamp": T0 + timedelta(seconds=n),
+        "LogicalResourceId": logical,
+        "PhysicalResourceId": STACK_ID if kind == "AWS::CloudFormation::Stack" else logical,
+        "ResourceType": kind,
+        "ResourceStatus": status,
+        "ResourceStatusReason": reason,
+    }
+
+
+def test_events_show_once_oldest_first_with_progress_across_polls():
+    progress = EventProgress(STACK_ID, T0, ["Table", "Fn"])
+    stack = "AWS::CloudFormation::Stack"
+    old = {**event(0, "demo", "UPDATE_COMPLETE", kind=stack), "EventId": "old"}
+    started = event(1, "demo", "CREATE_IN_PROGRESS", "User Initiated", stack)
+    first_poll = [event(2, "Table", "CREATE_COMPLETE"), started, old]
+    finished = event(4, "demo", "CREATE_COMPLETE", kind=stack)
+    second_poll = [finished, event(3, "Fn", "CREATE_COMPLETE"), *first_poll]
+
+    lines = progress.feed(first_poll) + progress.feed(second_poll)
+
+    assert [line.split()[1:] for line in lines] == [
+        ["demo", "CREATE_IN_PROGRESS", "User", "Initiated"],
+        ["[1/2]", "Table", "CREATE_COMPLETE"],
+        ["[2/2]", "Fn", "CREATE_COMPLETE"],
+        ["demo", "CREATE_COMPLETE"],
+    ]
+    assert lines[0].startswith("      04:00:01  ")
+    assert progress.stack_status == "CREATE_COMPLETE"
+    assert progress.summary() == "2/2 resource changes reported complete"
+
+
+def test_a_retained_table_counts_as_deleted_and_rollbacks_and_failures_do_not():
+    progress = EventProgress(STACK_ID, T0, ["Table", "Fn", "Role"])
+
+    progress.feed(
+        [
+            event(3, "Role", "DELETE_FAILED", "role in use"),
+            event(2, "Fn", "UPDATE_ROLLBACK_COMPLETE"),
+            event(1, "Table", "DELETE_SKIPPED"),
+        ]
+    )
+
+    assert progress.done == {"Table"}
+    assert progress.failure_lines() == ["      Role  DELETE_FAILED  role in use"]
+
+
+def test_no_per_resource_events_is_said_honestly():
+    assert EventProgress(STACK_ID, T0, ["Table"]).summary() == (
+        "the endpoint reported no per-resource events"
+    )
+
+
+def test_outputs_are_printed_as_the_stack_gives_them():
+    stack = {
+        "StackId": STACK_ID,
+        "Outputs": [{"OutputKey": "ApiUrl", "OutputValue": "https://x/prod/"}],
+    }
+
+    lines, url = output_lines(stack, [])
+
+    assert (lines, url) == (["      ApiUrl  https://x/prod/"], "https://x/prod/")
+
+
+def test_outputs_derived_from_resources_use_the_partitions_domain():
+    stack = {
+        "StackId": "arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/demo/1",
+        "Parameters": [{"ParameterKey": "StageName", "ParameterValue": "prod"}],
+    }
+    resources = [{"LogicalResourceId": "CounterApi", "PhysicalResourceId": "abc123"}]
+
+    lines, url = output_lines(stack, resources)
+
+    assert url == "https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod/"
+    assert "derived from its resources" in lines[1]
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bucket", "region", "partition", "url"),
+    [
+        ("b-1", "eu-west-1", "aws", "https://b-1.s3.eu-west-1.amazonaws.com/k.json"),
+        ("b-1", "cn-north-1", "aws-cn", "https://b-1.s3.cn-north-1.amazonaws.com.cn/k.json"),
+        ("my.b", "us-east-1", "aws", "https://s3.us-east-1.amazonaws.com/my.b/k.json"),
+        ("my.b", "cn-northwest-1", "aws-cn", "https://s3.cn-northwest-1.amazonaws.com.cn/my.b/k.json"),
+        ("b-1", "us-gov-west-1", "aws-us-gov", "https://b-1.s3.us-gov-west-1.amazonaws.com/k.json"),
+    ],
+)  # fmt: skip
+def test_template_urls_follow_the_partition_and_go_path_style_for_dotted_buckets(
+    bucket, region, partition, url
+):
+    assert template_url(bucket, "k.json", region, partition) == url
+
+
+def test_the_managed_bucket_is_named_by_account_and_region_and_templates_by_content():
+    assert managed_bucket_name("123456789012", "eu-west-1") == (
+        "route-counter-deploy-123456789012-eu-west-1"
+    )
+    assert template_key("demo", b"{}") == template_key("demo", b"{}")
+    assert template_key("demo", b"{}") != template_key("demo", b"{ }")
+    assert template_key("demo", b"{}").startswith("route-counter/demo/")
+
+
+# --- the stack's state ----------------------------------------------------------------------
+
+
+def stubbed_deployer(warned: list[str], **kwargs) -> tuple[Deployer, Stubber]:
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    return Deployer(cfn, "demo", warn=warned.append, **kwargs), Stubber(cfn)
+
+
+def test_a_rolled_back_create_is_explained_with_the_command_that_clears_it():
+    warned: list[str] = []
+    deployer, _ = stubbed_deployer(warned, where="--stack-name demo --region eu-west-1")
+
+    with pytest.raises(DeployError) as stopped:
+        deployer.kind({"StackStatus": "ROLLBACK_COMPLETE"})
+
+    assert stopped.value.code == 1
+    assert "ROLLBACK_COMPLETE" in warned[0]
+    assert warned[-1] == "    ./deploy.sh --delete --stack-name demo --region eu-west-1"
+
+
+def test_a_busy_stack_is_not_touched():
+    deployer, _ = stubbed_deployer([])
+
+    with pytest.raises(DeployError, match=r"busy \(UPDATE_IN_PROGRESS\)"):
+        deployer.kind({"StackStatus": "UPDATE_IN_PROGRESS"})
+
+
+def test_ctrl_c_while_watching_stops_watching_only_and_says_so():
+    """A real SIGINT to this process while the stack is still in progress."""
+    warned: list[str] = []
+
+    def interrupted_sleep(_: float) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    deployer, stubber = stubbed_deployer(warned, sleep=interrupted_sleep)
+    in_progress = {
+        **event(1, "demo", "UPDATE_IN_PROGRESS", kind="AWS::CloudFormation::Stack"),
+        "StackId": STACK_ID,
+        "StackName": "demo",
+    }
+    stubber.add_response("describe_stack_events", {"StackEvents": [in_progress]})
+
+    with stubber, pytest.raises(DeployError) as stopped:
+        deployer.watch(STACK_ID, EventProgress(STACK_ID, T0, []))
+
+    assert stopped.value.code == 130
+    assert str(stopped.value).startswith(
+        "stopped watching; CloudFormation carries on with stack demo"
+    )
+
+
+# --- smoke test -----------------------------------------------------------------------------
+
+LIMITED = {"RateLimit-Limit": "1", "RateLimit-Remaining": "0", "RateLimit-Reset": "40"}
+
+
+def counted(n: int) -> Answer:
+    return Answer(200, json.dumps({"route": "/p", "count": n}).encode())
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "says"),
+    [
+        (counted(1), counted(2), "counted 1, then 2."),
+        (counted(1), Answer(429, b"{}", LIMITED), "then refused with 429 and RateLimit headers"),
+    ],
+)
+def test_a_working_api_passes(first, second, says):
+    assert says in judge("https://x/prod/p", "p", first, second)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "says"),
+    [
+        (Answer(500, b'{"error": "boom"}'), Answer(0), 'HTTP 500 from https://x/prod/p: {"error"'),
+        (Answer(0, error="timed out"), Answer(0), "HTTP 000 from https://x/prod/p: timed out"),
+        (counted(1), Answer(429, b"{}", {}), "second request answered HTTP 429"),  # throttled
+        (counted(3), counted(4), "expected counts 1 then 2, got 3 then 4"),
+        (Answer(200, b"<html>"), counted(2), "not a counter response: <html>"),
+    ],
+)
+def test_a_broken_api_fails_with_one_line(first, second, says):
+    with pytest.raises(DeployError) as failed:
+        judge("https://x/prod/p", "p", first, second)
+
+    assert says in str(failed.value)
+
+
+class NotRoutedYet(http.server.BaseHTTPRequestHandler):
+    """A new API: 404 from the gateway for its first requests, then the counter."""
+
+    misses = 2
+    counts: ClassVar[dict[str, int]] = {}
+
+    def do_GET(self) -> None:
+        if NotRoutedYet.misses:
+            NotRoutedYet.misses -= 1
+            self.send_response(404)
+            self.end_headers()
+            return
+        NotRoutedYet.counts[self.path] = NotRoutedYet.counts.get(self.path, 0) + 1
+        body = json.dumps({"route": self.path, "count": NotRoutedYet.counts[self.path]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_the_smoke_test_waits_for_a_new_api_to_route():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotRoutedYet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    said, slept = [], []
+    try:
+        smoke_test(
+            f"http://127.0.0.1:{server.server_address[1]}/prod/", said.append, sleep=slept.append
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    assert len(slept) == 2  # two 404s retried
+    assert said[-1].endswith("counted 1, then 2.")
+
+
+@pytest.mark.parametrize("rate_limit", ["0", "1"])
+def test_the_smoke_test_passes_on_the_real_counter_with_and_without_a_rate_limit(
+    tmp_path, rate_limit
+):
+    said: list[str] = []
+    limit = ["--param", f"RateLimit={rate_limit}", "--param", "RateLimitWindowSeconds=86400"]
+    with local_stack(tmp_path, *limit) as running:
+        smoke_test(f"{running.url}/smoke-{uuid.uuid4().hex}/", said.append)
+
+    expected = "counted 1, then 2." if rate_limit == "0" else "refused with 429 and RateLimit"
+    assert expected in said[-1]
+
+
+# --- the managed bucket's answers from S3 (botocore's Stubber: the service's own replies) ----
+
+ACCOUNT = "123456789012"
+BUCKET = managed_bucket_name(ACCOUNT, "eu-west-1")
+OWNER = {"Bucket": BUCKET, "ExpectedBucketOwner": ACCOUNT}
+
+
+def stubbed_s3() -> tuple[object, Stubber]:
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    return s3, Stubber(s3)
+
+
+@pytest.mark.parametrize(
+    ("head", "create"),
+    [
+        ("403", None),  # another account's: ExpectedBucketOwner
+        ("301", None),  # the name lives in another region
+        ("404", "BucketAlreadyExists"),  # made by someone else between the two calls
+    ],
+)
+def test_a_bucket_name_that_is_not_ours_is_never_used(head, create):
+    s3, stubber = stubbed_s3()
+    stubber.add_client_error("head_bucket", head, http_status_code=int(head))
+    if create:
+        stubber.add_client_error("create_bucket", create, http_status_code=409)
+
+    with stubber, pytest.raises(DeployError, match="is taken by another AWS account"):
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", lambda _: None)
+    stubber.assert_no_pending_responses()  # nothing configured, nothing uploaded
+
+
+def test_a_bucket_whose_set_up_was_interrupted_is_set_up_again():
+    s3, stubber = stubbed_s3()
+    stubber.add_response("head_bucket", {}, OWNER)
+    stubber.add_response("get_bucket_versioning", {}, OWNER)  # never versioned: set-up cut short
+    for call in ("put_public_access_block", "put_bucket_encryption", "put_bucket_policy",
+                 "put_bucket_lifecycle_configuration", "put_bucket_versioning"):  # fmt: skip
+        stubber.add_response(call, {})
+    said: list[str] = []
+
+    with stubber:
+        assert ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", said.append) == BUCKET
+    stubber.assert_no_pending_responses()
+
+    assert "set up again" in said[0]
+
+
+def test_a_bucket_of_ours_is_reused_as_it_is():
+    s3, stubber = stubbed_s3()
+    stubber.add_response("head_bucket", {}, OWNER)
+    stubber.add_response("get_bucket_versioning", {"Status": "Enabled"}, OWNER)
+    said: list[str] = []
+
+    with stubber:
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", said.append)
+
+    assert said == [f"Deployment bucket s3://{BUCKET} (this account's, reused)"]
