@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("-p", "--port", type=int, default=5000, help="port to bind")
+    parser.add_argument("--cert", help="serve HTTPS with this certificate (PEM), as AWS does")
+    parser.add_argument("--key", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
 
     def stop(*_: Any) -> None:
@@ -77,9 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     run_simple(
         args.host,
         args.port,
-        moto_application(),
+        moto_fidelity.wrap(moto_application()),
         threaded=True,
         request_handler=QuietRequestHandler,
+        ssl_context=(args.cert, args.key) if args.cert else None,
     )
 
 

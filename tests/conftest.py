@@ -1,13 +1,16 @@
 """Shared fixtures: the generated template, moto (in-process and as a server), events."""
 
 import contextlib
+import datetime
 import functools
 import importlib.util
+import ipaddress
 import json
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,6 +24,10 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,11 +148,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout: float = 30.0) -> None:
+def wait_for_http(url: str, timeout: float = 30.0, ca_bundle: str | None = None) -> None:
+    context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2).close()
+            urllib.request.urlopen(url, timeout=2, context=context).close()
             return
         except urllib.error.HTTPError:
             return  # it answered
@@ -155,32 +163,21 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """A real moto server on 127.0.0.1 and a free port, stopped at the end of the session.
-
-    It is moto_server's application with DynamoDB writes serialised as DynamoDB does
-    (see local/atomic_moto.py): the emulator `./deploy.sh --local` runs.
-    """
+@contextmanager
+def emulator_process(*args: str, scheme: str = "http", ca_bundle: str | None = None):
+    """local/atomic_moto.py (the emulator ./deploy.sh --local runs) on 127.0.0.1 and a free
+    port; yields its endpoint and stops it, whatever happens."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-P",
-            str(ROOT / "local" / "atomic_moto.py"),
-            "-H",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [sys.executable, "-P", str(ROOT / "local" / "atomic_moto.py"), "-p", str(port), *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, **FAKE_CREDENTIALS},
     )
     try:
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_for_http(endpoint + "/moto-api/")
+        endpoint = f"{scheme}://127.0.0.1:{port}"
+        wait_for_http(endpoint + "/moto-api/", ca_bundle=ca_bundle)
         yield endpoint
     finally:
         proc.terminate()
@@ -189,6 +186,68 @@ def moto_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The emulator over plain HTTP, for the whole session.
+
+    It is moto_server's application with DynamoDB writes serialised as DynamoDB does
+    (see local/atomic_moto.py): the emulator `./deploy.sh --local` runs.
+    """
+    with emulator_process() as endpoint:
+        yield endpoint
+
+
+@dataclass(frozen=True)
+class TlsEmulator:
+    endpoint: str
+    ca_bundle: str  # for AWS_CA_BUNDLE, or a client's verify=
+
+
+@pytest.fixture(scope="session")
+def tls_moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEmulator]:
+    """The same emulator over HTTPS, as AWS answers, with a self-signed certificate.
+
+    S3's aws:SecureTransport is then true, as on AWS, so a bucket's TLS-only policy lets
+    the deployer's uploads through (local/moto_fidelity.py evaluates it).
+    """
+    cert, key = write_self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    tls = ("--cert", str(cert), "--key", str(key))
+    with emulator_process(*tls, scheme="https", ca_bundle=str(cert)) as endpoint:
+        yield TlsEmulator(endpoint, str(cert))
+
+
+def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA (AWS_CA_BUNDLE trusts it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 @pytest.fixture

@@ -4,33 +4,34 @@ Each test deploys its own stack (the server is shared by the whole session), exc
 that only look at, or leave unchanged, the stack of the module's `deployed` fixture.
 """
 
-import datetime
-import ipaddress
 import json
 import os
 import re
 import shutil
-import signal
-import ssl
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from tests.conftest import FAKE_CREDENTIALS, ROOT, free_port
+from tests.conftest import FAKE_CREDENTIALS, ROOT
 
 DEPLOY = ROOT / "deploy.sh"
 REGION = FAKE_CREDENTIALS["AWS_DEFAULT_REGION"]
+
+
+@pytest.fixture(scope="module")
+def moto_server(tls_moto_server):
+    """In this file the emulator speaks TLS, as AWS does: the template is over 51,200 bytes,
+    so every deploy uploads it to the managed bucket, whose TLS-only policy the emulator
+    enforces as S3 does (local/moto_fidelity.py). AWS_CA_BUNDLE trusts its certificate, for
+    deploy.sh's runs (deploy_env) and this process's clients alike."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_CA_BUNDLE", tls_moto_server.ca_bundle)
+        yield tls_moto_server.endpoint
 
 
 def unique(prefix: str) -> str:
@@ -50,6 +51,8 @@ def deploy_env(
         "AWS_SHARED_CREDENTIALS_FILE": str(empty),
         "AWS_DEFAULT_REGION": REGION,
     }
+    if "AWS_CA_BUNDLE" in os.environ:  # the emulator's certificate (moto_server above)
+        env["AWS_CA_BUNDLE"] = os.environ["AWS_CA_BUNDLE"]
     if credentials:
         env.update(FAKE_CREDENTIALS)
     if endpoint:
@@ -515,114 +518,31 @@ def test_a_template_over_the_inline_limit_deploys_from_the_given_bucket(
     assert deployed_template["TemplateBody"]["Metadata"] == uploaded["Metadata"]
 
 
-# --- the managed deployment bucket, on the emulator over TLS (tests/tls_moto.py) -------------
+# --- the managed deployment bucket ---------------------------------------------------------
 
 MANAGED_BUCKET = f"route-counter-deploy-123456789012-{REGION}"
 
 
-@pytest.fixture(scope="module")
-def tls_moto(tmp_path_factory: pytest.TempPathFactory):
-    """The emulator over HTTPS, with S3's aws:SecureTransport and ExpectedBucketOwner checks.
-
-    Yields (endpoint, CA bundle). The bucket's TLS-only policy is evaluated as AWS does, so
-    only a deploy over TLS can upload its template.
-    """
-    certs = tmp_path_factory.mktemp("tls")
-    cert, key = write_self_signed_certificate(certs)
-    port = free_port()
-    tls_args = ["--cert", str(cert), "--key", str(key)]
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "tls_moto.py"), "-p", str(port), *tls_args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **FAKE_CREDENTIALS},
-        start_new_session=True,
-    )
-    endpoint = f"https://127.0.0.1:{port}"
-    try:
-        wait_until_serving(endpoint, cert, process)
-        yield endpoint, str(cert)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA (AWS_CA_BUNDLE trusts it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-def wait_until_serving(endpoint: str, cert: Path, process: subprocess.Popen) -> None:
-    context = ssl.create_default_context(cafile=str(cert))
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, "tls_moto.py exited"
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=2, context=context).close()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, "tls_moto.py not serving after 30 s"
-            time.sleep(0.1)
-
-
-def tls_client(service: str, tls_moto, **kwargs):
-    endpoint, cert = tls_moto
-    return client(service, endpoint, verify=cert, **kwargs)
-
-
-def run_tls_deploy(tmp_path, tls_moto, *args: str, script: Path = DEPLOY):
-    endpoint, cert = tls_moto
-    return run_deploy(tmp_path, endpoint, *args, script=script, env={"AWS_CA_BUNDLE": cert})
-
-
 def test_a_template_over_the_inline_limit_goes_through_a_managed_bucket_made_once(
-    oversized, tls_moto, tmp_path
+    oversized, moto_server, tmp_path
 ):
+    region = "ap-southeast-2"  # no deploy of this session has made this region's bucket yet
+    bucket = f"route-counter-deploy-123456789012-{region}"
     first, second = unique("big"), unique("big")
+    where = ("--region", region)
 
-    created = run_tls_deploy(tmp_path, tls_moto, "--stack-name", first, script=oversized)
-    reused = run_tls_deploy(tmp_path, tls_moto, "--stack-name", second, script=oversized)
+    created = run_deploy(tmp_path, moto_server, "--stack-name", first, *where, script=oversized)
+    reused = run_deploy(tmp_path, moto_server, "--stack-name", second, *where, script=oversized)
 
     assert created.returncode == 0, created.stdout + created.stderr
-    assert f"Deployment bucket s3://{MANAGED_BUCKET} created" in created.stdout
+    assert f"Deployment bucket s3://{bucket} created" in created.stdout
     assert reused.returncode == 0, reused.stdout + reused.stderr
-    assert f"Deployment bucket s3://{MANAGED_BUCKET} (this account's, reused)" in reused.stdout
-    s3 = tls_client("s3", tls_moto)
-    assert MANAGED_BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=MANAGED_BUCKET)["Contents"]]
+    assert f"Deployment bucket s3://{bucket} (this account's, reused)" in reused.stdout
+    s3 = client("s3", moto_server, region=region)
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     assert {first, second} <= {k.split("/")[1] for k in keys}
-    cfn = tls_client("cloudformation", tls_moto)
+    cfn = client("cloudformation", moto_server, region=region)
     for name in (first, second):
         assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
         body = cfn.get_template(StackName=name)["TemplateBody"]
@@ -630,12 +550,12 @@ def test_a_template_over_the_inline_limit_goes_through_a_managed_bucket_made_onc
 
 
 def test_the_managed_bucket_is_private_encrypted_versioned_tls_only_and_expires_templates(
-    oversized, tls_moto, tmp_path
+    oversized, moto_server, tmp_path
 ):
-    result = run_tls_deploy(
-        tmp_path, tls_moto, "--stack-name", unique("big"), "--dry-run", script=oversized
+    result = run_deploy(
+        tmp_path, moto_server, "--stack-name", unique("big"), "--dry-run", script=oversized
     )
-    s3 = tls_client("s3", tls_moto)
+    s3 = client("s3", moto_server)
 
     assert result.returncode == 0, result.stdout + result.stderr
     blocked = s3.get_public_access_block(Bucket=MANAGED_BUCKET)["PublicAccessBlockConfiguration"]
@@ -666,16 +586,16 @@ def test_the_managed_bucket_is_private_encrypted_versioned_tls_only_and_expires_
 
 
 def test_a_managed_bucket_name_taken_by_another_account_stops_the_deploy(
-    oversized, tls_moto, tmp_path
+    oversized, moto_server, tmp_path
 ):
     region = "eu-west-1"  # a bucket name of its own: the one of us-east-1 is ours
     bucket = f"route-counter-deploy-123456789012-{region}"
-    other = tls_client("sts", tls_moto).assume_role(
+    other = client("sts", moto_server).assume_role(
         RoleArn="arn:aws:iam::210987654321:role/squatter", RoleSessionName="squat"
     )["Credentials"]
-    squatter = tls_client(
+    squatter = client(
         "s3",
-        tls_moto,
+        moto_server,
         region=region,
         aws_access_key_id=other["AccessKeyId"],
         aws_secret_access_key=other["SecretAccessKey"],
@@ -684,15 +604,15 @@ def test_a_managed_bucket_name_taken_by_another_account_stops_the_deploy(
     squatter.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     name = unique("big")
 
-    result = run_tls_deploy(
-        tmp_path, tls_moto, "--stack-name", name, "--region", region, script=oversized
+    result = run_deploy(
+        tmp_path, moto_server, "--stack-name", name, "--region", region, script=oversized
     )
 
     assert_one_line_error(result, 1, f"{bucket} is taken by another AWS account", "--s3-bucket")
     assert squatter.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     with pytest.raises(ClientError):
         squatter.get_bucket_policy(Bucket=bucket)  # not configured by us either
-    cfn = tls_client("cloudformation", tls_moto, region=region)
+    cfn = client("cloudformation", moto_server, region=region)
     with pytest.raises(ClientError, match="does not exist"):
         cfn.describe_stacks(StackName=name)
 
