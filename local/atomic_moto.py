@@ -20,9 +20,11 @@ Everything else moto serves concurrently, as moto_server does.
 
 import argparse
 import copy
+import os
 import signal
 import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -289,11 +291,28 @@ def moto_application() -> WsgiApp:
     return serialise_dynamodb(DomainDispatcherApplication(create_backend_app))
 
 
+def exit_with_parent(parent_pid: int, every: float = 0.2) -> None:
+    """Exit as soon as the process that started us is gone, however it went (SIGKILL too):
+    we are then reparented, so our parent pid changes. Polling works on Linux and macOS."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("-p", "--port", type=int, default=5000, help="port to bind")
+    parser.add_argument(
+        "--parent-pid", type=int, help="exit when this process (our parent) is gone"
+    )
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        exit_with_parent(args.parent_pid)
 
     def stop(*_: Any) -> None:
         sys.exit(0)

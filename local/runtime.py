@@ -68,6 +68,7 @@ class Function:
         self._pool = pool
         self._lock = threading.Lock()
         self._module: ModuleType | None = None
+        self.invocations = 0  # how many so far: the stack snapshots its tables when it grows
         self.log_stream = self._new_log_stream()
 
     @staticmethod
@@ -106,6 +107,7 @@ class Function:
         invocation starts a fresh environment (the module is imported again). Python
         cannot stop the late thread: it finishes in the background.
         """
+        self.invocations += 1
         deadline = time.monotonic() + self.spec.timeout
         context = LambdaContext(self.spec, request_id, deadline, self.log_stream)
         future = self._pool.submit(self._call, event, context)

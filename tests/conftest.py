@@ -251,17 +251,23 @@ class RunningLocalStack:
 
 
 @contextmanager
-def local_stack(tmp_dir: Path, *args: str, env: dict | None = None) -> Iterator[RunningLocalStack]:
+def local_stack(
+    tmp_dir: Path, *args: str, env: dict | None = None, port: int | None = None
+) -> Iterator[RunningLocalStack]:
     """Start `python -m local --port <free> *args`, wait until it serves, always stop it.
+
+    Its tables are saved in tmp_dir/state, not in the repository (a second stack started
+    with the same tmp_dir finds them).
 
     On the way out whatever is left is killed: the local stack's own process group, and the
     emulator's (it runs in a group of its own, as it must survive Ctrl-C in the terminal).
     """
-    port = free_port()
-    output = tmp_dir / f"local-{port}.log"
+    port = port or free_port()
+    output = tmp_dir / f"local-{port}-{uuid.uuid4().hex[:6]}.log"
+    state = ["--state-dir", str(tmp_dir / "state")]
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "local", "--port", str(port), *args],
+            [sys.executable, "-m", "local", "--port", str(port), *state, *args],
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
