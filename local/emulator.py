@@ -79,12 +79,12 @@ class Emulator:
         return self.process.pid
 
     def exit_reason(self) -> str | None:
-        """None while it runs; else how it ended, e.g. "killed by SIGKILL"."""
+        """None while it runs; else how it ended, e.g. "was killed by SIGKILL"."""
         code = self.process.poll()
         if code is None:
             return None
         if code < 0:
-            return f"killed by {signal.Signals(-code).name}"
+            return f"was killed by {signal.Signals(-code).name}"
         return f"exited with status {code}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:

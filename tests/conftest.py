@@ -339,6 +339,34 @@ def stored_counts(stack: RunningLocalStack) -> dict[str, int]:
     return {i["route"]["S"]: int(i["count"]["N"]) for page in pages for i in page["Items"]}
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for good but shows until its parent reaps it
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether the process exits within `seconds` (checked every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
 def _is_local_emulator(pid: int) -> bool:
     try:
         return b"atomic_moto" in Path(f"/proc/{pid}/cmdline").read_bytes()

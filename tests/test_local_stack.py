@@ -2,7 +2,6 @@
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 from local.events import ApiInfo
 from local.router import Router
 from local.server import LocalApiServer
-from tests.conftest import BIN, ROOT, local_stack
+from tests.conftest import BIN, ROOT, alive, local_stack, port_is_free
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +81,7 @@ def test_request_lines_show_in_the_terminal(stack):
     assert f'"route": "{route}"' in log  # the handler's own JSON log line
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is gone for good but shows until its parent reaps it
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ", 1)[1][0] != "Z"
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_everything(tmp_path, signum):
     with local_stack(tmp_path) as running:
         emulator = running.emulator_pid
