@@ -279,6 +279,7 @@ def start_local_stack(
             state = StackState(state_root, stack_name)
             state.lock()
             undo.callback(state.unlock)
+        saved = state.load() if state is not None and not fresh else {}  # fail before starting
         emu = None if endpoint else emulator.Emulator()
         if emu is not None:
             undo.callback(emu.stop)
@@ -296,10 +297,7 @@ def start_local_stack(
         result = emulator.deploy(endpoint, json.dumps(template), stack_name, params)
         stack_id, physical = emulator.stack_resources(endpoint, stack_name)
         tables = {i: physical[i] for i in table_logical_ids(template) if i in physical}
-        restored = 0
-        if state is not None and not fresh:
-            saved = state.load()
-            restored = write_tables(emulator.client("dynamodb", endpoint), tables, saved)
+        restored = write_tables(emulator.client("dynamodb", endpoint), tables, saved)
         values = parameter_values(template, params)
         api_id = physical.get(router.api_logical_id, "local")
         resource_ids = {

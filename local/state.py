@@ -94,8 +94,8 @@ class StackState:
             return {}
         except (OSError, ValueError) as error:
             raise StateError(f"cannot read {self.snapshot} ({error}): use --fresh") from None
-        if saved.get("format") != FORMAT:
-            raise StateError(f"{self.snapshot} has an unknown format: use --fresh")
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            raise StateError(f"cannot read {self.snapshot} (not format {FORMAT}): use --fresh")
         return {table: _unwire(items) for table, items in saved["tables"].items()}
 
     def save(self, tables: dict[str, list[dict]]) -> None:

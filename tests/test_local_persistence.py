@@ -1,0 +1,115 @@
+"""`python -m local` keeps its tables across restarts (local/state.py), over real sockets."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from local.state import SNAPSHOT_EVERY
+from tests.conftest import (
+    FAKE_CREDENTIALS,
+    ROOT,
+    RunningLocalStack,
+    gone_within,
+    local_stack,
+    seed_routes,
+    stored_counts,
+)
+
+
+def hit(stack: RunningLocalStack, route: str, times: int = 1) -> int:
+    """Hit a route on one kept-alive connection; its count after the last hit."""
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=20)
+    try:
+        for _ in range(times):
+            connection.request("GET", route)
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 200, body
+        return body["count"]
+    finally:
+        connection.close()
+
+
+def saved_counts(tmp_path) -> dict[str, int]:
+    """The counts in the stack's snapshot file, as a restart would restore them."""
+    try:
+        saved = json.loads((tmp_path / "state" / "route-counter" / "tables.json").read_text())
+    except FileNotFoundError:
+        return {}
+    items = saved["tables"]["CounterTable"]
+    return {i["route"]["S"]: int(i["count"]["N"]) for i in items}
+
+
+def test_a_restart_keeps_every_count_and_fresh_starts_empty(tmp_path):
+    hot, cold = f"/hot/{uuid.uuid4().hex}", f"/cold/{uuid.uuid4().hex}"
+    with local_stack(tmp_path) as first:
+        seed_routes(first, {f"/seeded/{i}": i + 1 for i in range(300)})
+        assert hit(first, hot, 12) == 12
+        assert hit(first, cold) == 1
+        before = stored_counts(first)
+        first.process.send_signal(signal.SIGINT)
+        assert first.process.wait(timeout=30) == 0
+
+    with local_stack(tmp_path) as second:
+        after = stored_counts(second)
+        banner = second.output.read_text()
+        assert hit(second, hot) == 13  # counting goes on from there
+        second.process.send_signal(signal.SIGTERM)
+        assert second.process.wait(timeout=30) == 0
+
+    with local_stack(tmp_path, "--fresh") as fresh:
+        empty = stored_counts(fresh)
+        assert hit(fresh, hot) == 1
+
+    assert len(before) == 302
+    assert after == before
+    assert "302 items restored" in banner
+    assert empty == {}
+
+
+def test_a_killed_stack_keeps_the_counts_of_its_last_snapshot(tmp_path):
+    """A SIGKILL (no chance to save) loses at most the hits of the last snapshot period:
+    hits older than that are in the snapshot, and the next start restores them."""
+    route = f"/before-the-crash/{uuid.uuid4().hex}"
+    with local_stack(tmp_path) as first:
+        emulator = first.emulator_pid
+        hit(first, route, 5)
+        deadline = time.monotonic() + 3 * SNAPSHOT_EVERY + 10
+        while saved_counts(tmp_path).get(route) != 5:
+            assert time.monotonic() < deadline, "no snapshot within a snapshot period"
+            time.sleep(0.1)
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+        assert gone_within(emulator, 5)
+
+    with local_stack(tmp_path) as second:
+        assert stored_counts(second)[route] == 5
+        assert hit(second, route) == 6
+
+
+@pytest.mark.parametrize("damage", ["not json", '{"format": 99, "tables": {}}', "[]"])
+def test_a_damaged_snapshot_stops_the_start_and_says_to_use_fresh(tmp_path, damage):
+    state = tmp_path / "state" / "route-counter"
+    state.mkdir(parents=True)
+    (state / "tables.json").write_text(damage)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "--port", "0", "--state-dir", str(tmp_path / "state")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **FAKE_CREDENTIALS},
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"python -m local: StateError: cannot read {state}")
+    assert result.stderr.rstrip().endswith("use --fresh")
+    assert "moto_server" not in result.stdout  # refused before starting anything
