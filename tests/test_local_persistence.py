@@ -47,6 +47,18 @@ def saved_counts(tmp_path) -> dict[str, int]:
     return {i["route"]["S"]: int(i["count"]["N"]) for i in items}
 
 
+def start_with_state(tmp_path) -> subprocess.CompletedProcess:
+    """`python -m local` on any port with tmp_path's state, expected to stop on its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "local", "--port", "0", "--state-dir", str(tmp_path / "state")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **FAKE_CREDENTIALS},
+    )
+
+
 def test_a_restart_keeps_every_count_and_fresh_starts_empty(tmp_path):
     hot, cold = f"/hot/{uuid.uuid4().hex}", f"/cold/{uuid.uuid4().hex}"
     with local_stack(tmp_path) as first:
@@ -100,16 +112,23 @@ def test_a_damaged_snapshot_stops_the_start_and_says_to_use_fresh(tmp_path, dama
     state.mkdir(parents=True)
     (state / "tables.json").write_text(damage)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "local", "--port", "0", "--state-dir", str(tmp_path / "state")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **FAKE_CREDENTIALS},
-    )
+    result = start_with_state(tmp_path)
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"python -m local: StateError: cannot read {state}")
     assert result.stderr.rstrip().endswith("use --fresh")
     assert "moto_server" not in result.stdout  # refused before starting anything
+
+
+def test_a_second_stack_of_the_same_name_and_state_stops_saying_why(tmp_path):
+    """Two stacks saving one snapshot would each overwrite the other's counts."""
+    with local_stack(tmp_path) as running:
+        result = start_with_state(tmp_path)
+        assert hit(running, "/still-serving") == 1
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"python -m local: StateError: {tmp_path / 'state' / 'route-counter'} is in use by "
+        "another local stack of that name: stop it, or choose another --stack-name\n"
+    )
+    assert "moto_server" not in result.stdout
