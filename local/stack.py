@@ -201,8 +201,7 @@ class LocalStack:
         invocations = sum(f.invocations for f in self.functions.values())
         if not force and invocations == self._saved_invocations:
             return False
-        dynamodb = emulator.client("dynamodb", self.endpoint)
-        self.state.save(read_tables(dynamodb, self.tables))
+        self.state.save(read_tables(self.endpoint, os.environ["AWS_REGION"], self.tables))
         self._saved_invocations = invocations
         return True
 

@@ -16,6 +16,8 @@ import fcntl
 import json
 import os
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +125,14 @@ class StackState:
         self.saved_at = now
 
 
-def read_tables(dynamodb: Any, tables: dict[str, str]) -> dict[str, list[dict]]:
-    """Every item of each table (logical id -> physical name), read with Scan."""
+def read_tables(endpoint: str, region: str, tables: dict[str, str]) -> dict[str, list[dict]]:
+    """Every item of each table (logical id -> physical name), from our emulator's
+    /_local/items (local/atomic_moto.py): a whole table at once, cheaper than a Scan."""
     found = {}
     for logical_id, name in tables.items():
-        pages = dynamodb.get_paginator("scan").paginate(TableName=name, ConsistentRead=True)
-        found[logical_id] = [item for page in pages for item in page["Items"]]
+        query = urllib.parse.urlencode({"table": name, "region": region})
+        with urllib.request.urlopen(f"{endpoint}/_local/items?{query}", timeout=30) as answer:  # noqa: S310
+            found[logical_id] = _unwire(json.loads(answer.read())["Items"])
     return found
 
 
