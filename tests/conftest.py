@@ -250,6 +250,18 @@ class RunningLocalStack:
             self.process.wait()
 
 
+def start_failure(tmp_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m local *args` (its state in tmp_dir/state), expected to stop on its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "local", "--state-dir", str(tmp_dir / "state"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **FAKE_CREDENTIALS},
+    )
+
+
 @contextmanager
 def local_stack(
     tmp_dir: Path, *args: str, env: dict | None = None, port: int | None = None

@@ -4,8 +4,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -14,12 +12,11 @@ import pytest
 
 from local.state import SNAPSHOT_EVERY, StackState, read_tables, write_tables
 from tests.conftest import (
-    FAKE_CREDENTIALS,
-    ROOT,
     RunningLocalStack,
     gone_within,
     local_stack,
     seed_routes,
+    start_failure,
     stored_counts,
 )
 
@@ -46,18 +43,6 @@ def saved_counts(tmp_path) -> dict[str, int]:
         return {}
     items = saved["tables"]["CounterTable"]
     return {i["route"]["S"]: int(i["count"]["N"]) for i in items}
-
-
-def start_with_state(tmp_path) -> subprocess.CompletedProcess:
-    """`python -m local` on any port with tmp_path's state, expected to stop on its own."""
-    return subprocess.run(
-        [sys.executable, "-m", "local", "--port", "0", "--state-dir", str(tmp_path / "state")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **FAKE_CREDENTIALS},
-    )
 
 
 def test_a_restart_keeps_every_count_and_fresh_starts_empty(tmp_path):
@@ -113,7 +98,7 @@ def test_a_damaged_snapshot_stops_the_start_and_says_to_use_fresh(tmp_path, dama
     state.mkdir(parents=True)
     (state / "tables.json").write_text(damage)
 
-    result = start_with_state(tmp_path)
+    result = start_failure(tmp_path, "--port", "0")
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"python -m local: StateError: cannot read {state}")
@@ -124,7 +109,7 @@ def test_a_damaged_snapshot_stops_the_start_and_says_to_use_fresh(tmp_path, dama
 def test_a_second_stack_of_the_same_name_and_state_stops_saying_why(tmp_path):
     """Two stacks saving one snapshot would each overwrite the other's counts."""
     with local_stack(tmp_path) as running:
-        result = start_with_state(tmp_path)
+        result = start_failure(tmp_path, "--port", "0")
         assert hit(running, "/still-serving") == 1
 
     assert result.returncode == 1

@@ -5,7 +5,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -17,7 +16,7 @@ import pytest
 from local.events import ApiInfo
 from local.router import Router
 from local.server import LocalApiServer
-from tests.conftest import BIN, ROOT, alive, local_stack, port_is_free
+from tests.conftest import BIN, alive, local_stack, port_is_free, start_failure
 
 
 @pytest.fixture(scope="module")
@@ -138,16 +137,6 @@ def test_an_emulator_named_by_aws_endpoint_url_is_used_redeployed_and_left_runni
     assert described.stdout.strip() == "CREATE_COMPLETE"
 
 
-def start_failure(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "local", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(
     ("param", "says"),
     [
@@ -157,21 +146,21 @@ def start_failure(*args: str) -> subprocess.CompletedProcess:
         ("Colour=blue", "['Colour'] do not exist in the template"),
     ],
 )
-def test_a_parameter_cloudformation_would_refuse_stops_the_start(param, says):
-    result = start_failure("--port", "0", "--param", param)
+def test_a_parameter_cloudformation_would_refuse_stops_the_start(tmp_path, param, says):
+    result = start_failure(tmp_path, "--port", "0", "--param", param)
 
     assert result.returncode == 1
     assert says in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_a_busy_port_is_reported_before_anything_starts():
+def test_a_busy_port_is_reported_before_anything_starts(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
 
-        result = start_failure("--port", str(port))
+        result = start_failure(tmp_path, "--port", str(port))
 
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
