@@ -109,6 +109,14 @@ class SnapshotDict(defaultdict):
     """A dict whose iteration walks a copy: list() of a dict view runs in C, holding the GIL,
     so the copy is taken at once however many threads insert meanwhile."""
 
+    def __missing__(self, key: Any) -> Any:
+        # moto reads a range-key table as items[hash][range], which adds an empty partition
+        # for a missing hash: setdefault (one step in C) makes a read racing the partition's
+        # first write share its dict instead of replacing it, and the item with it.
+        if self.default_factory is None:
+            raise KeyError(key)
+        return dict.setdefault(self, key, self.default_factory())
+
     def __iter__(self) -> Iterator[Any]:
         return iter(list(dict.keys(self)))
 
