@@ -68,7 +68,9 @@ class Function:
         self._pool = pool
         self._lock = threading.Lock()
         self._module: ModuleType | None = None
-        self.invocations = 0  # how many so far: the stack snapshots its tables when it grows
+        # Invocations finished so far, late ones included: whatever they wrote is in the
+        # tables once this counts it, so the stack saves its tables again when it grows.
+        self.finished = 0
         self.log_stream = self._new_log_stream()
 
     @staticmethod
@@ -100,6 +102,10 @@ class Function:
             raise AttributeError(f"Handler {self.spec.handler!r} is not a function of index.py")
         return handler(event, context)
 
+    def _count_finished(self, _: concurrent.futures.Future) -> None:
+        with self._lock:
+            self.finished += 1
+
     def invoke(self, event: dict, request_id: str) -> object:
         """Run the handler with the function's Timeout; its exceptions propagate.
 
@@ -107,10 +113,10 @@ class Function:
         invocation starts a fresh environment (the module is imported again). Python
         cannot stop the late thread: it finishes in the background.
         """
-        self.invocations += 1
         deadline = time.monotonic() + self.spec.timeout
         context = LambdaContext(self.spec, request_id, deadline, self.log_stream)
         future = self._pool.submit(self._call, event, context)
+        future.add_done_callback(self._count_finished)
         try:
             return future.result(timeout=self.spec.timeout)
         except concurrent.futures.TimeoutError:

@@ -184,7 +184,7 @@ class LocalStack:
     _code_dir: Path | None = None
     _saver: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
-    _saved_invocations: int = 0
+    _saved_finished: int = 0
 
     @property
     def emulator_pid(self) -> int | None:
@@ -195,14 +195,17 @@ class LocalStack:
         return self.emulator.exit_reason() if self.emulator else None
 
     def save_state(self, force: bool = False) -> bool:
-        """Snapshot the tables if any function ran since the last snapshot (or force)."""
+        """Snapshot the tables if an invocation finished since the last snapshot (or force).
+
+        Counted before reading: what finished by then is in the read; what finishes during
+        it makes the next period save again."""
         if self.state is None or self.emulator_failure():
             return False
-        invocations = sum(f.invocations for f in self.functions.values())
-        if not force and invocations == self._saved_invocations:
+        finished = sum(f.finished for f in self.functions.values())
+        if not force and finished == self._saved_finished:
             return False
         self.state.save(read_tables(self.endpoint, os.environ["AWS_REGION"], self.tables))
-        self._saved_invocations = invocations
+        self._saved_finished = finished
         return True
 
     def _save_periodically(self, every: float) -> None:
