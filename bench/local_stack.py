@@ -109,7 +109,16 @@ def local_stack() -> Iterator[tuple[str, dict[str, int]]]:
         log = Path(tmp) / "stdout.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                ["bash", str(ROOT / "deploy.sh"), "--local", "--port", str(port)],
+                # Its tables saved in the temporary directory, not restored from the last run.
+                [
+                    "bash",
+                    str(ROOT / "deploy.sh"),
+                    "--local",
+                    "--port",
+                    str(port),
+                    "--state-dir",
+                    tmp,
+                ],
                 cwd=ROOT,
                 env=bench_env(),
                 stdout=out,
