@@ -206,6 +206,27 @@ def stack_client(url: str, client: int) -> Hit:
     return hit
 
 
+def stack_client_new_connection(url: str, client: int) -> Hit:
+    """A new connection per hit, closed after the answer: curl's way, and most load tools'."""
+    host, port = url.removeprefix("http://").split(":")
+
+    def hit(i: int) -> int:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            connection.request(
+                "GET", f"/bench/c{client}/r{i % ROUTES_PER_CLIENT}", headers={"Connection": "close"}
+            )
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise RuntimeError(f"local stack answered {response.status}: {body[:300]!r}")
+        return json.loads(body)["count"]
+
+    return hit
+
+
 def update_item_client(endpoint: str, client: int, args: dict) -> Hit:
     """The handler's own UpdateItem from its own boto3 client: the floor of a hit."""
     ddb = dynamodb(endpoint)
