@@ -1,0 +1,101 @@
+"""The local API's connection handling, in this process over real sockets on 127.0.0.1:
+read timeouts, and the graceful stop (drain) that the stack's stop uses."""
+
+import concurrent.futures
+import http.client
+import json
+import socket
+import threading
+
+import pytest
+
+from local import server as local_server
+from local.events import ApiInfo
+from local.router import Router
+from local.runtime import Function, FunctionSpec
+from local.server import LocalApiServer
+
+SLOW = """\
+import time
+
+def handler(event, context):
+    time.sleep(float(event["queryStringParameters"]["sleep"]))
+    return {"statusCode": 200, "body": event["path"]}
+"""
+
+
+@pytest.fixture
+def api(template, tmp_path):
+    """The template's API in this process, its {proxy+} route served by SLOW."""
+    pool = concurrent.futures.ThreadPoolExecutor(8)
+    spec = FunctionSpec(logical_id="CounterFunction", code=SLOW, timeout=5)
+    functions = {"CounterFunction": Function(spec, tmp_path, pool)}
+    lines: list[str] = []
+    server = LocalApiServer(("127.0.0.1", 0), Router(template), functions, ApiInfo(), lines.append)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    server.lines = lines
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        pool.shutdown(wait=False)
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):  # a connection never closed fails on the timeout
+        received += chunk
+    return received
+
+
+def test_a_half_sent_request_is_answered_408_and_closed(api, monkeypatch):
+    monkeypatch.setattr(local_server, "READ_TIMEOUT", 0.3)
+    port = api.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /half HTTP/1.1\r\nHost: 127")
+
+        answer = read_to_eof(sock)
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"message": "Request Timeout"}
+
+
+def test_an_idle_kept_alive_connection_is_closed(api, monkeypatch):
+    monkeypatch.setattr(local_server, "IDLE_TIMEOUT", 0.3)
+    port = api.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /a?sleep=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        answer = read_to_eof(sock)  # one answer, then the connection closes when idle
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.count(b"HTTP/1.1") == 1
+
+
+def test_drain_finishes_requests_in_flight_and_closes_every_connection(api):
+    port = api.server_address[1]
+    busy = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    idle.request("GET", "/idle?sleep=0")
+    assert idle.getresponse().read() == b"/idle"  # now an idle kept-alive connection
+    busy.request("GET", "/in-flight?sleep=0.5")
+    while not any(c.busy for c in api._connections.values()):
+        threading.Event().wait(0.01)
+    drained = threading.Thread(target=api.drain, args=(5.0,))
+    drained.start()
+
+    idle.request("GET", "/late?sleep=0")  # arrives while draining
+    late = idle.getresponse()
+    in_flight = busy.getresponse()
+
+    assert (in_flight.status, in_flight.read()) == (200, b"/in-flight")
+    assert in_flight.getheader("Connection") == "close"
+    assert (late.status, late.read()) == (200, b"/late")
+    assert late.getheader("Connection") == "close"
+    drained.join(10)
+    assert not drained.is_alive()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
