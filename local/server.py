@@ -196,12 +196,16 @@ class Connection:
         parser.receive_data(method + b" / " + version + b"\r\n" + rest)
         self.buffer = b""
         request = None
+        continued = False
         chunks: list[bytes] = []
         size = 0
         try:
             while True:
                 event = parser.next_event()
                 if event is h11.NEED_DATA:
+                    if parser.they_are_waiting_for_100_continue and not continued:
+                        continued = True  # curl waits a second for it before a large body
+                        self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                     try:
                         data = self._recv(READ_TIMEOUT)
                     except TimeoutError:
@@ -213,6 +217,9 @@ class Connection:
                     if b"transfer-encoding" in names and b"content-length" in names:
                         # RFC 9112 6.3: a request smuggling attempt; never guess which wins
                         raise BadRequest("both Content-Length and Transfer-Encoding are given")
+                    length = dict(event.headers).get(b"content-length", b"0")
+                    if int(length) > MAX_PAYLOAD_BYTES:  # h11 checked that it is digits
+                        raise BadRequest("Request Too Long", 413)
                 elif isinstance(event, h11.Data):
                     size += len(event.data)
                     if size > MAX_PAYLOAD_BYTES:

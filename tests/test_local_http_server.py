@@ -99,3 +99,21 @@ def test_drain_finishes_requests_in_flight_and_closes_every_connection(api):
     assert not drained.is_alive()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_its_body(api):
+    """curl sends `Expect: 100-continue` before a body over 1 KB and waits for the go-ahead."""
+    port = api.server_address[1]
+    body = b"x" * 2048
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /upload?sleep=0 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 2048\r\nConnection: close\r\n\r\n"
+        )
+        assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+
+        answer = read_to_eof(sock)
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"/upload")
