@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import re
+import selectors
 import socket
 import socketserver
 import sys
@@ -44,9 +45,10 @@ from local.runtime import Function, FunctionTimeout
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload quota
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers (API Gateway's own limit is 10 KB of headers)
-IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may wait for its next request
+IDLE_TIMEOUT = 300.0  # seconds a kept-alive connection may wait for its next request
+KEEP_HOT = 1.0  # seconds an idle connection keeps its thread before it is parked
 READ_TIMEOUT = 10.0  # seconds a started request may wait for its next bytes
-CONNECTION_THREADS = 1024  # connections served at once; more wait for a free thread
+CONNECTION_THREADS = 1024  # requests being read or answered at once; more wait their turn
 LISTEN_BACKLOG = 1024  # socketserver's default of 5 drops the SYNs of a burst of new connections
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle kept-alive connection gets to send one last request
 
@@ -78,7 +80,11 @@ class BadRequest(Exception):
 
 
 class ClientGone(Exception):
-    """The client closed the connection or sent nothing in time before a request began."""
+    """The client closed the connection before a request began."""
+
+
+class Idle(Exception):
+    """No request began within KEEP_HOT: the connection is parked, its thread freed."""
 
 
 def request_target(raw: bytes) -> str:
@@ -153,7 +159,7 @@ class Connection:
     def _read_head(self) -> tuple[bytes, bytes]:
         """The request line and the rest of the head (headers and what followed).
 
-        Raises ClientGone when the connection ends or idles out before a request starts.
+        Raises ClientGone when the connection ends, Idle when it idles, before a request.
         """
         started = False
         while True:
@@ -167,13 +173,13 @@ class Connection:
             started = started or bool(self.buffer)
             if started:
                 self.busy = True
-            timeout = READ_TIMEOUT if started else self.server.idle_timeout()
+            timeout = READ_TIMEOUT if started else self.server.keep_hot()
             try:
                 data = self._recv(timeout)
             except TimeoutError:
                 if started:
                     raise BadRequest("the request was not sent in time", 408) from None
-                raise ClientGone from None
+                raise Idle from None
             if not data:
                 if started:
                     raise BadRequest("the connection closed in the middle of a request")
@@ -254,18 +260,21 @@ class Connection:
         head = _response_head(response.status, response.headers, len(response.body), close, http10)
         self.sock.sendall(head + body)
 
-    def serve(self) -> None:
+    def serve(self) -> bool:
+        """Serve requests until the connection closes (False) or idles (True: park it)."""
         try:
             while True:
                 self.busy = bool(self.buffer)
                 started = time.monotonic()
                 try:
                     request = self._read_request()
+                except Idle:
+                    return True
                 except ClientGone:
-                    return
+                    return False
                 except BadRequest as error:
                     self._refuse(error, started)
-                    return
+                    return False
                 self.busy = True
                 method, target = request.method, request.target
                 response = self.server.answer(
@@ -279,9 +288,9 @@ class Connection:
                 elapsed = (time.monotonic() - started) * 1000
                 self.server.log(f"{method} {printable(target)} {response.status} {elapsed:.0f} ms")
                 if close:
-                    return
+                    return False
         except OSError:  # reset by the peer, or shut down by drain()
-            return
+            return False
         finally:
             self.busy = False
 
@@ -309,8 +318,63 @@ class Connection:
         self.server.log(f"- - {response.status} {elapsed:.0f} ms ({printable(str(error))})")
 
 
+class IdleConnections:
+    """Kept-alive connections between requests: one thread watches them all, hands a
+    connection back to the pool when its next request arrives, closes it after
+    IDLE_TIMEOUT. Idle clients hold no thread, however many there are."""
+
+    def __init__(self, server: LocalApiServer) -> None:
+        self._server = server
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def park(self, connection: Connection) -> None:
+        with self._lock:
+            if not self._stopped:
+                deadline = time.monotonic() + IDLE_TIMEOUT
+                self._selector.register(connection.sock, selectors.EVENT_READ, deadline)
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._watch, name="http-idle")
+                    self._thread.daemon = True
+                    self._thread.start()
+                return
+        self._server.close_connection(connection.sock)
+
+    def _take(self, sock: socket.socket) -> bool:
+        with self._lock:
+            try:
+                self._selector.unregister(sock)
+            except (KeyError, ValueError):  # taken already
+                return False
+            return True
+
+    def _watch(self) -> None:
+        while not self._stopped:
+            for key, _ in self._selector.select(timeout=0.25):
+                if self._take(key.fileobj):  # type: ignore[arg-type]
+                    self._server.resume(key.fileobj)  # type: ignore[arg-type]
+            now = time.monotonic()
+            with self._lock:
+                expired = [k.fileobj for k in self._selector.get_map().values() if k.data < now]
+            for sock in expired:
+                if self._take(sock):  # type: ignore[arg-type]
+                    self._server.close_connection(sock)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopped = True
+            parked = [key.fileobj for key in self._selector.get_map().values()]
+            for sock in parked:
+                self._selector.unregister(sock)
+        for sock in parked:
+            self._server.close_connection(sock)  # type: ignore[arg-type]
+
+
 class LocalApiServer(socketserver.TCPServer):
-    """Connections on reused threads; handlers run in the functions' thread pool."""
+    """Requests on reused threads, idle connections parked; handlers run in the functions'
+    thread pool."""
 
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
@@ -335,12 +399,14 @@ class LocalApiServer(socketserver.TCPServer):
         self._lock = threading.Lock()
         self._closed = threading.Condition(self._lock)
         self._threads = concurrent.futures.ThreadPoolExecutor(CONNECTION_THREADS, "http")
+        self._idle = IdleConnections(self)
         self._serving = False
 
-    def idle_timeout(self) -> float:
+    def keep_hot(self) -> float:
+        """How long a connection between requests keeps its thread."""
         if self.draining:
             return max(0.01, self._drain_started + DRAIN_IDLE_GRACE - time.monotonic())
-        return IDLE_TIMEOUT
+        return KEEP_HOT
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         self._serving = True
@@ -357,23 +423,51 @@ class LocalApiServer(socketserver.TCPServer):
 
     def _process(self, request: socket.socket, client_address: tuple) -> None:
         try:
-            self.finish_request(request, client_address)
+            idle = self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
+            idle = False
+        self._park_or_close(request, bool(idle))
 
-    def finish_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+    def finish_request(self, request: socket.socket, client_address: tuple) -> bool:  # type: ignore[override]
+        """Serve a new connection's requests; True when it is left idle and open."""
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = Connection(self, request, client_address)
         with self._lock:
             self._connections[request] = connection
+        return connection.serve()
+
+    def _resumed(self, connection: Connection) -> None:
+        idle = False
         try:
-            connection.serve()
+            idle = connection.serve()
         finally:
-            with self._lock:
-                self._connections.pop(request, None)
-                self._closed.notify_all()
+            self._park_or_close(connection.sock, idle)
+
+    def _park_or_close(self, sock: socket.socket, idle: bool) -> None:
+        with self._lock:
+            connection = self._connections.get(sock)
+        if idle and connection is not None and not self.draining:
+            self._idle.park(connection)
+        else:
+            self.close_connection(sock)
+
+    def resume(self, sock: socket.socket) -> None:
+        """A parked connection's next request has begun to arrive: serve it on a thread."""
+        with self._lock:
+            connection = self._connections.get(sock)
+        if connection is None:
+            return
+        try:
+            self._threads.submit(self._resumed, connection)
+        except RuntimeError:  # stopped
+            self.close_connection(sock)
+
+    def close_connection(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._connections.pop(sock, None)
+            self._closed.notify_all()
+        self.shutdown_request(sock)
 
     def drain(self, timeout: float) -> None:
         """Stop gracefully: refuse new connections, finish the requests in flight, answer
@@ -395,6 +489,7 @@ class LocalApiServer(socketserver.TCPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        self._idle.close()
         with self._lock:
             for sock in list(self._connections):
                 with contextlib.suppress(OSError):

@@ -2,10 +2,12 @@
 read timeouts, and the graceful stop (drain) that the stack's stop uses."""
 
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import socket
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,17 +26,15 @@ def handler(event, context):
 """
 
 
-@pytest.fixture
-def api(template, tmp_path):
+@contextlib.contextmanager
+def serving(template: dict, code_dir) -> Iterator[LocalApiServer]:
     """The template's API in this process, its {proxy+} route served by SLOW."""
     pool = concurrent.futures.ThreadPoolExecutor(8)
     spec = FunctionSpec(logical_id="CounterFunction", code=SLOW, timeout=5)
-    functions = {"CounterFunction": Function(spec, tmp_path, pool)}
-    lines: list[str] = []
-    server = LocalApiServer(("127.0.0.1", 0), Router(template), functions, ApiInfo(), lines.append)
+    functions = {"CounterFunction": Function(spec, code_dir, pool)}
+    server = LocalApiServer(("127.0.0.1", 0), Router(template), functions, ApiInfo(), len)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    server.lines = lines
     try:
         yield server
     finally:
@@ -42,6 +42,12 @@ def api(template, tmp_path):
         server.server_close()
         thread.join()
         pool.shutdown(wait=False)
+
+
+@pytest.fixture
+def api(template, tmp_path):
+    with serving(template, tmp_path) as server:
+        yield server
 
 
 def read_to_eof(sock: socket.socket) -> bytes:
@@ -117,3 +123,22 @@ def test_a_client_that_expects_100_continue_is_told_to_send_its_body(api):
 
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert answer.endswith(b"/upload")
+
+
+def test_idle_kept_alive_connections_hold_no_thread(template, tmp_path, monkeypatch):
+    """More idle kept-alive clients than request threads: a new client is still served."""
+    monkeypatch.setattr(local_server, "CONNECTION_THREADS", 4)
+    monkeypatch.setattr(local_server, "KEEP_HOT", 0.05)
+    with serving(template, tmp_path) as server:
+        port = server.server_address[1]
+        idle = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(12)]
+        for number, connection in enumerate(idle):
+            connection.request("GET", f"/idle-{number}?sleep=0")
+            assert connection.getresponse().read() == f"/idle-{number}".encode()
+
+        late = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        late.request("GET", "/late?sleep=0")
+        assert late.getresponse().read() == b"/late"
+        for number, connection in enumerate(idle):  # and the idle ones still serve
+            connection.request("GET", f"/again-{number}?sleep=0")
+            assert connection.getresponse().read() == f"/again-{number}".encode()
