@@ -3,7 +3,8 @@
 h11 parses each request's headers and body (Content-Length and chunked framing, strictly);
 the request line is ours, because API Gateway's path is the request target as sent, decoded
 as UTF-8, while h11 (rightly, for HTTP) refuses any byte outside visible ASCII there.
-Connections are served by reused threads, each read bounded by a timeout.
+A request is read and answered on a reused thread, each read bounded by a timeout; a
+connection idle between requests gives its thread back and waits on one watcher thread.
 """
 
 from __future__ import annotations
