@@ -61,6 +61,7 @@ CLIENTS = 8
 ROUTES_PER_CLIENT = 4
 GOAL = 0.70
 GOAL_NEW_CONNECTIONS = 0.85
+CEILING_SHARE = 0.95
 FULL = {"warmup": 40, "hits": 200, "rounds": 3}
 QUICK = {"warmup": 3, "hits": 15, "rounds": 1}
 READY_LINE = "Route Counter is running locally"
@@ -376,6 +377,14 @@ def run(quick: bool) -> dict:
     ]
     fresh = median["stack_new_connections"] / median["moto_server"]
     lost_fresh = "" if exact["stack_new_connections"] else lost_note
+    # On a machine whose cores are all busy (a shared one), hits/s is bounded by the CPU a
+    # hit costs all processes together: the bare calls' total over the stack's is the most
+    # the ratio can be there. Within 5% of that bound passes too (the issue's rule).
+    ceiling = None
+    if cpu["stack_new_connections"] and cpu["moto_server"]:
+        ceiling = cpu["moto_server"]["total"] / cpu["stack_new_connections"]["total"]
+    near_ceiling = ceiling is not None and fresh >= CEILING_SHARE * ceiling
+    bound = "" if ceiling is None else f"; CPU-bound ceiling {ceiling:.2f}"
     if cpu["stack"] and cpu["atomic_moto"]:
         rows.append(
             row(
@@ -398,10 +407,12 @@ def run(quick: bool) -> dict:
             baseline_name=f"the handler's UpdateItem alone, {CLIENTS} kept-alive boto3 clients "
             "against a stock moto_server",
             ratio=fresh,
-            goal=f">= {GOAL_NEW_CONNECTIONS:.2f}",
-            passed=fresh >= GOAL_NEW_CONNECTIONS and exact["stack_new_connections"],
+            goal=f">= {GOAL_NEW_CONNECTIONS:.2f}, or {CEILING_SHARE:.2f} of the CPU bound",
+            passed=(fresh >= GOAL_NEW_CONNECTIONS or near_ceiling)
+            and exact["stack_new_connections"],
             note=f"curl's way: connect, one request, close; rounds "
-            f"{spread['stack_new_connections']} vs {spread['moto_server']} hits/s{lost_fresh}",
+            f"{spread['stack_new_connections']} vs {spread['moto_server']} hits/s{bound}"
+            f"{lost_fresh}",
         )
     )
     return {
@@ -413,6 +424,7 @@ def run(quick: bool) -> dict:
             "rates_hits_per_s": rates,
             "counts_exact": exact,
             "cpu_ms_per_hit": cpu,
+            "new_connections_cpu_ceiling": ceiling,
         },
     }
 

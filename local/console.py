@@ -60,6 +60,9 @@ class LineWriter(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return self.stream.encoding
 
+    def __getattr__(self, name: str) -> object:  # reconfigure, buffer, errors, ...
+        return getattr(self.stream, name)
+
 
 def install_line_writer() -> None:
     """Make sys.stdout and sys.stderr line-atomic (once; a no-op when they already are)."""
