@@ -166,7 +166,7 @@ class Connection:
         while True:
             self.buffer = self.buffer.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before it
             end = self.buffer.find(b"\r\n\r\n")
-            if end >= 0:
+            if 0 <= end <= MAX_HEAD_BYTES:
                 line, _, rest = self.buffer.partition(b"\r\n")
                 return line, rest
             if len(self.buffer) > MAX_HEAD_BYTES:

@@ -142,3 +142,22 @@ def test_idle_kept_alive_connections_hold_no_thread(template, tmp_path, monkeypa
         for number, connection in enumerate(idle):  # and the idle ones still serve
             connection.request("GET", f"/again-{number}?sleep=0")
             assert connection.getresponse().read() == f"/again-{number}".encode()
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["in-one-piece", "in-pieces"])
+def test_headers_over_16_kb_are_refused_with_431(api, split):
+    port = api.server_address[1]
+    head = b"GET /big?sleep=0 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        if split:
+            sock.sendall(head[:8000])
+            threading.Event().wait(0.05)
+            sock.sendall(head[8000:])
+        else:
+            sock.sendall(head)
+
+        answer = read_to_eof(sock)
+
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body == {"message": "Request Header Fields Too Large"}
