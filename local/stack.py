@@ -133,36 +133,6 @@ def function_specs(
     return specs
 
 
-def track_connections(server: Any) -> Callable[[float], None]:
-    """A drain for a server without one: stop accepting, end every kept-alive connection
-    after the answer in progress (its reading side is shut: the next read sees the end),
-    and wait up to timeout for their answers to go out."""
-    open_connections: set[socket.socket] = set()
-    changed = threading.Condition()
-    serve = server.finish_request
-
-    def finish_request(request: socket.socket, address: object) -> None:
-        with changed:
-            open_connections.add(request)
-        try:
-            serve(request, address)
-        finally:
-            with changed:
-                open_connections.discard(request)
-                changed.notify_all()
-
-    def drain(timeout: float) -> None:
-        server.shutdown()
-        with changed:
-            for connection in open_connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RD)
-            changed.wait_for(lambda: not open_connections, timeout)
-
-    server.finish_request = finish_request
-    return drain
-
-
 @dataclass
 class LocalStack:
     """A running local stack: `.url` serves the API; `.stop()` stops all it started."""
@@ -178,7 +148,6 @@ class LocalStack:
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> physical name
     restored: int = 0  # items written back from the saved state at start
     _server: Any = None
-    _drain: Callable[[float], None] | None = None
     _thread: threading.Thread | None = None
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
     _code_dir: Path | None = None
@@ -225,9 +194,7 @@ class LocalStack:
         self._stopping.set()
         if self._server is not None:
             # What is in flight finishes; kept-alive clients get Connection: close.
-            drain = getattr(self._server, "drain", None) or self._drain
-            assert drain is not None
-            drain(drain_timeout)
+            self._server.drain(drain_timeout)
             self._server.server_close()
             self._server = None
         if self._saver is not None:
@@ -336,9 +303,6 @@ def start_local_stack(
                 raise PortInUse(port) from None
             raise
         undo.callback(server.server_close)
-        # LocalApiServer.drain(timeout) ends kept-alive connections with Connection: close;
-        # until the server has one, close them after their answer (see track_connections).
-        fallback_drain = None if hasattr(server, "drain") else track_connections(server)
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -360,7 +324,6 @@ def start_local_stack(
         tables=tables,
         restored=restored,
         _server=server,
-        _drain=fallback_drain,
         _thread=thread,
         _pool=pool,
         _code_dir=code_dir,

@@ -10,6 +10,7 @@ import re
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import pytest
 
@@ -47,7 +48,8 @@ def count(port: int, route: str) -> int:
     status, _, body = get(port, route.encode("utf-8"))
     assert status == 200, body
     answer = json.loads(body)
-    assert answer["route"] == route
+    # The route rule (README): what a URI path cannot hold raw is percent-encoded, UTF-8.
+    assert answer["route"] == quote(route, safe="/!$&'()*+,;=:@")
     return answer["count"]
 
 
@@ -66,7 +68,7 @@ def unique(prefix: str) -> str:
 def test_raw_utf8_in_the_path_is_counted_as_the_characters_sent(stack):
     cafe, dots = unique("café"), unique("wait…")
 
-    assert count(stack.port, cafe) == 1  # not "/cafÃ©"
+    assert count(stack.port, cafe) == 1  # "/caf%C3%A9-…", not "/cafÃ©" ("/caf%C3%83%C2%A9-…")
     assert count(stack.port, dots) == 1  # not 400 "control characters" (U+2026 as Latin-1)
     assert count(stack.port, cafe) == 2
 
@@ -76,14 +78,6 @@ def test_invalid_utf8_in_the_path_is_refused_and_not_counted(stack):
 
     assert_refused(get(stack.port, route.encode() + b"\xff\xfe"))
     assert count(stack.port, route + "ÿþ") == 1  # what Latin-1 decoding counted before
-
-
-@pytest.mark.parametrize("path", ["/" * 1500, "//" + "x" * 1023])
-def test_leading_slashes_reach_the_function_as_sent(stack, path):
-    status, _, body = get(stack.port, path.encode())
-
-    assert status == 414  # the counter's own limit, on the path as sent
-    assert "the limit is 1024" in json.loads(body)["error"]
 
 
 def test_an_absolute_form_target_is_counted_by_its_path(stack):
