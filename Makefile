@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help venv template lint scan test unit bench lock clean
+.PHONY: help venv template lint scan test unit integration pytest bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,10 +41,16 @@ scan: template $(CHECKOV_STAMP)  ## checkov security scan of template.json (no f
 	$(CHECKOV_VENV)/bin/checkov -f template.json --framework cloudformation \
 		--skip-download --compact --quiet
 
-unit: $(STAMP)  ## pytest only
+unit: $(STAMP)  ## the fast tier: tests/unit (in-process moto, no servers; under a minute)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP)  ## the slow tier: tests/integration (emulator, local stack, deploy.sh)
+	$(BIN)/python -m pytest -q tests/integration
+
+pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint scan unit  ## everything CI runs: lint, cfn-lint, checkov, tests
+test: lint scan pytest  ## everything CI runs: lint, cfn-lint, checkov, both test tiers
 
 BENCH_ARGS ?=
 bench: $(STAMP)  ## benchmarks: print the table, write bench/results.json (BENCH_ARGS=--quick)

@@ -128,8 +128,3 @@ def row(
         "status": status,
         "note": note,
     }
-
-
-def not_available(name: str, missing: str) -> dict:
-    """The row of a benchmark whose code is not in this checkout yet: no numbers at all."""
-    return row(name, value=None, unit="", status="n/a", note=f"not available yet: {missing}")

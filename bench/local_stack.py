@@ -23,7 +23,8 @@ where the cap hides it from the rates.
 
 Every client owns its routes, so after the run each route's last answered count must equal
 the hits sent to it (`counts_exact`): a hit dropped or counted twice would show. (Writes to
-one item never overlap here; tests/test_atomicity.py is where concurrent writes are proven.)
+one item never overlap here; tests/integration/test_atomicity.py is where concurrent writes
+are proven.)
 
     python -m bench.local_stack --profile [--seconds 20]
         # py-spy (pip install py-spy) on the stack's two processes under the same load

@@ -7,8 +7,7 @@
 
 Each benchmark is a module of this directory with `run(quick: bool) -> dict` returning
 {"rows": [...], "details": {...}}; each runs in a fresh interpreter so none inherits
-another's imports or hooks. A benchmark whose code is not in this checkout yet gets a
-"not available yet" row with no numbers. Timings are printed, never asserted.
+another's imports or hooks. Timings are printed, never asserted.
 """
 
 import argparse
@@ -25,14 +24,14 @@ import sys
 import tempfile
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import not_available, row, use_bench_env  # noqa: E402
+from bench.common import row, use_bench_env  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results.json"
 CHILD_TIMEOUT = 900  # seconds for one benchmark
@@ -42,46 +41,18 @@ CHILD_TIMEOUT = 900  # seconds for one benchmark
 class Benchmark:
     label: str  # row number in the table
     module: str  # bench.<module> with run(quick) -> dict
-    title: str  # row name while it cannot run
-    requires: tuple[str, ...] = field(default=())  # modules that must exist (import check)
+    title: str  # row name when it fails to run
 
 
 BENCHMARKS = [
     Benchmark("1", "calls_per_hit", "DynamoDB calls per counted hit"),
-    Benchmark(
-        "1r",
-        "calls_per_hit_rate_limited",
-        "DynamoDB calls per rate-limited hit (RATE_LIMIT)",
-        ("bench.calls_per_hit_rate_limited",),
-    ),
+    Benchmark("1r", "calls_per_hit_rate_limited", "DynamoDB calls per rate-limited hit"),
     Benchmark("2", "cold_start", "Cold start: counter import"),
     Benchmark("3", "warm_hit", "Warm hit: handler time"),
-    Benchmark(
-        "4",
-        "local_stack",
-        "Local stack: HTTP hit over a socket (python -m local)",
-        ("local.__main__", "bench.local_stack"),
-    ),
-    Benchmark(
-        "5",
-        "stats_read",
-        "Read endpoint: GET /_stats",
-        ("handler.stats", "bench.stats_read"),
-    ),
+    Benchmark("4", "local_stack", "Local stack: HTTP hit over a socket (python -m local)"),
+    Benchmark("5", "stats_read", "Read endpoint: GET /_stats"),
     Benchmark("6", "template_time", "Template: generate.py and cfn-lint"),
 ]
-
-
-def missing_modules(benchmark: Benchmark) -> list[str]:
-    missing = []
-    for name in benchmark.requires:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ImportError:
-            found = False
-        if not found:
-            missing.append(name.replace(".", "/") + ".py")
-    return missing
 
 
 def run_child(module: str, quick: bool, out: str) -> None:
@@ -123,22 +94,18 @@ def run_in_own_group(argv: list[str]) -> subprocess.CompletedProcess:
 
 def run_benchmark(benchmark: Benchmark, quick: bool) -> dict:
     """Rows and details of one benchmark, each row labelled; never raises."""
-    missing = missing_modules(benchmark)
-    if missing:
-        result = {"rows": [not_available(benchmark.title, "needs " + ", ".join(missing))]}
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            out = Path(tmp) / "result.json"
-            argv = [sys.executable, str(Path(__file__).resolve()), "--child", benchmark.module]
-            done = run_in_own_group([*argv, str(out), *(["--quick"] if quick else [])])
-            if done.returncode == 0 and out.exists():
-                result = json.loads(out.read_text(encoding="utf-8"))
-            else:
-                error = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                result = {
-                    "rows": [row(benchmark.title, value=None, unit="", status="error", note=error)],
-                    "details": {"stderr": done.stderr[-4000:]},
-                }
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        argv = [sys.executable, str(Path(__file__).resolve()), "--child", benchmark.module]
+        done = run_in_own_group([*argv, str(out), *(["--quick"] if quick else [])])
+        if done.returncode == 0 and out.exists():
+            result = json.loads(out.read_text(encoding="utf-8"))
+        else:
+            error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            result = {
+                "rows": [row(benchmark.title, value=None, unit="", status="error", note=error)],
+                "details": {"stderr": done.stderr[-4000:]},
+            }
     print(f"ran {benchmark.label}: {benchmark.module}", file=sys.stderr, flush=True)
     rows = result["rows"]
     for i, line in enumerate(rows):

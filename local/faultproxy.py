@@ -18,7 +18,7 @@ and, for every connection, ``refuse()``: stop listening (a connection attempt ge
 ECONNREFUSED, nothing is sent) until ``listen()``. It records every request it forwarded
 with the emulator's status, so a test can tell which writes reached the emulator.
 
-Used by tests/test_exactly_once.py. It binds 127.0.0.1 only; ``close()`` stops it.
+Used by tests/integration/test_exactly_once.py. It binds 127.0.0.1 only; ``close()`` stops it.
 """
 
 from __future__ import annotations

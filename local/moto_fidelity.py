@@ -1,7 +1,7 @@
 """Where moto 5.2.5 departs from AWS in a way this stack depends on: the one place that
 makes the emulator behave as AWS does. `local/atomic_moto.py` applies it at start-up.
 
-Each patch emulates a documented AWS behaviour; none hides one. tests/test_moto_fidelity.py
+Each patch emulates a documented AWS behaviour; none hides one. tests/unit/test_moto_fidelity.py
 proves each against moto as shipped.
 """
 

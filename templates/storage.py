@@ -13,7 +13,7 @@ from troposphere.dynamodb import (
 from templates.parameters import StackParameters
 
 # Changing either of these makes CloudFormation replace the table and lose every count.
-# tests/test_data_protection.py guards them.
+# tests/unit/test_data_protection.py guards them.
 COUNTER_TABLE_ID = "CounterTable"
 PARTITION_KEY = "route"
 

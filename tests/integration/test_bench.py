@@ -118,17 +118,6 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert rows["6a"]["unit"] == rows["6b"]["unit"] == "s"
 
 
-def test_benchmark_whose_code_is_missing_reports_no_numbers():
-    later = Benchmark("9", "no_such_benchmark", "Some later benchmark", ("bench.no_such",))
-
-    result = run_benchmark(later, quick=True)
-
-    (row,) = result["rows"]
-    assert row["status"] == "n/a"
-    assert row["note"] == "not available yet: needs bench/no_such.py"
-    assert row["value"] is row["baseline"] is row["ratio"] is None
-
-
 def test_benchmark_that_crashes_is_reported_as_an_error_not_a_number():
     broken = Benchmark("9", "no_such_benchmark", "A broken benchmark")
 

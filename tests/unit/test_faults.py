@@ -3,7 +3,7 @@
 Throttling and denied access are injected with botocore's Stubber on the handler's own
 client; timeouts are raised where the HTTP request would leave (before-send), so the
 handler's real retry logic runs; a missing table is a real moto table that was deleted.
-The same faults at the transport, against a real emulator: tests/test_exactly_once.py.
+The same faults at the transport, against a real emulator: tests/integration/test_exactly_once.py.
 """
 
 import json

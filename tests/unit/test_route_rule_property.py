@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT, api_event, lambda_context
-from tests.test_rate_limit import limited_counter
+from tests.unit.test_rate_limit import limited_counter
 
 DYNAMODB_PARTITION_KEY_BYTES = 2048
 

@@ -1,7 +1,7 @@
 """The deployer's own logic, without a stack: parameters, what it prints, URLs, smoke test.
 
 deploy.sh end to end (options, messages, exit codes, the stack on the emulator) is
-tests/test_deploy.py; these pin the decisions each of its steps makes.
+tests/integration/test_deploy.py; these pin the decisions each of its steps makes.
 """
 
 import http.server
@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
@@ -33,7 +32,6 @@ from deployer.parameters import (
 from deployer.report import EventProgress, change_lines, output_lines
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import Answer, judge, smoke_test
-from tests.conftest import local_stack
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
 T0 = datetime(2026, 12, 1, 4, 0, 0, tzinfo=UTC)
@@ -454,19 +452,6 @@ def test_the_smoke_test_waits_for_a_new_api_to_route():
 
     assert len(slept) == 2  # two 404s retried
     assert said[-1].endswith("counted 1, then 2.")
-
-
-@pytest.mark.parametrize("rate_limit", ["0", "1"])
-def test_the_smoke_test_passes_on_the_real_counter_with_and_without_a_rate_limit(
-    tmp_path, rate_limit
-):
-    said: list[str] = []
-    limit = ["--param", f"RateLimit={rate_limit}", "--param", "RateLimitWindowSeconds=86400"]
-    with local_stack(tmp_path, *limit) as running:
-        smoke_test(f"{running.url}/smoke-{uuid.uuid4().hex}/", said.append)
-
-    expected = "counted 1, then 2." if rate_limit == "0" else "refused with 429 and RateLimit"
-    assert expected in said[-1]
 
 
 # --- the managed bucket's answers from S3 (botocore's Stubber: the service's own replies) ----
