@@ -113,7 +113,7 @@ def row(
     """One line of the results table.
 
     status is "pass" or "fail" against the goal, "info" for a labelled absolute number
-    with no goal, or "n/a" for a benchmark that cannot run yet (then every number is None).
+    with no goal, or "error" for a benchmark that failed to run (then every number is None).
     """
     if status is None:
         status = "info" if passed is None else ("pass" if passed else "fail")
