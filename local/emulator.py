@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -59,13 +60,18 @@ class Emulator:
     even a SIGKILL of the stack leaves it running.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: tuple[str, str] | None = None) -> None:
+        """tls=(certificate, key), both PEM files: serve HTTPS, as AWS does (the tests)."""
         self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ca_bundle = tls[0] if tls else None  # a self-signed certificate is its own CA
         # moto_server's app with DynamoDB's write atomicity: see atomic_moto.py for why.
         command = [sys.executable, "-P", str(Path(__file__).with_name("atomic_moto.py"))]
+        command += ["-H", "127.0.0.1", "-p", str(self.port), "--parent-pid", str(os.getpid())]
+        if tls:
+            command += ["--cert", tls[0], "--key", tls[1]]
         self.process = subprocess.Popen(
-            [*command, "-H", "127.0.0.1", "-p", str(self.port), "--parent-pid", str(os.getpid())],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -86,12 +92,15 @@ class Emulator:
         return f"exited with status {code}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        context = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else None
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 raise DeployError(f"moto_server exited with status {self.process.returncode}")
             try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1).close()  # noqa: S310
+                urllib.request.urlopen(  # noqa: S310
+                    self.endpoint + "/moto-api/", timeout=1, context=context
+                ).close()
                 return
             except (urllib.error.URLError, OSError):
                 if time.monotonic() > deadline:

@@ -10,11 +10,9 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +33,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from generate import build_template, render  # noqa: E402
+from local.emulator import Emulator, free_port  # noqa: E402
 from local.events import proxy_event  # noqa: E402
 from local.router import Router  # noqa: E402
 
@@ -142,50 +141,16 @@ def read_item(table: str, route: str) -> dict | None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout: float = 30.0, ca_bundle: str | None = None) -> None:
-    context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2, context=context).close()
-            return
-        except urllib.error.HTTPError:
-            return  # it answered
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 @contextmanager
-def emulator_process(*args: str, scheme: str = "http", ca_bundle: str | None = None):
-    """local/atomic_moto.py (the emulator ./deploy.sh --local runs) on 127.0.0.1 and a free
-    port; yields its endpoint and stops it, whatever happens."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-P", str(ROOT / "local" / "atomic_moto.py"), "-p", str(port), *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **FAKE_CREDENTIALS},
-    )
+def emulator_process(tls: tuple[str, str] | None = None) -> Iterator[Emulator]:
+    """The emulator ./deploy.sh --local runs (local.emulator.Emulator: local/atomic_moto.py)
+    on 127.0.0.1 and a free port; stopped, with its process group, whatever happens."""
+    emulator = Emulator(tls=tls)
     try:
-        endpoint = f"{scheme}://127.0.0.1:{port}"
-        wait_for_http(endpoint + "/moto-api/", ca_bundle=ca_bundle)
-        yield endpoint
+        emulator.wait_ready()
+        yield emulator
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        emulator.stop()
 
 
 @pytest.fixture(scope="session")
@@ -195,8 +160,8 @@ def moto_server() -> Iterator[str]:
     It is moto_server's application with DynamoDB writes serialised as DynamoDB does
     (see local/atomic_moto.py): the emulator `./deploy.sh --local` runs.
     """
-    with emulator_process() as endpoint:
-        yield endpoint
+    with emulator_process() as emulator:
+        yield emulator.endpoint
 
 
 @dataclass(frozen=True)
@@ -213,9 +178,8 @@ def tls_moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEmu
     the deployer's uploads through (local/moto_fidelity.py evaluates it).
     """
     cert, key = write_self_signed_certificate(tmp_path_factory.mktemp("tls"))
-    tls = ("--cert", str(cert), "--key", str(key))
-    with emulator_process(*tls, scheme="https", ca_bundle=str(cert)) as endpoint:
-        yield TlsEmulator(endpoint, str(cert))
+    with emulator_process(tls=(str(cert), str(key))) as emulator:
+        yield TlsEmulator(emulator.endpoint, str(cert))
 
 
 def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -5,14 +5,13 @@ the numbers asserted are counts (calls per hit, items read per page, hits counte
 """
 
 import json
-import os
 import subprocess
 import sys
 
 from bench import calls_per_hit_rate_limited as bench_limited
 from bench import run as bench_run
 from bench.run import Benchmark, run_benchmark
-from tests.conftest import ROOT
+from tests.conftest import ROOT, gone_within
 
 ROW_NAMES = {
     "1a": "DynamoDB calls per counted hit",
@@ -143,14 +142,4 @@ def test_a_benchmark_past_its_time_is_stopped_with_everything_it_started(tmp_pat
 
     assert done.returncode == 1 and done.stderr == "timed out after 3 s"
     server = int(pid_file.read_text())
-    assert not running(server)
-
-
-def running(pid: int) -> bool:
-    """True while the process exists and is not a zombie waiting to be reaped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = f"/proc/{pid}/stat"
-    return not os.path.exists(stat) or open(stat).read().rpartition(")")[2].split()[0] != "Z"
+    assert gone_within(server, 5)  # SIGTERMed with its group: exiting, if not yet gone
