@@ -48,6 +48,7 @@ STACK_POLICY = {
 # API Gateway routes what a stage's deployment snapshotted. An update that removes or replaces
 # one of these leaves the old one in CloudFormation's deployment (see routes_replaced).
 ROUTE_TYPES = ("AWS::ApiGateway::Resource", "AWS::ApiGateway::Method")
+STAGE_TYPE = "AWS::ApiGateway::Stage"
 
 Say = Callable[[str], None]
 
@@ -389,7 +390,7 @@ class Deployer:
         if protect_after:
             stack = self.protect_table(template, stack)
         if kind == "UPDATE":
-            self.redeploy_stages(template, stack, routes_replaced(change_set["Changes"]))
+            self.redeploy_stages(template, stack, change_set["Changes"])
         return kind, stack
 
     def _announce(
@@ -506,10 +507,28 @@ class Deployer:
         )
         return stack
 
-    def redeploy_stages(self, template: dict, stack: dict, replaced: list[str]) -> None:
-        """A new deployment of each stage, once the update (and its cleanup) is complete."""
-        if not replaced or self.apigateway is None:
+    def redeploy_stages(self, template: dict, stack: dict, changes: list[dict]) -> None:
+        """After an update (and its cleanup): a new deployment of each stage that would
+        otherwise route an old version of the API."""
+        if self.apigateway is None:
             return
+        replaced = routes_replaced(changes)
+        if replaced:
+            why = (
+                f"the update removed or replaced {', '.join(replaced)}, which the stage's "
+                "previous deployment still routed"
+            )
+            for api_id, stage in self._stages(template, stack, why):
+                self._redeploy(api_id, stage, why)
+        elif any(c.get("ResourceChange", {}).get("ResourceType") == STAGE_TYPE for c in changes):
+            # Updating the stage may set it back to the template's deployment, older than the
+            # one a previous deploy made: the API's newest deployment is the one to serve.
+            why = "the update set it back to an older deployment of the API"
+            for api_id, stage in self._stages(template, stack, why):
+                if self._behind(api_id, stage):
+                    self._redeploy(api_id, stage, why)
+
+    def _stages(self, template: dict, stack: dict, why: str) -> list[tuple[str, str]]:
         physical = {
             r["LogicalResourceId"]: r.get("PhysicalResourceId") or ""
             for r in self.resources(stack["StackId"])
@@ -518,28 +537,36 @@ class Deployer:
         targets = stage_targets(template, physical, parameter_values(stack) or {})
         if not targets:
             raise DeployError(
-                f"the update replaced or removed {', '.join(replaced)}, but no stage of stack "
-                f"{self.stack_name} was found to redeploy: run aws apigateway "
-                "create-deployment --rest-api-id ID --stage-name STAGE"
+                f"{why}, but no stage of stack {self.stack_name} was found to redeploy: run "
+                "aws apigateway create-deployment --rest-api-id ID --stage-name STAGE"
             )
-        why = f"removed or replaced {', '.join(replaced)}"
-        for api_id, stage in targets:
-            try:
-                created = self.apigateway.create_deployment(
-                    restApiId=api_id,
-                    stageName=stage,
-                    description=f"{PROG}: stack {self.stack_name}'s update {why}",
-                )
-            except (ClientError, BotoCoreError) as error:
-                raise DeployError(
-                    f"stack {self.stack_name} was updated, but redeploying its stage {stage} "
-                    f"failed ({error}): the stage still routes the old API; run aws apigateway "
-                    f"create-deployment --rest-api-id {api_id} --stage-name {stage}"
-                ) from None
-            self.step(
-                f"Stage {stage} redeployed (deployment {created['id']}): the update {why}, "
-                "which the stage's previous deployment still routed."
+        return targets
+
+    def _behind(self, api_id: str, stage: str) -> bool:
+        """Whether the stage serves a deployment older than the API's newest."""
+        try:
+            current = self.apigateway.get_stage(restApiId=api_id, stageName=stage)
+            pages = self.apigateway.get_paginator("get_deployments").paginate(restApiId=api_id)
+            deployments = [d for page in pages for d in page.get("items", [])]
+        except (ClientError, BotoCoreError):
+            return False  # no such stage (yet), or not allowed to look: nothing to repair
+        newest = max(deployments, key=lambda d: d["createdDate"], default=None)
+        return newest is not None and newest["id"] != current.get("deploymentId")
+
+    def _redeploy(self, api_id: str, stage: str, why: str) -> None:
+        try:
+            created = self.apigateway.create_deployment(
+                restApiId=api_id,
+                stageName=stage,
+                description=f"{PROG}: stack {self.stack_name}: {why}"[:1024],
             )
+        except (ClientError, BotoCoreError) as error:
+            raise DeployError(
+                f"stack {self.stack_name} was updated, but redeploying its stage {stage} "
+                f"failed ({error}): the stage still routes the old API; run aws apigateway "
+                f"create-deployment --rest-api-id {api_id} --stage-name {stage}"
+            ) from None
+        self.step(f"Stage {stage} redeployed (deployment {created['id']}): {why}.")
 
     # --- after a deploy, and delete ----------------------------------------------------------
 

@@ -463,12 +463,13 @@ def test_changing_stats_path_redeploys_the_stage_once_the_update_is_complete(
     assert name in new["description"] and "StatsResource" in new["description"]
     assert apigateway.get_stage(restApiId=api, stageName="prod")["deploymentId"] == new["id"]
 
-    # A later update that replaces no route keeps the stage on that deployment.
+    # A later update that replaces no route (it modifies the stage) keeps it on that deployment.
     later = run_deploy(
-        tmp_path, moto_server, "--stack-name", name, "--param", "LogRetentionDays=14"
+        tmp_path, moto_server, "--stack-name", name, "--param", "ThrottlingRateLimit=50"
     )
 
     assert later.returncode == 0, later.stdout + later.stderr
+    assert re.search(r"Modify +ApiStage +AWS::ApiGateway::Stage", later.stdout)
     assert "redeployed" not in later.stdout
     assert len(deployments()) == len(before) + 1
     assert apigateway.get_stage(restApiId=api, stageName="prod")["deploymentId"] == new["id"]

@@ -274,26 +274,66 @@ def test_the_stage_to_redeploy_is_the_templates_with_the_stacks_values(template)
     assert stage_targets(template, {"CounterApi": "a1b2"}, {"StageName": "v1"}) == [("a1b2", "v1")]
 
 
-def test_a_failed_redeploy_says_the_stage_routes_the_old_api_and_gives_the_command(template):
+API_RESOURCES = {
+    "StackResources": [
+        {"LogicalResourceId": "CounterApi", "PhysicalResourceId": "a1b2",
+         "ResourceType": "AWS::ApiGateway::RestApi", "ResourceStatus": "UPDATE_COMPLETE",
+         "Timestamp": T0},
+    ]
+}  # fmt: skip
+PROD = {
+    "StackId": STACK_ID,
+    "Parameters": [{"ParameterKey": "StageName", "ParameterValue": "prod"}],
+}
+
+
+def stubbed_redeploy() -> tuple[Deployer, Stubber, Stubber, list[str]]:
     apigateway, api_stub = stubbed("apigateway")
+    said: list[str] = []
+    deployer, cfn_stub = stubbed_deployer([], apigateway=apigateway, say=said.append)
+    cfn_stub.add_response("describe_stack_resources", API_RESOURCES)
+    return deployer, cfn_stub, api_stub, said
+
+
+def test_a_failed_redeploy_says_the_stage_routes_the_old_api_and_gives_the_command(template):
+    deployer, cfn_stub, api_stub, _ = stubbed_redeploy()
     api_stub.add_client_error("create_deployment", "AccessDeniedException", http_status_code=403)
-    deployer, cfn_stub = stubbed_deployer([], apigateway=apigateway)
-    cfn_stub.add_response(
-        "describe_stack_resources",
-        {"StackResources": [{"LogicalResourceId": "CounterApi", "PhysicalResourceId": "a1b2",
-                             "ResourceType": "AWS::ApiGateway::RestApi", "ResourceStatus":
-                             "UPDATE_COMPLETE", "Timestamp": T0}]},
-    )  # fmt: skip
-    stack = {
-        "StackId": STACK_ID,
-        "Parameters": [{"ParameterKey": "StageName", "ParameterValue": "prod"}],
-    }
+    replaced = [change("StatsResource", "AWS::ApiGateway::Resource", "Modify", "True")]
 
     with cfn_stub, api_stub, pytest.raises(DeployError) as failed:
-        deployer.redeploy_stages(template, stack, ["StatsResource"])
+        deployer.redeploy_stages(template, PROD, replaced)
 
     assert "the stage still routes the old API" in str(failed.value)
     assert "create-deployment --rest-api-id a1b2 --stage-name prod" in str(failed.value)
+
+
+@pytest.mark.parametrize("set_back", [True, False])
+def test_an_update_of_the_stage_that_set_it_back_to_an_older_deployment_is_repaired(
+    template, set_back
+):
+    """CloudFormation may send the template's DeploymentId when it updates the stage: the
+    stage must stay on the newest deployment (the one made after a StatsPath change)."""
+    deployer, cfn_stub, api_stub, said = stubbed_redeploy()
+    api_stub.add_response("get_stage", {"deploymentId": "tmpl" if set_back else "ours"},
+                          {"restApiId": "a1b2", "stageName": "prod"})  # fmt: skip
+    api_stub.add_response(
+        "get_deployments",
+        {"items": [{"id": "tmpl", "createdDate": T0},
+                   {"id": "ours", "createdDate": T0 + timedelta(days=1)}]},
+    )  # fmt: skip
+    if set_back:
+        api_stub.add_response("create_deployment", {"id": "new1"})
+    stage_updated = [change("ApiStage", "AWS::ApiGateway::Stage", "Modify", "False")]
+
+    with cfn_stub, api_stub:
+        deployer.redeploy_stages(template, PROD, stage_updated)
+    api_stub.assert_no_pending_responses()
+
+    redeployed = [line for line in said if "redeployed" in line]
+    assert redeployed == (
+        ["==> Stage prod redeployed (deployment new1): the update set it back to an older "
+         "deployment of the API."] if set_back else []
+    )  # fmt: skip
 
 
 # --- BillingMode switches -----------------------------------------------------------------
