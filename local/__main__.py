@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from local.stack import DEFAULT_STACK_NAME
+from local.stack import DEFAULT_STACK_NAME, LocalStack
+from local.state import DEFAULT_STATE_ROOT, SNAPSHOT_EVERY
+
+EMULATOR_CHECK_EVERY = 0.2  # seconds: a dead emulator stops the stack well within 5 s
 
 
 def parse_param(text: str) -> tuple[str, str]:
@@ -53,6 +57,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="deploy and serve this template JSON instead of generate.py's",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start with empty tables (the saved ones are replaced at the next save)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_ROOT,
+        metavar="DIR",
+        help="keep the tables across restarts in DIR/<stack name>/ (default: .local-state "
+        f"in the repository; saved on stop and every {SNAPSHOT_EVERY:.0f} s while serving)",
+    )
     return parser.parse_args(argv)
 
 
@@ -71,16 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         stopping.set()
         raise Stop(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGHUP: the terminal was closed. All three stop the stack the same way.
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for signum in handled:
+        signal.signal(signum, on_signal)
 
     from local.stack import start_local_stack
 
     stack = None
+    failure = None
     try:
         template = json.loads(args.template.read_text()) if args.template else None
         stack = start_local_stack(
-            port=args.port, params=dict(args.param), stack_name=args.stack_name, template=template
+            port=args.port,
+            params=dict(args.param),
+            stack_name=args.stack_name,
+            template=template,
+            state_root=args.state_dir,
+            fresh=args.fresh,
         )
         emulator = (
             f"moto_server {stack.endpoint} (pid {stack.emulator_pid})"
@@ -92,23 +117,48 @@ def main(argv: list[str] | None = None) -> int:
             f"  API:       {stack.url}/\n"
             f"  try:       curl {stack.url}/hello\n"
             f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
+            f"  counts:    {kept(stack, args.fresh)}\n"
             f"Ctrl-C to stop.",
             flush=True,
         )
-        while not stopping.wait(0.5):
-            pass
+        while not stopping.wait(EMULATOR_CHECK_EVERY):
+            if why := stack.emulator_failure():
+                failure = f"the emulator (moto_server, pid {stack.emulator_pid}) {why}"
+                break
     except Stop:
         pass
     except Exception as error:  # a clear line, not a traceback, for start-up failures
         print(f"python -m local: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in handled:
+            signal.signal(signum, signal.SIG_IGN)
         if stack is not None:
-            stack.stop()
-    print("Stopped: the local API and the emulator are gone. Bye.", flush=True)
+            stack.stop(drain_timeout=1.0 if failure else 5.0)
+    # After a SIGHUP the terminal may be gone: nothing left to say then.
+    with contextlib.suppress(OSError):
+        if failure:
+            assert stack is not None
+            print(f"python -m local: {failure}; stopped. {saved(stack)}", file=sys.stderr)
+            return 1
+        print(f"Stopped: the local API and the emulator are gone. {saved(stack)}", flush=True)
     return 0
+
+
+def kept(stack: LocalStack, fresh: bool) -> str:
+    if stack.state is None:
+        return "kept by the emulator at AWS_ENDPOINT_URL (not saved by this stack)"
+    start = "started empty (--fresh)" if fresh else f"{stack.restored} items restored"
+    return f"saved in {stack.state.path} ({start}; --fresh starts empty)"
+
+
+def saved(stack: LocalStack | None) -> str:
+    if stack is None or stack.state is None:
+        return "Bye."
+    if stack.state.saved_at is None:
+        return f"Nothing saved in {stack.state.path}."
+    at = time.strftime("%H:%M:%S", time.localtime(stack.state.saved_at))
+    return f"Counts as of {at} are saved in {stack.state.path}."
 
 
 if __name__ == "__main__":

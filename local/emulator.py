@@ -52,7 +52,12 @@ def use_emulator_environment(endpoint: str, fake_credentials: bool) -> None:
 
 
 class Emulator:
-    """moto_server on 127.0.0.1 and a free port, a child in its own process group."""
+    """moto_server on 127.0.0.1 and a free port, a child in its own process group.
+
+    Its own group keeps a Ctrl-C in the terminal from killing it before the stack has
+    stopped serving; it exits by itself when this process is gone (--parent-pid), so not
+    even a SIGKILL of the stack leaves it running.
+    """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -60,7 +65,7 @@ class Emulator:
         # moto_server's app with DynamoDB's write atomicity: see atomic_moto.py for why.
         command = [sys.executable, "-P", str(Path(__file__).with_name("atomic_moto.py"))]
         self.process = subprocess.Popen(
-            [*command, "-H", "127.0.0.1", "-p", str(self.port)],
+            [*command, "-H", "127.0.0.1", "-p", str(self.port), "--parent-pid", str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -70,6 +75,15 @@ class Emulator:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def exit_reason(self) -> str | None:
+        """None while it runs; else how it ended, e.g. "was killed by SIGKILL"."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with status {code}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

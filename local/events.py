@@ -185,6 +185,20 @@ def missing_authentication_token(request_id: str) -> HttpResponse:
     )
 
 
+BAD_REQUEST_MESSAGES = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+}
+
+
+def bad_request(status: int, request_id: str) -> HttpResponse:
+    """The answer to a request that is not valid HTTP, or not one API Gateway accepts
+    (a target that is not a path or not UTF-8, conflicting framing, a request too slow)."""
+    message = BAD_REQUEST_MESSAGES.get(status, "Bad Request")
+    return gateway_error(status, message, "BadRequestException", request_id)
+
+
 def internal_server_error(request_id: str) -> HttpResponse:
     """API Gateway's answer to a function error or a malformed proxy response."""
     return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)

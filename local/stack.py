@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -14,11 +15,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from local import emulator
 from local.events import ApiInfo
 from local.router import Router, TemplateError, parameter_values
 from local.runtime import Function, FunctionSpec
+from local.state import (
+    DEFAULT_STATE_ROOT,
+    SNAPSHOT_EVERY,
+    StackState,
+    read_tables,
+    table_logical_ids,
+    write_tables,
+)
 
 DEFAULT_STACK_NAME = "route-counter"
 MAX_CONCURRENCY = 64
@@ -27,16 +37,26 @@ MAX_CONCURRENCY = 64
 class PortInUse(OSError):
     """The API's port is taken."""
 
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} on 127.0.0.1 is in use: stop what uses it or choose --port")
 
-def ensure_port_free(port: int) -> None:
-    """Fail before starting anything when the port is taken (the usual start-up mistake)."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            raise PortInUse(
-                f"port {port} on 127.0.0.1 is in use: stop what uses it or choose --port"
-            ) from None
+
+def reserve_port(port: int) -> socket.socket:
+    """Hold the port from before anything starts until the server takes it over.
+
+    SO_REUSEADDR as the server binds: the TIME_WAIT connections a stopped stack leaves do
+    not keep a new one off its port. Listening, so that a second start fails here at once
+    (two sockets that only bind may share a port with SO_REUSEADDR on Linux).
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise PortInUse(port) from None
+    return sock
 
 
 def default_template() -> dict:
@@ -124,26 +144,73 @@ class LocalStack:
     deploy_result: str
     emulator: emulator.Emulator | None
     functions: dict[str, Function] = field(default_factory=dict)
-    _server: object = None
+    state: StackState | None = None  # where its tables are kept (None: not kept)
+    tables: dict[str, str] = field(default_factory=dict)  # logical id -> physical name
+    restored: int = 0  # items written back from the saved state at start
+    _server: Any = None
     _thread: threading.Thread | None = None
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
     _code_dir: Path | None = None
+    _saver: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _saved_finished: int = 0
 
     @property
     def emulator_pid(self) -> int | None:
         return self.emulator.pid if self.emulator else None
 
-    def stop(self) -> None:
+    def emulator_failure(self) -> str | None:
+        """Why the emulator this stack started is gone (None while it runs)."""
+        return self.emulator.exit_reason() if self.emulator else None
+
+    def save_state(self, force: bool = False) -> bool:
+        """Snapshot the tables if an invocation finished since the last snapshot (or force).
+
+        Counted before reading: what finished by then is in the read; what finishes during
+        it makes the next period save again."""
+        if self.state is None or self.emulator_failure():
+            return False
+        finished = sum(f.finished for f in self.functions.values())
+        if not force and finished == self._saved_finished:
+            return False
+        self.state.save(read_tables(self.endpoint, os.environ["AWS_REGION"], self.tables))
+        self._saved_finished = finished
+        return True
+
+    def _save_periodically(self, every: float) -> None:
+        while not self._stopping.wait(every):
+            with contextlib.suppress(Exception):  # a dead emulator: the owner reports it
+                self.save_state()
+
+    def start_saving(self, every: float = SNAPSHOT_EVERY) -> None:
+        if self.state is not None:
+            self._saver = threading.Thread(
+                target=self._save_periodically, args=(every,), name="local-state", daemon=True
+            )
+            self._saver.start()
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop serving (finishing what is in flight), save the tables, stop the emulator."""
+        self._stopping.set()
         if self._server is not None:
-            self._server.shutdown()
+            # What is in flight finishes; kept-alive clients get Connection: close.
+            self._server.drain(drain_timeout)
             self._server.server_close()
             self._server = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        if self.emulator is not None:
-            self.emulator.stop()
-        if self._code_dir is not None:
-            shutil.rmtree(self._code_dir, ignore_errors=True)
+        if self._saver is not None:
+            self._saver.join()
+        try:
+            with contextlib.suppress(Exception):
+                self.save_state(force=True)
+        finally:
+            if self.emulator is not None:
+                self.emulator.stop()
+            if self.state is not None:
+                self.state.unlock()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._code_dir is not None:
+                shutil.rmtree(self._code_dir, ignore_errors=True)
 
 
 def start_local_stack(
@@ -153,22 +220,38 @@ def start_local_stack(
     template: dict | None = None,
     endpoint: str | None = None,
     log: Callable[[str], None] | None = None,
+    state_root: Path | None = DEFAULT_STATE_ROOT,
+    fresh: bool = False,
 ) -> LocalStack:
     """Start (or use) the emulator, deploy the template to it, and serve its API.
 
     port 0 picks a free port. endpoint (default: $AWS_ENDPOINT_URL) names an emulator
-    already running; otherwise moto_server is started and stopped with the stack.
-    The functions run in this process, so this process's environment is pointed at the
-    emulator (AWS_ENDPOINT_URL, fake credentials, region) and keeps the functions' variables.
+    already running; otherwise moto_server is started and stopped with the stack, and its
+    tables are kept in state_root/<stack_name>/ across restarts (see local/state.py): saved
+    on stop and while serving, written back after the deploy unless fresh (or state_root
+    is None). The functions run in this process, so this process's environment is pointed
+    at the emulator (AWS_ENDPOINT_URL, fake credentials, region) and keeps the functions'
+    variables.
     """
     from local.server import LocalApiServer
 
     params = dict(params or {})
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or None
-    if port:
-        ensure_port_free(port)
-    emu = None if endpoint else emulator.Emulator()
-    try:
+    # Everything this start made so far, undone in reverse order if it fails.
+    undo = contextlib.ExitStack()
+    with undo:
+        reserved = reserve_port(port) if port else None
+        if reserved is not None:
+            undo.callback(reserved.close)
+        state = None
+        if state_root is not None and not endpoint:  # another emulator keeps its own state
+            state = StackState(state_root, stack_name)
+            state.lock()
+            undo.callback(state.unlock)
+        saved = state.load() if state is not None and not fresh else {}  # fail before starting
+        emu = None if endpoint else emulator.Emulator()
+        if emu is not None:
+            undo.callback(emu.stop)
         if template is None:
             template = default_template()  # while the emulator boots
         emulator.check_parameters(template, params)
@@ -182,6 +265,8 @@ def start_local_stack(
         assert endpoint is not None
         result = emulator.deploy(endpoint, json.dumps(template), stack_name, params)
         stack_id, physical = emulator.stack_resources(endpoint, stack_name)
+        tables = {i: physical[i] for i in table_logical_ids(template) if i in physical}
+        restored = write_tables(emulator.client("dynamodb", endpoint), tables, saved)
         values = parameter_values(template, params)
         api_id = physical.get(router.api_logical_id, "local")
         resource_ids = {
@@ -205,9 +290,19 @@ def start_local_stack(
         )
         specs = function_specs(template, router.functions(), endpoint, physical, values)
         pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENCY, "lambda")
+        undo.callback(pool.shutdown, wait=False, cancel_futures=True)
         code_dir = Path(tempfile.mkdtemp(prefix="route-counter-local-"))
+        undo.callback(shutil.rmtree, code_dir, ignore_errors=True)
         functions = {s.logical_id: Function(s, code_dir, pool) for s in specs}
-        server = LocalApiServer(("127.0.0.1", port), router, functions, api, log=log)
+        if reserved is not None:
+            reserved.close()  # the server binds it again at once (SO_REUSEADDR)
+        try:
+            server = LocalApiServer(("127.0.0.1", port), router, functions, api, log=log)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:  # taken in the instant between
+                raise PortInUse(port) from None
+            raise
+        undo.callback(server.server_close)
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -215,12 +310,9 @@ def start_local_stack(
             daemon=True,
         )
         thread.start()
-    except BaseException:
-        if emu is not None:
-            emu.stop()
-        raise
+        undo.pop_all()  # started: from now on LocalStack.stop() undoes it all
     bound = server.server_address[1]
-    return LocalStack(
+    stack = LocalStack(
         url=f"http://127.0.0.1:{bound}",
         port=bound,
         endpoint=endpoint,
@@ -228,8 +320,13 @@ def start_local_stack(
         deploy_result=result,
         emulator=emu,
         functions=functions,
+        state=state,
+        tables=tables,
+        restored=restored,
         _server=server,
         _thread=thread,
         _pool=pool,
         _code_dir=code_dir,
     )
+    stack.start_saving()
+    return stack

@@ -289,18 +289,36 @@ class RunningLocalStack:
             self.process.wait()
 
 
+def start_failure(tmp_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m local *args` (its state in tmp_dir/state), expected to stop on its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "local", "--state-dir", str(tmp_dir / "state"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **FAKE_CREDENTIALS},
+    )
+
+
 @contextmanager
-def local_stack(tmp_dir: Path, *args: str, env: dict | None = None) -> Iterator[RunningLocalStack]:
+def local_stack(
+    tmp_dir: Path, *args: str, env: dict | None = None, port: int | None = None
+) -> Iterator[RunningLocalStack]:
     """Start `python -m local --port <free> *args`, wait until it serves, always stop it.
+
+    Its tables are saved in tmp_dir/state, not in the repository (a second stack started
+    with the same tmp_dir finds them).
 
     On the way out whatever is left is killed: the local stack's own process group, and the
     emulator's (it runs in a group of its own, as it must survive Ctrl-C in the terminal).
     """
-    port = free_port()
-    output = tmp_dir / f"local-{port}.log"
+    port = port or free_port()
+    output = tmp_dir / f"local-{port}-{uuid.uuid4().hex[:6]}.log"
+    state = ["--state-dir", str(tmp_dir / "state")]
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "local", "--port", str(port), *args],
+            [sys.executable, "-m", "local", "--port", str(port), *state, *args],
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -323,6 +341,81 @@ def local_stack(tmp_dir: Path, *args: str, env: dict | None = None) -> Iterator[
         if emulator and _is_local_emulator(emulator):  # only if it is still that emulator
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(emulator, signal.SIGKILL)
+
+
+def emulator_client(stack: RunningLocalStack, service: str):
+    """A boto3 client of the emulator the stack started (its banner names the port)."""
+    return boto3.client(
+        service,
+        endpoint_url=f"http://127.0.0.1:{stack.emulator_port}",
+        region_name=FAKE_CREDENTIALS["AWS_REGION"],
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def counter_table_name(stack: RunningLocalStack, stack_name: str = "route-counter") -> str:
+    found = emulator_client(stack, "cloudformation").describe_stack_resources(
+        StackName=stack_name, LogicalResourceId="CounterTable"
+    )["StackResources"]
+    return found[0]["PhysicalResourceId"]
+
+
+def seed_routes(stack: RunningLocalStack, counts: dict[str, int]) -> None:
+    """Write routes straight into the stack's table as the counter leaves them, 25 a call
+    (thousands of HTTP hits in a row take the local stack minutes on a 2-core machine)."""
+    client, table = emulator_client(stack, "dynamodb"), counter_table_name(stack)
+    items = [
+        {
+            "route": {"S": route},
+            "count": {"N": str(count)},
+            "firstSeen": {"S": "2026-01-01T00:00:00Z"},
+            "lastSeen": {"S": "2026-01-02T00:00:00Z"},
+        }
+        for route, count in counts.items()
+    ]
+    for i in range(0, len(items), 25):
+        batch = {table: [{"PutRequest": {"Item": item}} for item in items[i : i + 25]]}
+        while batch:
+            batch = client.batch_write_item(RequestItems=batch)["UnprocessedItems"]
+
+
+def stored_counts(stack: RunningLocalStack) -> dict[str, int]:
+    """Every route's count as the table holds it, read straight from the emulator."""
+    pages = (
+        emulator_client(stack, "dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=counter_table_name(stack))
+    )
+    return {i["route"]["S"]: int(i["count"]["N"]) for page in pages for i in page["Items"]}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for good but shows until its parent reaps it
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether the process exits within `seconds` (checked every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _is_local_emulator(pid: int) -> bool:

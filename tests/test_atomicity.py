@@ -1,6 +1,7 @@
 """Counting is atomic: concurrent hits on one route never lose or repeat a count."""
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -42,3 +43,52 @@ def test_sixteen_threads_give_an_exact_count(counter_on_server):
     assert sorted(counts) == list(range(1, total + 1))
     item = client.get_item(TableName=table, Key={"route": {"S": "/hot"}})["Item"]
     assert item["count"] == {"N": str(total)}
+
+
+def test_scans_beside_writes_of_new_items_see_only_whole_items(counter_on_server):
+    """Reads run beside writes in the emulator (as on DynamoDB): a Scan while new items
+    are added neither fails nor sees an item half-updated (a count without its firstSeen)."""
+    counter, client, table = counter_on_server
+    client.batch_write_item(
+        RequestItems={
+            table: [
+                {"PutRequest": {"Item": {"route": {"S": f"/seed/{i}"}, "count": {"N": "1"}}}}
+                for i in range(25)
+            ]
+        }
+    )
+    done = threading.Event()
+    problems: list[str] = []
+
+    def scan() -> int:
+        scans = 0
+        while not done.is_set():
+            try:
+                pages = client.get_paginator("scan").paginate(TableName=table)
+                items = [item for page in pages for item in page["Items"]]
+            except Exception as error:  # a 500 from the emulator
+                problems.append(repr(error))
+                return scans
+            problems.extend(
+                str(item)
+                for item in items
+                if "count" in item and "firstSeen" not in item
+                if not item["route"]["S"].startswith("/seed/")
+            )
+            scans += 1
+        return scans
+
+    def hit(i: int) -> None:
+        assert counter.handler(api_event(f"/new/{i}"), lambda_context())["statusCode"] == 200
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        scanners = [pool.submit(scan) for _ in range(4)]
+        try:
+            list(pool.map(hit, range(400)))
+        finally:
+            done.set()
+        scans = sum(future.result(timeout=60) for future in scanners)
+
+    assert problems == []
+    assert scans >= 4
+    assert client.scan(TableName=table, Select="COUNT")["Count"] == 425

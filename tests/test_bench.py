@@ -30,6 +30,7 @@ ROW_NAMES = {
     "4a": "Local stack: hits/s, 8 clients (deploy.sh --local)",
     "4b": "Local stack: hits/s vs its own emulator",
     "4c": "Local stack: CPU per hit, all processes",  # read from /proc: Linux, as in CI
+    "4d": "Local stack: hits/s, 8 clients, a new connection per hit",
     "5a": "Read endpoint: page of 100, items read at ",
     "5b": "Read endpoint: page of 100, handler time at ",
     "5c": "Read endpoint: page of 1000, items read at ",
@@ -98,7 +99,12 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
         assert rows[row_id]["ratio"] == 1.0 and rows[row_id]["status"] == "pass"
     # Every hit sent through the local stack and to the emulators was counted exactly.
     local = report["details"]["local_stack"]
-    assert local["counts_exact"] == {"stack": True, "moto_server": True, "atomic_moto": True}
+    assert local["counts_exact"] == {
+        "stack": True,
+        "stack_new_connections": True,
+        "moto_server": True,
+        "atomic_moto": True,
+    }
     assert rows["4a"]["baseline"] > 0 and rows["4b"]["baseline"] > 0
 
     # Ratios against a floor measured in the same run.

@@ -718,3 +718,38 @@ def test_script_is_valid_bash_and_shellcheck_clean():
     assert shellcheck, "shellcheck is not installed: run make venv"
     result = subprocess.run([shellcheck, str(DEPLOY)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_deployed_api_routes_stats_apart_with_the_given_settings(moto_server, tmp_path):
+    name = unique("stats")
+
+    result = run_deploy(
+        tmp_path,
+        moto_server,
+        "--stack-name",
+        name,
+        "--param",
+        "RateLimit=5",
+        "--param",
+        "AllowedOrigin=https://dash.example.com",
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    api_id = physical_id(moto_server, name, "CounterApi")
+    tree = client("apigateway", moto_server).get_resources(restApiId=api_id)["items"]
+    assert {r["path"]: sorted(r.get("resourceMethods", {})) for r in tree} == {
+        "/": ["ANY"],
+        "/{proxy+}": ["ANY"],
+        "/_stats": ["ANY"],
+        "/_stats/{proxy+}": ["ANY"],
+    }
+    lam = client("lambda", moto_server)
+    stats = lam.get_function_configuration(
+        FunctionName=physical_id(moto_server, name, "StatsFunction")
+    )["Environment"]["Variables"]
+    assert stats["ALLOWED_ORIGIN"] == "https://dash.example.com"
+    assert stats["STATS_ROUTE"] == "/_stats"
+    counter = lam.get_function_configuration(
+        FunctionName=physical_id(moto_server, name, "CounterFunction")
+    )["Environment"]["Variables"]
+    assert str(counter["RATE_LIMIT"]) == "5"

@@ -7,6 +7,7 @@ so every request takes the real path: socket, router, event, function, response 
 
 import base64
 import copy
+import http.client
 import json
 import urllib.request
 
@@ -101,6 +102,21 @@ def stack(template, tmp_path_factory):
     path.write_text(json.dumps(test_template))
     with local_stack(tmp, "--template", str(path), "--param", "StageName=dev") as running:
         yield running
+
+
+@pytest.mark.parametrize("path", ["/" * 1500 + "echo", "//echo", "/echo//"])
+def test_the_path_reaches_the_function_as_sent(stack, path):
+    """No slash folded on the way: API Gateway routes //echo to /echo but passes the path."""
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=20)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        status, body = answer.status, answer.read()
+    finally:
+        connection.close()
+
+    assert status == 201, body
+    assert json.loads(body)["event"]["path"] == path
 
 
 def request(url: str, method="GET", body=None, headers=()):

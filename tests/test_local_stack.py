@@ -2,11 +2,9 @@
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -18,7 +16,7 @@ import pytest
 from local.events import ApiInfo
 from local.router import Router
 from local.server import LocalApiServer
-from tests.conftest import BIN, ROOT, local_stack
+from tests.conftest import BIN, alive, local_stack, port_is_free, start_failure
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +80,7 @@ def test_request_lines_show_in_the_terminal(stack):
     assert f'"route": "{route}"' in log  # the handler's own JSON log line
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is gone for good but shows until its parent reaps it
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ", 1)[1][0] != "Z"
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_everything(tmp_path, signum):
     with local_stack(tmp_path) as running:
         emulator = running.emulator_pid
@@ -174,16 +157,6 @@ def test_a_new_stats_path_is_served_by_the_next_start_on_the_same_stack(tmp_path
     assert old == (200, {**old[1], "route": "/_stats", "count": 1})  # an ordinary route now
 
 
-def start_failure(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "local", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(
     ("param", "says"),
     [
@@ -193,21 +166,21 @@ def start_failure(*args: str) -> subprocess.CompletedProcess:
         ("Colour=blue", "unknown template parameter Colour"),
     ],
 )
-def test_a_parameter_cloudformation_would_refuse_stops_the_start(param, says):
-    result = start_failure("--port", "0", "--param", param)
+def test_a_parameter_cloudformation_would_refuse_stops_the_start(tmp_path, param, says):
+    result = start_failure(tmp_path, "--port", "0", "--param", param)
 
     assert result.returncode == 1
     assert says in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_a_busy_port_is_reported_before_anything_starts():
+def test_a_busy_port_is_reported_before_anything_starts(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
 
-        result = start_failure("--port", str(port))
+        result = start_failure(tmp_path, "--port", str(port))
 
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr

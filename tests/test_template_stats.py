@@ -1,13 +1,12 @@
 """The template's stats endpoint, rate-limit settings and provisioned auto scaling."""
 
 import json
-import subprocess
 
 import pytest
 
-from generate import build_template, render
+from generate import build_template
 from templates import api
-from tests.conftest import BIN, ROOT, role_statements
+from tests.conftest import ROOT, role_statements
 
 WRITE_ACTIONS = {
     "dynamodb:PutItem",
@@ -176,67 +175,3 @@ def test_resources_come_after_what_they_use(resources):
         text = json.dumps(body)
         for other in order[order.index(name) + 1 :]:
             assert f'"{other}"' not in text, f"{name} uses {other}, which comes later"
-
-
-def aws(endpoint: str, *args: str) -> dict:
-    """The AWS CLI, as a deployer runs it, against moto_server."""
-    result = subprocess.run(
-        [str(BIN / "aws"), "--endpoint-url", endpoint, "--output", "json", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(result.stdout) if result.stdout.startswith("{") else {}
-
-
-def test_stack_deploys_with_the_stats_endpoint_via_the_aws_cli(moto_server, tmp_path):
-    path = tmp_path / "template.json"
-    path.write_text(render(build_template()), encoding="utf-8")
-    stack = f"stats-{tmp_path.name[-8:]}".replace("_", "-")
-
-    aws(
-        moto_server,
-        "cloudformation",
-        "deploy",
-        "--stack-name",
-        stack,
-        "--template-file",
-        str(path),
-        "--capabilities",
-        "CAPABILITY_IAM",
-        "--parameter-overrides",
-        "RateLimit=5",
-        "AllowedOrigin=https://dash.example.com",
-    )
-
-    resources = aws(
-        moto_server, "cloudformation", "describe-stack-resources", "--stack-name", stack
-    )["StackResources"]
-    # moto lists resources it skips (the Stage) without ids
-    physical = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in resources}
-    api_id = physical["CounterApi"]
-    tree = aws(moto_server, "apigateway", "get-resources", "--rest-api-id", api_id)["items"]
-    assert {r["path"]: sorted(r.get("resourceMethods", {})) for r in tree} == {
-        "/": ["ANY"],
-        "/{proxy+}": ["ANY"],
-        "/_stats": ["ANY"],
-        "/_stats/{proxy+}": ["ANY"],
-    }
-    stats = aws(
-        moto_server,
-        "lambda",
-        "get-function-configuration",
-        "--function-name",
-        physical["StatsFunction"],
-    )
-    assert stats["Environment"]["Variables"]["ALLOWED_ORIGIN"] == "https://dash.example.com"
-    assert stats["Environment"]["Variables"]["STATS_ROUTE"] == "/_stats"
-    counter = aws(
-        moto_server,
-        "lambda",
-        "get-function-configuration",
-        "--function-name",
-        physical["CounterFunction"],
-    )
-    assert str(counter["Environment"]["Variables"]["RATE_LIMIT"]) == "5"
