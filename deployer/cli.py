@@ -166,6 +166,7 @@ class Deploy:
             where=options.where(),
             region=self.aws.region,
             account=self.aws.account,
+            apigateway=self.aws.client("apigateway"),
         )
         outcome, stack = self.deployer.deploy(
             template, options.params, self.source, self.review, options.dry_run
@@ -291,19 +292,55 @@ def delete(options: Options) -> None:
             raise DeployError(f"cancelled: stack {options.stack} was not deleted")
     deployer.delete(stack, resources)
     extra = options.where().removeprefix(f"--stack-name {options.stack}")
-    if table:
-        say(f"The counter table {table} was kept, with every count in it")
-        say("(DeletionPolicy Retain, deletion protection on). To delete it for good:")
-        say(
-            f"    aws dynamodb update-table --table-name {table} "
-            f"--no-deletion-protection-enabled{extra}"
-        )
-        say(f"    aws dynamodb delete-table --table-name {table}{extra}")
-    else:
-        say(f"The stack listed no physical id for {TABLE_ID}. If the table was ever created, it")
-        say(
-            f"was kept (DeletionPolicy Retain): look for it with 'aws dynamodb list-tables{extra}'."
-        )
+    for line in kept_table_lines(aws.client("dynamodb"), table, extra):
+        say(line)
+
+
+def table_protection(dynamodb: object, table: str) -> tuple[bool | None, str]:
+    """The table's DeletionProtectionEnabled as DynamoDB reports it, or None and why not."""
+    try:
+        described = dynamodb.describe_table(TableName=table)["Table"]
+    except (ClientError, BotoCoreError) as error:
+        return None, str(error)
+    return bool(described.get("DeletionProtectionEnabled")), ""
+
+
+def kept_table_lines(dynamodb: object, table: str, extra: str) -> list[str]:
+    """What --delete says of the table it kept, and the commands that remove it for good."""
+    if not table:
+        return [
+            f"The stack listed no physical id for {TABLE_ID}. If the table was ever created, it",
+            "was kept (DeletionPolicy RetainExceptOnCreate): look for it with "
+            f"'aws dynamodb list-tables{extra}'.",
+        ]
+    unprotect = (
+        f"    aws dynamodb update-table --table-name {table} --no-deletion-protection-enabled"
+        f"{extra}"
+    )
+    remove = f"    aws dynamodb delete-table --table-name {table}{extra}"
+    protected, why = table_protection(dynamodb, table)
+    lines = [f"The counter table {table} was kept, with every count in it"]
+    if protected is None:
+        return [
+            *lines,
+            "(DeletionPolicy RetainExceptOnCreate; whether deletion protection is on is unknown:",
+            f"dynamodb describe-table failed: {why}). To delete it for good (the first command",
+            "only if protection is on):",
+            unprotect,
+            remove,
+        ]
+    if protected:
+        return [
+            *lines,
+            "(DeletionPolicy RetainExceptOnCreate, deletion protection on). To delete it for good:",
+            unprotect,
+            remove,
+        ]
+    return [
+        *lines,
+        "(DeletionPolicy RetainExceptOnCreate; deletion protection off). To delete it for good:",
+        remove,
+    ]
 
 
 # --- main ---------------------------------------------------------------------------------------

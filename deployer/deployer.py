@@ -20,9 +20,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deployer.errors import PROG, AlreadyExplained, DeployError
 from deployer.parameters import (
     TABLE_ID,
+    TABLE_PROTECTION,
     change_set_parameters,
     given_lines,
     is_unchanged,
+    protection_on_create,
+    protection_on_update,
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, changed_ids
@@ -41,6 +44,11 @@ STACK_POLICY = {
         },
     ]
 }
+
+# API Gateway routes what a stage's deployment snapshotted. An update that removes or replaces
+# one of these leaves the old one in CloudFormation's deployment (see routes_replaced).
+ROUTE_TYPES = ("AWS::ApiGateway::Resource", "AWS::ApiGateway::Method")
+STAGE_TYPE = "AWS::ApiGateway::Stage"
 
 Say = Callable[[str], None]
 
@@ -65,6 +73,50 @@ def parameter_values(stack: dict | None) -> dict[str, str] | None:
     if stack is None:
         return None
     return {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
+
+
+def routes_replaced(changes: list[dict]) -> list[str]:
+    """Logical ids of the API resources and methods a change set removes or may replace.
+
+    A stage serves the snapshot its deployment took. CloudFormation creates the replacements
+    first and deletes the old ones only in its cleanup phase, after any new Deployment was
+    taken, so no deployment made by the update routes the change (serverless#7542, #9686;
+    REST stages have no AutoDeploy, cloudformation-coverage-roadmap#623): a changed StatsPath
+    replaces its resource and methods. Replacement Conditional counts (a method on a replaced
+    resource gets a new ResourceId only when the update runs).
+    """
+    found = []
+    for change in changes:
+        resource = change.get("ResourceChange") or {}
+        if resource.get("ResourceType") not in ROUTE_TYPES:
+            continue
+        action, replacement = resource.get("Action"), resource.get("Replacement")
+        if action == "Remove" or (action == "Modify" and replacement in ("True", "Conditional")):
+            found.append(resource["LogicalResourceId"])
+    return found
+
+
+def stage_targets(
+    template: dict, physical: dict[str, str], values: dict[str, str]
+) -> list[tuple[str, str]]:
+    """(rest api id, stage name) of each AWS::ApiGateway::Stage of the template, as deployed."""
+
+    def resolve(value: object, known: dict[str, str]) -> str | None:
+        if isinstance(value, dict) and "Ref" in value:
+            return known.get(value["Ref"])
+        return value if isinstance(value, str) else None
+
+    targets = []
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") == "AWS::ApiGateway::Stage":
+            props = resource.get("Properties", {})
+            api, stage = (
+                resolve(props.get("RestApiId"), physical),
+                resolve(props.get("StageName"), values),
+            )
+            if api and stage:
+                targets.append((api, stage))
+    return targets
 
 
 @dataclass
@@ -93,8 +145,12 @@ class Deployer:
         poll_seconds: float = POLL_SECONDS,
         capabilities: list[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        apigateway: object | None = None,
     ) -> None:
+        """apigateway: a client to redeploy stages after an update that replaced routes; None
+        (the local stack, which routes from the template itself) skips that step."""
         self.cfn = cfn
+        self.apigateway = apigateway
         self.stack_name = stack_name
         self.say = say
         self.warn = warn
@@ -273,6 +329,9 @@ class Deployer:
         asked only when a change set is needed. review(stack, previous) may add values and
         lines before anything is decided. keep_previous=False gives the parameters not given
         their defaults on an update too (the local stack: what it serves is what it was given).
+        A create runs with the table's deletion protection off, then turns it on with a
+        parameter-only update (protection_on_create says when); an update that removed or
+        replaced API routes is followed by a new deployment of the stage (routes_replaced).
         Returns the outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
         (None after a dry run of a create).
         """
@@ -280,6 +339,22 @@ class Deployer:
         kind = self.kind(stack)
         previous = parameter_values(stack) if kind == "UPDATE" else None
         given = self._announce(kind, stack, given, previous, review)
+        protect_after = False
+        if kind == "CREATE":
+            given, protect_after = protection_on_create(template, given, keep_previous)
+            if protect_after:
+                self.say(
+                    f"    {TABLE_PROTECTION} = false while the stack is created (the rollback of "
+                    "a failed create must be able to delete its new table), then true"
+                )
+        elif previous is not None:
+            kept = protection_on_update(template, given, previous, keep_previous)
+            if kept != given:
+                self.say(
+                    f"    {TABLE_PROTECTION} = true: the stack predates the parameter and its "
+                    "table is protected; it stays so"
+                )
+            given = kept
 
         # The same template with the same values: nothing to do, and no change set to make.
         wanted = given if keep_previous else with_defaults(template, given)
@@ -311,7 +386,12 @@ class Deployer:
             else:
                 self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
             return "DRY_RUN", stack
-        return kind, self._execute(stack_id, name, change_set)
+        stack = self._execute(stack_id, name, change_set)
+        if protect_after:
+            stack = self.protect_table(template, stack)
+        if kind == "UPDATE":
+            self.redeploy_stages(template, stack, change_set["Changes"])
+        return kind, stack
 
     def _announce(
         self,
@@ -388,6 +468,105 @@ class Deployer:
             "template and parameters."
         )
         return "UNCHANGED", stack
+
+    # --- after a create or an update ----------------------------------------------------------
+
+    def protect_table(self, template: dict, stack: dict) -> dict:
+        """Turn on the table's deletion protection: a parameter-only update of the new stack
+        (same template, every other value kept). The stack after it."""
+        self.step(
+            f"Turning on the deletion protection of {TABLE_ID} ({TABLE_PROTECTION}=true, "
+            "same template, every other value kept):"
+        )
+        name = f"protect-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        parameters = change_set_parameters(
+            template, {TABLE_PROTECTION: "true"}, parameter_values(stack)
+        )
+        try:
+            stack_id = self.create_change_set(
+                name, "UPDATE", {"UsePreviousTemplate": True}, parameters
+            )
+            if stack_id is None:
+                raise DeployError("the endpoint found nothing to change")
+            change_set = self.wait_for_change_set(stack_id, name)
+            if change_set["Status"] == "FAILED":
+                self.discard(stack_id, name, "UPDATE")
+                raise DeployError(f"change set failed: {change_set.get('StatusReason') or ''}")
+            self._print_change_set(name, change_set)
+            stack = self._execute(stack_id, name, change_set)
+        except DeployError as error:
+            raise DeployError(
+                f"stack {self.stack_name} was created, but turning on the deletion protection of "
+                f"its table failed ({error}): the table is unprotected; retry with "
+                f"{PROG} --param {TABLE_PROTECTION}=true {self.where}",
+                code=error.code,
+            ) from None
+        self.step(
+            f"Deletion protection of {TABLE_ID} is on: DynamoDB refuses to delete the table "
+            "until it is turned off. Later updates keep it."
+        )
+        return stack
+
+    def redeploy_stages(self, template: dict, stack: dict, changes: list[dict]) -> None:
+        """After an update (and its cleanup): a new deployment of each stage that would
+        otherwise route an old version of the API."""
+        if self.apigateway is None:
+            return
+        replaced = routes_replaced(changes)
+        if replaced:
+            why = (
+                f"the update removed or replaced {', '.join(replaced)}, which the stage's "
+                "previous deployment still routed"
+            )
+            for api_id, stage in self._stages(template, stack, why):
+                self._redeploy(api_id, stage, why)
+        elif any(c.get("ResourceChange", {}).get("ResourceType") == STAGE_TYPE for c in changes):
+            # Updating the stage may set it back to the template's deployment, older than the
+            # one a previous deploy made: the API's newest deployment is the one to serve.
+            why = "the update set it back to an older deployment of the API"
+            for api_id, stage in self._stages(template, stack, why):
+                if self._behind(api_id, stage):
+                    self._redeploy(api_id, stage, why)
+
+    def _stages(self, template: dict, stack: dict, why: str) -> list[tuple[str, str]]:
+        physical = {
+            r["LogicalResourceId"]: r.get("PhysicalResourceId") or ""
+            for r in self.resources(stack["StackId"])
+            if r.get("LogicalResourceId")
+        }
+        targets = stage_targets(template, physical, parameter_values(stack) or {})
+        if not targets:
+            raise DeployError(
+                f"{why}, but no stage of stack {self.stack_name} was found to redeploy: run "
+                "aws apigateway create-deployment --rest-api-id ID --stage-name STAGE"
+            )
+        return targets
+
+    def _behind(self, api_id: str, stage: str) -> bool:
+        """Whether the stage serves a deployment older than the API's newest."""
+        try:
+            current = self.apigateway.get_stage(restApiId=api_id, stageName=stage)
+            pages = self.apigateway.get_paginator("get_deployments").paginate(restApiId=api_id)
+            deployments = [d for page in pages for d in page.get("items", [])]
+        except (ClientError, BotoCoreError):
+            return False  # no such stage (yet), or not allowed to look: nothing to repair
+        newest = max(deployments, key=lambda d: d["createdDate"], default=None)
+        return newest is not None and newest["id"] != current.get("deploymentId")
+
+    def _redeploy(self, api_id: str, stage: str, why: str) -> None:
+        try:
+            created = self.apigateway.create_deployment(
+                restApiId=api_id,
+                stageName=stage,
+                description=f"{PROG}: stack {self.stack_name}: {why}"[:1024],
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise DeployError(
+                f"stack {self.stack_name} was updated, but redeploying its stage {stage} "
+                f"failed ({error}): the stage still routes the old API; run aws apigateway "
+                f"create-deployment --rest-api-id {api_id} --stage-name {stage}"
+            ) from None
+        self.step(f"Stage {stage} redeployed (deployment {created['id']}): {why}.")
 
     # --- after a deploy, and delete ----------------------------------------------------------
 

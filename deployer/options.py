@@ -35,7 +35,7 @@ Options:
                       deployment bucket (route-counter-deploy-ACCOUNT-REGION, created once)
   --dry-run           create a change set, print what would change, then delete it
   --no-smoke          skip the smoke test
-  --delete            delete the stack; the counter table is kept (DeletionPolicy Retain)
+  --delete            delete the stack; the counter table is kept (RetainExceptOnCreate)
   --yes               with --delete: do not ask for confirmation (needed without a terminal)
   --local [ARGS...]   run the API locally instead: every other argument goes to
                       'python -m local' (e.g. --port, --param, --stack-name)

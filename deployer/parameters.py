@@ -12,6 +12,7 @@ from deployer.errors import ParameterError
 
 ACCOUNT_ROLE = "ApiGatewayAccountRole"
 BILLING_MODE = "BillingMode"
+TABLE_PROTECTION = "TableDeletionProtection"
 TABLE_ID = "CounterTable"  # logical id of the counter table
 
 
@@ -164,3 +165,39 @@ def billing_mode_refusal(
         "deploy (CloudFormation cannot do it safely): switch the table first, then deploy; "
         "see 'Switching BillingMode' in README.md"
     )
+
+
+def protection_on_create(
+    template: dict, given: dict[str, str], keep_previous: bool
+) -> tuple[dict[str, str], bool]:
+    """A create's values, with the table's deletion protection off, and whether to turn it on
+    once the stack exists.
+
+    The table is RetainExceptOnCreate: the rollback of a failed first create deletes it, which
+    DynamoDB refuses while deletion protection is on (the stack would end ROLLBACK_FAILED and
+    leave an orphan table). So the create always runs with TableDeletionProtection=false, and
+    protection follows unless the caller said false: deploy.sh's default is on; the local
+    stack's (keep_previous=False, "not given means the template default") is the template's.
+    """
+    rule = declared(template).get(TABLE_PROTECTION)
+    if rule is None:
+        return given, False
+    default = "true" if keep_previous else str(rule.get("Default", "false"))
+    wanted = given.get(TABLE_PROTECTION, default)
+    return {**given, TABLE_PROTECTION: "false"}, wanted == "true"
+
+
+def protection_on_update(
+    template: dict, given: dict[str, str], previous: dict[str, str], keep_previous: bool
+) -> dict[str, str]:
+    """An update's values: a stack made before TableDeletionProtection existed had its table
+    protected by the template itself, so it keeps protection on unless told otherwise (the
+    parameter's default, false, would turn it off)."""
+    if (
+        keep_previous
+        and TABLE_PROTECTION in declared(template)
+        and TABLE_PROTECTION not in given
+        and not previous.get(TABLE_PROTECTION)
+    ):
+        return {**given, TABLE_PROTECTION: "true"}
+    return given

@@ -7,11 +7,15 @@ proves each against moto as shipped.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.table import Table
 from moto.iam import access_control, policy_conditions
 from moto.s3 import models as s3_models
 
@@ -30,6 +34,180 @@ def _delete_unless_retained(
     if resource_json.get("DeletionPolicy") in RETAINED:
         return
     _moto_delete_resource(self, parsed_resource, resource_json)
+
+
+# Stack updates that change only parameter values. moto 5.2.5 (1) updates only resources that
+# `Ref` a changed parameter, where AWS also updates those that use it through `Fn::Sub` or a
+# condition (`Fn::If`): TableDeletionProtection reaches the table only through a condition;
+# (2) lists no resource change in the change set of such an update, where AWS lists each one
+# with Replacement True, Conditional or False; (3) drops from the stack (physical id gone) a
+# resource whose type it cannot update, where AWS updates it; (4) cannot update a table at
+# all, where AWS updates DeletionProtectionEnabled in place (no interruption).
+
+# Properties whose change makes AWS replace the resource ("Update requires: Replacement" in
+# the resource reference), for the types of this stack that have any.
+REPLACED_BY = {
+    "AWS::ApiGateway::Resource": {"ParentId", "PathPart", "RestApiId"},
+    "AWS::ApiGateway::Method": {"HttpMethod", "ResourceId", "RestApiId"},
+    "AWS::ApiGateway::Deployment": {"RestApiId", "DeploymentCanarySettings"},
+    "AWS::ApiGateway::Stage": {"RestApiId", "StageName"},
+    "AWS::DynamoDB::Table": {"TableName", "KeySchema"},
+    "AWS::Lambda::Function": {"FunctionName"},
+    "AWS::Lambda::Permission": {"Action", "FunctionName", "Principal", "SourceArn"},
+    "AWS::Logs::LogGroup": {"LogGroupName"},
+    "AWS::IAM::Role": {"RoleName", "Path"},
+    "AWS::SNS::Topic": {"TopicName"},
+    "AWS::CloudWatch::Alarm": {"AlarmName"},
+    "AWS::CloudWatch::Dashboard": {"DashboardName"},
+}
+SUB_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_:]+)(?:\.[A-Za-z0-9_.]+)?\}")
+
+
+def names_used(node: Any, conditions: dict[str, Any]) -> set[str]:
+    """Parameters and resources a template fragment uses: Ref, GetAtt, Fn::Sub's ${X}, and,
+    through Fn::If and Condition, what its conditions use."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= names_used(item, conditions)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else value
+                found |= set(SUB_VARIABLE.findall(text)) - set(variables)
+                found |= names_used(variables, conditions)
+            elif key == "Fn::If":
+                found |= names_used(conditions.get(value[0]), conditions)
+                found |= names_used(value[1:], conditions)
+            elif key == "Condition" and isinstance(value, str):
+                found |= names_used(conditions.get(value), conditions)
+            else:
+                found |= names_used(value, conditions)
+    return found
+
+
+_moto_resource_diff = parsing.ResourceMap.build_resource_diff
+
+
+def _resource_diff(
+    self: parsing.ResourceMap, other_template: dict[str, Any], parameters: Any = None
+) -> dict[str, Any]:
+    """moto's diff, plus the resources that use a changed parameter other than by Ref."""
+    diff = _moto_resource_diff(self, other_template, parameters)
+    if parameters:
+        changed = {p for p in parameters if self.input_parameters.get(p) != parameters[p]}
+        conditions = other_template.get("Conditions", {})
+        old = self._resource_json_map
+        for name, resource in other_template["Resources"].items():
+            same = name in old and old[name] == resource
+            if same and name not in diff["Modify"] and changed & names_used(resource, conditions):
+                diff["Modify"].append(name)
+    return diff
+
+
+def replacements(
+    old: dict[str, Any], new: dict[str, Any], old_values: dict[str, Any], new_values: dict[str, Any]
+) -> dict[str, str]:
+    """Logical id -> Replacement ("True", "Conditional", "False") of each resource an update
+    from template old to template new (parameters old_values to new_values) modifies.
+
+    As CloudFormation decides it: a property whose value changes is static evaluation
+    (Replacement True if the property requires replacement); one that uses a resource that
+    may be replaced is dynamic evaluation (Conditional); the strongest change wins.
+    """
+    changed = {
+        k for k in set(old_values) | set(new_values) if old_values.get(k) != new_values.get(k)
+    }
+    conditions = new.get("Conditions", {})
+    old_resources, new_resources = old.get("Resources", {}), new.get("Resources", {})
+    result: dict[str, str] = {}
+    for name, resource in new_resources.items():
+        if name not in old_resources:
+            continue
+        before = old_resources[name].get("Properties", {})
+        for prop, value in resource.get("Properties", {}).items():
+            if before.get(prop) != value or changed & names_used(value, conditions):
+                replaced = prop in REPLACED_BY.get(resource["Type"], ())
+                if replaced or result.get(name) != "True":
+                    result[name] = "True" if replaced else "False"
+    while True:  # what uses a replaced resource gets a new value only when it is replaced
+        grown = False
+        for name, resource in new_resources.items():
+            if name not in old_resources or result.get(name) in ("True", "Conditional"):
+                continue
+            for prop, value in resource.get("Properties", {}).items():
+                uses = names_used(value, conditions)
+                if any(result.get(other) in ("True", "Conditional") for other in uses):
+                    replaced = prop in REPLACED_BY.get(resource["Type"], ())
+                    result[name] = "Conditional" if replaced else result.get(name, "False")
+                    grown = grown or replaced
+        if not grown:
+            return result
+
+
+_moto_change_set_diff = cfn_models.ChangeSet.diff
+
+
+def _change_set_diff(self: cfn_models.ChangeSet) -> list[cfn_models.Change]:
+    """moto's changes (Add, Remove, template Modify), each Modify with its Replacement, plus
+    the resources a parameter change modifies."""
+    changes = _moto_change_set_diff(self)
+    if self.change_set_type != "UPDATE":
+        return changes
+    declared = self.template_dict.get("Parameters", {})
+    new_values = {k: str(v.get("Default", "")) for k, v in declared.items()}
+    new_values |= {k: str(v) for k, v in (self.parameters or {}).items()}
+    old_values = {k: str(v) for k, v in self.stack.stack_parameters.items() if k in declared}
+    deployed = self.stack.resource_map._template  # the stack's template now
+    replaced = replacements(deployed, self.template_dict, old_values, new_values)
+    listed = {c.logical_resource_id: c for c in changes}
+    for name, replacement in replaced.items():
+        change = listed.get(name)
+        if change is None:
+            resource_type = self.template_dict["Resources"][name]["Type"]
+            change = cfn_models.Change("Modify", name, resource_type)
+            changes.append(change)
+        if change.action == "Modify":
+            change.replacement = replacement  # type: ignore[attr-defined]
+    return changes
+
+
+_moto_update_resource = parsing.parse_and_update_resource
+
+
+def _update_resource(
+    logical_id: str,
+    resource_json: dict[str, Any],
+    resources_map: parsing.ResourceMap,
+    account_id: str,
+    region_name: str,
+) -> Any:
+    """moto's update; a resource whose type moto cannot update stays as it was (not dropped)."""
+    updated = _moto_update_resource(
+        logical_id, resource_json, resources_map, account_id, region_name
+    )
+    return resources_map._parsed_resources.get(logical_id) if updated is None else updated
+
+
+def _update_table(
+    cls: type[Table],
+    original_resource: Table,
+    new_resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+) -> Table:
+    """The table updated in place: DeletionProtectionEnabled, as UpdateTable sets it."""
+    protection = cloudformation_json["Properties"].get("DeletionProtectionEnabled", False)
+    if isinstance(protection, str):
+        protection = protection.lower() == "true"
+    backend = dynamodb_backends[account_id][region_name]
+    backend.get_table(original_resource.name).deletion_protection_enabled = bool(protection)
+    return original_resource
 
 
 # S3 bucket policies, as the deployer's managed bucket uses them. moto skips a condition whose
@@ -102,3 +280,7 @@ def apply() -> None:
     policy_conditions.CONDITION_OPERATIONS["Bool"] = _bool_equals
     access_control.IAMPolicyStatement.is_action_permitted = _statement_permits  # type: ignore[method-assign]
     s3_models.FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
+    parsing.ResourceMap.build_resource_diff = _resource_diff  # type: ignore[method-assign]
+    parsing.parse_and_update_resource = _update_resource
+    cfn_models.ChangeSet.diff = _change_set_diff  # type: ignore[method-assign]
+    Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]

@@ -136,7 +136,8 @@ def test_deploy_creates_the_stack_and_shows_its_progress(deployed, moto_server, 
     name, result, _ = deployed
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert stack(moto_server, name)["StackStatus"] == "CREATE_COMPLETE"
+    # created, then updated once: the table's deletion protection turned on
+    assert stack(moto_server, name)["StackStatus"] == "UPDATE_COMPLETE"
     out = result.stdout
     # The change set, one line per template resource, then the stack's events as they came.
     for logical_id, resource in resources.items():
@@ -144,6 +145,34 @@ def test_deploy_creates_the_stack_and_shows_its_progress(deployed, moto_server, 
     assert re.search(rf"\d\d:\d\d:\d\d +{name} +CREATE_IN_PROGRESS +User Initiated", out)
     assert re.search(rf"\d\d:\d\d:\d\d +{name} +CREATE_COMPLETE\n", out)
     assert f"Stack {name} is CREATE_COMPLETE" in out
+
+
+def test_a_create_runs_unprotected_then_turns_the_tables_deletion_protection_on(
+    deployed, moto_server
+):
+    name, result, _ = deployed
+    cfn = client("cloudformation", moto_server)
+
+    def parameters(change_set: str) -> dict[str, str]:
+        described = cfn.describe_change_set(StackName=name, ChangeSetName=change_set)
+        return {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+
+    created, protected = [n for n, _ in change_sets(moto_server, name)]
+    assert created.startswith("deploy-") and protected.startswith("protect-")
+    assert parameters(created)["TableDeletionProtection"] == "false"
+    assert parameters(protected)["TableDeletionProtection"] == "true"
+    assert parameters(protected)["LogRetentionDays"] == "14"  # every other value kept
+    assert stack_parameters(moto_server, name)["TableDeletionProtection"] == "true"
+    table = client("dynamodb", moto_server).describe_table(
+        TableName=physical_id(moto_server, name, "CounterTable")
+    )["Table"]
+    assert table["DeletionProtectionEnabled"] is True
+    assert "TableDeletionProtection = false while the stack is created" in result.stdout
+    assert "Deletion protection of CounterTable is on" in result.stdout
+    # a create redeploys no stage: the template's own Deployment is the API's only one
+    api = physical_id(moto_server, name, "CounterApi")
+    assert len(client("apigateway", moto_server).get_deployments(restApiId=api)["items"]) == 1
+    assert "redeployed" not in result.stdout
 
 
 def test_deploy_passes_given_parameters_and_defaults_the_others(deployed, moto_server):
@@ -341,7 +370,10 @@ def test_update_sets_given_parameters_and_keeps_the_others(moto_server, tmp_path
     client("cloudformation", moto_server).create_stack(
         StackName=name,
         TemplateBody=json.dumps(template),
-        Parameters=[{"ParameterKey": "LogRetentionDays", "ParameterValue": "14"}],
+        Parameters=[
+            {"ParameterKey": "LogRetentionDays", "ParameterValue": "14"},
+            {"ParameterKey": "TableDeletionProtection", "ParameterValue": "true"},
+        ],
         Capabilities=["CAPABILITY_IAM"],
     )
 
@@ -357,12 +389,22 @@ def test_update_sets_given_parameters_and_keeps_the_others(moto_server, tmp_path
     assert config["MemorySize"] == 512
     params = stack_parameters(moto_server, name)
     assert (params["FunctionMemorySize"], params["LogRetentionDays"]) == ("512", "14")
+    assert params["TableDeletionProtection"] == "true"  # kept, as every value not given
+    table = physical_id(moto_server, name, "CounterTable")
+    described = client("dynamodb", moto_server).describe_table(TableName=table)["Table"]
+    assert described["DeletionProtectionEnabled"] is True
 
 
-def test_delete_keeps_the_table_and_says_how_to_remove_it(moto_server, tmp_path, template):
+@pytest.mark.parametrize("protection", ["true", "false"])
+def test_delete_keeps_the_table_and_says_how_to_remove_it(
+    moto_server, tmp_path, template, protection
+):
     name = unique("delete")  # a stack made from the template (quicker than through deploy.sh)
     client("cloudformation", moto_server).create_stack(
-        StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"]
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "TableDeletionProtection", "ParameterValue": protection}],
+        Capabilities=["CAPABILITY_IAM"],
     )
     table = physical_id(moto_server, name, "CounterTable")
 
@@ -375,11 +417,62 @@ def test_delete_keeps_the_table_and_says_how_to_remove_it(moto_server, tmp_path,
     described = client("dynamodb", moto_server).describe_table(TableName=table)
     assert described["Table"]["TableStatus"] == "ACTIVE"
     assert f"The counter table {table} was kept" in result.stdout
-    assert (
-        f"aws dynamodb update-table --table-name {table} --no-deletion-protection-enabled\n"
-        in result.stdout
-    )
+    unprotect = f"aws dynamodb update-table --table-name {table} --no-deletion-protection-enabled\n"
+    if protection == "true":
+        assert "(DeletionPolicy RetainExceptOnCreate, deletion protection on)" in result.stdout
+        assert unprotect in result.stdout
+    else:  # what the table really is, not what deploy.sh would have made it
+        assert "(DeletionPolicy RetainExceptOnCreate; deletion protection off)" in result.stdout
+        assert unprotect not in result.stdout
     assert f"aws dynamodb delete-table --table-name {table}\n" in result.stdout
+
+
+def test_changing_stats_path_redeploys_the_stage_once_the_update_is_complete(
+    moto_server, tmp_path, template
+):
+    name = unique("stats")  # a stack made from the template (quicker than through deploy.sh)
+    client("cloudformation", moto_server).create_stack(
+        StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"]
+    )
+    apigateway = client("apigateway", moto_server)
+    api = physical_id(moto_server, name, "CounterApi")
+
+    def deployments() -> list[dict]:
+        return apigateway.get_deployments(restApiId=api)["items"]
+
+    before = deployments()
+
+    dry = run_deploy(
+        tmp_path, moto_server, "--stack-name", name, "--param", "StatsPath=s2", "--dry-run"
+    )
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert deployments() == before  # a dry run redeploys nothing
+
+    moved = run_deploy(tmp_path, moto_server, "--stack-name", name, "--param", "StatsPath=s2")
+
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert re.search(
+        r"Modify +StatsResource +AWS::ApiGateway::Resource +replacement: True", moved.stdout
+    )
+    (new,) = [d for d in deployments() if d not in before]
+    redeployed = f"Stage prod redeployed (deployment {new['id']}): the update removed or replaced"
+    assert f"{redeployed} StatsResource" in moved.stdout
+    assert moved.stdout.index(f"Stack {name} is UPDATE_COMPLETE") < moved.stdout.index(
+        "Stage prod redeployed"
+    )
+    assert name in new["description"] and "StatsResource" in new["description"]
+    assert apigateway.get_stage(restApiId=api, stageName="prod")["deploymentId"] == new["id"]
+
+    # A later update that replaces no route (it modifies the stage) keeps it on that deployment.
+    later = run_deploy(
+        tmp_path, moto_server, "--stack-name", name, "--param", "ThrottlingRateLimit=50"
+    )
+
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert re.search(r"Modify +ApiStage +AWS::ApiGateway::Stage", later.stdout)
+    assert "redeployed" not in later.stdout
+    assert len(deployments()) == len(before) + 1
+    assert apigateway.get_stage(restApiId=api, stageName="prod")["deploymentId"] == new["id"]
 
 
 def test_delete_without_a_terminal_or_yes_refuses(deployed, moto_server):
@@ -388,7 +481,7 @@ def test_delete_without_a_terminal_or_yes_refuses(deployed, moto_server):
     result = run_deploy(workdir, moto_server, "--delete", "--stack-name", name)
 
     assert_one_line_error(result, 2, "refusing to delete", "--yes")
-    assert stack(moto_server, name)["StackStatus"] == "CREATE_COMPLETE"
+    assert stack(moto_server, name)["StackStatus"] == "UPDATE_COMPLETE"
 
 
 @pytest.mark.parametrize(
@@ -510,7 +603,7 @@ def test_a_template_over_the_inline_limit_deploys_from_the_given_bucket(
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Template uploaded to s3://{bucket}/route-counter/{name}/" in result.stdout
     assert "Deployment bucket" not in result.stdout  # --s3-bucket overrides the managed one
-    assert stack(moto_server, name)["StackStatus"] == "CREATE_COMPLETE"
+    assert stack(moto_server, name)["StackStatus"] == "UPDATE_COMPLETE"  # then protected
     (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     uploaded = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert uploaded["Metadata"] == {"Padding": "x" * 5000}
@@ -544,7 +637,7 @@ def test_a_template_over_the_inline_limit_goes_through_a_managed_bucket_made_onc
     assert {first, second} <= {k.split("/")[1] for k in keys}
     cfn = client("cloudformation", moto_server, region=region)
     for name in (first, second):
-        assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+        assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
         body = cfn.get_template(StackName=name)["TemplateBody"]
         assert body["Metadata"] == {"Padding": "x" * 5000}  # read from the bucket
 

@@ -137,6 +137,26 @@ def test_an_emulator_named_by_aws_endpoint_url_is_used_redeployed_and_left_runni
     assert described.stdout.strip() == "CREATE_COMPLETE"
 
 
+def test_a_new_stats_path_is_served_by_the_next_start_on_the_same_stack(tmp_path, moto_server):
+    """The local stack routes from the template with the values given: a changed StatsPath
+    takes effect on the next start, with no stage to redeploy."""
+    env = {"AWS_ENDPOINT_URL": moto_server}
+    stack_name = f"local-{uuid.uuid4().hex[:8]}"
+
+    with local_stack(tmp_path, "--stack-name", stack_name, env=env) as first:
+        assert "routes" in get(first.url + "/_stats")[1]  # the stats endpoint, not counted
+    with local_stack(
+        tmp_path, "--stack-name", stack_name, "--param", "StatsPath=s2", env=env
+    ) as second:
+        moved = get(second.url + "/s2")
+        old = get(second.url + "/_stats")
+        banner = second.output.read_text()
+
+    assert f"{stack_name} (update) on {moto_server}" in banner
+    assert moved[0] == 200 and "routes" in moved[1]
+    assert old == (200, {**old[1], "route": "/_stats", "count": 1})  # an ordinary route now
+
+
 @pytest.mark.parametrize(
     ("param", "says"),
     [

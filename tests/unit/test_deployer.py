@@ -16,7 +16,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from deployer.deployer import Deployer
+from deployer.cli import kept_table_lines
+from deployer.deployer import Deployer, routes_replaced, stage_targets
 from deployer.errors import DeployError, ParameterError
 from deployer.options import parse
 from deployer.parameters import (
@@ -27,6 +28,8 @@ from deployer.parameters import (
     given_lines,
     is_unchanged,
     needs_account_role,
+    protection_on_create,
+    protection_on_update,
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, output_lines
@@ -168,6 +171,167 @@ def test_an_account_with_a_cloudwatch_role_keeps_it_one_without_gets_ours():
 
     assert existing[0] == "existing" and arn in existing[1] and "eu-west-1" in existing[1]
     assert create[0] == "create" and "no CloudWatch role" in create[1]
+
+
+# --- TableDeletionProtection: off while the stack is created, then on ------------------------
+
+PROTECTION = "TableDeletionProtection"
+
+
+@pytest.mark.parametrize(
+    ("given", "keep_previous", "protect_after"),
+    [
+        ({}, True, True),  # deploy.sh's default: on once the stack exists
+        ({PROTECTION: "true"}, True, True),  # asked for: still created off
+        ({PROTECTION: "false"}, True, False),  # explicitly off: stays off
+        ({}, False, False),  # the local stack: not given means the template default
+        ({PROTECTION: "true"}, False, True),
+    ],
+)
+def test_a_create_runs_with_protection_off_and_turns_it_on_unless_told_not_to(
+    template, given, keep_previous, protect_after
+):
+    values, after = protection_on_create(template, {"RateLimit": "5", **given}, keep_previous)
+
+    assert values == {"RateLimit": "5", PROTECTION: "false"}
+    assert after is protect_after
+
+
+def test_an_update_keeps_the_stacks_protection_and_a_stack_from_before_the_parameter_stays_on(
+    template,
+):
+    assert protection_on_update(template, {}, {PROTECTION: "false"}, True) == {}
+    assert protection_on_update(template, {PROTECTION: "false"}, {}, True) == {PROTECTION: "false"}
+    # the template protected the table before the parameter existed: the default would not
+    assert protection_on_update(template, {}, {"RateLimit": "0"}, True) == {PROTECTION: "true"}
+    assert protection_on_update(template, {}, {"RateLimit": "0"}, False) == {}
+
+
+def stubbed(service: str) -> tuple[object, Stubber]:
+    client = boto3.client(service, region_name="us-east-1")
+    return client, Stubber(client)
+
+
+@pytest.mark.parametrize(
+    ("described", "says", "commands"),
+    [
+        ({"DeletionProtectionEnabled": True}, "deletion protection on", 2),
+        ({"DeletionProtectionEnabled": False}, "deletion protection off", 1),
+        (None, "whether deletion protection is on is unknown", 2),  # describe-table refused
+    ],
+)
+def test_delete_says_whether_the_kept_table_is_protected_as_dynamodb_reports_it(
+    described, says, commands
+):
+    dynamodb, stubber = stubbed("dynamodb")
+    if described is None:
+        stubber.add_client_error("describe_table", "AccessDeniedException", http_status_code=400)
+    else:
+        stubber.add_response("describe_table", {"Table": described}, {"TableName": "t-1"})
+
+    with stubber:
+        lines = kept_table_lines(dynamodb, "t-1", " --region eu-west-1")
+
+    text = "\n".join(lines)
+    assert says in text
+    assert text.count("    aws dynamodb ") == commands
+    assert lines[-1] == "    aws dynamodb delete-table --table-name t-1 --region eu-west-1"
+    if commands == 2:
+        assert lines[-2] == (
+            "    aws dynamodb update-table --table-name t-1 --no-deletion-protection-enabled"
+            " --region eu-west-1"
+        )
+
+
+# --- a stage redeployed after an update that replaced routes ---------------------------------
+
+
+def change(logical: str, kind: str, action: str, replacement: str | None = None) -> dict:
+    resource = {"LogicalResourceId": logical, "ResourceType": kind, "Action": action}
+    if replacement:
+        resource["Replacement"] = replacement
+    return {"Type": "Resource", "ResourceChange": resource}
+
+
+def test_removed_or_replaced_api_resources_and_methods_need_a_new_deployment():
+    resource, method = "AWS::ApiGateway::Resource", "AWS::ApiGateway::Method"
+    changes = [
+        change("StatsResource", resource, "Modify", "True"),
+        change("StatsMethod", method, "Modify", "Conditional"),
+        change("OldMethod", method, "Remove"),
+        change("ProxyMethod", method, "Modify", "False"),  # changed in place
+        change("NewResource", resource, "Add"),  # the new Deployment of its hash routes it
+        change("StatsFunction", "AWS::Lambda::Function", "Modify", "True"),
+    ]
+
+    assert routes_replaced(changes) == ["StatsResource", "StatsMethod", "OldMethod"]
+    assert routes_replaced(changes[3:]) == []
+
+
+def test_the_stage_to_redeploy_is_the_templates_with_the_stacks_values(template):
+    assert stage_targets(template, {"CounterApi": "a1b2"}, {"StageName": "v1"}) == [("a1b2", "v1")]
+
+
+API_RESOURCES = {
+    "StackResources": [
+        {"LogicalResourceId": "CounterApi", "PhysicalResourceId": "a1b2",
+         "ResourceType": "AWS::ApiGateway::RestApi", "ResourceStatus": "UPDATE_COMPLETE",
+         "Timestamp": T0},
+    ]
+}  # fmt: skip
+PROD = {
+    "StackId": STACK_ID,
+    "Parameters": [{"ParameterKey": "StageName", "ParameterValue": "prod"}],
+}
+
+
+def stubbed_redeploy() -> tuple[Deployer, Stubber, Stubber, list[str]]:
+    apigateway, api_stub = stubbed("apigateway")
+    said: list[str] = []
+    deployer, cfn_stub = stubbed_deployer([], apigateway=apigateway, say=said.append)
+    cfn_stub.add_response("describe_stack_resources", API_RESOURCES)
+    return deployer, cfn_stub, api_stub, said
+
+
+def test_a_failed_redeploy_says_the_stage_routes_the_old_api_and_gives_the_command(template):
+    deployer, cfn_stub, api_stub, _ = stubbed_redeploy()
+    api_stub.add_client_error("create_deployment", "AccessDeniedException", http_status_code=403)
+    replaced = [change("StatsResource", "AWS::ApiGateway::Resource", "Modify", "True")]
+
+    with cfn_stub, api_stub, pytest.raises(DeployError) as failed:
+        deployer.redeploy_stages(template, PROD, replaced)
+
+    assert "the stage still routes the old API" in str(failed.value)
+    assert "create-deployment --rest-api-id a1b2 --stage-name prod" in str(failed.value)
+
+
+@pytest.mark.parametrize("set_back", [True, False])
+def test_an_update_of_the_stage_that_set_it_back_to_an_older_deployment_is_repaired(
+    template, set_back
+):
+    """CloudFormation may send the template's DeploymentId when it updates the stage: the
+    stage must stay on the newest deployment (the one made after a StatsPath change)."""
+    deployer, cfn_stub, api_stub, said = stubbed_redeploy()
+    api_stub.add_response("get_stage", {"deploymentId": "tmpl" if set_back else "ours"},
+                          {"restApiId": "a1b2", "stageName": "prod"})  # fmt: skip
+    api_stub.add_response(
+        "get_deployments",
+        {"items": [{"id": "tmpl", "createdDate": T0},
+                   {"id": "ours", "createdDate": T0 + timedelta(days=1)}]},
+    )  # fmt: skip
+    if set_back:
+        api_stub.add_response("create_deployment", {"id": "new1"})
+    stage_updated = [change("ApiStage", "AWS::ApiGateway::Stage", "Modify", "False")]
+
+    with cfn_stub, api_stub:
+        deployer.redeploy_stages(template, PROD, stage_updated)
+    api_stub.assert_no_pending_responses()
+
+    redeployed = [line for line in said if "redeployed" in line]
+    assert redeployed == (
+        ["==> Stage prod redeployed (deployment new1): the update set it back to an older "
+         "deployment of the API."] if set_back else []
+    )  # fmt: skip
 
 
 # --- BillingMode switches -----------------------------------------------------------------

@@ -4,6 +4,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local import moto_fidelity
@@ -59,3 +60,90 @@ def test_an_update_that_drops_a_retained_table_keeps_it(aws, policy):
 
     names = ddb.list_tables()["TableNames"]
     assert len(names) == 2 and any("Kept" in n for n in names)
+
+
+# --- updates that change only parameter values ------------------------------------------------
+
+PARAMETERS = {"Protect": {"Type": "String", "Default": "false"}, "Path": {"Type": "String"}}
+CONDITIONS = {"Protected": {"Fn::Equals": [{"Ref": "Protect"}, "true"]}}
+
+
+def api_and_table() -> dict:
+    """A table protected through a condition, and an API resource (and its child) at a path."""
+    resources = table("Table", "RetainExceptOnCreate")
+    resources["Table"]["Properties"]["DeletionProtectionEnabled"] = {
+        "Fn::If": ["Protected", True, False]
+    }
+    resources |= {
+        "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "api"}},
+        "Top": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {
+                "RestApiId": {"Ref": "Api"},
+                "ParentId": {"Fn::GetAtt": ["Api", "RootResourceId"]},
+                "PathPart": {"Ref": "Path"},
+            },
+        },
+        "Below": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {
+                "RestApiId": {"Ref": "Api"},
+                "ParentId": {"Ref": "Top"},
+                "PathPart": "{proxy+}",
+            },
+        },
+    }
+    return {"Parameters": PARAMETERS, "Conditions": CONDITIONS, "Resources": resources}
+
+
+def values(**given: str) -> list[dict]:
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
+
+
+def update_through_change_set(cfn, **given: str) -> list[dict]:
+    """A parameter-only update by change set, as deploy.sh makes it; the changes it listed."""
+    cfn.create_change_set(
+        StackName="s",
+        ChangeSetName="c",
+        ChangeSetType="UPDATE",
+        UsePreviousTemplate=True,
+        Parameters=values(**given),
+    )
+    changes = cfn.describe_change_set(StackName="s", ChangeSetName="c")["Changes"]
+    cfn.execute_change_set(StackName="s", ChangeSetName="c")
+    return [c["ResourceChange"] for c in changes]
+
+
+def test_a_parameter_that_reaches_the_table_through_a_condition_updates_it_in_place(aws):
+    cfn, ddb = aws
+    cfn.create_stack(
+        StackName="s", TemplateBody=json.dumps(api_and_table()), Parameters=values(Path="a")
+    )
+    name = cfn.describe_stack_resource(StackName="s", LogicalResourceId="Table")[
+        "StackResourceDetail"
+    ]["PhysicalResourceId"]
+    assert ddb.describe_table(TableName=name)["Table"]["DeletionProtectionEnabled"] is False
+
+    update_through_change_set(cfn, Protect="true", Path="a")
+
+    assert ddb.describe_table(TableName=name)["Table"]["DeletionProtectionEnabled"] is True
+    kept = cfn.describe_stack_resource(StackName="s", LogicalResourceId="Table")
+    assert kept["StackResourceDetail"]["PhysicalResourceId"] == name  # the same table
+    with pytest.raises(ClientError, match="DeletionProtectionEnabled"):
+        ddb.delete_table(TableName=name)
+
+
+def test_a_parameter_only_change_set_lists_what_it_modifies_and_what_it_replaces(aws):
+    cfn, _ = aws
+    cfn.create_stack(
+        StackName="s", TemplateBody=json.dumps(api_and_table()), Parameters=values(Path="a")
+    )
+
+    changes = update_through_change_set(cfn, Protect="true", Path="b")
+
+    listed = {c["LogicalResourceId"]: (c["Action"], c.get("Replacement")) for c in changes}
+    assert listed == {
+        "Table": ("Modify", "False"),  # DeletionProtectionEnabled: no interruption
+        "Top": ("Modify", "True"),  # PathPart: replacement
+        "Below": ("Modify", "Conditional"),  # ParentId of a replaced resource
+    }
