@@ -29,15 +29,29 @@ BUSY = (503, "the counter is busy, retry shortly", {"Retry-After": "1"}, "not co
 UNKNOWN = (503, "the hit may have been counted", None, "unknown")
 BROKEN = (500, "counter unavailable", None, "not counted")
 
+
+class NoClient:
+    """Stands in for a client the SDK could not build: each write raises why."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def update_item(self, **_):
+        raise self.error
+
+
 # Created once per container. No SDK retries: see write().
-dynamodb = boto3.client(
-    "dynamodb",
-    config=Config(
-        connect_timeout=1,
-        read_timeout=2,
-        retries={"mode": "standard", "total_max_attempts": 1},
-    ),
-)
+try:
+    dynamodb = boto3.client(
+        "dynamodb",
+        config=Config(
+            connect_timeout=1,
+            read_timeout=2,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        ),
+    )
+except aws.NoRegionError as error:  # never on Lambda (AWS_REGION): a 500 per hit, no crash
+    dynamodb = NoClient(error)
 
 
 MAX_PATH_BYTES = 1024
@@ -198,7 +212,7 @@ def count_limited(route, now, deadline):
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except dynamodb.exceptions.ConditionalCheckFailedException as error:
+        except aws.ClientError as error:  # write() lets only ConditionalCheckFailed through
             old = error.response.get("Item") or {}
             window = int(old.get("windowStart", {}).get("N", -1))
             count = int(old.get("windowCount", {}).get("N", 0))

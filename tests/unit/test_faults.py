@@ -151,3 +151,22 @@ def test_an_invalid_table_name_is_a_500_not_a_retry(counter_table, monkeypatch, 
     assert_fault_answer(result, body, request_id, 500, UNAVAILABLE)
     assert "Retry-After" not in result["headers"]
     assert_one_error_line(capsys, request_id, 500, "ParamValidationError")
+
+
+@pytest.mark.parametrize("rate_limit", ["0", "5"])
+def test_no_region_is_a_500_for_each_hit_not_a_crash(monkeypatch, tmp_path, capsys, rate_limit):
+    """Lambda always sets AWS_REGION; anywhere else a missing one must not look transient."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty-aws-config"
+    empty.touch()
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("RATE_LIMIT", rate_limit)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a new container's boto3
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_without_region")
+
+    for _ in range(2):
+        result, body, request_id = call(counter)
+        assert_fault_answer(result, body, request_id, 500, UNAVAILABLE)
+    (line, _) = log_lines(capsys)
+    assert (line["errorCode"], line["outcome"]) == ("NoRegionError", "not counted")
