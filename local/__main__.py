@@ -155,8 +155,8 @@ def kept(stack: LocalStack, fresh: bool) -> str:
 def saved(stack: LocalStack | None) -> str:
     if stack is None or stack.state is None:
         return "Bye."
-    if stack.state.saved_at is None:
-        return f"Nothing saved in {stack.state.path}."
+    if stack.state.saved_at is None:  # the file, if any, is still the one restored at start
+        return f"Nothing saved since the start: {stack.state.path} is as it was then."
     at = time.strftime("%H:%M:%S", time.localtime(stack.state.saved_at))
     return f"Counts as of {at} are saved in {stack.state.path}."
 
