@@ -11,10 +11,10 @@ import argparse
 import json
 import sys
 
-from awacs import dynamodb
+from awacs import dynamodb, sqs
 from troposphere import GetAtt, Ref, Sub, Template
 
-from templates import api, iam, monitoring, parameters, scaling, storage
+from templates import api, iam, monitoring, parameters, scaling, storage, streaming
 from templates.constructs import add_lambda, add_routes, add_stage
 
 
@@ -31,6 +31,9 @@ def build_template() -> Template:
     for kind in ("Read", "Write"):
         template.add_resource(list(scaling.table_scaling(kind, table, params)))
     table_arn = GetAtt(table, "Arn")
+    # Hits over time, filled from the counter table's stream by the aggregator
+    series = template.add_resource(storage.series_table(params))
+    series_arn = GetAtt(series, "Arn")
 
     # Where alarms notify, and the API the functions serve
     topic = template.add_resource(monitoring.alarm_topic(params))
@@ -67,7 +70,39 @@ def build_template() -> Template:
         statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
         **shared,
     )
-    kms_policy = template.add_resource(iam.kms_key_policy([counter.role, stats.role], params))
+    # The aggregator: the counter table's stream -> the series table, failures to a queue
+    failures = template.add_resource(streaming.failure_queue(params))
+    stream_arn = GetAtt(table, "StreamArn")
+    aggregator = add_lambda(
+        template,
+        "Aggregator",
+        source="aggregator",
+        description="Keeps each route's hits per hour and per day from the counter stream.",
+        environment={
+            "SERIES_TABLE": Ref(series),
+            "SERIES_HOURLY_DAYS": Ref(params.series_hourly_days),
+        },
+        statements=[
+            iam.allow(
+                "ReadCounterStream",
+                [
+                    dynamodb.DescribeStream,
+                    dynamodb.GetRecords,
+                    dynamodb.GetShardIterator,
+                    dynamodb.ListStreams,
+                ],
+                stream_arn,
+            ),
+            iam.allow("WriteSeries", [dynamodb.UpdateItem], series_arn),
+            iam.allow("KeepFailedBatches", [sqs.SendMessage], GetAtt(failures, "Arn")),
+        ],
+        **{**shared, "rest_api": None},
+    )
+    template.add_resource(streaming.stream_mapping(table, aggregator.function, failures))
+    template.add_resource(streaming.aggregator_alarms(aggregator.function, failures, topic))
+    kms_policy = template.add_resource(
+        iam.kms_key_policy([counter.role, stats.role, aggregator.role], params)
+    )
 
     # The API: routes, their deployment, the stage (access logs, account role)
     deployment = add_routes(template, rest_api, params, counter.function, stats.function)
@@ -76,7 +111,8 @@ def build_template() -> Template:
     # Alarms and the dashboard
     template.add_resource(monitoring.api_alarms(stage, topic))
     template.add_resource(monitoring.table_alarms(table, topic))
-    template.add_resource(monitoring.dashboard(stage, [counter.function, stats.function], table))
+    functions = [counter.function, stats.function, aggregator.function]
+    template.add_resource(monitoring.dashboard(stage, functions, table))
 
     template.add_output(api.outputs(rest_api, stage, table, counter.function))
     return template

@@ -47,6 +47,12 @@ FUNCTION_SCAN_SKIPS = [
     {"id": "CKV_AWS_116", "comment": "Invoked synchronously by API Gateway: no async DLQ"},
     {"id": "CKV_AWS_117", "comment": "Reaches only DynamoDB over the AWS API: no VPC needed"},
 ]
+# A stream consumer has no asynchronous invocations either: what it gives up on goes to its
+# event source mapping's on-failure queue (templates/streaming.py).
+STREAM_CONSUMER_SCAN_SKIPS = [
+    {"id": "CKV_AWS_116", "comment": "Invoked by a stream mapping: its OnFailure queue"},
+    FUNCTION_SCAN_SKIPS[1],
+]
 
 
 def hardened_function(
@@ -57,6 +63,7 @@ def hardened_function(
     log_group: LogGroup,
     environment: dict,
     params: StackParameters,
+    scan_skips: list[dict] = FUNCTION_SCAN_SKIPS,
 ) -> Function:
     """A python function, arm64, whose index.py is handler/<source_name>.py, with
     production settings: X-Ray tracing, the environment encrypted with KmsKeyArn when one
@@ -64,7 +71,7 @@ def hardened_function(
     concurrency reservation when ReservedConcurrency is set."""
     return Function(
         title,
-        Metadata={"checkov": {"skip": FUNCTION_SCAN_SKIPS}},
+        Metadata={"checkov": {"skip": scan_skips}},
         Description=description,
         Runtime=RUNTIME,
         Architectures=["arm64"],

@@ -31,6 +31,7 @@ class StackParameters:
     throttling_burst_limit: Parameter
     alarm_email: Parameter
     reserved_concurrency: Parameter
+    series_hourly_days: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -192,6 +193,14 @@ def declarations() -> dict[str, Parameter]:
             "Empty or 0: no reservation (new accounts cannot reserve any).",
             AllowedPattern="^(0|[1-9][0-9]{0,5})?$",
             ConstraintDescription="empty, or a whole number without leading zeros",
+        ),
+        "series_hourly_days": number(
+            "SeriesHourlyDays",
+            30,
+            "Days the hourly hit series of each route is kept (DynamoDB TTL); "
+            "the daily series is kept for good.",
+            MinValue=1,
+            MaxValue=3650,
         ),
     }
 

@@ -214,6 +214,50 @@ def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def series_definition(template: dict) -> dict:
+    """CreateTable arguments taken from the template's series table."""
+    props = template["Resources"]["SeriesTable"]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props["BillingMode"],
+    }
+
+
+@dataclass
+class StreamTables:
+    counter: str
+    series: str
+    stream_arn: str
+
+
+@pytest.fixture
+def stream_tables(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamTables]:
+    """In-process moto: the counter table with the template's stream, and the series table."""
+    stream = template["Resources"]["CounterTable"]["Properties"]["StreamSpecification"]
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        created = client.create_table(
+            TableName="route-counter-test",
+            **table_definition(template),
+            StreamSpecification={"StreamEnabled": True, **stream},
+        )
+        client.create_table(TableName="route-counter-series", **series_definition(template))
+        monkeypatch.setenv("TABLE_NAME", "route-counter-test")
+        monkeypatch.setenv("SERIES_TABLE", "route-counter-series")
+        yield StreamTables(
+            "route-counter-test",
+            "route-counter-series",
+            created["TableDescription"]["LatestStreamArn"],
+        )
+
+
+@pytest.fixture
+def aggregator(stream_tables: StreamTables):
+    """The aggregator handler module, imported fresh against the moto series table."""
+    return load_module(ROOT / "handler" / "aggregator.py", "aggregator_under_test")
+
+
 @pytest.fixture
 def stats(counter_table: str):
     """The stats handler module, imported fresh against the moto table."""

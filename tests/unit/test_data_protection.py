@@ -58,3 +58,18 @@ def test_deletion_protection_is_off_until_the_stack_exists(template, resources):
 def test_table_is_never_conditional(resources):
     # A Condition on the table would delete it (or retain it orphaned) when false.
     assert "Condition" not in table(resources)
+
+
+def test_series_table_is_kept_like_the_counter_table_but_never_blocks_a_rollback(resources):
+    """Its history cannot be rebuilt (the stream holds 24 hours): retained on delete and
+    replacement, PITR, never conditional, no name. Deletion protection stays off: the table
+    first appears in an update, possibly of a stack already protected, and that update's
+    rollback must be able to delete it."""
+    series = resources["SeriesTable"]
+    props = series["Properties"]
+    assert series["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert series["UpdateReplacePolicy"] == "Retain"
+    assert "Condition" not in series
+    assert "TableName" not in props
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["DeletionProtectionEnabled"] is False
