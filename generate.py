@@ -66,8 +66,12 @@ def build_template() -> Template:
             "TABLE_NAME": Ref(table),
             "STATS_ROUTE": stats_route,
             "ALLOWED_ORIGIN": Ref(params.allowed_origin),
+            "SERIES_TABLE": Ref(series),
         },
-        statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
+        statements=[
+            iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),
+            iam.allow("ReadSeries", [dynamodb.Query], series_arn),
+        ],
         **shared,
     )
     # The aggregator: the counter table's stream -> the series table, failures to a queue

@@ -1,6 +1,7 @@
 """Route Counter stats, as JSON or an HTML page; never counts. README.md: "GET /_stats"."""
 
 import base64
+import datetime
 import hashlib
 import html
 import json
@@ -14,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
+SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
 ALLOWED_ORIGIN = os.environ.get("ALLOWED_ORIGIN", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE") or "/_stats"
 DEFAULT_LIMIT = 100
@@ -30,6 +32,13 @@ LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
 # A `next` token: the base64url of a key DynamoDB can hold (1 to 2048 bytes).
 TOKEN_PATTERN = re.compile("[A-Za-z0-9_-]{2,2731}")
 METHODS_ALLOWED = "GET, HEAD, OPTIONS"
+UTC = datetime.UTC
+# series -> (bucket prefix, bucket width, bucket key format, default points, most points)
+SERIES = {
+    "hour": ("h#", datetime.timedelta(hours=1), "%Y-%m-%dT%H", 24, 24 * 31),
+    "day": ("d#", datetime.timedelta(days=1), "%Y-%m-%d", 30, 366),
+}
+SERIES_PARAMETERS = {"series", "from", "to"}
 
 dynamodb = boto3.client(
     "dynamodb",
@@ -140,6 +149,82 @@ def read_page(limit, start_key):
 def read_route(route):
     item = dynamodb.get_item(TableName=TABLE_NAME, Key={"route": {"S": route}}).get("Item")
     return record(item) if item else None
+
+
+def parse_time(query, name):
+    """An ISO 8601 time of the query (UTC unless it says otherwise), or None when absent."""
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise HttpError(
+            400, f"'{name}' must be an ISO 8601 time such as 2026-12-01T03:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def bucket_start(moment, width):
+    if width == datetime.timedelta(days=1):
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def series_range(series, query, now):
+    """The first and last bucket start of the range asked for, and the number of points."""
+    if series not in SERIES:
+        raise HttpError(400, "'series' must be 'hour' or 'day'")
+    _, width, _, default_points, most = SERIES[series]
+    first, last = parse_time(query, "from"), parse_time(query, "to")
+    try:
+        last = bucket_start(last or now, width)
+        first = bucket_start(first, width) if first else last - (default_points - 1) * width
+    except OverflowError:
+        raise HttpError(400, "'from' and 'to' must be years 1 to 9999") from None
+    if first > last:
+        raise HttpError(400, "'from' must not be after 'to'")
+    points = (last - first) // width + 1
+    if points > most:
+        raise HttpError(
+            400, f"a {series} series has at most {most} points; this range has {points}"
+        )
+    return first, last, points
+
+
+def read_series(route, series, first, last, points):
+    """Hits per bucket from one Query: the highest count of each bucket minus that of the
+    route's previous recorded bucket (the one just before the range included)."""
+    prefix, width, key_format, _, _ = SERIES[series]
+    found = dynamodb.query(
+        TableName=SERIES_TABLE,
+        KeyConditionExpression="route = :r AND bucket BETWEEN :lo AND :hi",
+        ExpressionAttributeValues={
+            ":r": {"S": route},
+            ":lo": {"S": prefix},
+            ":hi": {"S": prefix + last.strftime(key_format)},
+        },
+        ScanIndexForward=False,  # newest first: the range, then the bucket before it
+        Limit=points + 1,
+    ).get("Items", [])
+    first_key = prefix + first.strftime(key_format)
+    highest = {}
+    previous = 0
+    for item in reversed(found):  # oldest first
+        key, count = item["bucket"]["S"], int(item["maxCount"]["N"])
+        if key >= first_key:
+            # A count below the previous one means the route restarted from 0.
+            highest[key] = count - previous if count >= previous else count
+        previous = count
+    return [
+        {
+            "start": (first + i * width).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": highest.get(prefix + (first + i * width).strftime(key_format), 0),
+        }
+        for i in range(points)
+    ]
 
 
 def wants_html(headers):
@@ -260,11 +345,23 @@ def answer(method, path, query, headers):
         if set(query) & {"limit", "next"}:
             raise HttpError(400, "'route' cannot be combined with 'limit' or 'next'")
         route = routed(query["route"], "'route'")
+        if "series" in query:
+            first, last, points = series_range(query["series"], query, datetime.datetime.now(UTC))
+            body = {
+                "route": route,
+                "series": query["series"],
+                "points": read_series(route, query["series"], first, last, points),
+            }
+            return response(200, body), {**fields, "route": route, "points": points}
+        if set(query) & SERIES_PARAMETERS:
+            raise HttpError(400, "'from' and 'to' need a 'series' ('hour' or 'day')")
         found = read_route(route)
         if found is None:
             raise HttpError(404, f"route {route} has not been counted")
         page = dashboard([found], f"Route {route}") if as_html else None
         return response(200, found, html_page=page), {**fields, "route": route}
+    if set(query) & SERIES_PARAMETERS:
+        raise HttpError(400, "'series', 'from' and 'to' need a 'route'")
     limit = parse_limit(query.get("limit"))
     start = decode_token(query["next"]) if "next" in query else None
     routes, next_token, calls = read_page(limit, start)

@@ -1,0 +1,210 @@
+"""GET /_stats?route=&series=hour|day: hits per bucket, exact, from one Query.
+
+Hits are counted by the counter's own write into an in-process moto table with the
+template's stream; the stream's records go through the aggregator as Lambda delivers them;
+the stats handler reads the series table the aggregator wrote.
+"""
+
+import collections
+import datetime
+import json
+import random
+import time
+
+import pytest
+from botocore.exceptions import ReadTimeoutError
+
+from local.stream_events import read_stream, stream_event, streams_client
+from tests.conftest import ROOT, api_event, lambda_context, load_module
+from tests.unit.test_aggregator import HITS, epoch
+
+HOUR = datetime.timedelta(hours=1)
+
+
+@pytest.fixture
+def counter(stream_tables):
+    return load_module(ROOT / "handler" / "counter.py", "counter_for_series")
+
+
+@pytest.fixture
+def stats(stream_tables):
+    return load_module(ROOT / "handler" / "stats.py", "stats_for_series")
+
+
+def count_and_aggregate(counter, aggregator, stream_tables, hits, batch=7, seed=1) -> None:
+    """Count the hits, then deliver the stream in shuffled batches, each one twice."""
+    for route, at in hits:
+        counter.count_hit(route, at, time.monotonic() + 4)
+    records = stream_event(
+        read_stream(streams_client(), stream_tables.stream_arn), stream_tables.stream_arn
+    )["Records"]
+    batches = [records[i : i + batch] for i in range(0, len(records), batch)] * 2
+    random.Random(seed).shuffle(batches)  # noqa: S311 (a reproducible order, not a secret)
+    for records in batches:
+        assert aggregator.handler({"Records": records}, lambda_context()) == {
+            "batchItemFailures": []
+        }
+
+
+def queries(stats) -> list:
+    calls = []
+    stats.dynamodb.meta.events.register("before-call.dynamodb", lambda **kw: calls.append(kw))
+    return calls
+
+
+def get(stats, query: dict):
+    result = stats.handler(api_event("/_stats", query=query), lambda_context("StatsFunction"))
+    return result["statusCode"], json.loads(result["body"])
+
+
+def test_hourly_points_are_the_hits_of_each_hour_every_hour_present(
+    counter, aggregator, stats, stream_tables
+):
+    count_and_aggregate(counter, aggregator, stream_tables, [(r, epoch(t)) for r, t in HITS])
+    calls = queries(stats)
+    query = {"route": "/a", "series": "hour", "from": "2026-12-01T04:00:00Z"}
+    status, body = get(stats, {**query, "to": "2026-12-02T01:30:00Z"})
+    assert status == 200
+    assert body["route"] == "/a" and body["series"] == "hour"
+    starts = [p["start"] for p in body["points"]]
+    assert starts[0] == "2026-12-01T04:00:00Z" and starts[-1] == "2026-12-02T01:00:00Z"
+    assert len(starts) == 22  # every hour, zeros included
+    counts = {p["start"]: p["count"] for p in body["points"] if p["count"]}
+    # 2 hits at 04h (the 2 of 03h, before the range, are not in it), 1 at 00h next day
+    assert counts == {"2026-12-01T04:00:00Z": 2, "2026-12-02T00:00:00Z": 1}
+    assert len(calls) == 1  # one Query
+
+
+def test_a_range_full_of_buckets_still_reads_the_bucket_before_it(
+    counter, aggregator, stats, stream_tables
+):
+    hours = ["02", "03", "04", "05"]
+    hits = [("/full", epoch(f"2026-12-01T{h}:10:00Z")) for h in hours]
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+    status, body = get(
+        stats, {"route": "/full", "series": "hour", "from": "2026-12-01T03", "to": "2026-12-01T05"}
+    )
+    assert status == 200
+    assert [p["count"] for p in body["points"]] == [1, 1, 1]
+
+
+def test_daily_points_and_a_time_with_an_offset_is_converted_to_utc(
+    counter, aggregator, stats, stream_tables
+):
+    count_and_aggregate(counter, aggregator, stream_tables, [(r, epoch(t)) for r, t in HITS])
+    status, body = get(
+        stats,
+        {"route": "/a", "series": "day", "from": "2026-11-30", "to": "2026-12-02T01:00+02:00"},
+    )
+    assert status == 200
+    # 2026-12-02T01:00+02:00 is 2026-12-01T23:00Z: the range ends on the 1st
+    assert body["points"] == [
+        {"start": "2026-11-30T00:00:00Z", "count": 0},
+        {"start": "2026-12-01T00:00:00Z", "count": 4},
+    ]
+
+
+def test_every_bucket_equals_the_hits_sent_in_it_after_shuffled_duplicated_batches(
+    counter, aggregator, stats, stream_tables
+):
+    start = epoch("2026-12-01T00:00:00Z")
+    rng = random.Random(7)  # noqa: S311 (reproducible data, not a secret)
+    hits = sorted(
+        ((rng.choice(["/a", "/b", "/c/d"]), start + rng.randrange(3 * 86400)) for _ in range(150)),
+        key=lambda hit: hit[1],
+    )
+    count_and_aggregate(counter, aggregator, stream_tables, hits, batch=11, seed=3)
+    for series, width in (("hour", "%Y-%m-%dT%H:00:00Z"), ("day", "%Y-%m-%dT00:00:00Z")):
+        for route in ("/a", "/b", "/c/d"):
+            sent = collections.Counter(
+                time.strftime(width, time.gmtime(at)) for r, at in hits if r == route
+            )
+            status, body = get(
+                stats,
+                {
+                    "route": route,
+                    "series": series,
+                    "from": "2026-12-01T00:00:00Z",
+                    "to": "2026-12-03T23:00:00Z",
+                },
+            )
+            assert status == 200
+            got = {p["start"]: p["count"] for p in body["points"] if p["count"]}
+            assert got == dict(sent), (series, route)
+            assert len(body["points"]) == (72 if series == "hour" else 3)
+
+
+def test_defaults_are_the_last_24_hours_and_the_last_30_days(
+    counter, aggregator, stats, stream_tables
+):
+    now = time.time()
+    count_and_aggregate(counter, aggregator, stream_tables, [("/now", now)] * 3)
+    this_hour = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(now))
+    today = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now))
+    for series, points, last in (("hour", 24, this_hour), ("day", 30, today)):
+        status, body = get(stats, {"route": "/now", "series": series})
+        assert status == 200
+        assert len(body["points"]) == points
+        assert body["points"][-1] == {"start": last, "count": 3}
+        assert sum(p["count"] for p in body["points"]) == 3
+
+
+def test_a_route_never_counted_is_all_zeros(stats):
+    status, body = get(stats, {"route": "/never", "series": "day", "from": "2026-12-01"})
+    assert status == 200
+    assert body["points"][0] == {"start": "2026-12-01T00:00:00Z", "count": 0}
+    assert {p["count"] for p in body["points"]} == {0}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"route": "/a", "series": "week"}, "'series' must be 'hour' or 'day'"),
+        ({"route": "/a", "series": "hour", "from": "yesterday"}, "'from' must be an ISO 8601"),
+        ({"route": "/a", "series": "day", "to": "2026-13-01"}, "'to' must be an ISO 8601"),
+        (
+            {"route": "/a", "series": "day", "from": "2026-12-02", "to": "2026-12-01"},
+            "'from' must not be after 'to'",
+        ),
+        (
+            {"route": "/a", "series": "hour", "from": "2026-12-01", "to": "2027-01-01T00:00Z"},
+            "at most 744 points; this range has 745",
+        ),
+        (
+            {"route": "/a", "series": "day", "from": "2026-01-01", "to": "2027-01-02"},
+            "at most 366 points; this range has 367",
+        ),
+        ({"route": "/a", "series": "day", "to": "0001-01-05"}, "years 1 to 9999"),
+        ({"series": "hour"}, "need a 'route'"),
+        ({"route": "/a", "from": "2026-12-01"}, "need a 'series'"),
+        ({"route": "/a", "series": "hour", "limit": "5"}, "cannot be combined"),
+    ],
+)
+def test_bad_values_are_a_clear_400(stats, query, message):
+    status, body = get(stats, query)
+    assert status == 400
+    assert message in body["error"]
+
+
+def test_the_longest_ranges_are_served(stats):
+    for query, points in (
+        ({"from": "2026-12-01", "to": "2026-12-31T23:00Z", "series": "hour"}, 744),
+        ({"from": "2026-01-01", "to": "2027-01-01", "series": "day"}, 366),
+    ):
+        status, body = get(stats, {"route": "/a", **query})
+        assert status == 200
+        assert len(body["points"]) == points
+
+
+def test_a_lost_answer_is_a_503_json_with_the_request_id(stats, capsys):
+    def lose(request, **_):
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    stats.dynamodb.meta.events.register_first("before-send.dynamodb.Query", lose)
+    event = api_event("/_stats", query={"route": "/a", "series": "hour"})
+    result = stats.handler(event, lambda_context("StatsFunction"))
+    assert result["statusCode"] == 503
+    body = json.loads(result["body"])
+    assert body["requestId"] and "busy" in body["error"]
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["level"] == "ERROR" and line["error"] == "ReadTimeoutError"
