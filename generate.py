@@ -70,7 +70,7 @@ def build_template() -> Template:
         },
         statements=[
             iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),
-            iam.allow("ReadSeries", [dynamodb.Query], series_arn),
+            iam.allow("ReadSeries", [dynamodb.Query, dynamodb.GetItem], series_arn),
         ],
         **shared,
     )
@@ -97,7 +97,8 @@ def build_template() -> Template:
                 ],
                 stream_arn,
             ),
-            iam.allow("WriteSeries", [dynamodb.UpdateItem], series_arn),
+            # GetItem: the top routes item is read, merged and written back (optimistic)
+            iam.allow("WriteSeries", [dynamodb.GetItem, dynamodb.UpdateItem], series_arn),
             iam.allow("KeepFailedBatches", [sqs.SendMessage], GetAtt(failures, "Arn")),
         ],
         **{**shared, "rest_api": None},

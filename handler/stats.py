@@ -39,6 +39,9 @@ SERIES = {
     "day": ("d#", datetime.timedelta(days=1), "%Y-%m-%d", 30, 366),
 }
 SERIES_PARAMETERS = {"series", "from", "to"}
+# The aggregator's bounded item of the all-time top routes (handler/aggregator.py).
+TOP_KEY = {"route": {"S": "#top"}, "bucket": {"S": "all"}}
+TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
 
 dynamodb = boto3.client(
     "dynamodb",
@@ -227,6 +230,25 @@ def read_series(route, series, first, last, points):
     ]
 
 
+def read_top(query):
+    """The global top routes: one GetItem of the aggregator's item, whatever the table size."""
+    if query.get("period", "all") != "all":
+        raise HttpError(400, "'period' must be 'all' (a per-day ranking is not built yet)")
+    limit = TOP_LIMIT
+    if "limit" in query:
+        text = query["limit"]
+        if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_TOP_LIMIT:
+            raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_TOP_LIMIT}")
+        limit = int(text)
+    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=TOP_KEY).get("Item") or {}
+    counts = [(r, int(c["N"])) for r, c in item.get("routes", {}).get("M", {}).items()]
+    ranked = sorted(counts, key=lambda rc: (-rc[1], rc[0]))[:limit]
+    return {
+        "routes": [{"route": r, "count": c} for r, c in ranked],
+        "asOf": item.get("asOf", {}).get("S"),
+    }
+
+
 def wants_html(headers):
     """True when the Accept header ranks text/html above application/json."""
     accept = next((v for k, v in headers.items() if k.lower() == "accept"), "")
@@ -331,7 +353,7 @@ def response(status, body=None, headers=None, html_page=None):
 def answer(method, path, query, headers):
     """The response to a well-formed proxy event, and the fields to log about it."""
     route = routed(path, "path")
-    if route != STATS_ROUTE:
+    if route not in (STATS_ROUTE, STATS_ROUTE + "/top"):
         raise HttpError(404, f"no such stats page: {route}; use GET {STATS_ROUTE}")
     if method == "OPTIONS":
         cors = {"Access-Control-Allow-Methods": METHODS_ALLOWED, "Access-Control-Max-Age": "600"}
@@ -339,6 +361,9 @@ def answer(method, path, query, headers):
     if method not in ("GET", "HEAD"):
         message = f"{method} is not allowed here; the stats are read with GET"
         raise HttpError(405, message, {"Allow": METHODS_ALLOWED})
+    if route != STATS_ROUTE:
+        top = read_top(query)
+        return response(200, top), {"format": "json", "routes": len(top["routes"])}
     as_html = wants_html(headers)
     fields = {"format": "html" if as_html else "json"}
     if "route" in query:

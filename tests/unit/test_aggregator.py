@@ -64,8 +64,21 @@ def counted(stream_tables) -> dict:
 
 
 def series_items(table: str) -> dict:
+    """The buckets (the top item, route "#top", aside)."""
     items = boto3.client("dynamodb").scan(TableName=table)["Items"]
-    return {(i["route"]["S"], i["bucket"]["S"]): i for i in items}
+    return {(i["route"]["S"], i["bucket"]["S"]): i for i in items if i["route"]["S"] != "#top"}
+
+
+def top_item(table: str) -> tuple[dict, str] | None:
+    """(route -> count, asOf) of the top item."""
+    key = {"route": {"S": "#top"}, "bucket": {"S": "all"}}
+    item = boto3.client("dynamodb").get_item(TableName=table, Key=key).get("Item")
+    if item is None:
+        return None
+    return {r: int(c["N"]) for r, c in item["routes"]["M"].items()}, item["asOf"]["S"]
+
+
+TOP = ({"/a": 5, "/b": 2, "/c": 1}, "2026-12-02T00:06:00Z")
 
 
 def max_counts(table: str) -> dict:
@@ -74,7 +87,7 @@ def max_counts(table: str) -> dict:
 
 def clear(table: str) -> None:
     client = boto3.client("dynamodb")
-    for route, bucket in series_items(table):
+    for route, bucket in [*series_items(table), ("#top", "all")]:
         client.delete_item(TableName=table, Key={"route": {"S": route}, "bucket": {"S": bucket}})
 
 
@@ -87,11 +100,13 @@ def test_each_bucket_holds_the_highest_count_of_its_hour_and_day(
 ):
     assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
     assert max_counts(stream_tables.series) == EXPECTED
-    # one JSON line per batch, one write per (route, bucket) pair
+    assert top_item(stream_tables.series) == TOP
+    # one JSON line per batch, one write per (route, bucket) pair, and the top item's
     (line,) = capsys.readouterr().out.splitlines()
     logged = json.loads(line)
     assert logged["level"] == "INFO"
     assert logged["buckets"] == logged["written"] == len(EXPECTED)
+    assert logged["topChanged"] is True
 
 
 def test_hourly_buckets_expire_after_series_hourly_days_and_daily_ones_never(
@@ -122,9 +137,11 @@ def test_retried_duplicated_and_out_of_order_batches_give_identical_buckets(
         for batch in order:
             assert run(aggregator, list(reversed(batch))) == {"batchItemFailures": []}
         assert max_counts(stream_tables.series) == EXPECTED
+        assert top_item(stream_tables.series) == TOP
     # and a replay of everything changes nothing
     assert run(aggregator, records) == {"batchItemFailures": []}
     assert max_counts(stream_tables.series) == EXPECTED
+    assert top_item(stream_tables.series) == TOP
 
 
 def lose_connections_for(aggregator, route: str) -> list[str]:
@@ -168,6 +185,7 @@ def test_a_fault_mid_batch_reports_the_first_record_of_the_failed_buckets(
     fresh = load_module(ROOT / "handler" / "aggregator.py", "aggregator_after_fault")
     assert run(fresh, records[retry_from:]) == {"batchItemFailures": []}
     assert max_counts(stream_tables.series) == EXPECTED
+    assert top_item(stream_tables.series) == TOP
 
 
 def test_records_that_carry_no_count_are_skipped_not_retried(aggregator, stream_tables, counted):
@@ -178,3 +196,72 @@ def test_records_that_carry_no_count_are_skipped_not_retried(aggregator, stream_
     DynamoDBStreamModel.model_validate({"Records": [removed, garbled]})
     assert run(aggregator, [removed, garbled]) == {"batchItemFailures": []}
     assert max_counts(stream_tables.series) == {}
+
+
+def test_the_top_item_is_the_exact_top_n_whatever_the_batches_and_their_order(
+    aggregator, stream_tables
+):
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_top")
+    rng = random.Random(5)  # noqa: S311 (reproducible data, not a secret)
+    start = epoch("2026-12-01T00:00:00Z")
+    sent = {}
+    for i in range(120):
+        route = f"/r{rng.randrange(12)}"
+        sent[route] = sent.get(route, 0) + 1
+        counter.count_hit(route, start + i, time.monotonic() + 4)
+    records = stream_event(
+        read_stream(streams_client(), stream_tables.stream_arn), stream_tables.stream_arn
+    )["Records"]
+    aggregator.TOP_SIZE = 4
+    batches = [records[i : i + 9] for i in range(0, len(records), 9)] * 2
+    rng.shuffle(batches)
+    for batch in batches:
+        assert run(aggregator, batch) == {"batchItemFailures": []}
+    ranked = sorted(sent.items(), key=lambda rc: (-rc[1], rc[0]))[:4]
+    assert top_item(stream_tables.series) == (dict(ranked), "2026-12-01T00:01:59Z")
+
+
+def test_a_merge_that_loses_a_race_merges_again_and_keeps_both(aggregator, stream_tables, counted):
+    """Invocations of two shards merge into the same item: the loser reads it again."""
+    rival = boto3.client("dynamodb")
+    raced = []
+
+    def other_shard_merges_first(request, **_):
+        if b'"#top"' in request.body and not raced:
+            raced.append(True)
+            rival.put_item(
+                TableName=stream_tables.series,
+                Item={
+                    "route": {"S": "#top"},
+                    "bucket": {"S": "all"},
+                    "routes": {"M": {"/other": {"N": "3"}}},
+                    "version": {"N": "1"},
+                    "asOf": {"S": "2026-12-03T00:00:00Z"},
+                },
+            )
+
+    aggregator.dynamodb.meta.events.register_first(
+        "before-send.dynamodb.UpdateItem", other_shard_merges_first
+    )
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert raced
+    assert top_item(stream_tables.series) == (
+        {**TOP[0], "/other": 3},
+        "2026-12-03T00:00:00Z",
+    )
+
+
+def test_a_fault_in_the_top_merge_retries_the_batch_from_its_first_counted_record(
+    aggregator, stream_tables, counted
+):
+    def drop(request, **_):
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    aggregator.dynamodb.meta.events.register_first("before-send.dynamodb.GetItem", drop)
+    records = counted["Records"]
+    first = next(r for r in records if "count" in r["dynamodb"]["NewImage"])
+    assert run(aggregator, records) == {
+        "batchItemFailures": [{"itemIdentifier": first["dynamodb"]["SequenceNumber"]}]
+    }
+    assert max_counts(stream_tables.series) == EXPECTED  # the buckets were written
+    assert top_item(stream_tables.series) is None

@@ -208,3 +208,46 @@ def test_a_lost_answer_is_a_503_json_with_the_request_id(stats, capsys):
     assert body["requestId"] and "busy" in body["error"]
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert line["level"] == "ERROR" and line["error"] == "ReadTimeoutError"
+
+
+def test_top_routes_are_the_aggregators_ranking_from_one_get_item(
+    counter, aggregator, stats, stream_tables
+):
+    count_and_aggregate(counter, aggregator, stream_tables, [(r, epoch(t)) for r, t in HITS])
+    calls = queries(stats)
+    result = stats.handler(api_event("/_stats/top"), lambda_context("StatsFunction"))
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {
+        "routes": [
+            {"route": "/a", "count": 5},
+            {"route": "/b", "count": 2},
+            {"route": "/c", "count": 1},
+        ],
+        "asOf": "2026-12-02T00:06:00Z",
+    }
+    assert [c["model"].name for c in calls] == ["GetItem"]
+    result = stats.handler(
+        api_event("/_stats/top", query={"limit": "2", "period": "all"}), lambda_context()
+    )
+    assert [r["route"] for r in json.loads(result["body"])["routes"]] == ["/a", "/b"]
+
+
+def test_top_routes_before_any_batch_is_an_empty_ranking(stats):
+    result = stats.handler(api_event("/_stats/top"), lambda_context("StatsFunction"))
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {"routes": [], "asOf": None}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"limit": "0"}, "'limit' must be a whole number from 1 to 100"),
+        ({"limit": "101"}, "'limit' must be a whole number from 1 to 100"),
+        ({"limit": "ten"}, "'limit' must be a whole number from 1 to 100"),
+        ({"period": "week"}, "'period' must be 'all'"),
+    ],
+)
+def test_bad_top_values_are_a_clear_400(stats, query, message):
+    result = stats.handler(api_event("/_stats/top", query=query), lambda_context())
+    assert result["statusCode"] == 400
+    assert message in json.loads(result["body"])["error"]

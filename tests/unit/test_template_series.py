@@ -60,7 +60,7 @@ def test_aggregator_role_reads_the_stream_writes_the_series_and_its_queue_only(r
             ],
             [STREAM_ARN],
         ),
-        "WriteSeries": (["dynamodb:UpdateItem"], [SERIES_ARN]),
+        "WriteSeries": (["dynamodb:GetItem", "dynamodb:UpdateItem"], [SERIES_ARN]),
         "KeepFailedBatches": (["sqs:SendMessage"], [QUEUE_ARN]),
         "WriteOwnLogs": (
             ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -70,11 +70,20 @@ def test_aggregator_role_reads_the_stream_writes_the_series_and_its_queue_only(r
     }
 
 
-def test_no_other_role_reaches_the_stream_the_series_or_the_queue(resources):
+def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_series(
+    resources,
+):
     for role in ("CounterFunctionRole", "StatsFunctionRole"):
         text = json.dumps(role_statements(resources[role]))
-        for arn in (STREAM_ARN, SERIES_ARN, QUEUE_ARN):
+        for arn in (STREAM_ARN, QUEUE_ARN):
             assert json.dumps(arn) not in text, role
+    assert json.dumps(SERIES_ARN) not in json.dumps(
+        role_statements(resources["CounterFunctionRole"])
+    )
+    assert grants(resources, "StatsFunctionRole")["ReadSeries"] == (
+        ["dynamodb:Query", "dynamodb:GetItem"],
+        [SERIES_ARN],
+    )
 
 
 def test_stream_mapping_batches_reports_item_failures_bisects_and_keeps_what_it_gave_up(
