@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto.awslambda import models as lambda_models
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
 from moto.dynamodb.models import dynamodb_backends
@@ -274,8 +275,20 @@ def wrap(app: Callable) -> Callable:
     return application
 
 
+def _keep_records_for_the_poller(
+    self: lambda_models.LambdaBackend, function_arn: str, items: list[Any], source: str
+) -> None:
+    """AWS's event source mapping reads a table's stream on its own and invokes the function
+    apart from the write, in batches. moto 5.2.5 invokes it inside each write (through
+    Docker: here a failed attempt and a stray process per counted hit) and then drops the
+    shard's records. The write now only appends to the stream, which keeps its records for
+    whatever polls it (issue 13: the local stack's poller, not built yet)."""
+    return None
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
+    lambda_models.LambdaBackend.send_dynamodb_items = _keep_records_for_the_poller  # type: ignore[method-assign]
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
     policy_conditions.CONDITION_OPERATIONS["Bool"] = _bool_equals
     access_control.IAMPolicyStatement.is_action_permitted = _statement_permits  # type: ignore[method-assign]

@@ -147,3 +147,59 @@ def test_a_parameter_only_change_set_lists_what_it_modifies_and_what_it_replaces
         "Top": ("Modify", "True"),  # PathPart: replacement
         "Below": ("Modify", "Conditional"),  # ParentId of a replaced resource
     }
+
+
+def test_a_write_leaves_its_stream_records_for_the_event_source_mapping_to_poll(aws):
+    """moto invoked a mapped function inside each write (through Docker) and then dropped
+    the stream's records; AWS's mapping polls the stream apart from the write."""
+    from local.stream_events import read_stream, streams_client
+
+    _, dynamodb = aws
+    created = dynamodb.create_table(
+        TableName="t",
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    stream_arn = created["TableDescription"]["LatestStreamArn"]
+    role = boto3.client("iam").create_role(
+        RoleName="r",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    functions = boto3.client("lambda")
+    functions.create_function(
+        FunctionName="f",
+        Runtime="python3.13",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": zipped("def handler(event, context):\n    return {}\n")},
+    )
+    functions.create_event_source_mapping(
+        EventSourceArn=stream_arn, FunctionName="f", StartingPosition="TRIM_HORIZON"
+    )
+    for key in ("a", "b"):
+        dynamodb.put_item(TableName="t", Item={"k": {"S": key}})
+    records = read_stream(streams_client(), stream_arn)
+    assert [r["dynamodb"]["Keys"]["k"]["S"] for r in records] == ["a", "b"]
+
+
+def zipped(source: str) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.py", source)
+    return buffer.getvalue()
