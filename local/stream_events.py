@@ -12,10 +12,11 @@ import boto3
 from botocore.config import Config
 
 # botocore (1.44 here) sends a call that names a stream ARN to an account endpoint,
-# https://<account>.streams-ddb.<region>.amazonaws.com; moto 5.2.5 routes only
+# https://<account>.streams-ddb.<region>.amazonaws.com; in process, moto 5.2.5 routes only
 # streams.dynamodb.<region>, so DescribeStream, GetShardIterator (and GetRecords) answer
-# 404 "Not yet implemented" while ListStreams (no ARN) works. The regional endpoint is
-# what AWS also serves: this changes the host, not the API.
+# 404 "Not yet implemented" while ListStreams (no ARN) works. (With an endpoint_url, as
+# against moto_server, the host is the given one and all of them work.) The regional
+# endpoint is what AWS also serves: this changes the host, not the API.
 REGIONAL_ENDPOINT = Config(account_id_endpoint_mode="disabled")
 
 
