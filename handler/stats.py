@@ -9,6 +9,7 @@ import os
 import re
 import time
 import unicodedata
+from http import HTTPStatus
 
 import boto3
 from botocore.config import Config
@@ -407,7 +408,7 @@ def overview(routes, limit, stale, next_token, position, now):
     hits = sum(r["count"] for r in routes)
     totals = (
         f"<p><b>{hits:,} hits</b> over <b>{len(routes):,} routes</b>: "
-        + ("the whole table." if whole else "this page only; the whole table's need every page.")
+        + ("the whole table." if whole else "this page only (the table's totals need every page).")
         + "</p>"
     )
     cutoff = now - stale * 86400
@@ -489,7 +490,8 @@ def error_page(status, message):
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>Error {status}</title><style>{CSS}</style></head><body>"
-        f"<h1>Error {status}</h1><p class=err>{visible(message, '[%s]')}</p>"
+        f"<h1>Error {status}: {HTTPStatus(status).phrase}</h1>"
+        f"<p class=err>{visible(message, '[%s]')}</p>"
         '<p><a href="?">Back to the dashboard</a></p></body></html>'
     )
 
