@@ -28,7 +28,7 @@ DEFAULT_STALE_DAYS = 7
 MAX_STALE_DAYS = 3650
 STALE_CHOICES = (1, 7, 30, 90)
 # Earlier pages a dashboard link remembers for its "previous" link: a URL has to stay well
-# under API Gateway's 10,240-byte request line, and one token can take 2,731 characters.
+# under API Gateway's 10,240 bytes of request line and headers; one token can take 2,731.
 MAX_BACK = 8
 MAX_BACK_CHARS = 2048
 THROTTLING_CODES = {
