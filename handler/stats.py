@@ -217,7 +217,7 @@ CSS = (
     "nav a,nav span{display:inline-block;margin:0 1.2em .3em 0}"
     "table{border-collapse:collapse;width:100%}td,th{padding:.3em .5em;text-align:left;"
     "vertical-align:top}th{font-size:.875em}tr:nth-child(even){background:#f4f4f4}"
-    ".n{text-align:right;white-space:nowrap}.r{overflow-wrap:anywhere;word-break:break-word}"
+    ".n{text-align:right;white-space:nowrap}.t{white-space:nowrap}.r{overflow-wrap:anywhere;word-break:break-word}"
     "li{overflow-wrap:anywhere}ol.bars{list-style:none;padding:0;margin:0}"
     "ol.bars li{margin:.35em 0}"
     ".lbl{overflow-wrap:anywhere;word-break:break-word}"
@@ -467,8 +467,8 @@ def dashboard(
     )
     rows = "".join(
         f'<tr><td class="r">{shown(r["route"])}</td>'
-        f'<td class="n" data-label="hits">{r["count"]:,}</td><td data-label="first seen">'
-        f'{when(r["firstSeen"], now)}</td><td data-label="last seen">'
+        f'<td class="n" data-label="hits">{r["count"]:,}</td><td class=t data-label="first seen">'
+        f'{when(r["firstSeen"], now)}</td><td class=t data-label="last seen">'
         f"{when(r['lastSeen'], now)}</td></tr>"
         for r in routes
     )
