@@ -373,7 +373,7 @@ def paging(routes, limit, stale, next_token, position):
     token, at, back = position or (None, 0, [])
     count = f"{len(routes):,} route{'s' if len(routes) != 1 else ''}"
     if not (token or next_token):
-        return f"All {count}, sorted by count", ""
+        return (f"All {count}, sorted by count" if routes else "No route has been counted yet"), ""
     if at is None:
         where = f"{count} after {label(decode_token(token)['route']['S'])} in scan order"
         where += " (this link does not say how many came before)"
@@ -456,15 +456,10 @@ def dashboard(
         head, stale_section, nav = overview(routes, limit, stale, next_token, position, now)
     extra = "".join(series_chart(points, heading) for heading, points in series or [])
     extra += top_panel(top, now) if top is not None else ""
-    chart = (
-        f"<section><h2>{'Top routes of this page' if nav else 'Top routes'}</h2>"
-        + ranked_bars(routes[:CHART_BARS])
-        + "</section>"
-        if routes and not single
-        else ""
-        if routes
-        else "<p>No route has been counted yet.</p>"
-    )
+    chart = ""
+    if routes and not single:
+        heading = "Top routes of this page" if nav else "Top routes"
+        chart = f"<section><h2>{heading}</h2>{ranked_bars(routes[:CHART_BARS])}</section>"
     rows = "".join(
         f'<tr><td class="r">{shown(r["route"])}</td>'
         f'<td class="n" data-label="hits">{r["count"]:,}</td><td class=t data-label="first seen">'

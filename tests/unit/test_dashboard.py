@@ -287,3 +287,9 @@ def test_bad_paging_parameters_are_400(stats, counter_table, query, words):
     result, body = get(stats, query)
     assert result["statusCode"] == 400
     assert body["error"].startswith(words)
+
+
+def test_an_empty_table_says_nothing_was_counted(stats, counter_table):
+    _, page = get(stats, accept=BROWSER_ACCEPT)
+    assert "<p>No route has been counted yet.</p>" in page
+    assert "All 0 routes" not in page
