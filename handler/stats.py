@@ -1,6 +1,7 @@
 """Route Counter stats, as JSON or an HTML page; never counts. README.md: "GET /_stats"."""
 
 import base64
+import calendar
 import datetime
 import hashlib
 import html
@@ -9,6 +10,7 @@ import os
 import re
 import time
 import unicodedata
+from http import HTTPStatus
 
 import boto3
 from botocore.config import Config
@@ -23,12 +25,21 @@ MAX_LIMIT = 1000
 # 1000 items of ~1.2 KB need two 1 MB Scan calls; a third covers sparse pages.
 MAX_SCAN_CALLS = 3
 CHART_BARS = 20
+CHART_LABEL = 80  # characters of a route in a chart label
+DEFAULT_STALE_DAYS = 7
+MAX_STALE_DAYS = 3650
+STALE_CHOICES = (1, 7, 30, 90)
+# Earlier pages a dashboard link remembers for its "previous" link: a URL has to stay well
+# under API Gateway's 10,240 bytes of request line and headers; one token can take 2,731.
+MAX_BACK = 8
+MAX_BACK_CHARS = 2048
 THROTTLING_CODES = {
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
     "ThrottlingException",
 }
 LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
+AT_PATTERN = re.compile(r"0|[1-9][0-9]{0,8}")
 # A `next` token: the base64url of a key DynamoDB can hold (1 to 2048 bytes).
 TOKEN_PATTERN = re.compile("[A-Za-z0-9_-]{2,2731}")
 METHODS_ALLOWED = "GET, HEAD, OPTIONS"
@@ -113,7 +124,7 @@ def encode_token(key):
     return base64.urlsafe_b64encode(key["route"]["S"].encode()).decode().rstrip("=")
 
 
-def decode_token(token):
+def decode_token(token, name="'next' token"):
     """The key a page starts after. Not signed: routes are public here (README.md)."""
     try:
         if not TOKEN_PATTERN.fullmatch(token):
@@ -122,7 +133,7 @@ def decode_token(token):
         if not route.startswith("/"):
             raise ValueError
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise HttpError(400, "invalid 'next' token: pass back the 'next' value of a page") from None
+        raise HttpError(400, f"invalid {name}: pass back the 'next' value of a page") from None
     return {"route": {"S": route}}
 
 
@@ -132,6 +143,47 @@ def parse_limit(text):
     if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
+
+
+def parse_days(text):
+    if text is None:
+        return DEFAULT_STALE_DAYS
+    if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_STALE_DAYS:
+        raise HttpError(400, f"'stale' must be a whole number of days from 1 to {MAX_STALE_DAYS}")
+    return int(text)
+
+
+def parse_position(query):
+    """(token, routes before the page or None, earlier pages [(at, token)]) or None: where a
+    dashboard link says a page is. `at` and `back` only label pages and link back."""
+    if "next" not in query:
+        if set(query) & {"at", "back"}:
+            raise HttpError(400, "'at' and 'back' only come with 'next'")
+        return None
+    token = query["next"]
+    decode_token(token)
+    at = query.get("at")
+    if at is not None and not AT_PATTERN.fullmatch(at):
+        raise HttpError(400, "'at' must be the number of routes before this page")
+    at = None if at is None else int(at)
+    back, trail = [], query.get("back")
+    if trail is not None:
+        entries = [entry.partition("~") for entry in trail.split(".")]
+        if (
+            at is None
+            or len(trail) > MAX_BACK_CHARS
+            or len(entries) > MAX_BACK
+            or not all(AT_PATTERN.fullmatch(a) and (t or a == "0") for a, _, t in entries)
+        ):
+            raise HttpError(400, "invalid 'back': pass back a dashboard link as it was")
+        back = [(int(a), t) for a, _, t in entries]
+        for _, earlier_token in back:
+            if earlier_token:
+                decode_token(earlier_token, "'back' token")
+        places = [a for a, _ in back] + [at]
+        if places != sorted(set(places)):
+            raise HttpError(400, "invalid 'back': its pages must come before this one in order")
+    return token, at, back
 
 
 def read_page(limit, start_key):
@@ -154,7 +206,7 @@ def read_route(route):
     return record(item) if item else None
 
 
-def parse_time(query, name):
+def query_time(query, name):
     """An ISO 8601 time of the query (UTC unless it says otherwise), or None when absent."""
     text = query.get(name)
     if text is None:
@@ -181,7 +233,7 @@ def series_range(series, query, now):
     if series not in SERIES:
         raise HttpError(400, "'series' must be 'hour' or 'day'")
     _, width, _, default_points, most = SERIES[series]
-    first, last = parse_time(query, "from"), parse_time(query, "to")
+    first, last = query_time(query, "from"), query_time(query, "to")
     try:
         last = bucket_start(last or now, width)
         first = bucket_start(first, width) if first else last - (default_points - 1) * width
@@ -266,11 +318,27 @@ def wants_html(headers):
 
 
 CSS = (
-    "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse}td,th{padding:.2em .6em;text-align:left}"
-    "tr:nth-child(even){background:#f4f4f4}td.n{text-align:right}"
-    ".r{max-width:40em;overflow-wrap:anywhere}svg text{font:12px sans-serif}"
-    ".cf{color:#b00;border:1px solid}svg .cf{fill:#b00}"
+    "body{font:16px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em;max-width:72em;"
+    "color:#222}h1{font-size:1.5em;margin:.2em 0;overflow-wrap:anywhere}"
+    "h2{font-size:1.15em;margin:1.4em 0 .4em}a{color:#0a58a8}p{margin:.4em 0}"
+    "nav a,nav span{display:inline-block;margin:0 1.2em .3em 0}"
+    "table{border-collapse:collapse;width:100%}td,th{padding:.3em .5em;text-align:left;"
+    "vertical-align:top}th{font-size:.875em}tr:nth-child(even){background:#f4f4f4}"
+    ".n{text-align:right;white-space:nowrap}.t{white-space:nowrap}.r{overflow-wrap:anywhere;word-break:break-word}"
+    "li{overflow-wrap:anywhere}ol.bars{list-style:none;padding:0;margin:0}"
+    "ol.bars li{margin:.35em 0}"
+    ".lbl{overflow-wrap:anywhere;word-break:break-word}"
+    ".bar{display:block;width:100%;height:10px}.bar rect,.chart rect{fill:#4a7fb0}"
+    ".chart svg{display:block;width:100%;height:10em;background:#f6f8fa}"
+    ".chart rect.z{fill:#8a8a8a}.axis{display:flex;justify-content:space-between;"
+    "gap:.5em;font-size:.8125em;color:#555}.note{color:#555;font-size:.875em}"
+    "time[title]{border-bottom:1px dotted #888}.err{border-left:4px solid #b00;padding-left:.8em}"
+    ".cf{color:#b00;border:1px solid}"
+    # Narrow screens: each table row becomes a block, its cells labelled by data-label.
+    "@media (max-width:40em){body{padding:.6em}h1{font-size:1.25em}thead{display:none}"
+    "tr{display:block;padding:.3em 0}td{display:inline-block;padding:0 .8em 0 .3em}"
+    "td.r{display:block}td.n{text-align:left}"
+    "td[data-label]:before{content:attr(data-label) ' ';color:#555}}"
 )
 CSP = (
     "default-src 'none'; style-src 'sha256-"
@@ -294,41 +362,239 @@ def shown(route):
     return f'<bdi dir="ltr">{visible(route, "<span class=cf>%s</span>")}</bdi>'
 
 
-def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
-    """One self-contained page: no script, nothing loaded from elsewhere, every route escaped."""
-    top = routes[:CHART_BARS]
-    peak = max([r["count"] for r in top] + [1])
-    bars = "".join(
-        f'<rect x="0" y="{i * 22}" width="{max(1, 400 * r["count"] // peak)}" height="18"'
-        f' fill="#4a7fb0"/><text x="410" y="{i * 22 + 14}" direction="ltr">{r["count"]} '
-        f"{visible(r['route'][:80], '<tspan class=cf>%s</tspan>')}</text>"
-        for i, r in enumerate(top)
+def label(route):
+    # A chart label stays short; the table below shows the whole route.
+    return shown(route) if len(route) <= CHART_LABEL else shown(route[:CHART_LABEL]) + "\u2026"
+
+
+def stored_seconds(text):
+    """Seconds since the epoch of a stored UTC time ("2026-12-01T03:00:00Z"), or None."""
+    try:
+        return calendar.timegm(time.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
+
+
+def ago(seconds):
+    if seconds < 60:
+        return "just now" if seconds < 10 else f"{int(seconds)} s ago"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
+
+
+def when(text, now):
+    """A stored time as "3 min ago", with the UTC time on hover, computed here (no script)."""
+    stamp = stored_seconds(text)
+    if stamp is None:
+        return html.escape(text or "")
+    utc = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+    shown_as = ago(now - stamp) if stamp <= now else f"at {utc[:16]} UTC"
+    return f'<time datetime="{html.escape(text)}" title="{utc}">{shown_as}</time>'
+
+
+def ranked_bars(routes):
+    """Routes as horizontal bars, labels in HTML so they wrap and keep their size."""
+    peak = max([r["count"] for r in routes] + [1])
+    return (
+        "<ol class=bars>"
+        + "".join(
+            f"<li><span class=lbl>{label(r['route'])}</span> <b>{r['count']:,}</b>"
+            '<svg class=bar viewBox="0 0 1000 10" preserveAspectRatio="none" aria-hidden="true">'
+            f'<rect width="{max(6, 1000 * r["count"] // peak)}" height="10"/></svg></li>'
+            for r in routes
+        )
+        + "</ol>"
     )
+
+
+def point_label(start, hourly):
+    stamp = stored_seconds(start)
+    if stamp is None:
+        return html.escape(str(start))
+    return time.strftime("%b %d %H:%M" if hourly else "%b %d", time.gmtime(stamp))
+
+
+def series_chart(points, heading):
+    """Hits per bucket as inline SVG bars, from points [{"start", "count"}] as the series
+    endpoint answers them. Every bucket gets a bar (a grey stub for zero hits); the axis
+    labels are HTML, so they keep their size however narrow the chart gets."""
+    if not points:
+        return f"<section><h2>{html.escape(heading)}</h2><p>No data points.</p></section>"
+    n, peak = len(points), max([p["count"] for p in points] + [1])
+    hourly = any((stored_seconds(p["start"]) or 0) % 86400 for p in points)
+    bars = "".join(
+        f'<rect x="{i * 10 + 1}" y="{100 - max(1, 100 * p["count"] / peak):.1f}" width="8"'
+        f' height="{max(1, 100 * p["count"] / peak):.1f}"{" class=z" if not p["count"] else ""}>'
+        f"<title>{point_label(p['start'], hourly)} UTC: {p['count']:,} hits</title></rect>"
+        for i, p in enumerate(points)
+    )
+    ticks = [points[0], points[n // 2], points[-1]] if n > 2 else points
+    rows = "".join(
+        f"<tr><td>{point_label(p['start'], hourly)}</td><td class=n>{p['count']:,}</td></tr>"
+        for p in points
+    )
+    total = sum(p["count"] for p in points)
+    return (
+        f"<section class=chart><h2>{html.escape(heading)}</h2>"
+        f"<p class=note>{total:,} hits in {n} buckets; the highest bar is {peak:,}; grey stubs"
+        " are buckets with no hits. Times in UTC.</p>"
+        f'<svg role="img" aria-label="{html.escape(heading)}" viewBox="0 0 {n * 10} 100"'
+        f' preserveAspectRatio="none">{bars}</svg><div class=axis>'
+        + "".join(f"<span>{point_label(p['start'], hourly)}</span>" for p in ticks)
+        + "</div><details><summary>Every bucket</summary><table><thead><tr><th>Start (UTC)"
+        f"</th><th class=n>Hits</th></tr></thead><tbody>{rows}</tbody></table></details></section>"
+    )
+
+
+def top_panel(top, now):
+    """The global top routes, as `GET /_stats/top` answers them ({"routes", "asOf"})."""
+    routes = top.get("routes") or []
+    as_of = when(top.get("asOf"), now)
+    body = ranked_bars(routes) if routes else "<p>No route has been counted yet.</p>"
+    return (
+        "<section><h2>Top routes of the whole table</h2>"
+        f"<p class=note>Exact as of {as_of}, from the aggregator's top item.</p>{body}</section>"
+    )
+
+
+def page_link(limit, stale, position=None):
+    """A link to the page at `position` (see parse_position; None is the first page)."""
+    query = [("limit", str(limit))] if limit != DEFAULT_LIMIT else []
+    if stale != DEFAULT_STALE_DAYS:
+        query.append(("stale", str(stale)))
+    if position:
+        token, at, back = position
+        trail = [f"{a}~{t}" for a, t in back]
+        while trail and (len(trail) > MAX_BACK or len(".".join(trail)) > MAX_BACK_CHARS):
+            trail.pop(0)  # the oldest pages go first; "first" always works
+        query.append(("next", token))
+        query += [("at", str(at))] if at is not None else []
+        query += [("back", ".".join(trail))] if trail else []
+    return html.escape("?" + "&".join(f"{k}={v}" for k, v in query), quote=True)
+
+
+def paging(routes, limit, stale, next_token, position):
+    """The page's label and its first, previous and next links."""
+    token, at, back = position or (None, 0, [])
+    count = f"{len(routes):,} route{'s' if len(routes) != 1 else ''}"
+    if not (token or next_token):
+        return (f"All {count}, sorted by count" if routes else "No route has been counted yet"), ""
+    if at is None:
+        where = f"{count} after {label(decode_token(token)['route']['S'])} in scan order"
+        where += " (this link does not say how many came before)"
+    else:
+        where = f"Routes {at + 1:,}-{at + len(routes):,} in scan order" if routes else "No routes"
+    links = []
+    if token:
+        links.append(f'<a href="{page_link(limit, stale)}">First page</a>')
+        if back:
+            (prev_at, prev_token), earlier = back[-1], back[:-1]
+            before = (prev_token, prev_at, earlier) if prev_token else None
+            links.append(f'<a href="{page_link(limit, stale, before)}">Previous page</a>')
+        else:
+            links.append(
+                f"<span class=note>No previous link: a link keeps at most {MAX_BACK} earlier"
+                " pages (fewer with long routes); start again from the first page</span>"
+            )
+    if next_token:
+        after = (next_token, None, [])
+        if at is not None:
+            after = (next_token, at + len(routes), [*back, (at, token or "")])
+        links.append(f'<a href="{page_link(limit, stale, after)}">Next page</a>')
+    else:
+        links.append("<span>Last page</span>")
+    return f"{where}, sorted by count within this page", f"<nav>{''.join(links)}</nav>"
+
+
+def overview(routes, limit, stale, next_token, position, now):
+    """What a list of routes says about itself: which page, its totals, its stale routes."""
+    where, nav = paging(routes, limit, stale, next_token, position)
+    whole = not (next_token or position)
+    hits = sum(r["count"] for r in routes)
+    totals = (
+        f"<p><b>{hits:,} hits</b> over <b>{len(routes):,} routes</b>: "
+        + ("the whole table." if whole else "this page only (the table's totals need every page).")
+        + "</p>"
+    )
+    cutoff = now - stale * 86400
+    quiet = sorted(
+        (r for r in routes if (stored_seconds(r["lastSeen"]) or now) <= cutoff),
+        key=lambda r: r["lastSeen"],
+    )
+    choices = " ".join(
+        f'<a href="{page_link(limit, days, position)}">{days} day{"s" if days != 1 else ""}</a>'
+        for days in STALE_CHOICES
+        if days != stale
+    )
+    stale_rows = "".join(
+        f"<li>{shown(r['route'])}: last seen {when(r['lastSeen'], now)}</li>" for r in quiet
+    )
+    stale_section = (
+        f"<section><h2>Not seen for {stale} days or more</h2><p class=note>"
+        + ("Of all routes" if whole else "Of the routes on this page only")
+        + f", from their last hit. Other thresholds: {choices}.</p>"
+        + (f"<ul>{stale_rows}</ul>" if quiet else "<p>None.</p>")
+        + "</section>"
+    )
+    return f"<p>{where}.</p>{nav}{totals}", stale_section, nav
+
+
+def dashboard(
+    routes,
+    title,
+    next_token=None,
+    limit=DEFAULT_LIMIT,
+    *,
+    position=None,
+    single=False,
+    stale=DEFAULT_STALE_DAYS,
+    now=None,
+    series=None,
+    top=None,
+):
+    """One self-contained page: no script, nothing loaded from elsewhere, every route escaped.
+    `position` is where a paged view is (see parse_position), `single` says the page is one
+    route's; `series` is [(heading, points)] and `top` a top item, shown when given."""
+    now = time.time() if now is None else now
+    head, stale_section, nav = ("", "", "")
+    if not single:
+        head, stale_section, nav = overview(routes, limit, stale, next_token, position, now)
+    extra = "".join(series_chart(points, heading) for heading, points in series or [])
+    extra += top_panel(top, now) if top is not None else ""
+    chart = ""
+    if routes and not single:
+        heading = "Top routes of this page" if nav else "Top routes"
+        chart = f"<section><h2>{heading}</h2>{ranked_bars(routes[:CHART_BARS])}</section>"
     rows = "".join(
         f'<tr><td class="r">{shown(r["route"])}</td>'
-        f'<td class="n">{r["count"]}</td><td>{html.escape(r["firstSeen"] or "")}'
-        f"</td><td>{html.escape(r['lastSeen'] or '')}</td></tr>"
+        f'<td class="n" data-label="hits">{r["count"]:,}</td><td class=t data-label="first seen">'
+        f'{when(r["firstSeen"], now)}</td><td class=t data-label="last seen">'
+        f"{when(r['lastSeen'], now)}</td></tr>"
         for r in routes
-    )
-    more = (
-        "<p>Sorted by count within this page only; more routes follow: <a href="
-        f'"?limit={limit}&amp;next={html.escape(next_token)}">next page</a>.</p>'
-        if next_token
-        else "<p>All routes, sorted by count.</p>"
-    )
-    chart = (
-        f'<svg role="img" aria-label="top routes by count" width="100%" '
-        f'height="{len(top) * 22}" viewBox="0 0 1000 {max(1, len(top) * 22)}">{bars}</svg>'
-        if top
-        else "<p>No route has been counted yet.</p>"
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{visible(title, '[%s]')}</title><style>{CSS}</style></head><body>"
-        f"<h1>{shown(title)}</h1>{chart}{more}<table><thead><tr><th>Route</th>"
-        "<th>Count</th><th>First seen (UTC)</th><th>Last seen (UTC)</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></body></html>"
+        f"<h1>{shown(title)}</h1>{head}{extra}{chart}{stale_section}"
+        "<section><h2>Routes</h2><table><thead><tr><th>Route</th><th class=n>Hits</th>"
+        "<th>First seen</th><th>Last seen</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table><p class=note>Times are relative to when this page was"
+        f" made; hover one for its UTC time.</p></section>{nav}</body></html>"
+    )
+
+
+def error_page(status, message):
+    """An error as a browser user reads it: same style and policy as the dashboard."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>Error {status}</title><style>{CSS}</style></head><body>"
+        f"<h1>Error {status}: {HTTPStatus(status).phrase}</h1>"
+        f"<p class=err>{visible(message, '[%s]')}</p>"
+        '<p><a href="?">Back to the dashboard</a></p></body></html>'
     )
 
 
@@ -366,9 +632,11 @@ def answer(method, path, query, headers):
         return response(200, top), {"format": "json", "routes": len(top["routes"])}
     as_html = wants_html(headers)
     fields = {"format": "html" if as_html else "json"}
+    # The dashboard's own parameters are checked for JSON too; they never change its shape.
+    stale = parse_days(query.get("stale"))
     if "route" in query:
-        if set(query) & {"limit", "next"}:
-            raise HttpError(400, "'route' cannot be combined with 'limit' or 'next'")
+        if set(query) & {"limit", "next", "at", "back"}:
+            raise HttpError(400, "'route' cannot be combined with 'limit', 'next', 'at' or 'back'")
         route = routed(query["route"], "'route'")
         if "series" in query:
             first, last, points = series_range(query["series"], query, datetime.datetime.now(UTC))
@@ -383,14 +651,16 @@ def answer(method, path, query, headers):
         found = read_route(route)
         if found is None:
             raise HttpError(404, f"route {route} has not been counted")
-        page = dashboard([found], f"Route {route}") if as_html else None
+        page = dashboard([found], f"Route {route}", single=True) if as_html else None
         return response(200, found, html_page=page), {**fields, "route": route}
     if set(query) & SERIES_PARAMETERS:
         raise HttpError(400, "'series', 'from' and 'to' need a 'route'")
     limit = parse_limit(query.get("limit"))
-    start = decode_token(query["next"]) if "next" in query else None
-    routes, next_token, calls = read_page(limit, start)
-    page = dashboard(routes, "Route Counter", next_token, limit) if as_html else None
+    position = parse_position(query)
+    routes, next_token, calls = read_page(limit, position and decode_token(position[0]))
+    page = None
+    if as_html:
+        page = dashboard(routes, "Route Counter", next_token, limit, position=position, stale=stale)
     result = response(200, {"routes": routes, "next": next_token}, html_page=page)
     return result, {**fields, "routes": len(routes), "scanCalls": calls}
 
@@ -416,6 +686,7 @@ def handler(event, context):
     request_id = getattr(context, "aws_request_id", None) or "-"
     event = event if isinstance(event, dict) else {}
     method, path = event.get("httpMethod"), event.get("path")
+    html_errors = False
     try:
         if not (isinstance(method, str) and isinstance(path, str) and "requestContext" in event):
             raise HttpError(400, "not an API Gateway proxy event: expected 'httpMethod' and 'path'")
@@ -425,9 +696,13 @@ def handler(event, context):
             isinstance(v, str) for v in [*query.values(), *headers.values()]
         ):
             raise HttpError(400, "not an API Gateway proxy event: bad query string or headers")
+        html_errors = method in ("GET", "HEAD") and wants_html(headers)
         result, fields = answer(method, path, query, headers)
     except HttpError as error:
         result, fields = response(error.status, {"error": str(error)}, error.headers), {}
+        if html_errors:
+            page = error_page(error.status, str(error))
+            result = response(error.status, headers=error.headers, html_page=page)
     except (ClientError, BotoCoreError) as error:
         result, fields = aws_fault(error, request_id)
     latency = round((time.monotonic() - started) * 1000, 1)
