@@ -12,10 +12,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto import backend_index
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
-from moto.dynamodb.models import dynamodb_backends
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
+from moto.dynamodbstreams import urls as streams_urls
 from moto.iam import access_control, policy_conditions
 from moto.s3 import models as s3_models
 
@@ -274,6 +277,66 @@ def wrap(app: Callable) -> Callable:
     return application
 
 
+# DynamoDB Streams. botocore 1.44's endpoint rules send a request that names a stream
+# (DescribeStream, GetShardIterator: StreamArn) to the stream's account endpoint,
+# <account>.streams-ddb.<region>.amazonaws.com, and only ListStreams to
+# streams.dynamodb.<region>.amazonaws.com, the one host moto 5.2.5 maps to its streams
+# backend: in process (mock_aws) the others got moto's 404 "Not yet implemented". A server
+# given as AWS_ENDPOINT_URL never saw this (the endpoint overrides the host; moto_server
+# dispatches on the signing name and the DynamoDBStreams_ target).
+STREAMS_ACCOUNT_HOST = r"https?://(.+)\.streams-ddb\.(.+)\.amazonaws\.com"
+
+
+def _serve_account_stream_endpoint() -> None:
+    if STREAMS_ACCOUNT_HOST not in streams_urls.url_bases:
+        streams_urls.url_bases.append(STREAMS_ACCOUNT_HOST)
+        backend_index.backend_url_patterns.append(
+            ("dynamodbstreams", re.compile(STREAMS_ACCOUNT_HOST))
+        )
+
+
+# A write's stream record. moto 5.2.5 numbers it len(records) + start, unlocked, so two
+# writes to different items (which atomic_moto runs alongside each other, as DynamoDB does)
+# could get one sequence number; it names us-east-1 as the region whatever the table's; and
+# when an event source mapping reads the table's stream it runs the function inside the
+# emulator on every write and then empties the stream. On AWS a stream keeps each record for
+# 24 hours, under its own increasing sequence number, whoever reads it; and the local stack
+# runs event source mappings itself (local/streams.py). An UpdateItem that creates its item
+# made two INSERT records in moto (its inner PutItem of the key made one), one on AWS.
+_stream_lock = threading.Lock()
+_moto_update_item = DynamoDBBackend.update_item
+_moto_table_put = Table.put_item
+
+
+def _update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+    _request.updating = True
+    try:
+        return _moto_update_item(self, *args, **kwargs)
+    finally:
+        _request.updating = False
+
+
+def _table_put(self: Table, *args: Any, **kwargs: Any) -> Any:
+    # Per thread: a write to another item meanwhile keeps its record.
+    _request.quiet = getattr(_request, "updating", False)  # the UpdateItem's record follows
+    try:
+        return _moto_table_put(self, *args, **kwargs)
+    finally:
+        _request.quiet = False
+
+
+def _add_stream_record(self: StreamShard, old: Item | None, new: Item | None) -> None:
+    view = self.table.stream_specification["StreamViewType"]  # type: ignore[index]
+    if getattr(_request, "quiet", False):
+        return
+    event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+    with _stream_lock:
+        sequence = self.starting_sequence_number + len(self.items)
+        record = StreamRecord(self.table, view, event, old, new, sequence)
+        record.record["awsRegion"] = self.table.region_name
+        self.items.append(record)
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -284,3 +347,7 @@ def apply() -> None:
     parsing.parse_and_update_resource = _update_resource
     cfn_models.ChangeSet.diff = _change_set_diff  # type: ignore[method-assign]
     Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]
+    _serve_account_stream_endpoint()
+    StreamShard.add = _add_stream_record  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = _update_item  # type: ignore[method-assign]
+    Table.put_item = _table_put  # type: ignore[method-assign]
