@@ -6,6 +6,7 @@ import json
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,20 @@ def test_each_hit_reaches_the_mapped_function_once_as_a_stream_record(stack):
         TableName=mine[0]["eventSourceARN"].split("/")[1]
     )
     assert {r["eventSourceARN"] for r in delivered} == {table["Table"]["LatestStreamArn"]}
+
+
+def test_concurrent_hits_on_many_routes_make_one_record_each_under_its_own_number(stack):
+    routes = [f"/busy/{n}/{uuid.uuid4().hex}" for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda route: hit(stack, route, 10), routes))
+
+    delivered = fenced(stack, stack.tmp / "recorder.jsonl")
+
+    for route in routes:
+        mine = [r for r in delivered if route_of(r) == route]
+        assert [int(r["dynamodb"]["NewImage"]["count"]["N"]) for r in mine] == list(range(1, 11))
+    numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in delivered]
+    assert numbers == sorted(set(numbers))
 
 
 def test_a_reported_item_failure_is_delivered_again_from_that_record(stack):
