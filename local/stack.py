@@ -305,7 +305,8 @@ def start_local_stack(
             template = default_template()  # while the emulator boots
         emulator.check_parameters(template, params)
         router = Router(template, parameters=parameter_values(template, params))
-        mappings = stream_mappings(template)
+        say = log or (lambda line: print(line, flush=True))
+        mappings = stream_mappings(template, say)
         if emu is not None:
             endpoint = emu.endpoint
             emulator.use_emulator_environment(endpoint, fake_credentials=True)
@@ -345,7 +346,6 @@ def start_local_stack(
         code_dir = Path(tempfile.mkdtemp(prefix="route-counter-local-"))
         undo.callback(shutil.rmtree, code_dir, ignore_errors=True)
         functions = {s.logical_id: Function(s, code_dir, pool) for s in specs}
-        say = log or (lambda line: print(line, flush=True))
         pollers = start_stream_pollers(
             mappings, template, endpoint, physical, functions, say, from_latest=restored > 0
         )

@@ -62,24 +62,27 @@ def _flag(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
 
 
-def stream_mappings(template: dict) -> list[StreamMapping]:
-    """The template's enabled event source mappings whose source is a table's StreamArn."""
+def stream_mappings(
+    template: dict, warn: Callable[[str], None] = lambda line: print(line, flush=True)
+) -> list[StreamMapping]:
+    """The template's enabled event source mappings whose source is a table's StreamArn;
+    warn names each mapping from another source (it does not run locally)."""
     resources = template.get("Resources", {})
     found = []
     for logical_id, resource in sorted(resources.items()):
         if resource.get("Type") != MAPPING_TYPE:
             continue
         props = resource.get("Properties", {})
-        source = props.get("EventSourceArn", {}).get("Fn::GetAtt", [None, None])
+        source = props.get("EventSourceArn")
+        source = source.get("Fn::GetAtt") if isinstance(source, dict) else None
         if isinstance(source, str):
             source = source.split(".", 1)
-        table = source[0]
+        table = source[0] if isinstance(source, list) and len(source) == 2 else None
         if resources.get(table, {}).get("Type") != "AWS::DynamoDB::Table" or (
-            source[1] != "StreamArn"
+            source[1] != "StreamArn"  # type: ignore[index]
         ):
-            raise TemplateError(
-                f"{logical_id}: only a table's stream (Fn::GetAtt [Table, StreamArn]) runs locally"
-            )
+            warn(f"{logical_id}: does not run locally: only mappings from a table's stream do")
+            continue
         if not _flag(props.get("Enabled", True)):
             continue
         declared = [name for name in NOT_EMULATED if name in props]
@@ -248,7 +251,8 @@ class StreamPoller:
     def _first_failed(batch: list[dict], answer: object) -> int | None:
         """Index of the first record to retry, per Lambda's partial batch response rules:
         none, an empty list or None is success; an identifier that is empty, null, under
-        another key or not a sequence number of the batch fails the whole batch."""
+        another key or not a sequence number of the batch (as earlier versions of the
+        documentation said) fails the whole batch, as does an answer that is no object."""
         if not isinstance(answer, dict) or not answer.get("batchItemFailures"):
             return None if answer is None or isinstance(answer, dict) else 0
         numbers = [record["dynamodb"]["SequenceNumber"] for record in batch]
