@@ -304,37 +304,45 @@ def _serve_account_stream_endpoint() -> None:
 # runs event source mappings itself (local/streams.py). An UpdateItem that creates its item
 # made two INSERT records in moto (its inner PutItem of the key made one), one on AWS.
 _stream_lock = threading.Lock()
-_moto_update_item = DynamoDBBackend.update_item
-_moto_table_put = Table.put_item
-
-
-def _update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
-    _request.updating = True
-    try:
-        return _moto_update_item(self, *args, **kwargs)
-    finally:
-        _request.updating = False
-
-
-def _table_put(self: Table, *args: Any, **kwargs: Any) -> Any:
-    # Per thread: a write to another item meanwhile keeps its record.
-    _request.quiet = getattr(_request, "updating", False)  # the UpdateItem's record follows
-    try:
-        return _moto_table_put(self, *args, **kwargs)
-    finally:
-        _request.quiet = False
 
 
 def _add_stream_record(self: StreamShard, old: Item | None, new: Item | None) -> None:
-    view = self.table.stream_specification["StreamViewType"]  # type: ignore[index]
-    if getattr(_request, "quiet", False):
+    if getattr(_request, "quiet", False):  # the inner PutItem of an UpdateItem
         return
+    view = self.table.stream_specification["StreamViewType"]  # type: ignore[index]
     event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
     with _stream_lock:
         sequence = self.starting_sequence_number + len(self.items)
         record = StreamRecord(self.table, view, event, old, new, sequence)
         record.record["awsRegion"] = self.table.region_name
         self.items.append(record)
+
+
+def _record_streams_as_aws() -> None:
+    """Patch stream records in (idempotent: wraps the writes once, whoever wraps them later)."""
+    if getattr(StreamShard, "_route_counter_faithful", False):
+        return
+    StreamShard._route_counter_faithful = True  # type: ignore[attr-defined]
+    moto_update_item, moto_table_put = DynamoDBBackend.update_item, Table.put_item
+
+    def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        _request.updating = True
+        try:
+            return moto_update_item(self, *args, **kwargs)
+        finally:
+            _request.updating = False
+
+    def table_put(self: Table, *args: Any, **kwargs: Any) -> Any:
+        # Per thread: a write to another item meanwhile keeps its record.
+        _request.quiet = getattr(_request, "updating", False)
+        try:
+            return moto_table_put(self, *args, **kwargs)
+        finally:
+            _request.quiet = False
+
+    StreamShard.add = _add_stream_record  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+    Table.put_item = table_put  # type: ignore[method-assign]
 
 
 def apply() -> None:
@@ -348,6 +356,4 @@ def apply() -> None:
     cfn_models.ChangeSet.diff = _change_set_diff  # type: ignore[method-assign]
     Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]
     _serve_account_stream_endpoint()
-    StreamShard.add = _add_stream_record  # type: ignore[method-assign]
-    DynamoDBBackend.update_item = _update_item  # type: ignore[method-assign]
-    Table.put_item = _table_put  # type: ignore[method-assign]
+    _record_streams_as_aws()
