@@ -3,6 +3,7 @@ the functions get the hits' stream records, in Lambda's event shape, retried and
 
 import copy
 import json
+import signal
 import time
 import urllib.request
 import uuid
@@ -73,14 +74,20 @@ def add_consumer(resources: dict, name: str, code: str, events: Path, **mapping)
     }
 
 
+def streamed(template: dict) -> dict:
+    """The template with the counter table's stream on."""
+    test_template = copy.deepcopy(template)
+    test_template["Resources"]["CounterTable"]["Properties"]["StreamSpecification"] = {
+        "StreamViewType": "NEW_AND_OLD_IMAGES"
+    }
+    return test_template
+
+
 @pytest.fixture(scope="module")
 def stack(template, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local-streams")
-    test_template = copy.deepcopy(template)
+    test_template = streamed(template)
     resources = test_template["Resources"]
-    resources["CounterTable"]["Properties"]["StreamSpecification"] = {
-        "StreamViewType": "NEW_AND_OLD_IMAGES"
-    }
     resources["FailuresQueue"] = {"Type": "AWS::SQS::Queue"}
     add_consumer(
         resources,
@@ -255,3 +262,26 @@ def _queue_name(stack) -> str:
 
 def _function_name(stack) -> str:
     return _physical(stack, "PoisonedFunction")
+
+
+def test_the_last_hits_before_ctrl_c_reach_the_function_before_the_stack_stops(template, tmp_path):
+    test_template = streamed(template)
+    recorded = tmp_path / "recorder.jsonl"
+    add_consumer(
+        test_template["Resources"],
+        "Recorder",
+        RECORDER,
+        recorded,
+        StartingPosition="LATEST",
+        BatchSize=100,
+        MaximumBatchingWindowInSeconds=30,  # only the drain on stop delivers them
+    )
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(test_template))
+    route = f"/last/{uuid.uuid4().hex}"
+    with local_stack(tmp_path, "--template", str(path)) as running:
+        hit(running, route, 5)
+        running.process.send_signal(signal.SIGINT)
+        assert running.process.wait(timeout=30) == 0, running.output.read_text()
+
+    assert [route_of(r) for r in records(recorded)] == [route] * 5
