@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto import backend_index
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
+from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
+from moto.dynamodbstreams import models as streams_models
 from moto.dynamodbstreams import urls as streams_urls
 from moto.iam import access_control, policy_conditions
 from moto.s3 import models as s3_models
@@ -345,6 +348,40 @@ def _record_streams_as_aws() -> None:
     Table.put_item = table_put  # type: ignore[method-assign]
 
 
+# Shard iterators. moto keeps every iterator it ever returned, and GetRecords returns a new
+# one each call: a poller reading four times a second grew the emulator by some 23 MB an
+# hour per mapping. On AWS an iterator expires 15 minutes after it is returned, and
+# GetRecords with it answers ExpiredIteratorException.
+ITERATOR_LIFETIME = 15 * 60.0
+PRUNE_EVERY = 10.0
+_clock = time.monotonic
+_moto_iterator_init = streams_models.ShardIterator.__init__
+_moto_get_records = streams_models.DynamoDBStreamsBackend.get_records
+
+
+def _issue_iterator(self: streams_models.ShardIterator, *args: Any, **kwargs: Any) -> None:
+    _moto_iterator_init(self, *args, **kwargs)
+    self.issued = _clock()  # type: ignore[attr-defined]
+
+
+def _get_records(
+    self: streams_models.DynamoDBStreamsBackend, iterator_arn: str, limit: int
+) -> dict[str, Any]:
+    now = _clock()
+    last = getattr(self, "pruned", None)  # when expired ones were last dropped
+    if last is None or not 0 <= now - last < PRUNE_EVERY:
+        self.pruned = now  # type: ignore[attr-defined]
+        for arn, iterator in list(self.shard_iterators.items()):  # a copy: others insert
+            if now - getattr(iterator, "issued", now) >= ITERATOR_LIFETIME:
+                self.shard_iterators.pop(arn, None)
+    iterator = self.shard_iterators.get(iterator_arn)
+    if iterator is None or now - getattr(iterator, "issued", now) >= ITERATOR_LIFETIME:
+        raise JsonRESTError(
+            "ExpiredIteratorException", "Iterator expired: it was returned over 15 minutes ago"
+        )
+    return _moto_get_records(self, iterator_arn, limit)
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -357,3 +394,5 @@ def apply() -> None:
     Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]
     _serve_account_stream_endpoint()
     _record_streams_as_aws()
+    streams_models.ShardIterator.__init__ = _issue_iterator  # type: ignore[method-assign]
+    streams_models.DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]

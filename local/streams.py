@@ -163,12 +163,11 @@ class StreamPoller:
         self._draining = threading.Event()  # stopping: deliver what is there, then end
         (shard,) = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
         self.shard_id = shard["ShardId"]
-        position = "LATEST" if latest else mapping.starting_position
-        self._iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=self.shard_id, ShardIteratorType=position
-        )["ShardIterator"]
+        self._position = {"ShardIteratorType": "LATEST" if latest else mapping.starting_position}
+        self._iterator = self._new_iterator()
         self._buffer: list[dict] = []
         self._first_buffered = 0.0  # when the oldest buffered record was read
+        self._failing = False  # the last read failed (said once per run of failures)
         self.delivered = 0  # records the function processed (without failing them)
         self._thread = threading.Thread(
             target=self._run, name=f"stream-{mapping.logical_id}", daemon=True
@@ -205,15 +204,31 @@ class StreamPoller:
                     self._first_buffered = time.monotonic()
                     self._deliver(batch)
                     continue
-            except Exception as error:  # the emulator gone or refusing: say so, keep going
-                self._log(f"{self.mapping.logical_id}: reading the stream failed: {error}")
+                self._failing = False
+            except Exception as error:  # the emulator gone or refusing: say so once, go on
+                if not self._failing:
+                    self._log(f"{self.mapping.logical_id}: reading the stream failed: {error}")
+                self._failing = True
             self._stopping.wait(POLL_EVERY)
+
+    def _new_iterator(self) -> str:
+        return self._streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=self.shard_id, **self._position
+        )["ShardIterator"]
 
     def _read(self) -> int:
         """Read what the stream holds past our iterator; how many records came."""
-        answer = self._streams.get_records(ShardIterator=self._iterator, Limit=1000)
+        try:
+            answer = self._streams.get_records(ShardIterator=self._iterator, Limit=1000)
+        except self._streams.exceptions.ExpiredIteratorException:
+            # Unused for 15 minutes (a batch retried that long): go on after the last read.
+            self._iterator = self._new_iterator()
+            answer = self._streams.get_records(ShardIterator=self._iterator, Limit=1000)
         self._iterator = answer["NextShardIterator"]
         records = answer["Records"]
+        if records:
+            last = records[-1]["dynamodb"]["SequenceNumber"]
+            self._position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last}
         if records and not self._buffer:
             self._first_buffered = time.monotonic()
         self._buffer.extend(records)
@@ -300,28 +315,30 @@ class StreamPoller:
         response = {"statusCode": 200, "executedVersion": "$LATEST"}
         if error:
             response["functionError"] = error
-        self._send_failure(
-            {
-                "requestContext": {
-                    "requestId": str(uuid.uuid4()),
-                    "functionArn": self.function.spec.function_arn,
-                    "condition": "RetryAttemptsExhausted",
-                    "approximateInvokeCount": invocations,
-                },
-                "responseContext": response,
-                "version": "1.0",
-                "timestamp": _iso(dt.datetime.now(dt.UTC)),
-                "DDBStreamBatchInfo": {
-                    "shardId": self.shard_id,
-                    "startSequenceNumber": first["SequenceNumber"],
-                    "endSequenceNumber": last["SequenceNumber"],
-                    "approximateArrivalOfFirstRecord": _iso(first["ApproximateCreationDateTime"]),
-                    "approximateArrivalOfLastRecord": _iso(last["ApproximateCreationDateTime"]),
-                    "batchSize": len(records),
-                    "streamArn": self.stream_arn,
-                },
-            }
-        )
+        record = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self.function.spec.function_arn,
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": invocations,
+            },
+            "responseContext": response,
+            "version": "1.0",
+            "timestamp": _iso(dt.datetime.now(dt.UTC)),
+            "DDBStreamBatchInfo": {
+                "shardId": self.shard_id,
+                "startSequenceNumber": first["SequenceNumber"],
+                "endSequenceNumber": last["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": _iso(first["ApproximateCreationDateTime"]),
+                "approximateArrivalOfLastRecord": _iso(last["ApproximateCreationDateTime"]),
+                "batchSize": len(records),
+                "streamArn": self.stream_arn,
+            },
+        }
+        try:
+            self._send_failure(record)
+        except Exception as failure:  # the records are skipped all the same
+            self._log(f"{self.mapping.logical_id}: sending the failure record failed: {failure}")
 
 
 def queue_sender(sqs: Any, queue_url: str) -> Callable[[dict], None]:

@@ -216,3 +216,29 @@ def test_a_stream_keeps_its_records_when_an_event_source_mapping_reads_it(aws):
     )["ShardIterator"]
     records = streams.get_records(ShardIterator=iterator)["Records"]
     assert [r["dynamodb"]["Keys"]["k"]["S"] for r in records] == ["a", "b"]
+
+
+def test_a_shard_iterator_expires_15_minutes_after_it_was_returned_and_is_dropped(aws, monkeypatch):
+    """moto kept every iterator for ever (a poller grew the emulator ~20 MB an hour)."""
+    now = [1000.0]
+    monkeypatch.setattr(moto_fidelity, "_clock", lambda: now[0])
+    arn = streamed_table(boto3.client("dynamodb"))
+    streams = boto3.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+
+    def fresh() -> str:
+        return streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    old = fresh()
+    for _ in range(50):  # a poller's reads: each returns a new iterator
+        streams.get_records(ShardIterator=old)
+    now[0] += 15 * 60
+
+    with pytest.raises(ClientError) as expired:
+        streams.get_records(ShardIterator=old)
+    assert expired.value.response["Error"]["Code"] == "ExpiredIteratorException"
+    assert "Records" in streams.get_records(ShardIterator=fresh())
+    held = moto_fidelity.streams_models.dynamodbstreams_backends["123456789012"]["us-east-1"]
+    assert len(held.shard_iterators) <= 2  # the new iterator and the one its read returned
