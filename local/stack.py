@@ -306,7 +306,7 @@ def start_local_stack(
         emulator.check_parameters(template, params)
         router = Router(template, parameters=parameter_values(template, params))
         say = log or (lambda line: print(line, flush=True))
-        mappings = stream_mappings(template, say)
+        mappings = stream_mappings(template, parameter_values(template, params), say)
         if emu is not None:
             endpoint = emu.endpoint
             emulator.use_emulator_environment(endpoint, fake_credentials=True)

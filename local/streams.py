@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import threading
 import time
@@ -45,7 +46,7 @@ class StreamMapping:
     report_item_failures: bool = False
     bisect: bool = False
     max_retries: int = -1  # -1: until the record expires (24 hours on AWS)
-    on_failure: str | None = None  # a destination ARN
+    on_failure: str | None = None  # the OnFailure destination's logical id
 
 
 def _logical_id(value: Any) -> str | None:
@@ -62,11 +63,24 @@ def _flag(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
 
 
+def _setting(logical_id: str, props: dict, name: str, default: Any, params: dict) -> Any:
+    """A property's value: as written, or the parameter it Refs."""
+    value = props.get(name, default)
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in params:
+        return params[value["Ref"]]
+    if isinstance(value, dict):
+        raise TemplateError(f"{logical_id}: {name} must be a value or a Ref to a parameter")
+    return value
+
+
 def stream_mappings(
-    template: dict, warn: Callable[[str], None] = lambda line: print(line, flush=True)
+    template: dict,
+    params: dict[str, str] | None = None,
+    warn: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> list[StreamMapping]:
-    """The template's enabled event source mappings whose source is a table's StreamArn;
-    warn names each mapping from another source (it does not run locally)."""
+    """The template's enabled event source mappings whose source is a table's StreamArn,
+    with params (every parameter's value) resolved; warn names each mapping from another
+    source (it does not run locally)."""
     resources = template.get("Resources", {})
     found = []
     for logical_id, resource in sorted(resources.items()):
@@ -83,7 +97,9 @@ def stream_mappings(
         ):
             warn(f"{logical_id}: does not run locally: only mappings from a table's stream do")
             continue
-        if not _flag(props.get("Enabled", True)):
+
+        setting = functools.partial(_setting, logical_id, props, params=params or {})
+        if not _flag(setting("Enabled", True)):
             continue
         declared = [name for name in NOT_EMULATED if name in props]
         if declared:
@@ -92,18 +108,22 @@ def stream_mappings(
         if resources.get(function or "", {}).get("Type") != "AWS::Lambda::Function":
             raise TemplateError(f"{logical_id}: FunctionName must Ref a function of the template")
         on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if on_failure and not _logical_id(on_failure):
+            raise TemplateError(
+                f"{logical_id}: the OnFailure destination must be a queue of the template"
+            )
         found.append(
             StreamMapping(
                 logical_id=logical_id,
                 function=function,  # type: ignore[arg-type]
                 table=table,
-                starting_position=props.get("StartingPosition", "LATEST"),
-                batch_size=int(props.get("BatchSize", 100)),
-                window=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                starting_position=setting("StartingPosition", "LATEST"),
+                batch_size=int(setting("BatchSize", 100)),
+                window=float(setting("MaximumBatchingWindowInSeconds", 0)),
                 report_item_failures="ReportBatchItemFailures"
                 in props.get("FunctionResponseTypes", []),
-                bisect=_flag(props.get("BisectBatchOnFunctionError", False)),
-                max_retries=int(props.get("MaximumRetryAttempts", -1)),
+                bisect=_flag(setting("BisectBatchOnFunctionError", False)),
+                max_retries=int(setting("MaximumRetryAttempts", -1)),
                 on_failure=_logical_id(on_failure) if on_failure else None,
             )
         )

@@ -33,6 +33,15 @@ def test_the_mapping_is_read_with_lambdas_defaults(template):
     assert not (mapping.report_item_failures or mapping.bisect or mapping.on_failure)
 
 
+def test_a_setting_may_be_a_parameter_of_the_template(template):
+    template = with_mapping(template, BatchSize={"Ref": "Size"})
+    template["Parameters"]["Size"] = {"Type": "Number", "Default": 100}
+
+    (mapping,) = stream_mappings(template, {"Size": "7"})
+
+    assert mapping.batch_size == 7
+
+
 def test_a_disabled_mapping_does_not_run(template):
     assert stream_mappings(with_mapping(template, Enabled=False)) == []
 
@@ -47,7 +56,7 @@ def test_a_mapping_from_another_source_is_named_as_not_run(template):
     source = {"EventSourceArn": "arn:aws:sqs:us-east-1:123456789012:queue"}
     warnings = []
 
-    assert stream_mappings(with_mapping(template, **source), warnings.append) == []
+    assert stream_mappings(with_mapping(template, **source), {}, warnings.append) == []
     assert warnings == ["Mapping: does not run locally: only mappings from a table's stream do"]
 
 
