@@ -264,7 +264,9 @@ def _function_name(stack) -> str:
     return _physical(stack, "PoisonedFunction")
 
 
-def test_the_last_hits_before_ctrl_c_reach_the_function_before_the_stack_stops(template, tmp_path):
+def test_the_last_hits_before_ctrl_c_are_delivered_and_not_again_after_a_restart(
+    template, tmp_path
+):
     test_template = streamed(template)
     recorded = tmp_path / "recorder.jsonl"
     add_consumer(
@@ -272,7 +274,7 @@ def test_the_last_hits_before_ctrl_c_reach_the_function_before_the_stack_stops(t
         "Recorder",
         RECORDER,
         recorded,
-        StartingPosition="LATEST",
+        StartingPosition="TRIM_HORIZON",
         BatchSize=100,
         MaximumBatchingWindowInSeconds=30,  # only the drain on stop delivers them
     )
@@ -285,3 +287,13 @@ def test_the_last_hits_before_ctrl_c_reach_the_function_before_the_stack_stops(t
         assert running.process.wait(timeout=30) == 0, running.output.read_text()
 
     assert [route_of(r) for r in records(recorded)] == [route] * 5
+
+    # The restart writes the saved counts back: no new hits, so no records (TRIM_HORIZON).
+    with local_stack(tmp_path, "--template", str(path)) as running:
+        assert "1 items restored" in running.output.read_text()
+        fence = f"/fence/{uuid.uuid4().hex}"
+        hit(running, fence, 1)
+        running.process.send_signal(signal.SIGINT)
+        assert running.process.wait(timeout=30) == 0, running.output.read_text()
+
+    assert [route_of(r) for r in records(recorded)] == [route] * 5 + [fence]
