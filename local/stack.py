@@ -206,6 +206,11 @@ class LocalStack:
     def emulator_pid(self) -> int | None:
         return self.emulator.pid if self.emulator else None
 
+    @property
+    def stream_mappings(self) -> list[StreamMapping]:
+        """The event source mappings from a table's stream that run (local/streams.py)."""
+        return [poller.mapping for poller in self._pollers]
+
     def emulator_failure(self) -> str | None:
         """Why the emulator this stack started is gone (None while it runs)."""
         return self.emulator.exit_reason() if self.emulator else None

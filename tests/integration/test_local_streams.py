@@ -174,6 +174,8 @@ def test_each_hit_reaches_the_mapped_function_once_as_a_stream_record(stack):
     assert [r["eventName"] for r in mine] == ["INSERT"] + ["MODIFY"] * 11
     numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in delivered]
     assert numbers == sorted(set(numbers))  # each record once, in order
+    banner = stack.output.read_text()
+    assert "stream:    CounterTable -> RecorderFunction (RecorderMapping, BatchSize 10)" in banner
     for event in events(stack.tmp / "recorder.jsonl"):
         DynamoDBStreamModel.model_validate(event)  # the shape Lambda delivers
         assert 1 <= len(event["Records"]) <= 10  # BatchSize
