@@ -18,6 +18,7 @@ import functools
 import json
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,7 +189,6 @@ class StreamPoller:
         self._buffer: list[dict] = []
         self._first_buffered = 0.0  # when the oldest buffered record was read
         self._failing = False  # the last read failed (said once per run of failures)
-        self.delivered = 0  # records the function processed (without failing them)
         self._thread = threading.Thread(
             target=self._run, name=f"stream-{mapping.logical_id}", daemon=True
         )
@@ -272,6 +272,7 @@ class StreamPoller:
                         "requestId": request_id,
                         "records": len(batch),
                         "error": f"{type(error).__name__}: {error}",
+                        "traceback": traceback.format_exc(),
                     }
                 )
             )
@@ -307,11 +308,9 @@ class StreamPoller:
             records, retries, invocations = pending.pop(0)
             try:
                 self._invoke(records)
-                self.delivered += len(records)
                 continue
             except BatchFailed as failed:
                 invocations += 1
-                self.delivered += failed.first
                 rest = records[failed.first :]
                 if failed.error and self.mapping.bisect and len(rest) > 1:
                     half = len(rest) // 2  # splitting uses no retry
