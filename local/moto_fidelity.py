@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from moto.awslambda import models as lambda_models
+from moto import backend_index
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
-from moto.dynamodb.models import dynamodb_backends
-from moto.dynamodb.models.table import Table
+from moto.core.exceptions import JsonRESTError
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
+from moto.dynamodbstreams import models as streams_models
+from moto.dynamodbstreams import urls as streams_urls
 from moto.iam import access_control, policy_conditions
 from moto.s3 import models as s3_models
 
@@ -275,20 +280,110 @@ def wrap(app: Callable) -> Callable:
     return application
 
 
-def _keep_records_for_the_poller(
-    self: lambda_models.LambdaBackend, function_arn: str, items: list[Any], source: str
-) -> None:
-    """AWS's event source mapping reads a table's stream on its own and invokes the function
-    apart from the write, in batches. moto 5.2.5 invokes it inside each write (through
-    Docker: here a failed attempt and a stray process per counted hit) and then drops the
-    shard's records. The write now only appends to the stream, which keeps its records for
-    whatever polls it (issue 13: the local stack's poller, not built yet)."""
-    return None
+# DynamoDB Streams. botocore 1.44's endpoint rules send a request that names a stream
+# (DescribeStream, GetShardIterator: StreamArn) to the stream's account endpoint,
+# <account>.streams-ddb.<region>.amazonaws.com, and only ListStreams to
+# streams.dynamodb.<region>.amazonaws.com, the one host moto 5.2.5 maps to its streams
+# backend: in process (mock_aws) the others got moto's 404 "Not yet implemented". A server
+# given as AWS_ENDPOINT_URL never saw this (the endpoint overrides the host; moto_server
+# dispatches on the signing name and the DynamoDBStreams_ target).
+STREAMS_ACCOUNT_HOST = r"https?://(.+)\.streams-ddb\.(.+)\.amazonaws\.com"
+
+
+def _serve_account_stream_endpoint() -> None:
+    if STREAMS_ACCOUNT_HOST not in streams_urls.url_bases:
+        streams_urls.url_bases.append(STREAMS_ACCOUNT_HOST)
+        backend_index.backend_url_patterns.append(
+            ("dynamodbstreams", re.compile(STREAMS_ACCOUNT_HOST))
+        )
+
+
+# A write's stream record. moto 5.2.5 numbers it len(records) + start, unlocked, so two
+# writes to different items (which atomic_moto runs alongside each other, as DynamoDB does)
+# could get one sequence number; it names us-east-1 as the region whatever the table's; and
+# when an event source mapping reads the table's stream it runs the function inside the
+# emulator on every write and then empties the stream. On AWS a stream keeps each record for
+# 24 hours, under its own increasing sequence number, whoever reads it; and the local stack
+# runs event source mappings itself (local/streams.py). An UpdateItem that creates its item
+# made two INSERT records in moto (its inner PutItem of the key made one), one on AWS.
+_stream_lock = threading.Lock()
+
+
+def _add_stream_record(self: StreamShard, old: Item | None, new: Item | None) -> None:
+    if getattr(_request, "quiet", False):  # the inner PutItem of an UpdateItem
+        return
+    view = self.table.stream_specification["StreamViewType"]  # type: ignore[index]
+    event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+    with _stream_lock:
+        sequence = self.starting_sequence_number + len(self.items)
+        record = StreamRecord(self.table, view, event, old, new, sequence)
+        record.record["awsRegion"] = self.table.region_name
+        self.items.append(record)
+
+
+def _record_streams_as_aws() -> None:
+    """Patch stream records in (idempotent: wraps the writes once, whoever wraps them later)."""
+    if getattr(StreamShard, "_route_counter_faithful", False):
+        return
+    StreamShard._route_counter_faithful = True  # type: ignore[attr-defined]
+    moto_update_item, moto_table_put = DynamoDBBackend.update_item, Table.put_item
+
+    def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        _request.updating = True
+        try:
+            return moto_update_item(self, *args, **kwargs)
+        finally:
+            _request.updating = False
+
+    def table_put(self: Table, *args: Any, **kwargs: Any) -> Any:
+        # Per thread: a write to another item meanwhile keeps its record.
+        _request.quiet = getattr(_request, "updating", False)
+        try:
+            return moto_table_put(self, *args, **kwargs)
+        finally:
+            _request.quiet = False
+
+    StreamShard.add = _add_stream_record  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+    Table.put_item = table_put  # type: ignore[method-assign]
+
+
+# Shard iterators. moto keeps every iterator it ever returned, and GetRecords returns a new
+# one each call: a poller reading four times a second grew the emulator by some 23 MB an
+# hour per mapping. On AWS an iterator expires 15 minutes after it is returned, and
+# GetRecords with it answers ExpiredIteratorException.
+ITERATOR_LIFETIME = 15 * 60.0
+PRUNE_EVERY = 10.0
+_clock = time.monotonic
+_moto_iterator_init = streams_models.ShardIterator.__init__
+_moto_get_records = streams_models.DynamoDBStreamsBackend.get_records
+
+
+def _issue_iterator(self: streams_models.ShardIterator, *args: Any, **kwargs: Any) -> None:
+    _moto_iterator_init(self, *args, **kwargs)
+    self.issued = _clock()  # type: ignore[attr-defined]
+
+
+def _get_records(
+    self: streams_models.DynamoDBStreamsBackend, iterator_arn: str, limit: int
+) -> dict[str, Any]:
+    now = _clock()
+    last = getattr(self, "pruned", None)  # when expired ones were last dropped
+    if last is None or not 0 <= now - last < PRUNE_EVERY:
+        self.pruned = now  # type: ignore[attr-defined]
+        for arn, iterator in list(self.shard_iterators.items()):  # a copy: others insert
+            if now - getattr(iterator, "issued", now) >= ITERATOR_LIFETIME:
+                self.shard_iterators.pop(arn, None)
+    iterator = self.shard_iterators.get(iterator_arn)
+    if iterator is None or now - getattr(iterator, "issued", now) >= ITERATOR_LIFETIME:
+        raise JsonRESTError(
+            "ExpiredIteratorException", "Iterator expired: it was returned over 15 minutes ago"
+        )
+    return _moto_get_records(self, iterator_arn, limit)
 
 
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
-    lambda_models.LambdaBackend.send_dynamodb_items = _keep_records_for_the_poller  # type: ignore[method-assign]
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
     policy_conditions.CONDITION_OPERATIONS["Bool"] = _bool_equals
     access_control.IAMPolicyStatement.is_action_permitted = _statement_permits  # type: ignore[method-assign]
@@ -297,3 +392,7 @@ def apply() -> None:
     parsing.parse_and_update_resource = _update_resource
     cfn_models.ChangeSet.diff = _change_set_diff  # type: ignore[method-assign]
     Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]
+    _serve_account_stream_endpoint()
+    _record_streams_as_aws()
+    streams_models.ShardIterator.__init__ = _issue_iterator  # type: ignore[method-assign]
+    streams_models.DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from generate import build_template, render  # noqa: E402
+from local import moto_fidelity  # noqa: E402
 from local.emulator import Emulator, free_port  # noqa: E402
 from local.events import proxy_event  # noqa: E402
 from local.router import Router  # noqa: E402
@@ -233,8 +234,10 @@ class StreamTables:
 
 @pytest.fixture
 def stream_tables(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamTables]:
-    """In-process moto: the counter table with the template's stream, and the series table."""
+    """In-process moto, with the emulator's stream fixes (local/moto_fidelity.py): the counter
+    table with the template's stream, and the series table."""
     stream = template["Resources"]["CounterTable"]["Properties"]["StreamSpecification"]
+    moto_fidelity.apply()
     with mock_aws():
         client = boto3.client("dynamodb")
         created = client.create_table(
@@ -250,6 +253,22 @@ def stream_tables(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
             "route-counter-series",
             created["TableDescription"]["LatestStreamArn"],
         )
+
+
+def stream_records(stream_arn: str) -> list[dict]:
+    """Every record the (single-shard) stream holds, oldest first, as GetRecords sends them."""
+    streams = boto3.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records: list[dict] = []
+    while True:
+        page = streams.get_records(ShardIterator=iterator)
+        if not page["Records"]:
+            return records
+        records += page["Records"]
+        iterator = page["NextShardIterator"]
 
 
 @pytest.fixture

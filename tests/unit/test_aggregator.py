@@ -15,8 +15,8 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
 from botocore.exceptions import ConnectionClosedError
 
-from local.stream_events import read_stream, stream_event, streams_client
-from tests.conftest import ROOT, lambda_context, load_module
+from local.streams import stream_event
+from tests.conftest import ROOT, lambda_context, load_module, stream_records
 
 HOUR = 3600
 DAY = 86400
@@ -57,7 +57,7 @@ def counted(stream_tables) -> dict:
     counter = load_module(ROOT / "handler" / "counter.py", "counter_for_stream")
     for route, at in HITS:
         counter.count_hit(route, epoch(at), time.monotonic() + 4)
-    records = read_stream(streams_client(), stream_tables.stream_arn)
+    records = stream_records(stream_tables.stream_arn)
     event = stream_event(records, stream_tables.stream_arn)
     DynamoDBStreamModel.model_validate(event)  # the shape Lambda delivers
     return event
@@ -209,9 +209,9 @@ def test_the_top_item_is_the_exact_top_n_whatever_the_batches_and_their_order(
         route = f"/r{rng.randrange(12)}"
         sent[route] = sent.get(route, 0) + 1
         counter.count_hit(route, start + i, time.monotonic() + 4)
-    records = stream_event(
-        read_stream(streams_client(), stream_tables.stream_arn), stream_tables.stream_arn
-    )["Records"]
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)[
+        "Records"
+    ]
     aggregator.TOP_SIZE = 4
     batches = [records[i : i + 9] for i in range(0, len(records), 9)] * 2
     rng.shuffle(batches)

@@ -149,57 +149,96 @@ def test_a_parameter_only_change_set_lists_what_it_modifies_and_what_it_replaces
     }
 
 
-def test_a_write_leaves_its_stream_records_for_the_event_source_mapping_to_poll(aws):
-    """moto invoked a mapped function inside each write (through Docker) and then dropped
-    the stream's records; AWS's mapping polls the stream apart from the write."""
-    from local.stream_events import read_stream, streams_client
-
-    _, dynamodb = aws
-    created = dynamodb.create_table(
-        TableName="t",
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+def streamed_table(ddb, name: str = "streamed") -> str:
+    ddb.create_table(
+        TableName=name,
         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
-    stream_arn = created["TableDescription"]["LatestStreamArn"]
-    role = boto3.client("iam").create_role(
-        RoleName="r",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
-    functions = boto3.client("lambda")
-    functions.create_function(
+    return ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_a_table_stream_is_read_through_the_endpoints_botocore_chooses(aws, region):
+    """DescribeStream and GetShardIterator go to <account>.streams-ddb.<region>.amazonaws.com;
+    moto as shipped answered them 404 "Not yet implemented"."""
+    ddb = boto3.client("dynamodb", region_name=region)
+    arn = streamed_table(ddb)
+    for key in ("a", "b", "a"):
+        ddb.update_item(
+            TableName="streamed",
+            Key={"k": {"S": key}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+    streams = boto3.client("dynamodbstreams", region_name=region)
+    hosts = []
+    streams.meta.events.register("before-send", lambda request, **_: hosts.append(request.url))
+
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+
+    assert any(".streams-ddb." in url for url in hosts)
+    assert [r["eventName"] for r in records] == ["INSERT", "INSERT", "MODIFY"]
+    assert [r["dynamodb"]["NewImage"]["n"]["N"] for r in records] == ["1", "1", "2"]
+    assert {r["awsRegion"] for r in records} == {region}
+    numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+    assert numbers == sorted(set(numbers))
+
+
+def test_a_stream_keeps_its_records_when_an_event_source_mapping_reads_it(aws):
+    """moto ran the mapped function itself on each write and then emptied the stream."""
+    ddb = boto3.client("dynamodb")
+    arn = streamed_table(ddb)
+    iam = boto3.client("iam")
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda")
+    lam.create_function(
         FunctionName="f",
-        Runtime="python3.13",
+        Runtime="python3.12",
         Role=role,
         Handler="index.handler",
-        Code={"ZipFile": zipped("def handler(event, context):\n    return {}\n")},
+        Code={"ZipFile": b"not run"},
     )
-    functions.create_event_source_mapping(
-        EventSourceArn=stream_arn, FunctionName="f", StartingPosition="TRIM_HORIZON"
-    )
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="f", StartingPosition="LATEST")
     for key in ("a", "b"):
-        dynamodb.put_item(TableName="t", Item={"k": {"S": key}})
-    records = read_stream(streams_client(), stream_arn)
+        ddb.put_item(TableName="streamed", Item={"k": {"S": key}})
+
+    streams = boto3.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
     assert [r["dynamodb"]["Keys"]["k"]["S"] for r in records] == ["a", "b"]
 
 
-def zipped(source: str) -> bytes:
-    import io
-    import zipfile
+def test_a_shard_iterator_expires_15_minutes_after_it_was_returned_and_is_dropped(aws, monkeypatch):
+    """moto kept every iterator for ever (a poller grew the emulator ~20 MB an hour)."""
+    now = [1000.0]
+    monkeypatch.setattr(moto_fidelity, "_clock", lambda: now[0])
+    arn = streamed_table(boto3.client("dynamodb"))
+    streams = boto3.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
 
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("index.py", source)
-    return buffer.getvalue()
+    def fresh() -> str:
+        return streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    old = fresh()
+    for _ in range(50):  # a poller's reads: each returns a new iterator
+        streams.get_records(ShardIterator=old)
+    now[0] += 15 * 60
+
+    with pytest.raises(ClientError) as expired:
+        streams.get_records(ShardIterator=old)
+    assert expired.value.response["Error"]["Code"] == "ExpiredIteratorException"
+    assert "Records" in streams.get_records(ShardIterator=fresh())
+    held = moto_fidelity.streams_models.dynamodbstreams_backends["123456789012"]["us-east-1"]
+    assert len(held.shard_iterators) <= 2  # the new iterator and the one its read returned

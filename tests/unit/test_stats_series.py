@@ -14,8 +14,8 @@ import time
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from local.stream_events import read_stream, stream_event, streams_client
-from tests.conftest import ROOT, api_event, lambda_context, load_module
+from local.streams import stream_event
+from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
 from tests.unit.test_aggregator import HITS, epoch
 
 HOUR = datetime.timedelta(hours=1)
@@ -35,9 +35,9 @@ def count_and_aggregate(counter, aggregator, stream_tables, hits, batch=7, seed=
     """Count the hits, then deliver the stream in shuffled batches, each one twice."""
     for route, at in hits:
         counter.count_hit(route, at, time.monotonic() + 4)
-    records = stream_event(
-        read_stream(streams_client(), stream_tables.stream_arn), stream_tables.stream_arn
-    )["Records"]
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)[
+        "Records"
+    ]
     batches = [records[i : i + batch] for i in range(0, len(records), batch)] * 2
     random.Random(seed).shuffle(batches)  # noqa: S311 (a reproducible order, not a secret)
     for records in batches:
