@@ -10,6 +10,7 @@ import os
 import re
 import time
 import unicodedata
+import urllib.parse
 from http import HTTPStatus
 
 import boto3
@@ -282,6 +283,19 @@ def read_series(route, series, first, last, points):
     ]
 
 
+def route_charts(route, now):
+    """A route's dashboard charts: the last 24 hours by hour, the last 30 days by day (one
+    Query each)."""
+    charts = []
+    for series, heading in (
+        ("hour", "Hits per hour, last 24 hours"),
+        ("day", "Hits per day, last 30 days"),
+    ):
+        first, last, points = series_range(series, {}, now)
+        charts.append((heading, read_series(route, series, first, last, points)))
+    return charts
+
+
 def read_top(query):
     """The global top routes: one GetItem of the aggregator's item, whatever the table size."""
     if query.get("period", "all") != "all":
@@ -394,13 +408,22 @@ def when(text, now):
     return f'<time datetime="{html.escape(text)}" title="{utc}">{shown_as}</time>'
 
 
-def ranked_bars(routes):
-    """Routes as horizontal bars, labels in HTML so they wrap and keep their size."""
+def route_link(route, text):
+    """A link to the route's own page (its hits over time)."""
+    href = html.escape("?route=" + urllib.parse.quote(route, safe="/"), quote=True)
+    return f'<a href="{href}">{text}</a>'
+
+
+def ranked_bars(routes, linked=False):
+    """Routes as horizontal bars, labels in HTML so they wrap and keep their size; linked,
+    each label opens the route's page."""
     peak = max([r["count"] for r in routes] + [1])
     return (
         "<ol class=bars>"
         + "".join(
-            f"<li><span class=lbl>{label(r['route'])}</span> <b>{r['count']:,}</b>"
+            "<li><span class=lbl>"
+            f"{route_link(r['route'], label(r['route'])) if linked else label(r['route'])}"
+            f"</span> <b>{r['count']:,}</b>"
             '<svg class=bar viewBox="0 0 1000 10" preserveAspectRatio="none" aria-hidden="true">'
             f'<rect width="{max(6, 1000 * r["count"] // peak)}" height="10"/></svg></li>'
             for r in routes
@@ -452,7 +475,7 @@ def top_panel(top, now):
     """The global top routes, as `GET /_stats/top` answers them ({"routes", "asOf"})."""
     routes = top.get("routes") or []
     as_of = when(top.get("asOf"), now)
-    body = ranked_bars(routes) if routes else "<p>No route has been counted yet.</p>"
+    body = ranked_bars(routes, linked=True) if routes else "<p>No route has been counted yet.</p>"
     return (
         "<section><h2>Top routes of the whole table</h2>"
         f"<p class=note>Exact as of {as_of}, from the aggregator's top item.</p>{body}</section>"
@@ -651,7 +674,10 @@ def answer(method, path, query, headers):
         found = read_route(route)
         if found is None:
             raise HttpError(404, f"route {route} has not been counted")
-        page = dashboard([found], f"Route {route}", single=True) if as_html else None
+        page = None
+        if as_html:
+            charts = route_charts(route, datetime.datetime.now(UTC))
+            page = dashboard([found], f"Route {route}", single=True, series=charts)
         return response(200, found, html_page=page), {**fields, "route": route}
     if set(query) & SERIES_PARAMETERS:
         raise HttpError(400, "'series', 'from' and 'to' need a 'route'")
@@ -660,7 +686,10 @@ def answer(method, path, query, headers):
     routes, next_token, calls = read_page(limit, position and decode_token(position[0]))
     page = None
     if as_html:
-        page = dashboard(routes, "Route Counter", next_token, limit, position=position, stale=stale)
+        top = read_top({})
+        page = dashboard(
+            routes, "Route Counter", next_token, limit, position=position, stale=stale, top=top
+        )
     result = response(200, {"routes": routes, "next": next_token}, html_page=page)
     return result, {**fields, "routes": len(routes), "scanCalls": calls}
 

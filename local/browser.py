@@ -239,7 +239,8 @@ def sample_points(buckets: int, size: int) -> list[dict]:
 
 
 def sample_page(stats) -> str:
-    """Page 2 of a paged view, with the series and top panels wired as the backend will."""
+    """Page 2 of a paged view, with the series and top panels fed sample data (the handler
+    shows the series on a route's page only: see README, "The dashboard")."""
     routes = sample_routes()
     token = base64.urlsafe_b64encode(b"/api/v0/old").decode().rstrip("=")
     following = base64.urlsafe_b64encode(b"/zz").decode().rstrip("=")

@@ -278,8 +278,12 @@ def aggregator(stream_tables: StreamTables):
 
 
 @pytest.fixture
-def stats(counter_table: str):
-    """The stats handler module, imported fresh against the moto table."""
+def stats(counter_table: str, template: dict, monkeypatch: pytest.MonkeyPatch):
+    """The stats handler module, imported fresh against the moto tables it reads when
+    deployed: the counter table and the (empty) series table."""
+    series = "route-counter-series"
+    boto3.client("dynamodb").create_table(TableName=series, **series_definition(template))
+    monkeypatch.setenv("SERIES_TABLE", series)
     return load_module(ROOT / "handler" / "stats.py", "stats_under_test")
 
 

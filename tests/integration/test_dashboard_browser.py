@@ -1,10 +1,13 @@
 """The dashboard in headless Chromium at 375 px wide, as a phone user sees it."""
 
+import time
+
 import pytest
 
 from local import browser
-from tests.conftest import api_event, lambda_context
+from tests.conftest import ROOT, api_event, lambda_context, load_module
 from tests.unit.test_stats import BROWSER_ACCEPT, seed
+from tests.unit.test_stats_series import count_and_aggregate
 
 pytestmark = pytest.mark.skipif(
     browser.chromium() is None,
@@ -53,3 +56,21 @@ def test_a_bad_query_is_a_readable_error_page(stats, counter_table):
     assert status == 400
     assert "&#x27;stale&#x27; must be a whole number of days" in page
     assert_readable(at_phone_width(status, headers, page))
+
+
+def test_the_wired_charts_and_top_panel_fit_a_phone(stream_tables, aggregator):
+    # Hits counted, aggregated from the stream, then the handler's own pages at 375 px.
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_browser")
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_for_browser")
+    now = time.time()
+    hits = [(LONG_ROUTE, now - hours * 3600) for hours in range(0, 21, 3)] + [("/home", now)] * 3
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+
+    for query, shows in (
+        ({"route": LONG_ROUTE}, "Hits per hour, last 24 hours"),
+        (None, "Top routes of the whole table"),
+    ):
+        event = api_event("/_stats", query=query, headers={"Accept": BROWSER_ACCEPT})
+        result = stats.handler(event, lambda_context("StatsFunction"))
+        assert result["statusCode"] == 200 and shows in result["body"]
+        assert_readable(at_phone_width(200, result["headers"], result["body"]))

@@ -7,9 +7,12 @@ the stats handler reads the series table the aggregator wrote.
 
 import collections
 import datetime
+import html
 import json
 import random
+import re
 import time
+import urllib.parse
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
@@ -251,3 +254,79 @@ def test_bad_top_values_are_a_clear_400(stats, query, message):
     result = stats.handler(api_event("/_stats/top", query=query), lambda_context())
     assert result["statusCode"] == 400
     assert message in json.loads(result["body"])["error"]
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def page(stats, query: dict | None = None) -> str:
+    event = api_event("/_stats", query=query, headers=BROWSER)
+    result = stats.handler(event, lambda_context("StatsFunction"))
+    assert result["statusCode"] == 200, result["body"]
+    assert result["headers"]["Content-Type"].startswith("text/html")
+    return result["body"]
+
+
+def chart_rows(html_page: str, heading: str) -> dict:
+    """The chart's "Every bucket" table under a heading: {label: hits} of its non-zero rows."""
+    section = html_page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=n>([\d,]+)</td></tr>", section)
+    return {label: int(hits.replace(",", "")) for label, hits in rows if hits != "0"}
+
+
+def test_a_picked_routes_page_charts_its_hits_per_hour_and_per_day(
+    counter, aggregator, stats, stream_tables
+):
+    now = time.time()
+    hits = [("/picked", now - 5 * 3600)] * 2 + [("/picked", now)] + [("/other", now)] * 4
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+    calls = queries(stats)
+
+    shown = page(stats, {"route": "/picked"})
+
+    def hour(at: float) -> str:
+        return time.strftime("%b %d %H:00", time.gmtime(at))
+
+    assert chart_rows(shown, "Hits per hour, last 24 hours") == {
+        hour(now - 5 * 3600): 2,
+        hour(now): 1,
+    }
+    days = chart_rows(shown, "Hits per day, last 30 days")
+    assert sum(days.values()) == 3 and time.strftime("%b %d", time.gmtime(now)) in days
+    assert "3 hits in 24 buckets" in shown and "3 hits in 30 buckets" in shown
+    # The route's record, then one Query per chart.
+    assert [c["model"].name for c in calls] == ["GetItem", "Query", "Query"]
+
+
+def test_the_dashboard_ranks_the_whole_tables_top_routes_each_linked_to_its_page(
+    counter, aggregator, stats, stream_tables
+):
+    now = time.time()
+    # As the counter stores a path's route: percent-encoded as sent.
+    hits = [("/busy", now)] * 3 + [("/a&b%3Cc%3E", now)] * 2 + [("/quiet", now)]
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+
+    shown = page(stats, {"limit": "1"})  # a page of one route; the top panel has them all
+
+    top = shown.split("<h2>Top routes of the whole table</h2>", 1)[1].split("</section>", 1)[0]
+    links = re.findall(r'<a href="([^"]+)">', top)
+    assert [html.unescape(link) for link in links] == [
+        "?route=/busy",
+        "?route=/a%26b%253Cc%253E",
+        "?route=/quiet",
+    ]
+    assert "/a&amp;b%3Cc%3E" in top and "/a&b" not in top  # the route's name is escaped
+    # Followed as a browser follows it: the query decoded, the route's own page.
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(html.unescape(links[1])).query)
+    followed = page(stats, {k: v[0] for k, v in query.items()})
+    assert "Route /a&amp;b%3Cc%3E" in followed
+    assert sum(chart_rows(followed, "Hits per hour, last 24 hours").values()) == 2
+
+
+def test_before_any_batch_the_dashboard_says_no_route_is_ranked_yet(stats, counter):
+    counter.count_hit("/first", time.time(), time.monotonic() + 4)
+
+    shown = page(stats)
+
+    top = shown.split("<h2>Top routes of the whole table</h2>", 1)[1].split("</section>", 1)[0]
+    assert "No route has been counted yet." in top
