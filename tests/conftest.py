@@ -326,9 +326,13 @@ def counter_table_name(stack: RunningLocalStack, stack_name: str = "route-counte
 
 
 def seed_routes(stack: RunningLocalStack, counts: dict[str, int]) -> None:
-    """Write routes straight into the stack's table as the counter leaves them, 25 a call
+    """Write routes straight into the stack's table as the counter leaves them
     (thousands of HTTP hits in a row take the local stack minutes on a 2-core machine)."""
-    client, table = emulator_client(stack, "dynamodb"), counter_table_name(stack)
+    put_routes(emulator_client(stack, "dynamodb"), counter_table_name(stack), counts)
+
+
+def put_routes(client, table: str, counts: dict[str, int]) -> None:
+    """Route items as the counter leaves them, 25 per BatchWriteItem, retried until stored."""
     items = [
         {
             "route": {"S": route},

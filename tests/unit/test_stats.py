@@ -13,7 +13,7 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, api_event, lambda_context, load_module, read_item
+from tests.conftest import ROOT, api_event, lambda_context, load_module, put_routes, read_item
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -26,21 +26,7 @@ def get(stats, query=None, *, path="/_stats", method="GET", accept="*/*"):
 
 
 def seed(table: str, counts: dict[str, int]) -> None:
-    """Write route items as the counter leaves them, 25 per BatchWriteItem."""
-    client = boto3.client("dynamodb")
-    items = [
-        {
-            "route": {"S": route},
-            "count": {"N": str(count)},
-            "firstSeen": {"S": "2026-01-01T00:00:00Z"},
-            "lastSeen": {"S": "2026-01-02T00:00:00Z"},
-        }
-        for route, count in counts.items()
-    ]
-    for i in range(0, len(items), 25):
-        client.batch_write_item(
-            RequestItems={table: [{"PutRequest": {"Item": it}} for it in items[i : i + 25]]}
-        )
+    put_routes(boto3.client("dynamodb"), table, counts)
 
 
 def scan_all(table: str) -> list[dict]:
