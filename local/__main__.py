@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from deployer.errors import ParameterError
 from local.stack import DEFAULT_STACK_NAME, LocalStack
 from local.state import DEFAULT_STATE_ROOT, SNAPSHOT_EVERY
 
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
     except Stop:
         pass
+    except ParameterError as error:  # ./deploy.sh's words and exit status (2: bad usage)
+        print(f"python -m local: {error}", file=sys.stderr)
+        return error.code
     except Exception as error:  # a clear line, not a traceback, for start-up failures
         print(f"python -m local: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

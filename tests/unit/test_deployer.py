@@ -87,7 +87,18 @@ def test_delete_asks_on_a_terminal():
         ({"StageName": "my-stage"}, "must be letters, digits and underscores"),
         ({"FunctionMemorySize": "64"}, "must be at least 128"),
         ({"FunctionMemorySize": "lots"}, "must be a number"),
-        ({"RateLimitWindowSeconds": "86401"}, "must be at most 86400"),
+        ({"FunctionMemorySize": "nan"}, "must be a finite number"),  # float() takes both
+        ({"ThrottlingRateLimit": "inf"}, "must be a finite number"),
+        # the function reads these with int() at start-up: 1.5 would fail every hit
+        ({"RateLimit": "1.5"}, "must be a whole number from 0 to 999999999"),
+        ({"RateLimit": "nan"}, "must be a whole number from 0 to 999999999"),
+        ({"RateLimit": "007"}, "must be a whole number from 0 to 999999999"),
+        ({"RateLimitWindowSeconds": "86401"}, "must be a whole number from 1 to 86400"),
+        ({"RateLimitWindowSeconds": "0"}, "must be a whole number from 1 to 86400"),
+        ({"RateLimitWindowSeconds": "60.5"}, "must be a whole number from 1 to 86400"),
+        # a client resolves '.' and '..' away: the stats endpoint would be unreachable
+        ({"StatsPath": "."}, "not starting with '.'"),
+        ({"StatsPath": ".."}, "not starting with '.'"),
     ],
 )
 def test_a_value_cloudformation_refuses_is_refused_before_anything(template, given, says):
@@ -98,11 +109,20 @@ def test_a_value_cloudformation_refuses_is_refused_before_anything(template, giv
     assert refused.value.code == 2
 
 
-def test_values_cloudformation_accepts_pass(template):
-    check_parameters(
-        template,
+@pytest.mark.parametrize(
+    "given",
+    [
         {"BillingMode": "PROVISIONED", "StageName": "dev_1", "FunctionMemorySize": "512"},
-    )
+        {"RateLimit": "0", "RateLimitWindowSeconds": "1"},
+        {"RateLimit": "999999999", "RateLimitWindowSeconds": "86400"},
+        {"RateLimitWindowSeconds": "79999"},
+        {"RateLimitWindowSeconds": "86399"},
+        {"StatsPath": "stats.v2"},
+        {"StatsPath": "_"},
+    ],
+)
+def test_values_cloudformation_accepts_pass(template, given):
+    check_parameters(template, given)
 
 
 def test_a_create_passes_only_the_given_values(template):
