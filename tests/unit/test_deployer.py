@@ -14,8 +14,10 @@ from typing import ClassVar
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 
+from deployer import cli
 from deployer.cli import kept_table_lines
 from deployer.deployer import Deployer, routes_replaced, stage_targets
 from deployer.errors import DeployError, ParameterError
@@ -35,6 +37,7 @@ from deployer.parameters import (
 from deployer.report import EventProgress, change_lines, output_lines
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import Answer, judge, smoke_test
+from local.emulator import free_port
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
 T0 = datetime(2026, 12, 1, 4, 0, 0, tzinfo=UTC)
@@ -695,3 +698,65 @@ def test_a_bucket_of_ours_is_reused_as_it_is():
         ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", said.append)
 
     assert said == [f"Deployment bucket s3://{BUCKET} (this account's, reused)"]
+
+
+@pytest.mark.parametrize(
+    ("refused", "permission"),
+    [
+        ("get_bucket_versioning", "s3:GetBucketVersioning"),
+        ("put_bucket_encryption", "s3:PutEncryptionConfiguration"),  # not the call's name
+    ],
+)
+def test_a_permission_the_bucket_set_up_lacks_stops_the_deploy_in_one_line(refused, permission):
+    s3, stubber = stubbed_s3()
+    stubber.add_response("head_bucket", {}, OWNER)
+    for call in ("get_bucket_versioning", "put_public_access_block", "put_bucket_encryption"):
+        if call == refused:
+            stubber.add_client_error(call, "AccessDenied", "Access Denied", 403)
+            break
+        stubber.add_response(call, {})
+
+    with stubber, pytest.raises(DeployError) as failed:
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", lambda _: None)
+    stubber.assert_no_pending_responses()  # and nothing called after the refusal
+
+    said = str(failed.value)
+    assert said.startswith(f"setting up the deployment bucket {BUCKET} (this needs {permission})")
+    assert "(AccessDenied)" in said and "Access Denied" in said
+    assert "\n" not in said
+
+
+def test_no_answer_from_s3_stops_the_deploy_in_one_line():
+    unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    s3 = boto3.client(
+        "s3",
+        region_name="eu-west-1",
+        endpoint_url=unreachable,
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=2),
+    )
+
+    with pytest.raises(DeployError) as failed:
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", lambda _: None)
+
+    assert str(failed.value).startswith(
+        f"checking the deployment bucket {BUCKET} (this needs s3:ListBucket): "
+        f'Could not connect to the endpoint URL: "{unreachable}/'
+    )
+
+
+def test_an_aws_error_no_step_explains_is_one_line_and_exit_1(monkeypatch, capsys):
+    s3, stubber = stubbed_s3()
+    stubber.add_client_error("list_buckets", "AccessDenied", "not authorized: s3:ListAllMyBuckets")
+
+    def delete(_options: object) -> None:
+        with stubber:
+            s3.list_buckets()  # botocore's own ClientError, raised by no step of ours
+
+    monkeypatch.setattr(cli, "delete", delete)
+
+    assert cli.main(["--delete", "--yes", "--stack-name", "demo"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: AWS call failed: An error occurred (AccessDenied) when calling the ListBuckets "
+        "operation: not authorized: s3:ListAllMyBuckets"
+    ]
