@@ -4,11 +4,14 @@ deploy.sh end to end (options, messages, exit codes, the stack on the emulator) 
 tests/integration/test_deploy.py; these pin the decisions each of its steps makes.
 """
 
+import contextlib
 import http.server
 import json
 import os
 import signal
+import socket
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
@@ -36,7 +39,7 @@ from deployer.parameters import (
 )
 from deployer.report import EventProgress, change_lines, output_lines
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
-from deployer.smoke import Answer, judge, smoke_test
+from deployer.smoke import TRIES, Answer, judge, smoke_test
 from local.emulator import free_port
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
@@ -639,6 +642,51 @@ def test_the_smoke_test_waits_for_a_new_api_to_route():
 
     assert len(slept) == 2  # two 404s retried
     assert said[-1].endswith("counted 1, then 2.")
+
+
+@contextlib.contextmanager
+def never_answering() -> Iterator[tuple[str, list[bytes]]]:
+    """A server on 127.0.0.1 that takes connections and never answers: the kernel accepts
+    them (backlog) and keeps what the client sends. Yields its URL and, once the block is
+    done, what each connection sent."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=32)
+    received: list[bytes] = []
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/prod/", received
+        listener.setblocking(False)
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except BlockingIOError:
+                break
+            with connection:
+                connection.settimeout(1)
+                received.append(connection.recv(65536))
+    finally:
+        listener.close()
+
+
+def test_a_request_sent_but_never_answered_is_not_sent_again_and_fails_saying_so():
+    said, slept = [], []
+    with never_answering() as (url, received), pytest.raises(DeployError) as failed:
+        smoke_test(url, said.append, sleep=slept.append, timeout=1.0)
+
+    assert len(received) == 1 and received[0].startswith(b"GET /prod/smoke-test-")
+    assert slept == []
+    assert "the first request to " in str(failed.value)
+    assert "was sent but its answer was lost (timed out); it may have been counted" in str(
+        failed.value
+    )
+
+
+def test_a_refused_connection_is_retried_as_no_request_reached_the_api():
+    slept: list[float] = []
+    url = f"http://127.0.0.1:{free_port()}/prod/"  # nothing listens
+
+    with pytest.raises(DeployError, match=r"HTTP 000 from .*Connection refused"):
+        smoke_test(url, lambda _: None, sleep=slept.append, timeout=1.0)
+
+    assert len(slept) == TRIES - 1
 
 
 # --- the managed bucket's answers from S3 (botocore's Stubber: the service's own replies) ----
