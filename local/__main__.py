@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-from deployer.errors import ParameterError
 from local.stack import DEFAULT_STACK_NAME, LocalStack
 from local.state import DEFAULT_STATE_ROOT, SNAPSHOT_EVERY
 
@@ -94,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in handled:
         signal.signal(signum, on_signal)
 
+    from deployer.errors import ParameterError
     from local.stack import start_local_stack
 
     stack = None
