@@ -593,6 +593,11 @@ def test_a_working_api_passes(first, second, says):
         (Answer(0, error="timed out"), Answer(0), "HTTP 000 from https://x/prod/p: timed out"),
         (counted(1), Answer(429, b"{}", {}), "second request answered HTTP 429"),  # throttled
         (counted(3), counted(4), "expected counts 1 then 2, got 3 then 4"),
+        (
+            counted(1),
+            Answer(0, error="timed out", answer_lost=True),
+            "the second request to https://x/prod/p was sent but its answer was lost",
+        ),
         (Answer(200, b"<html>"), counted(2), "not a counter response: <html>"),
     ],
 )
