@@ -96,16 +96,25 @@ class HttpError(Exception):
         self.log = {"outcome": outcome, **log}
 
 
+class AnswerCutOff(Exception):
+    """DynamoDB's answer arrived without its body."""
+
+
 def write(deadline, **params):
     """One UpdateItem; the item as it is now (ALL_NEW)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return dynamodb.update_item(
+            answer = dynamodb.update_item(
                 TableName=TABLE_NAME,
                 ExpressionAttributeNames={"#count": "count"},
                 ReturnValues="ALL_NEW",
                 **params,
-            )["Attributes"]
+            )
+            if "Attributes" in answer:
+                return answer["Attributes"]
+            # A 200 whose body was cut off: botocore reads it without checking its length
+            # and parses nothing. The write was sent and may have been applied.
+            fault, code, kind = AnswerCutOff("UpdateItem answered without the item"), None, UNKNOWN
         except aws.ClientError as error:
             fault, code = error, error.response["Error"].get("Code")
             if code == "ConditionalCheckFailedException":

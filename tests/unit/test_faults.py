@@ -11,6 +11,7 @@ import time
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.stub import Stubber
 
@@ -140,6 +141,37 @@ def test_timeouts(counter, capsys, monkeypatch, timeout, attempts, status, messa
     assert ("Retry-After" in result["headers"]) == (outcome == "not counted")
     assert_one_error_line(capsys, request_id, status, timeout.__name__, outcome)
     assert_next_request_counts(counter)
+
+
+class CutOffBody:
+    """A body of which nothing arrived: the connection closed after the headers."""
+
+    def stream(self, **_):
+        return iter([b""])
+
+
+def test_an_answer_cut_off_after_its_headers_is_a_503_unknown_not_a_crash(counter, capsys):
+    # botocore reads a body without checking Content-Length, so a 200 whose body never
+    # came parses as an answer without the item (seen when the emulator was killed).
+    sent = []
+
+    def answer_cut_off(request, **_):
+        sent.append(request.url)
+        return AWSResponse(request.url, 200, {"Content-Length": "180"}, CutOffBody())
+
+    events = counter.dynamodb.meta.events
+    events.register_first("before-send.dynamodb.UpdateItem", answer_cut_off)
+    try:
+        result, body, request_id = call(counter)
+    finally:
+        events.unregister("before-send.dynamodb.UpdateItem", answer_cut_off)
+
+    assert len(sent) == 1  # sent: it may have been applied, so never retried
+    assert_fault_answer(result, body, request_id, 503, UNKNOWN, "unknown")
+    assert_one_error_line(capsys, request_id, 503, "AnswerCutOff", "unknown")
+    # botocore emits before-send to every handler: moto's applied the write, then this
+    # answer (the first one given) was used. So the hit was counted, as "unknown" allows.
+    assert_next_request_counts(counter, expected_count=2)
 
 
 def test_an_invalid_table_name_is_a_500_not_a_retry(counter_table, monkeypatch, capsys):
