@@ -92,6 +92,18 @@ def load_module(path: Path, name: str):
     return module
 
 
+@contextmanager
+def on_send(client, operation: str, hook) -> Iterator[None]:
+    """Run hook where a DynamoDB client's `operation` request would leave (before-send):
+    a fault raised or an answer returned there is what the network would have given."""
+    event = f"before-send.dynamodb.{operation}"
+    client.meta.events.register_first(event, hook)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, hook)
+
+
 def lambda_context(function_name: str = "CounterFunction") -> SimpleNamespace:
     return SimpleNamespace(
         aws_request_id=str(uuid.uuid4()),

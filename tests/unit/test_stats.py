@@ -13,7 +13,15 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, api_event, lambda_context, load_module, put_routes, read_item
+from tests.conftest import (
+    ROOT,
+    api_event,
+    lambda_context,
+    load_module,
+    on_send,
+    put_routes,
+    read_item,
+)
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -342,12 +350,8 @@ def test_a_dynamodb_timeout_is_a_503_json_answer_not_a_crash(stats, capsys, monk
         raise timeout(endpoint_url=request.url)
 
     monkeypatch.setattr(time, "sleep", lambda _: None)  # the SDK's backoff, not waited
-    events = stats.dynamodb.meta.events
-    events.register_first("before-send.dynamodb.Scan", network_times_out)
-    try:
+    with on_send(stats.dynamodb, "Scan", network_times_out):
         result = stats.handler(api_event("/_stats"), lambda_context())
-    finally:
-        events.unregister("before-send.dynamodb.Scan", network_times_out)
 
     assert result["statusCode"] == 503
     assert result["headers"]["Retry-After"] == "1"
