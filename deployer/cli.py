@@ -361,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(error, AlreadyExplained):
             print(f"error: {error}", file=sys.stderr, flush=True)
         return error.code
+    except (ClientError, BotoCoreError) as error:
+        # Each step names what failed in its own words; an AWS call none explains still
+        # ends as one line (AWS's message names the operation and, if refused, the action).
+        print(f"error: AWS call failed: {error}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

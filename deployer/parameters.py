@@ -6,6 +6,7 @@ same bad value gets the same message on both paths.
 
 from __future__ import annotations
 
+import math
 import re
 
 from deployer.errors import ParameterError
@@ -23,8 +24,8 @@ def declared(template: dict) -> dict[str, dict]:
 def check_parameters(template: dict, given: dict[str, str]) -> None:
     """Refuse what CloudFormation refuses (moto 5.2.5 accepts it all), before anything starts.
 
-    Unknown keys, a value outside AllowedValues, off AllowedPattern, not a number for a
-    Number, or out of MinValue/MaxValue and MinLength/MaxLength: a ParameterError saying so.
+    Unknown keys, a value outside AllowedValues, off AllowedPattern, not a finite number
+    for a Number, or out of MinValue/MaxValue and MinLength/MaxLength: a ParameterError saying so.
     """
     rules = declared(template)
     unknown = [key for key in given if key not in rules]
@@ -52,6 +53,8 @@ def _problem(rule: dict, value: str) -> str | None:
             number = float(value)
         except ValueError:
             return "must be a number"
+        if not math.isfinite(number):  # float() takes nan and inf; CloudFormation does not
+            return "must be a finite number"
         if "MinValue" in rule and number < float(rule["MinValue"]):
             return f"must be at least {rule['MinValue']}"
         if "MaxValue" in rule and number > float(rule["MaxValue"]):

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.loaders import create_loader
 
 from deployer.errors import DeployError
@@ -86,6 +86,33 @@ LIFECYCLE = {
 }
 
 
+# The IAM action each S3 call needs (README.md, "Permissions"): S3's AccessDenied does not
+# always name it, and for some calls it is not the operation's name.
+PERMISSIONS = {
+    "head_bucket": "s3:ListBucket",
+    "create_bucket": "s3:CreateBucket",
+    "get_bucket_versioning": "s3:GetBucketVersioning",
+    "put_public_access_block": "s3:PutBucketPublicAccessBlock",
+    "put_bucket_encryption": "s3:PutEncryptionConfiguration",
+    "put_bucket_policy": "s3:PutBucketPolicy",
+    "put_bucket_lifecycle_configuration": "s3:PutLifecycleConfiguration",
+    "put_bucket_versioning": "s3:PutBucketVersioning",
+    "put_object": "s3:PutObject",
+}
+
+
+def _failed(what: str, operation: str, error: Exception) -> DeployError:
+    """One line: what failed, the permission its call needs, and AWS's (or botocore's) words."""
+    return DeployError(f"{what} (this needs {PERMISSIONS[operation]}): {error}")
+
+
+def _call(what: str, s3: object, operation: str, **kwargs: object) -> dict:
+    try:
+        return getattr(s3, operation)(**kwargs)
+    except (ClientError, BotoCoreError) as error:
+        raise _failed(what, operation, error) from None
+
+
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -110,18 +137,22 @@ def ensure_managed_bucket(
     bucket = managed_bucket_name(account, region)
     owner = {"Bucket": bucket, "ExpectedBucketOwner": account}
     created = False
+    checking = f"checking the deployment bucket {bucket}"
     try:
         s3.head_bucket(**owner)
+    except BotoCoreError as error:  # no answer from S3
+        raise _failed(checking, "head_bucket", error) from None
     except ClientError as error:
         # 403: another account's (ExpectedBucketOwner); 301: a bucket of that name lives in
         # another region, so it is not the one this account would have made here.
         if _code(error) in ("403", "AccessDenied", "301", "PermanentRedirect"):
             raise _taken(bucket) from None
         if _code(error) not in ("404", "NoSuchBucket", "NotFound"):
-            raise DeployError(f"checking the deployment bucket {bucket}: {error}") from None
+            raise _failed(checking, "head_bucket", error) from None
         create = {"Bucket": bucket}
         if region != "us-east-1":
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        creating = f"creating the deployment bucket {bucket}"
         try:
             s3.create_bucket(**create)
             created = True
@@ -129,12 +160,13 @@ def ensure_managed_bucket(
             if _code(create_error) == "BucketAlreadyExists":
                 raise _taken(bucket) from None
             if _code(create_error) != "BucketAlreadyOwnedByYou":  # a deploy racing this one
-                raise DeployError(
-                    f"creating the deployment bucket {bucket}: {create_error}"
-                ) from None
-    versioning = s3.get_bucket_versioning(**owner).get("Status")
+                raise _failed(creating, "create_bucket", create_error) from None
+        except BotoCoreError as create_error:
+            raise _failed(creating, "create_bucket", create_error) from None
+    setting_up = f"setting up the deployment bucket {bucket}"
+    versioning = _call(setting_up, s3, "get_bucket_versioning", **owner).get("Status")
     if created or versioning != "Enabled":
-        _configure(s3, owner, partition)
+        _configure(s3, owner, partition, setting_up)
         done = "created" if created else "set up again (an earlier set-up was interrupted)"
         say(
             f"Deployment bucket s3://{bucket} {done} (encrypted, private, versioned, TLS only; "
@@ -145,8 +177,11 @@ def ensure_managed_bucket(
     return bucket
 
 
-def _configure(s3: object, owner: dict, partition: str) -> None:
-    s3.put_public_access_block(
+def _configure(s3: object, owner: dict, partition: str, what: str) -> None:
+    _call(
+        what,
+        s3,
+        "put_public_access_block",
         **owner,
         PublicAccessBlockConfiguration={
             "BlockPublicAcls": True,
@@ -155,20 +190,29 @@ def _configure(s3: object, owner: dict, partition: str) -> None:
             "RestrictPublicBuckets": True,
         },
     )
-    s3.put_bucket_encryption(
+    _call(
+        what,
+        s3,
+        "put_bucket_encryption",
         **owner,
         ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
-    s3.put_bucket_policy(**owner, Policy=json.dumps(tls_only_policy(owner["Bucket"], partition)))
-    s3.put_bucket_lifecycle_configuration(**owner, LifecycleConfiguration=LIFECYCLE)
-    s3.put_bucket_versioning(**owner, VersioningConfiguration={"Status": "Enabled"})
+    policy = json.dumps(tls_only_policy(owner["Bucket"], partition))
+    _call(what, s3, "put_bucket_policy", **owner, Policy=policy)
+    _call(what, s3, "put_bucket_lifecycle_configuration", **owner, LifecycleConfiguration=LIFECYCLE)
+    _call(what, s3, "put_bucket_versioning", **owner, VersioningConfiguration={"Status": "Enabled"})
 
 
 def upload(s3: object, bucket: str, key: str, body: bytes, account: str) -> None:
     """Store the template; never in a bucket of another account (ExpectedBucketOwner)."""
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=account)
-    except ClientError as error:
-        raise DeployError(f"uploading the template to s3://{bucket}: {error}") from None
+    _call(
+        f"uploading the template to s3://{bucket}",
+        s3,
+        "put_object",
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        ExpectedBucketOwner=account,
+    )

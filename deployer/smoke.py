@@ -6,6 +6,7 @@ counter itself answering, so it passes too.
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import time
@@ -18,28 +19,36 @@ from deployer.errors import DeployError
 
 TRIES = 15  # a new API can take a few seconds to resolve in DNS and route
 RETRY_SECONDS = 2.0
+TIMEOUT_SECONDS = 20.0  # each request's, to connect and to answer
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 @dataclass
 class Answer:
-    status: int  # 0: no answer (no connection, timeout)
+    status: int  # 0: no answer (no connection, or the answer was lost)
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    # Sent whole, then no answer (a read timeout, a reset): the API may have counted it.
+    answer_lost: bool = False
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
 
 
-def fetch(url: str) -> Answer:
+def fetch(url: str, timeout: float = TIMEOUT_SECONDS) -> Answer:
     try:
-        with urllib.request.urlopen(url, timeout=20) as response:  # noqa: S310 (https only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https only)
             return Answer(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read(), dict(error.headers))
-    except (urllib.error.URLError, OSError) as error:
-        return Answer(0, error=str(getattr(error, "reason", error)))
+    except urllib.error.URLError as error:
+        # urllib wraps only what fails while connecting (DNS, refused, connect timeout, TLS)
+        # and sending: no request reached the API.
+        return Answer(0, error=str(error.reason))
+    except (OSError, http.client.HTTPException) as error:
+        # Sent, then the answer timed out or broke off.
+        return Answer(0, error=str(error) or type(error).__name__, answer_lost=True)
 
 
 def _start(answer: Answer) -> str:
@@ -55,6 +64,13 @@ def _count(answer: Answer) -> int:
 
 def judge(url: str, path: str, first: Answer, second: Answer) -> str:
     """The OK line for the two answers, or a DeployError saying what is wrong."""
+    for which, answer in (("first", first), ("second", second)):
+        if answer.answer_lost:
+            raise DeployError(
+                f"smoke test failed: the {which} request to {url} was sent but its answer "
+                f"was lost ({answer.error}); it may have been counted, so it was not sent "
+                "again (a retry could count it twice)"
+            )
     if first.status != 200:
         raise DeployError(
             f"smoke test failed: HTTP {first.status:03d} from {url}: {_start(first)}{first.error}"
@@ -79,18 +95,21 @@ def judge(url: str, path: str, first: Answer, second: Answer) -> str:
 def smoke_test(
     api_url: str,
     say: Callable[[str], None],
-    get: Callable[[str], Answer] = fetch,
+    get: Callable[[str, float], Answer] = fetch,
     sleep: Callable[[float], None] = time.sleep,
+    timeout: float = TIMEOUT_SECONDS,
 ) -> None:
     path = f"smoke-test-{int(time.time())}-{random.randrange(10**9)}"  # noqa: S311
     url = f"{api_url}{path}"
     say(f"==> Smoke test: two requests to {url}")
     # Retry only failures in which no request reached the counter (no connection, or
-    # 403/404 from a gateway that does not route yet).
+    # 403/404 from a gateway that does not route yet): a request sent whole whose answer
+    # was lost may have been counted, and a retry would count it twice.
     for attempt in range(1, TRIES + 1):
-        first = get(url)
-        if first.status not in (0, 403, 404) or attempt == TRIES:
+        first = get(url, timeout)
+        not_routed = first.status in (0, 403, 404) and not first.answer_lost
+        if not not_routed or attempt == TRIES:
             break
         sleep(RETRY_SECONDS)
-    second = get(url) if first.status == 200 else Answer(0)
+    second = get(url, timeout) if first.status == 200 else Answer(0)
     say(judge(url, path, first, second))

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in handled:
         signal.signal(signum, on_signal)
 
+    from deployer.errors import ParameterError
     from local.stack import start_local_stack
 
     stack = None
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
     except Stop:
         pass
+    except ParameterError as error:  # ./deploy.sh's words and exit status (2: bad usage)
+        print(f"python -m local: {error}", file=sys.stderr)
+        return error.code
     except Exception as error:  # a clear line, not a traceback, for start-up failures
         print(f"python -m local: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -50,6 +50,12 @@ def text(title: str, default: str, description: str, **constraints) -> Parameter
     return Parameter(title, Type="String", Default=default, Description=description, **constraints)
 
 
+def whole_number(title: str, default: str, description: str, pattern: str, says: str) -> Parameter:
+    """A whole number the function reads as an int: a String with a pattern, as a Number
+    parameter takes fractions."""
+    return text(title, default, description, AllowedPattern=pattern, ConstraintDescription=says)
+
+
 def declarations() -> dict[str, Parameter]:
     """Every parameter a deployer may set, in console order; the defaults deploy on a fresh
     account and cost nothing beyond what is used."""
@@ -97,8 +103,11 @@ def declarations() -> dict[str, Parameter]:
             "_stats",
             "Path segment of the read-only stats endpoint (GET /<StatsPath>); "
             "requests to it and under it are never counted.",
-            AllowedPattern="^[A-Za-z0-9._-]{1,64}$",
-            ConstraintDescription="one path segment: letters, digits, '.', '_', '-'",
+            # Not led by a dot: clients resolve a segment of dots ('.', '..') away, so the
+            # endpoint would be unreachable.
+            AllowedPattern="^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$",
+            ConstraintDescription="one path segment of at most 64 letters, digits, '.', '_', "
+            "'-', not starting with '.'",
         ),
         "allowed_origin": text(
             "AllowedOrigin",
@@ -108,18 +117,21 @@ def declarations() -> dict[str, Parameter]:
             AllowedPattern="^(|\\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$",
             ConstraintDescription="empty, '*', or an origin such as https://example.com",
         ),
-        "rate_limit": number(
+        # The function reads these two with int() when it starts: a Number parameter would
+        # also take 1.5, and every hit would fail. Whole numbers only, as text.
+        "rate_limit": whole_number(
             "RateLimit",
-            0,
+            "0",
             "Counted hits allowed per route per window; more get 429. 0 turns rate limiting off.",
-            MinValue=0,
+            pattern="^(0|[1-9][0-9]{0,8})$",
+            says="a whole number from 0 to 999999999 without leading zeros",
         ),
-        "rate_limit_window": number(
+        "rate_limit_window": whole_number(
             "RateLimitWindowSeconds",
-            60,
-            "Length of the fixed rate-limit window, aligned to the epoch.",
-            MinValue=1,
-            MaxValue=86400,
+            "60",
+            "Length of the fixed rate-limit window (1-86400 s), aligned to the epoch.",
+            pattern="^([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)$",
+            says="a whole number from 1 to 86400 without leading zeros",
         ),
         "max_read_capacity": number(
             "MaxReadCapacityUnits",

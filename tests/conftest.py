@@ -93,6 +93,18 @@ def load_module(path: Path, name: str):
     return module
 
 
+@contextmanager
+def on_send(client, operation: str, hook) -> Iterator[None]:
+    """Run hook where a DynamoDB client's `operation` request would leave (before-send):
+    a fault raised or an answer returned there is what the network would have given."""
+    event = f"before-send.dynamodb.{operation}"
+    client.meta.events.register_first(event, hook)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, hook)
+
+
 def lambda_context(function_name: str = "CounterFunction") -> SimpleNamespace:
     return SimpleNamespace(
         aws_request_id=str(uuid.uuid4()),
@@ -393,9 +405,13 @@ def counter_table_name(stack: RunningLocalStack, stack_name: str = "route-counte
 
 
 def seed_routes(stack: RunningLocalStack, counts: dict[str, int]) -> None:
-    """Write routes straight into the stack's table as the counter leaves them, 25 a call
+    """Write routes straight into the stack's table as the counter leaves them
     (thousands of HTTP hits in a row take the local stack minutes on a 2-core machine)."""
-    client, table = emulator_client(stack, "dynamodb"), counter_table_name(stack)
+    put_routes(emulator_client(stack, "dynamodb"), counter_table_name(stack), counts)
+
+
+def put_routes(client, table: str, counts: dict[str, int]) -> None:
+    """Route items as the counter leaves them, 25 per BatchWriteItem, retried until stored."""
     items = [
         {
             "route": {"S": route},

@@ -504,6 +504,23 @@ def test_bad_options_give_a_one_line_error(moto_server, tmp_path, args, phrases)
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("value", ["1.5", "nan"])
+def test_a_rate_limit_that_is_no_whole_number_is_refused_alike_by_deploy_and_local(
+    moto_server, tmp_path, value
+):
+    """The function int()s RateLimit at start-up: 1.5 would fail every hit with a 502."""
+    param = ["--param", f"RateLimit={value}"]
+    deployed = run_deploy(tmp_path, moto_server, "--stack-name", unique("frac"), *param)
+    local = run_deploy(tmp_path, moto_server, "--local", "--port", "0", *param)
+
+    says = f"parameter RateLimit='{value}' must be a whole number from 0 to 999999999"
+    assert_one_line_error(deployed, 2, says)
+    assert local.returncode == 2, local.stdout + local.stderr
+    assert local.stderr.splitlines() == [
+        deployed.stderr.strip().replace("error: ", "python -m local: ", 1)
+    ]
+
+
 def test_missing_credentials_give_a_one_line_error(moto_server, tmp_path):
     result = run_deploy(tmp_path, moto_server, "--stack-name", unique("nocreds"), credentials=False)
 

@@ -17,10 +17,16 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 
-import boto3
 import pytest
 
-from tests.conftest import FAKE_CREDENTIALS, RunningLocalStack, local_stack
+from tests.conftest import (
+    RunningLocalStack,
+    counter_table_name,
+    emulator_client,
+    local_stack,
+    seed_routes,
+    stored_counts,
+)
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 LIMIT, WINDOW = 5, 3
@@ -88,30 +94,6 @@ def hit(stack: RunningLocalStack, route: str, times: int = 1) -> dict:
 
 def stats(stack: RunningLocalStack, **query: str) -> tuple[int, dict]:
     return get_json(stack, "/_stats" + ("?" + urllib.parse.urlencode(query) if query else ""))
-
-
-def emulator(stack: RunningLocalStack, service: str):
-    """A boto3 client of the emulator the stack started (its banner names the port)."""
-    return boto3.client(
-        service,
-        endpoint_url=f"http://127.0.0.1:{stack.emulator_port}",
-        region_name=FAKE_CREDENTIALS["AWS_REGION"],
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def table_name(stack: RunningLocalStack) -> str:
-    found = emulator(stack, "cloudformation").describe_stack_resources(
-        StackName="route-counter", LogicalResourceId="CounterTable"
-    )["StackResources"]
-    return found[0]["PhysicalResourceId"]
-
-
-def stored_counts(stack: RunningLocalStack) -> dict[str, int]:
-    """Every route's count as the table holds it, read straight from the emulator."""
-    pages = emulator(stack, "dynamodb").get_paginator("scan").paginate(TableName=table_name(stack))
-    return {i["route"]["S"]: int(i["count"]["N"]) for page in pages for i in page["Items"]}
 
 
 def every_route(stack: RunningLocalStack, **query: str) -> tuple[list[dict], list[int]]:
@@ -217,20 +199,7 @@ def paged_routes(paged_stack) -> dict[str, int]:
     2,500 HTTP hits in a row take the local stack about 40 s on a 2-core machine (~15 ms
     each), so the routes are seeded as the counter leaves them, 25 per BatchWriteItem.
     """
-    client, table = emulator(paged_stack, "dynamodb"), table_name(paged_stack)
-    items = [
-        {
-            "route": {"S": route},
-            "count": {"N": str(count)},
-            "firstSeen": {"S": "2026-01-01T00:00:00Z"},
-            "lastSeen": {"S": "2026-01-02T00:00:00Z"},
-        }
-        for route, count in SEEDED.items()
-    ]
-    for i in range(0, len(items), 25):
-        batch = {table: [{"PutRequest": {"Item": item}} for item in items[i : i + 25]]}
-        while batch:
-            batch = client.batch_write_item(RequestItems=batch)["UnprocessedItems"]
+    seed_routes(paged_stack, SEEDED)
     for route, times in HIT.items():
         hit(paged_stack, route, times)
     return SEEDED | HIT
@@ -455,7 +424,9 @@ def test_the_stats_endpoint_is_not_rate_limited(limited_stack):
 
 
 def describe_table(stack: RunningLocalStack) -> dict:
-    return emulator(stack, "dynamodb").describe_table(TableName=table_name(stack))["Table"]
+    return emulator_client(stack, "dynamodb").describe_table(TableName=counter_table_name(stack))[
+        "Table"
+    ]
 
 
 def test_the_table_is_on_demand_by_default(stack):

@@ -4,18 +4,23 @@ deploy.sh end to end (options, messages, exit codes, the stack on the emulator) 
 tests/integration/test_deploy.py; these pin the decisions each of its steps makes.
 """
 
+import contextlib
 import http.server
 import json
 import os
 import signal
+import socket
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 
+from deployer import cli
 from deployer.cli import kept_table_lines
 from deployer.deployer import Deployer, routes_replaced, stage_targets
 from deployer.errors import DeployError, ParameterError
@@ -34,7 +39,8 @@ from deployer.parameters import (
 )
 from deployer.report import EventProgress, change_lines, output_lines
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
-from deployer.smoke import Answer, judge, smoke_test
+from deployer.smoke import TRIES, Answer, judge, smoke_test
+from local.emulator import free_port
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
 T0 = datetime(2026, 12, 1, 4, 0, 0, tzinfo=UTC)
@@ -87,7 +93,18 @@ def test_delete_asks_on_a_terminal():
         ({"StageName": "my-stage"}, "must be letters, digits and underscores"),
         ({"FunctionMemorySize": "64"}, "must be at least 128"),
         ({"FunctionMemorySize": "lots"}, "must be a number"),
-        ({"RateLimitWindowSeconds": "86401"}, "must be at most 86400"),
+        ({"FunctionMemorySize": "nan"}, "must be a finite number"),  # float() takes both
+        ({"ThrottlingRateLimit": "inf"}, "must be a finite number"),
+        # the function reads these with int() at start-up: 1.5 would fail every hit
+        ({"RateLimit": "1.5"}, "must be a whole number from 0 to 999999999"),
+        ({"RateLimit": "nan"}, "must be a whole number from 0 to 999999999"),
+        ({"RateLimit": "007"}, "must be a whole number from 0 to 999999999"),
+        ({"RateLimitWindowSeconds": "86401"}, "must be a whole number from 1 to 86400"),
+        ({"RateLimitWindowSeconds": "0"}, "must be a whole number from 1 to 86400"),
+        ({"RateLimitWindowSeconds": "60.5"}, "must be a whole number from 1 to 86400"),
+        # a client resolves '.' and '..' away: the stats endpoint would be unreachable
+        ({"StatsPath": "."}, "not starting with '.'"),
+        ({"StatsPath": ".."}, "not starting with '.'"),
     ],
 )
 def test_a_value_cloudformation_refuses_is_refused_before_anything(template, given, says):
@@ -98,11 +115,20 @@ def test_a_value_cloudformation_refuses_is_refused_before_anything(template, giv
     assert refused.value.code == 2
 
 
-def test_values_cloudformation_accepts_pass(template):
-    check_parameters(
-        template,
+@pytest.mark.parametrize(
+    "given",
+    [
         {"BillingMode": "PROVISIONED", "StageName": "dev_1", "FunctionMemorySize": "512"},
-    )
+        {"RateLimit": "0", "RateLimitWindowSeconds": "1"},
+        {"RateLimit": "999999999", "RateLimitWindowSeconds": "86400"},
+        {"RateLimitWindowSeconds": "79999"},
+        {"RateLimitWindowSeconds": "86399"},
+        {"StatsPath": "stats.v2"},
+        {"StatsPath": "_"},
+    ],
+)
+def test_values_cloudformation_accepts_pass(template, given):
+    check_parameters(template, given)
 
 
 def test_a_create_passes_only_the_given_values(template):
@@ -567,6 +593,11 @@ def test_a_working_api_passes(first, second, says):
         (Answer(0, error="timed out"), Answer(0), "HTTP 000 from https://x/prod/p: timed out"),
         (counted(1), Answer(429, b"{}", {}), "second request answered HTTP 429"),  # throttled
         (counted(3), counted(4), "expected counts 1 then 2, got 3 then 4"),
+        (
+            counted(1),
+            Answer(0, error="timed out", answer_lost=True),
+            "the second request to https://x/prod/p was sent but its answer was lost",
+        ),
         (Answer(200, b"<html>"), counted(2), "not a counter response: <html>"),
     ],
 )
@@ -616,6 +647,51 @@ def test_the_smoke_test_waits_for_a_new_api_to_route():
 
     assert len(slept) == 2  # two 404s retried
     assert said[-1].endswith("counted 1, then 2.")
+
+
+@contextlib.contextmanager
+def never_answering() -> Iterator[tuple[str, list[bytes]]]:
+    """A server on 127.0.0.1 that takes connections and never answers: the kernel accepts
+    them (backlog) and keeps what the client sends. Yields its URL and, once the block is
+    done, what each connection sent."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=32)
+    received: list[bytes] = []
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/prod/", received
+        listener.setblocking(False)
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except BlockingIOError:
+                break
+            with connection:
+                connection.settimeout(1)
+                received.append(connection.recv(65536))
+    finally:
+        listener.close()
+
+
+def test_a_request_sent_but_never_answered_is_not_sent_again_and_fails_saying_so():
+    said, slept = [], []
+    with never_answering() as (url, received), pytest.raises(DeployError) as failed:
+        smoke_test(url, said.append, sleep=slept.append, timeout=1.0)
+
+    assert len(received) == 1 and received[0].startswith(b"GET /prod/smoke-test-")
+    assert slept == []
+    assert "the first request to " in str(failed.value)
+    assert "was sent but its answer was lost (timed out); it may have been counted" in str(
+        failed.value
+    )
+
+
+def test_a_refused_connection_is_retried_as_no_request_reached_the_api():
+    slept: list[float] = []
+    url = f"http://127.0.0.1:{free_port()}/prod/"  # nothing listens
+
+    with pytest.raises(DeployError, match=r"HTTP 000 from .*Connection refused"):
+        smoke_test(url, lambda _: None, sleep=slept.append, timeout=1.0)
+
+    assert len(slept) == TRIES - 1
 
 
 # --- the managed bucket's answers from S3 (botocore's Stubber: the service's own replies) ----
@@ -675,3 +751,65 @@ def test_a_bucket_of_ours_is_reused_as_it_is():
         ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", said.append)
 
     assert said == [f"Deployment bucket s3://{BUCKET} (this account's, reused)"]
+
+
+@pytest.mark.parametrize(
+    ("refused", "permission"),
+    [
+        ("get_bucket_versioning", "s3:GetBucketVersioning"),
+        ("put_bucket_encryption", "s3:PutEncryptionConfiguration"),  # not the call's name
+    ],
+)
+def test_a_permission_the_bucket_set_up_lacks_stops_the_deploy_in_one_line(refused, permission):
+    s3, stubber = stubbed_s3()
+    stubber.add_response("head_bucket", {}, OWNER)
+    for call in ("get_bucket_versioning", "put_public_access_block", "put_bucket_encryption"):
+        if call == refused:
+            stubber.add_client_error(call, "AccessDenied", "Access Denied", 403)
+            break
+        stubber.add_response(call, {})
+
+    with stubber, pytest.raises(DeployError) as failed:
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", lambda _: None)
+    stubber.assert_no_pending_responses()  # and nothing called after the refusal
+
+    said = str(failed.value)
+    assert said.startswith(f"setting up the deployment bucket {BUCKET} (this needs {permission})")
+    assert "(AccessDenied)" in said and "Access Denied" in said
+    assert "\n" not in said
+
+
+def test_no_answer_from_s3_stops_the_deploy_in_one_line():
+    unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    s3 = boto3.client(
+        "s3",
+        region_name="eu-west-1",
+        endpoint_url=unreachable,
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=2),
+    )
+
+    with pytest.raises(DeployError) as failed:
+        ensure_managed_bucket(s3, ACCOUNT, "eu-west-1", "aws", lambda _: None)
+
+    assert str(failed.value).startswith(
+        f"checking the deployment bucket {BUCKET} (this needs s3:ListBucket): "
+        f'Could not connect to the endpoint URL: "{unreachable}/'
+    )
+
+
+def test_an_aws_error_no_step_explains_is_one_line_and_exit_1(monkeypatch, capsys):
+    s3, stubber = stubbed_s3()
+    stubber.add_client_error("list_buckets", "AccessDenied", "not authorized: s3:ListAllMyBuckets")
+
+    def delete(_options: object) -> None:
+        with stubber:
+            s3.list_buckets()  # botocore's own ClientError, raised by no step of ours
+
+    monkeypatch.setattr(cli, "delete", delete)
+
+    assert cli.main(["--delete", "--yes", "--stack-name", "demo"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: AWS call failed: An error occurred (AccessDenied) when calling the ListBuckets "
+        "operation: not authorized: s3:ListAllMyBuckets"
+    ]

@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from tests.conftest import ROOT, api_event, lambda_context, load_module, table_definition
+from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, table_definition
 
 BUSY = "the counter is busy, retry shortly"
 UNAVAILABLE = "counter unavailable"
@@ -127,12 +127,8 @@ def test_timeouts(counter, capsys, monkeypatch, timeout, attempts, status, messa
 
     backoffs = []
     monkeypatch.setattr(time, "sleep", backoffs.append)  # the handler's backoff, not waited
-    events = counter.dynamodb.meta.events
-    events.register_first("before-send.dynamodb.UpdateItem", network_times_out)
-    try:
+    with on_send(counter.dynamodb, "UpdateItem", network_times_out):
         result, body, request_id = call(counter)
-    finally:
-        events.unregister("before-send.dynamodb.UpdateItem", network_times_out)
 
     assert len(sent) == attempts
     assert len(backoffs) == attempts - 1
@@ -159,12 +155,8 @@ def test_an_answer_cut_off_after_its_headers_is_a_503_unknown_not_a_crash(counte
         sent.append(request.url)
         return AWSResponse(request.url, 200, {"Content-Length": "180"}, CutOffBody())
 
-    events = counter.dynamodb.meta.events
-    events.register_first("before-send.dynamodb.UpdateItem", answer_cut_off)
-    try:
+    with on_send(counter.dynamodb, "UpdateItem", answer_cut_off):
         result, body, request_id = call(counter)
-    finally:
-        events.unregister("before-send.dynamodb.UpdateItem", answer_cut_off)
 
     assert len(sent) == 1  # sent: it may have been applied, so never retried
     assert_fault_answer(result, body, request_id, 503, UNKNOWN, "unknown")

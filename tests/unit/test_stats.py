@@ -13,7 +13,15 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, api_event, lambda_context, load_module, read_item
+from tests.conftest import (
+    ROOT,
+    api_event,
+    lambda_context,
+    load_module,
+    on_send,
+    put_routes,
+    read_item,
+)
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -26,21 +34,7 @@ def get(stats, query=None, *, path="/_stats", method="GET", accept="*/*"):
 
 
 def seed(table: str, counts: dict[str, int]) -> None:
-    """Write route items as the counter leaves them, 25 per BatchWriteItem."""
-    client = boto3.client("dynamodb")
-    items = [
-        {
-            "route": {"S": route},
-            "count": {"N": str(count)},
-            "firstSeen": {"S": "2026-01-01T00:00:00Z"},
-            "lastSeen": {"S": "2026-01-02T00:00:00Z"},
-        }
-        for route, count in counts.items()
-    ]
-    for i in range(0, len(items), 25):
-        client.batch_write_item(
-            RequestItems={table: [{"PutRequest": {"Item": it}} for it in items[i : i + 25]]}
-        )
+    put_routes(boto3.client("dynamodb"), table, counts)
 
 
 def scan_all(table: str) -> list[dict]:
@@ -356,12 +350,8 @@ def test_a_dynamodb_timeout_is_a_503_json_answer_not_a_crash(stats, capsys, monk
         raise timeout(endpoint_url=request.url)
 
     monkeypatch.setattr(time, "sleep", lambda _: None)  # the SDK's backoff, not waited
-    events = stats.dynamodb.meta.events
-    events.register_first("before-send.dynamodb.Scan", network_times_out)
-    try:
+    with on_send(stats.dynamodb, "Scan", network_times_out):
         result = stats.handler(api_event("/_stats"), lambda_context())
-    finally:
-        events.unregister("before-send.dynamodb.Scan", network_times_out)
 
     assert result["statusCode"] == 503
     assert result["headers"]["Retry-After"] == "1"

@@ -1,6 +1,7 @@
 """The generated template: structure, deployability and IAM least privilege."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -191,3 +192,17 @@ def test_cfn_lint_has_no_findings(tmp_path):
         text=True,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_the_rate_limit_parameters_take_exactly_the_whole_numbers_the_function_reads(template):
+    """The function int()s both at start-up: a value it cannot read fails every hit."""
+    params = template["Parameters"]
+    limit = re.compile(params["RateLimit"]["AllowedPattern"])
+    window = re.compile(params["RateLimitWindowSeconds"]["AllowedPattern"])
+
+    assert [n for n in range(100_000) if window.fullmatch(str(n))] == list(range(1, 86_401))
+    assert all(limit.fullmatch(str(n)) for n in (0, 1, 5, 10**9 - 1))
+    for value in ("1.5", "nan", "inf", "-1", "01", "1e3", " 5", "", str(10**9)):
+        assert not limit.fullmatch(value) and not window.fullmatch(value), value
+    assert params["RateLimit"]["Default"] == "0"
+    assert params["RateLimitWindowSeconds"]["Default"] == "60"

@@ -112,8 +112,8 @@ def test_counter_is_told_the_rate_limit_and_the_stats_route(resources):
     [
         ("StatsPath", "_stats"),
         ("AllowedOrigin", ""),
-        ("RateLimit", 0),
-        ("RateLimitWindowSeconds", 60),
+        ("RateLimit", "0"),  # whole numbers as text: see templates/parameters.py
+        ("RateLimitWindowSeconds", "60"),
         ("MaxReadCapacityUnits", 100),
         ("MaxWriteCapacityUnits", 100),
         ("TargetUtilizationPercent", 70),
