@@ -70,7 +70,10 @@ def build_template() -> Template:
         },
         statements=[
             iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),
-            iam.allow("ReadSeries", [dynamodb.Query, dynamodb.GetItem], series_arn),
+            # BatchGetItem: the dashboard reads its three summary items in one call
+            iam.allow(
+                "ReadSeries", [dynamodb.Query, dynamodb.GetItem, dynamodb.BatchGetItem], series_arn
+            ),
         ],
         **shared,
     )
@@ -97,8 +100,14 @@ def build_template() -> Template:
                 ],
                 stream_arn,
             ),
-            # GetItem: the top routes item is read, merged and written back (optimistic)
-            iam.allow("WriteSeries", [dynamodb.GetItem, dynamodb.UpdateItem], series_arn),
+            # BatchGetItem: a batch's buckets are read before its transactions, whose Update
+            # actions IAM checks as UpdateItem; GetItem: the top items are read, merged and
+            # written back (optimistic)
+            iam.allow(
+                "WriteSeries",
+                [dynamodb.BatchGetItem, dynamodb.GetItem, dynamodb.UpdateItem],
+                series_arn,
+            ),
             iam.allow("KeepFailedBatches", [sqs.SendMessage], GetAtt(failures, "Arn")),
         ],
         **{**shared, "rest_api": None},

@@ -1,21 +1,30 @@
 """Route Counter aggregator: the counter table's stream -> hits per route per hour and day.
 
-Each stream record carries a route's new `count` and its `lastSeen` time. Per (route,
-bucket) of a batch the highest count is written with a conditional update that only
-raises `maxCount`: retried, duplicated or out-of-order batches never change a result.
-Hits in a bucket = its maxCount minus the maxCount of the route's previous recorded
-bucket of the same kind (handler/stats.py computes that on read).
+Every counted hit is one stream record: the counter's one UpdateItem adds 1 to `count`
+(a refused, rate-limited hit writes nothing), so a record is known by its route, the life
+of its item (`firstSeen`: a route deleted and counted again starts a new one) and its
+count. Each record is counted once, in the hour and the day of its own `lastSeen`:
 
-The all-time top routes live in one bounded item of the same table (route "#top", which no
-route can be: routes start with "/"): the TOP_SIZE highest counts, merged per batch by an
-optimistic read-merge-write. Merging only raises counts and keeps the highest TOP_SIZE, so
-it is exact and order-independent too: a route leaves the item only for TOP_SIZE routes
-with higher counts, which never fall.
+- a (route, bucket) item holds the ranges of counts it has counted per life (`counted`)
+  and their number (`hits`); a record is new to it only when its count is in none;
+- the all-routes item of that bucket (route "#all") and the all-time item ("#all", "all")
+  add the same new hits, and the routes counted for the first time (count 1);
+- all of a chunk's items change in one TransactWriteItems, each route's conditioned on the
+  ranges read just before. A union of ranges does not depend on order, so a batch that is
+  retried, duplicated, split or delivered out of order counts nothing twice and misses
+  nothing, and the all-routes totals never drift from the routes'.
+
+Two bounded items rank routes (route "#top"; no route can start with "#"): bucket "all" the
+TOP_SIZE highest counts, "d#<day>" the TOP_SIZE most hits of that day. Both are merged by
+an optimistic read-merge-write that only raises values and keeps the highest TOP_SIZE, so
+they are exact and order-independent: a route leaves only for TOP_SIZE routes with higher
+values, which never fall.
 """
 
 import calendar
 import json
 import os
+import random
 import time
 
 import boto3
@@ -25,19 +34,24 @@ from botocore.config import Config
 SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
 HOURLY_DAYS = int(os.environ.get("SERIES_HOURLY_DAYS") or 30)
 CHANGES = {"INSERT", "MODIFY"}  # REMOVE has no new image: nothing was counted
-ONLY_RAISES = "attribute_not_exists(maxCount) OR maxCount < :c"
-TOP_KEY = {"route": {"S": "#top"}, "bucket": {"S": "all"}}
+ALL_ROUTES = "#all"
+TOTALS = "all"  # the all-time bucket of ALL_ROUTES and of the top
+TOP = "#top"
 TOP_SIZE = 100
-# Invocations of other shards merge into the same item: a lost race reads and merges again.
-TOP_ATTEMPTS = 5
+# TransactWriteItems takes at most 100 items; BatchGetItem 100 keys.
+MOST_ITEMS = 100
+# Another batch changed an item between our read and our write (another shard's totals, a
+# duplicate delivery): read again and retry, this many times, then let Lambda retry.
+ATTEMPTS = 5
 
 
-class TopContended(Exception):
-    """Other invocations kept changing the top item: this batch retries later."""
+class Contended(Exception):
+    """Other invocations kept changing the items this batch writes: it retries later."""
 
 
-# Created once per container; SDK retries for throttling and lost answers (writes are
-# idempotent), then the batch reports its first failed record and Lambda retries from it.
+# Created once per container. The SDK retries throttling and lost answers: every write is
+# conditioned on what was read, so a repeated one that already applied is refused, re-read
+# and found done.
 try:
     dynamodb = boto3.client(
         "dynamodb",
@@ -49,8 +63,8 @@ except aws.NoRegionError as error:  # never on Lambda (AWS_REGION)
 
 
 def buckets(last_seen):
-    """The hour and day buckets of a lastSeen time ("2026-12-01T03:04:05Z"), with the
-    epoch second an hourly bucket expires at; None for a time that is not one."""
+    """The hour and day buckets of a lastSeen time ("2026-12-01T03:04:05Z"), each with the
+    epoch second it expires at (None: never); None for a time that is not one."""
     try:
         moment = time.strptime(last_seen, "%Y-%m-%dT%H:%M:%SZ")
     except (TypeError, ValueError):
@@ -60,12 +74,12 @@ def buckets(last_seen):
     return [(f"h#{last_seen[:13]}", expires), (f"d#{last_seen[:10]}", None)]
 
 
-def highest_counts(records):
-    """(route, bucket) -> [highest count, expiresAt, index of its first record], the newest
-    lastSeen, and the number of records that carry no count (skipped: retrying them
-    cannot help)."""
-    highest = {}
-    newest = ""
+def counted_hits(records):
+    """(route, bucket) -> {"records": {(life, count): index}, "expires": ...}; bucket ->
+    the newest lastSeen in it ("all": of the batch); and the number of records that carry
+    no counted hit (skipped: retrying them cannot help)."""
+    pairs = {}
+    newest = {}
     skipped = 0
     for index, record in enumerate(records):
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
@@ -73,65 +87,219 @@ def highest_counts(records):
             route = image["route"]["S"]
             count = int(image["count"]["N"])
             found = buckets(image["lastSeen"]["S"])
-        except (KeyError, TypeError, ValueError):
+            life = image.get("firstSeen", {}).get("S", "")
+        except (KeyError, TypeError, ValueError, AttributeError):
             found = None
-        if record.get("eventName") not in CHANGES or not found:
+        if record.get("eventName") not in CHANGES or not found or not route.startswith("/"):
             skipped += 1
             continue
-        newest = max(newest, image["lastSeen"]["S"])
+        last_seen = image["lastSeen"]["S"]
+        for bucket in (TOTALS, *(bucket for bucket, _ in found)):
+            newest[bucket] = max(last_seen, newest.get(bucket, ""))
         for bucket, expires in found:
-            entry = highest.setdefault((route, bucket), [count, expires, index])
-            entry[0] = max(entry[0], count)
-    return highest, newest, skipped
+            pair = pairs.setdefault((route, bucket), {"records": {}, "expires": expires})
+            pair["records"].setdefault((life, count), index)
+    return pairs, newest, skipped
 
 
-def raise_max(route, bucket, count, expires):
-    """One conditional write; False when the bucket already holds this count or more."""
-    update = "SET maxCount = :c"
-    values = {":c": {"N": str(count)}}
-    if expires is not None:
-        update += ", expiresAt = :e"
-        values[":e"] = {"N": str(expires)}
+def key(route, bucket):
+    return {"route": {"S": route}, "bucket": {"S": bucket}}
+
+
+def client():
     if dynamodb is None:
         raise NO_CLIENT
-    try:
-        dynamodb.update_item(
-            TableName=SERIES_TABLE,
-            Key={"route": {"S": route}, "bucket": {"S": bucket}},
-            UpdateExpression=update,
-            ConditionExpression=ONLY_RAISES,
-            ExpressionAttributeValues=values,
+    return dynamodb
+
+
+def read_stored(pairs):
+    """(route, bucket) -> the stored item (or None), read consistently, 100 keys a call."""
+    stored = dict.fromkeys(pairs)
+    wanted = list(pairs)
+    for start in range(0, len(wanted), MOST_ITEMS):
+        request = {
+            SERIES_TABLE: {
+                "Keys": [key(*pair) for pair in wanted[start : start + MOST_ITEMS]],
+                "ConsistentRead": True,
+            }
+        }
+        for _ in range(ATTEMPTS):
+            answer = client().batch_get_item(RequestItems=request)
+            for item in answer["Responses"].get(SERIES_TABLE, []):
+                stored[(item["route"]["S"], item["bucket"]["S"])] = item
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(random.uniform(0, 0.05))  # noqa: S311 (jitter, not a secret)
+        else:
+            raise Contended("DynamoDB left keys unread after every attempt")
+    return stored
+
+
+def counted_of(item):
+    """life -> sorted disjoint [first, last] count ranges a stored bucket has counted."""
+    if item is None:
+        return {}
+    return {life: [tuple(r) for r in ranges] for life, ranges in json.loads(item["counted"]["S"])}
+
+
+def with_counts(counted, keys):
+    """The ranges of `counted` with the (life, count) keys added."""
+    merged = {}
+    for life in {*counted, *(life for life, _ in keys)}:
+        added = [(count, count) for key_life, count in keys if key_life == life]
+        ranges = sorted([*counted.get(life, []), *added])
+        joined = []
+        for first, last in ranges:
+            if joined and first <= joined[-1][1] + 1:
+                joined[-1] = (joined[-1][0], max(joined[-1][1], last))
+            else:
+                joined.append((first, last))
+        merged[life] = joined
+    return merged
+
+
+def size(counted):
+    return sum(last - first + 1 for ranges in counted.values() for first, last in ranges)
+
+
+def fresh_keys(pair, item):
+    """The (life, count) keys of the pair's records that its stored bucket has not counted."""
+    counted = counted_of(item)
+    return sorted(
+        (life, count)
+        for life, count in pair["records"]
+        if not any(first <= count <= last for first, last in counted.get(life, []))
+    )
+
+
+def wire(counted):
+    return json.dumps(sorted([life, [list(r) for r in ranges]] for life, ranges in counted.items()))
+
+
+def pair_update(route, bucket, pair, item, fresh):
+    """The Update of one (route, bucket) item that counts its fresh records."""
+    counted = with_counts(counted_of(item), fresh)
+    values = {":counted": {"S": wire(counted)}, ":hits": {"N": str(size(counted))}}
+    update = "SET counted = :counted, hits = :hits"
+    if pair["expires"] is not None:
+        update += ", expiresAt = :expires"
+        values[":expires"] = {"N": str(pair["expires"])}
+    if item is None:
+        condition = "attribute_not_exists(counted)"
+    else:  # exactly what was read: the ranges are the item's version
+        condition = "counted = :was"
+        values[":was"] = item["counted"]
+    return {
+        "Update": {
+            "TableName": SERIES_TABLE,
+            "Key": key(route, bucket),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def total_update(bucket, hits, routes, expires):
+    update = "ADD hits :hits, routes :routes"
+    values = {":hits": {"N": str(hits)}, ":routes": {"N": str(routes)}}
+    if expires is not None:
+        update += " SET expiresAt = :expires"
+        values[":expires"] = {"N": str(expires)}
+    return {
+        "Update": {
+            "TableName": SERIES_TABLE,
+            "Key": key(ALL_ROUTES, bucket),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def chunks(pairs):
+    """The pairs in groups whose items (theirs and the totals they add to) fit one
+    transaction."""
+    group, totals = [], set()
+    for route, bucket in pairs:
+        needed = {bucket, TOTALS} if bucket.startswith("h#") else {bucket}
+        if group and len(group) + 1 + len(totals | needed) > MOST_ITEMS:
+            yield group
+            group, totals = [], set()
+        group.append((route, bucket))
+        totals |= needed
+    if group:
+        yield group
+
+
+def write_chunk(pairs, group, stored):
+    """Count the group's new records in one transaction; re-read and retry when another
+    write got there first. Returns the number of buckets changed."""
+    for attempt in range(ATTEMPTS):
+        actions = []
+        totals = {}  # bucket -> [hits, new routes, expires]
+        for pair_key in group:
+            fresh = fresh_keys(pairs[pair_key], stored[pair_key])
+            if not fresh:
+                continue
+            route, bucket = pair_key
+            actions.append(pair_update(route, bucket, pairs[pair_key], stored[pair_key], fresh))
+            first_hits = sum(1 for _, count in fresh if count == 1)
+            affected = [bucket, TOTALS] if bucket.startswith("h#") else [bucket]
+            for total in affected:
+                entry = totals.setdefault(total, [0, 0, None])
+                entry[0] += len(fresh)
+                entry[1] += first_hits
+                if total == bucket:
+                    entry[2] = pairs[pair_key]["expires"]
+        if not actions:
+            return 0
+        actions += [total_update(b, *entry) for b, entry in totals.items()]
+        try:
+            client().transact_write_items(TransactItems=actions)
+        except aws.ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 (jitter)
+            stored.update(read_stored({pair_key: None for pair_key in group}))
+            continue
+        for action in actions:  # what is stored now, for the day's top
+            update = action["Update"]
+            if update["Key"]["route"]["S"] != ALL_ROUTES:
+                pair_key = (update["Key"]["route"]["S"], update["Key"]["bucket"]["S"])
+                values = update["ExpressionAttributeValues"]
+                stored[pair_key] = {"counted": values[":counted"], "hits": values[":hits"]}
+        return len(actions) - len(totals)
+    raise Contended(f"the buckets changed under {ATTEMPTS} transactions in a row")
+
+
+def merge_top(bucket, values, newest):
+    """Merge route -> value into a top item, keeping the TOP_SIZE highest; True when it
+    changed."""
+    for _ in range(ATTEMPTS):
+        item = (
+            client()
+            .get_item(TableName=SERIES_TABLE, Key=key(TOP, bucket), ConsistentRead=True)
+            .get("Item")
         )
-    except aws.ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
-def merge_top(counts, newest):
-    """Merge route -> highest count of a batch into the top item; True when it changed."""
-    for _ in range(TOP_ATTEMPTS):
-        item = dynamodb.get_item(TableName=SERIES_TABLE, Key=TOP_KEY, ConsistentRead=True)
-        item = item.get("Item")
         current = {r: int(c["N"]) for r, c in item["routes"]["M"].items()} if item else {}
         merged = dict(current)
-        for route, count in counts.items():
-            merged[route] = max(count, merged.get(route, 0))
-        top = dict(sorted(merged.items(), key=lambda rc: (-rc[1], rc[0]))[:TOP_SIZE])
+        for route, value in values.items():
+            merged[route] = max(value, merged.get(route, 0))
+        top = dict(sorted(merged.items(), key=lambda rv: (-rv[1], rv[0]))[:TOP_SIZE])
         if top == current:
             return False
         version = int(item["version"]["N"]) if item else 0
         as_of = max(newest, item["asOf"]["S"]) if item else newest
         try:
-            dynamodb.update_item(
+            client().update_item(
                 TableName=SERIES_TABLE,
-                Key=TOP_KEY,
+                Key=key(TOP, bucket),
                 UpdateExpression="SET #routes = :routes, version = :next, asOf = :asOf",
                 ConditionExpression="attribute_not_exists(version) OR version = :version",
                 ExpressionAttributeNames={"#routes": "routes"},
                 ExpressionAttributeValues={
-                    ":routes": {"M": {r: {"N": str(c)} for r, c in top.items()}},
+                    ":routes": {"M": {r: {"N": str(v)} for r, v in top.items()}},
                     ":next": {"N": str(version + 1)},
                     ":version": {"N": str(version)},
                     ":asOf": {"S": as_of},
@@ -142,57 +310,71 @@ def merge_top(counts, newest):
                 continue
             raise
         return True
-    raise TopContended(f"the top item changed under {TOP_ATTEMPTS} merges in a row")
+    raise Contended(f"the top item changed under {ATTEMPTS} merges in a row")
+
+
+def tops(pairs, stored, written):
+    """bucket of the top item -> route -> value: the highest count of each route for all
+    time, and each written day bucket's hits for that day's."""
+    ranked = {TOTALS: {}}
+    for (route, bucket), pair in pairs.items():
+        counts = ranked[TOTALS]
+        counts[route] = max(max(count for _, count in pair["records"]), counts.get(route, 0))
+        item = stored.get((route, bucket))
+        if bucket.startswith("d#") and (route, bucket) in written and item is not None:
+            ranked.setdefault(bucket, {})[route] = int(item["hits"]["N"])
+    return ranked
 
 
 def handler(event, context):
     started = time.monotonic()
     records = (event or {}).get("Records") or []
-    highest, newest, skipped = highest_counts(records)
-    written = unchanged = 0
-    first_failed = None  # index of the earliest record whose bucket was not written
-    error = None
-    for (route, bucket), (count, expires, index) in highest.items():
+    pairs, newest, skipped = counted_hits(records)
+    changed = 0
+    failed = set()  # pairs whose records were not counted
+    written = set()  # pairs stored as of this batch (counted now or before)
+    errors = []
+    stored = {}
+    try:
+        stored = read_stored(pairs) if pairs else {}
+    except (aws.ClientError, aws.BotoCoreError, Contended) as fault:
+        errors.append(f"{type(fault).__name__}: {fault}")
+        failed = set(pairs)
+    for group in chunks([p for p in pairs if p not in failed]):
         try:
-            if raise_max(route, bucket, count, expires):
-                written += 1
-            else:
-                unchanged += 1
-        except (aws.ClientError, aws.BotoCoreError) as fault:
-            error = error or f"{type(fault).__name__}: {fault}"
-            first_failed = index if first_failed is None else min(first_failed, index)
-    counts = {}
-    for (route, _), (count, _, _) in highest.items():
-        counts[route] = max(count, counts.get(route, 0))
-    top_changed = False
-    if counts:
+            changed += write_chunk(pairs, group, stored)
+            written.update(group)
+        except (aws.ClientError, aws.BotoCoreError, Contended) as fault:
+            errors.append(f"{type(fault).__name__}: {fault}")
+            failed.update(group)
+    tops_changed = 0
+    for bucket, values in tops(pairs, stored, written).items():
+        if not values:
+            continue
         try:
-            if dynamodb is None:
-                raise NO_CLIENT
-            top_changed = merge_top(counts, newest)
-        except (aws.ClientError, aws.BotoCoreError, TopContended) as fault:
-            # The whole batch went into the merge: retry from its first counted record.
-            error = error or f"{type(fault).__name__}: {fault}"
-            first_failed = min(index for _, _, index in highest.values())
+            tops_changed += merge_top(bucket, values, newest[bucket])
+        except (aws.ClientError, aws.BotoCoreError, Contended) as fault:
+            # Every record of the batch may feed the all-time top: retry from the first.
+            errors.append(f"{type(fault).__name__}: {fault}")
+            failed = set(pairs)
     failures = []
-    if first_failed is not None:
-        # Lambda retries from the lowest sequence number reported: that record and all
-        # after it. Writes that succeeded are repeated harmlessly (they only raise).
-        sequence = records[first_failed]["dynamodb"]["SequenceNumber"]
-        failures.append({"itemIdentifier": sequence})
+    if failed:
+        # Lambda retries from the lowest sequence number reported: that record and all after
+        # it. Records counted already are found counted and change nothing.
+        first = min(min(pairs[p]["records"].values()) for p in failed)
+        failures.append({"itemIdentifier": records[first]["dynamodb"]["SequenceNumber"]})
     line = {
         "level": "ERROR" if failures else "INFO",
         "requestId": getattr(context, "aws_request_id", None) or "-",
         "records": len(records),
         "skipped": skipped,
-        "buckets": len(highest),
-        "written": written,
-        "unchanged": unchanged,
-        "topChanged": top_changed,
+        "buckets": len(pairs),
+        "changed": changed,
+        "topsChanged": tops_changed,
         "failedFrom": failures[0]["itemIdentifier"] if failures else None,
         "latencyMs": round((time.monotonic() - started) * 1000, 1),
     }
-    if error:
-        line["error"] = error
+    if errors:
+        line["error"] = errors[0]
     print(json.dumps(line))
     return {"batchItemFailures": failures}

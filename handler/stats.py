@@ -51,8 +51,9 @@ SERIES = {
     "day": ("d#", datetime.timedelta(days=1), "%Y-%m-%d", 30, 366),
 }
 SERIES_PARAMETERS = {"series", "from", "to"}
-# The aggregator's bounded item of the all-time top routes (handler/aggregator.py).
-TOP_KEY = {"route": {"S": "#top"}, "bucket": {"S": "all"}}
+# The aggregator's items (handler/aggregator.py): bucket "all" of the top routes and of
+# all routes' totals, "d#<day>" of a day's top routes, and the series of all routes.
+TOP, ALL_ROUTES = "#top", "#all"
 TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
 
 dynamodb = boto3.client(
@@ -202,6 +203,10 @@ def read_page(limit, start_key):
     return routes, (encode_token(key) if key else None), calls
 
 
+def series_key(route, bucket):
+    return {"route": {"S": route}, "bucket": {"S": bucket}}
+
+
 def read_route(route):
     item = dynamodb.get_item(TableName=TABLE_NAME, Key={"route": {"S": route}}).get("Item")
     return record(item) if item else None
@@ -251,33 +256,33 @@ def series_range(series, query, now):
 
 
 def read_series(route, series, first, last, points):
-    """Hits per bucket from one Query: the highest count of each bucket minus that of the
-    route's previous recorded bucket (the one just before the range included)."""
+    """Hits per bucket of a route (ALL_ROUTES: of every route) from one Query: the
+    aggregator keeps each bucket's hits (handler/aggregator.py); a bucket without an item
+    had none."""
     prefix, width, key_format, _, _ = SERIES[series]
-    found = dynamodb.query(
-        TableName=SERIES_TABLE,
-        KeyConditionExpression="route = :r AND bucket BETWEEN :lo AND :hi",
-        ExpressionAttributeValues={
+    request = {
+        "TableName": SERIES_TABLE,
+        # "bucket" is one of DynamoDB's reserved words: it is named through #bucket
+        "KeyConditionExpression": "route = :r AND #bucket BETWEEN :lo AND :hi",
+        "ExpressionAttributeNames": {"#bucket": "bucket"},
+        "ExpressionAttributeValues": {
             ":r": {"S": route},
-            ":lo": {"S": prefix},
+            ":lo": {"S": prefix + first.strftime(key_format)},
             ":hi": {"S": prefix + last.strftime(key_format)},
         },
-        ScanIndexForward=False,  # newest first: the range, then the bucket before it
-        Limit=points + 1,
-    ).get("Items", [])
-    first_key = prefix + first.strftime(key_format)
-    highest = {}
-    previous = 0
-    for item in reversed(found):  # oldest first
-        key, count = item["bucket"]["S"], int(item["maxCount"]["N"])
-        if key >= first_key:
-            # A count below the previous one means the route restarted from 0.
-            highest[key] = count - previous if count >= previous else count
-        previous = count
+        "ProjectionExpression": "#bucket, hits",
+    }
+    hits = {}
+    while True:  # one page holds a year of buckets; a second only past 1 MB
+        page = dynamodb.query(**request)
+        hits.update((i["bucket"]["S"], int(i["hits"]["N"])) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     return [
         {
             "start": (first + i * width).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "count": highest.get(prefix + (first + i * width).strftime(key_format), 0),
+            "count": hits.get(prefix + (first + i * width).strftime(key_format), 0),
         }
         for i in range(points)
     ]
@@ -296,22 +301,65 @@ def route_charts(route, now):
     return charts
 
 
-def read_top(query):
-    """The global top routes: one GetItem of the aggregator's item, whatever the table size."""
-    if query.get("period", "all") != "all":
-        raise HttpError(400, "'period' must be 'all' (a per-day ranking is not built yet)")
+def top_bucket(period, now):
+    if period not in ("all", "day"):
+        raise HttpError(400, "'period' must be 'all' or 'day' (today, UTC)")
+    return "all" if period == "all" else "d#" + now.strftime("%Y-%m-%d")
+
+
+def ranked(item, limit=MAX_TOP_LIMIT):
+    """A top item as answered: {"routes": [{"route", "count"}], "asOf"}, highest first."""
+    counts = [(r, int(c["N"])) for r, c in (item or {}).get("routes", {}).get("M", {}).items()]
+    best = sorted(counts, key=lambda rc: (-rc[1], rc[0]))[:limit]
+    return {
+        "routes": [{"route": r, "count": c} for r, c in best],
+        "asOf": (item or {}).get("asOf", {}).get("S"),
+    }
+
+
+def read_top(query, now):
+    """The global top routes of all time or of today: one GetItem of the aggregator's item,
+    whatever the table size."""
+    period = query.get("period", "all")
+    bucket = top_bucket(period, now)
     limit = TOP_LIMIT
     if "limit" in query:
         text = query["limit"]
         if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_TOP_LIMIT:
             raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_TOP_LIMIT}")
         limit = int(text)
-    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=TOP_KEY).get("Item") or {}
-    counts = [(r, int(c["N"])) for r, c in item.get("routes", {}).get("M", {}).items()]
-    ranked = sorted(counts, key=lambda rc: (-rc[1], rc[0]))[:limit]
+    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=series_key(TOP, bucket)).get("Item")
+    answer = {**ranked(item, limit), "period": period}
+    return {**answer, "day": bucket[2:]} if period == "day" else answer
+
+
+def read_summary(now):
+    """What the dashboard's front page shows besides its page of routes, in one
+    BatchGetItem: the top routes of all time and of today, and the totals of every route
+    (hits and routes counted since the stream was turned on)."""
+    wanted = {
+        "top": series_key(TOP, "all"),
+        "today": series_key(TOP, top_bucket("day", now)),
+        "totals": series_key(ALL_ROUTES, "all"),
+    }
+    request = {SERIES_TABLE: {"Keys": list(wanted.values())}}
+    found = {}
+    for _ in range(3):  # DynamoDB may leave keys unread under load
+        answer = dynamodb.batch_get_item(RequestItems=request)
+        for item in answer["Responses"].get(SERIES_TABLE, []):
+            found[(item["route"]["S"], item["bucket"]["S"])] = item
+        request = answer.get("UnprocessedKeys") or {}
+        if not request:
+            break
+    items = {name: found.get((k["route"]["S"], k["bucket"]["S"])) for name, k in wanted.items()}
+    totals = items["totals"] or {}
     return {
-        "routes": [{"route": r, "count": c} for r, c in ranked],
-        "asOf": item.get("asOf", {}).get("S"),
+        "top": ranked(items["top"]),
+        "today": ranked(items["today"]),
+        "totals": {
+            "hits": int(totals.get("hits", {}).get("N", 0)),
+            "routes": int(totals.get("routes", {}).get("N", 0)),
+        },
     }
 
 
@@ -650,8 +698,9 @@ def answer(method, path, query, headers):
     if method not in ("GET", "HEAD"):
         message = f"{method} is not allowed here; the stats are read with GET"
         raise HttpError(405, message, {"Allow": METHODS_ALLOWED})
+    now = datetime.datetime.now(UTC)
     if route != STATS_ROUTE:
-        top = read_top(query)
+        top = read_top(query, now)
         return response(200, top), {"format": "json", "routes": len(top["routes"])}
     as_html = wants_html(headers)
     fields = {"format": "html" if as_html else "json"}
@@ -662,7 +711,7 @@ def answer(method, path, query, headers):
             raise HttpError(400, "'route' cannot be combined with 'limit', 'next', 'at' or 'back'")
         route = routed(query["route"], "'route'")
         if "series" in query:
-            first, last, points = series_range(query["series"], query, datetime.datetime.now(UTC))
+            first, last, points = series_range(query["series"], query, now)
             body = {
                 "route": route,
                 "series": query["series"],
@@ -676,17 +725,27 @@ def answer(method, path, query, headers):
             raise HttpError(404, f"route {route} has not been counted")
         page = None
         if as_html:
-            charts = route_charts(route, datetime.datetime.now(UTC))
+            charts = route_charts(route, now)
             page = dashboard([found], f"Route {route}", single=True, series=charts)
         return response(200, found, html_page=page), {**fields, "route": route}
+    if "series" in query:
+        if set(query) & {"limit", "next", "at", "back"}:
+            raise HttpError(400, "'series' cannot be combined with 'limit', 'next', 'at' or 'back'")
+        first, last, points = series_range(query["series"], query, now)
+        body = {
+            "route": None,  # every route
+            "series": query["series"],
+            "points": read_series(ALL_ROUTES, query["series"], first, last, points),
+        }
+        return response(200, body), {**fields, "route": None, "points": points}
     if set(query) & SERIES_PARAMETERS:
-        raise HttpError(400, "'series', 'from' and 'to' need a 'route'")
+        raise HttpError(400, "'from' and 'to' need a 'series' ('hour' or 'day')")
     limit = parse_limit(query.get("limit"))
     position = parse_position(query)
     routes, next_token, calls = read_page(limit, position and decode_token(position[0]))
     page = None
     if as_html:
-        top = read_top({})
+        top = read_summary(now)["top"]
         page = dashboard(
             routes, "Route Counter", next_token, limit, position=position, stale=stale, top=top
         )

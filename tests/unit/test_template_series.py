@@ -60,7 +60,10 @@ def test_aggregator_role_reads_the_stream_writes_the_series_and_its_queue_only(r
             ],
             [STREAM_ARN],
         ),
-        "WriteSeries": (["dynamodb:GetItem", "dynamodb:UpdateItem"], [SERIES_ARN]),
+        "WriteSeries": (
+            ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+            [SERIES_ARN],
+        ),
         "KeepFailedBatches": (["sqs:SendMessage"], [QUEUE_ARN]),
         "WriteOwnLogs": (
             ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -81,7 +84,7 @@ def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_
         role_statements(resources["CounterFunctionRole"])
     )
     assert grants(resources, "StatsFunctionRole")["ReadSeries"] == (
-        ["dynamodb:Query", "dynamodb:GetItem"],
+        ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
         [SERIES_ARN],
     )
 
