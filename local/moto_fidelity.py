@@ -17,9 +17,12 @@ from moto import backend_index
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
 from moto.core.exceptions import JsonRESTError
+from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.exceptions import MockValidationException
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
+from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
 from moto.dynamodbstreams import models as streams_models
 from moto.dynamodbstreams import urls as streams_urls
 from moto.iam import access_control, policy_conditions
@@ -382,6 +385,26 @@ def _get_records(
     return _moto_get_records(self, iterator_arn, limit)
 
 
+_moto_parse_key_condition = dynamodb_responses.parse_expression
+# A word of a key condition that is not an attribute name: its operators and functions.
+KEY_CONDITION_WORDS = {"AND", "BETWEEN", "BEGINS_WITH"}
+
+
+def _parse_key_condition(key_condition_expression: str, *args: Any, **kwargs: Any) -> Any:
+    """AWS refuses a KeyConditionExpression that names an attribute by a reserved word
+    ("Invalid KeyConditionExpression: Attribute name is a reserved keyword; reserved
+    keyword: hash", aws-sdk-php#1233); moto 5.2.5 checks condition, filter, projection and
+    update expressions for them, not key conditions."""
+    for word in re.findall(r"(?<![#:\w])[A-Za-z_]\w*", key_condition_expression):
+        upper = word.upper()
+        if upper not in KEY_CONDITION_WORDS and upper in ReservedKeywords.get_reserved_keywords():
+            raise MockValidationException(
+                "Invalid KeyConditionExpression: Attribute name is a reserved keyword; "
+                f"reserved keyword: {word}"
+            )
+    return _moto_parse_key_condition(key_condition_expression, *args, **kwargs)
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -396,3 +419,4 @@ def apply() -> None:
     _record_streams_as_aws()
     streams_models.ShardIterator.__init__ = _issue_iterator  # type: ignore[method-assign]
     streams_models.DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]
+    dynamodb_responses.parse_expression = _parse_key_condition

@@ -242,3 +242,42 @@ def test_a_shard_iterator_expires_15_minutes_after_it_was_returned_and_is_droppe
     assert "Records" in streams.get_records(ShardIterator=fresh())
     held = moto_fidelity.streams_models.dynamodbstreams_backends["123456789012"]["us-east-1"]
     assert len(held.shard_iterators) <= 2  # the new iterator and the one its read returned
+
+
+def test_a_key_condition_naming_an_attribute_by_a_reserved_word_is_refused_as_aws_does(aws):
+    _, dynamodb = aws
+    dynamodb.create_table(
+        TableName="series",
+        AttributeDefinitions=[
+            {"AttributeName": "route", "AttributeType": "S"},
+            {"AttributeName": "bucket", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "route", "KeyType": "HASH"},
+            {"AttributeName": "bucket", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    values = {":r": {"S": "/a"}, ":lo": {"S": "h#"}, ":hi": {"S": "h#~"}}
+    with pytest.raises(ClientError) as refused:
+        dynamodb.query(
+            TableName="series",
+            KeyConditionExpression="route = :r AND bucket BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=values,
+        )
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "reserved keyword: bucket" in refused.value.response["Error"]["Message"]
+    named = dynamodb.query(
+        TableName="series",
+        KeyConditionExpression="route = :r AND #b BETWEEN :lo AND :hi",
+        ExpressionAttributeNames={"#b": "bucket"},
+        ExpressionAttributeValues=values,
+    )
+    assert named["Items"] == []
+    begins = dynamodb.query(
+        TableName="series",
+        KeyConditionExpression="route = :r AND begins_with(#b, :lo)",
+        ExpressionAttributeNames={"#b": "bucket"},
+        ExpressionAttributeValues={":r": {"S": "/a"}, ":lo": {"S": "h#"}},
+    )
+    assert begins["Items"] == []
