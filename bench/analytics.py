@@ -29,6 +29,7 @@ from bench.common import ROOT, TABLE_NAME, api_event, lambda_context, row
 HITS, HITS_QUICK = 3000, 400
 ROUTES, ROUTES_QUICK = 200, 40
 HOURS = 6
+QUIET_HITS = 20
 SERIES_TABLE = "route-counter-bench-series"
 
 
@@ -108,6 +109,44 @@ def kb(key: tuple, before: dict, after: dict) -> int:
     return math.ceil(max(after[key], before.get(key, 0)) / 1024)
 
 
+def aggregate(aggregator, meter: Meter, client, records: list, batch_size: int) -> list:
+    """Deliver the records in batches; per batch what the aggregator did."""
+    per_batch = []
+    for first in range(0, len(records), batch_size):
+        batch = records[first : first + batch_size]
+        pairs = {
+            (r["dynamodb"]["NewImage"]["route"]["S"], bucket)
+            for r in batch
+            for bucket in (
+                "h#" + r["dynamodb"]["NewImage"]["lastSeen"]["S"][:13],
+                "d#" + r["dynamodb"]["NewImage"]["lastSeen"]["S"][:10],
+            )
+        }
+        before = stored_sizes(client)
+        meter.reset()
+        result = quiet(aggregator.handler, {"Records": batch}, lambda_context())
+        assert result == {"batchItemFailures": []}, result
+        after = stored_sizes(client)
+        tops_written = list(meter.updated)
+        units = 2 * sum(kb(k, before, after) for k in meter.transacted) + sum(
+            kb(k, before, after) for k in tops_written
+        )
+        per_batch.append(
+            {
+                "records": len(batch),
+                "pairs": len(pairs),
+                "route_items": sum(1 for k in meter.transacted if not k[0].startswith("#")),
+                "totals_items": sum(1 for k in meter.transacted if k[0].startswith("#")),
+                "top_items": len(tops_written),
+                "calls": dict(meter.calls),
+                "transaction_items": list(meter.transaction_items),
+                "write_units": units,
+                "top_bytes": max((after[k] for k in tops_written), default=0),
+            }
+        )
+    return per_batch
+
+
 def quiet(call, *args):
     with contextlib.redirect_stdout(io.StringIO()):
         return call(*args)
@@ -157,42 +196,14 @@ def run(quick: bool = False) -> dict:
 
         records = stream_event(stream_records(stream_arn), stream_arn)["Records"]
         meter = Meter(aggregator.dynamodb)
-        per_batch = []
-        for first in range(0, len(records), batch_size):
-            batch = records[first : first + batch_size]
-            pairs = {
-                (r["dynamodb"]["NewImage"]["route"]["S"], bucket)
-                for r in batch
-                for bucket in (
-                    "h#" + r["dynamodb"]["NewImage"]["lastSeen"]["S"][:13],
-                    "d#" + r["dynamodb"]["NewImage"]["lastSeen"]["S"][:10],
-                )
-            }
-            before = stored_sizes(client)
-            meter.reset()
-            result = quiet(aggregator.handler, {"Records": batch}, lambda_context())
-            assert result == {"batchItemFailures": []}, result
-            after = stored_sizes(client)
-            routes_written = [k for k in meter.transacted if not k[0].startswith("#")]
-            totals_written = [k for k in meter.transacted if k[0].startswith("#")]
-            tops_written = list(meter.updated)
-
-            units = 2 * sum(kb(k, before, after) for k in meter.transacted) + sum(
-                kb(k, before, after) for k in tops_written
-            )
-            per_batch.append(
-                {
-                    "records": len(batch),
-                    "pairs": len(pairs),
-                    "route_items": len(routes_written),
-                    "totals_items": len(totals_written),
-                    "top_items": len(tops_written),
-                    "calls": dict(meter.calls),
-                    "transaction_items": list(meter.transaction_items),
-                    "write_units": units,
-                    "top_bytes": max((after[k] for k in tops_written), default=0),
-                }
-            )
+        per_batch = aggregate(aggregator, meter, client, records, batch_size)
+        # a quiet site: every hit alone in its batch (the batching window finds no other)
+        for i in range(QUIET_HITS):
+            at = start + HOURS * 3600 + i * 60
+            counter.count_hit(f"/q/{i % 5}", at, time.monotonic() + 4)
+            sent[(f"/q/{i % 5}", time.strftime("h#%Y-%m-%dT%H", time.gmtime(at)))] += 1
+        later = stream_event(stream_records(stream_arn), stream_arn)["Records"][len(records) :]
+        quiet_batches = aggregate(aggregator, meter, client, later, 1)
 
         # exactness: every hourly bucket of every route against the hits sent
         stored = {}
@@ -224,8 +235,12 @@ def run(quick: bool = False) -> dict:
             reads[name] = dict(stats_meter.calls)
 
     records_total = sum(b["records"] for b in per_batch)
-    over = [b for b in per_batch if b["route_items"] > b["pairs"]]
+    over = [b for b in per_batch + quiet_batches if b["route_items"] > b["pairs"]]
     units = sum(b["write_units"] for b in per_batch)
+    quiet_units = sum(b["write_units"] for b in quiet_batches) / len(quiet_batches)
+    quiet_calls = collections.Counter()
+    for b in quiet_batches:
+        quiet_calls.update(b["calls"])
     calls = collections.Counter()
     for b in per_batch:
         calls.update(b["calls"])
@@ -259,8 +274,21 @@ def run(quick: bool = False) -> dict:
             value=units / records_total,
             unit="WCU",
             status="info",
-            note="transactional writes 2 per KB, top items 1 per KB; largest top item "
-            f"{max(b['top_bytes'] for b in per_batch)} bytes; the hit itself is 1 WCU",
+            note="full batches as above; transactional writes 2 per KB, top items 1 per KB; "
+            f"largest top item {max(b['top_bytes'] for b in per_batch)} bytes; the hit itself "
+            "is 1 WCU",
+        ),
+        row(
+            "Aggregator: write units per counted hit, one hit per batch (estimate)",
+            value=quiet_units,
+            unit="WCU",
+            status="info",
+            note=f"{QUIET_HITS} hits on 5 routes a minute apart, each batch one record: "
+            + ", ".join(
+                f"{op} {count / len(quiet_batches):.2f}"
+                for op, count in sorted(quiet_calls.items())
+            )
+            + " calls per batch",
         ),
         row(
             "Aggregator: hourly buckets that differ from the hits sent",
