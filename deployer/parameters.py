@@ -176,14 +176,14 @@ def billing_mode_refusal(
 def protection_on_create(
     template: dict, given: dict[str, str], keep_previous: bool
 ) -> tuple[dict[str, str], bool]:
-    """A create's values, with the table's deletion protection off, and whether to turn it on
+    """A create's values, with the tables' deletion protection off, and whether to turn it on
     once the stack exists.
 
-    The table is RetainExceptOnCreate: the rollback of a failed first create deletes it, which
-    DynamoDB refuses while deletion protection is on (the stack would end ROLLBACK_FAILED and
-    leave an orphan table). So the create always runs with TableDeletionProtection=false, and
-    protection follows unless the caller said false: deploy.sh's default is on; the local
-    stack's (keep_previous=False, "not given means the template default") is the template's.
+    The tables are RetainExceptOnCreate: the rollback of a failed first create deletes them,
+    which DynamoDB refuses while deletion protection is on (the stack would end
+    ROLLBACK_FAILED and leave an orphan table). So the create always runs with
+    TableDeletionProtection=false, and protection follows unless the caller said false:
+    deploy.sh's default is on; the local stack's (keep_previous=False, "not given means the template default") is the template's.
     """
     rule = declared(template).get(TABLE_PROTECTION)
     if rule is None:
