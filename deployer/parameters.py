@@ -183,7 +183,8 @@ def protection_on_create(
     which DynamoDB refuses while deletion protection is on (the stack would end
     ROLLBACK_FAILED and leave an orphan table). So the create always runs with
     TableDeletionProtection=false, and protection follows unless the caller said false:
-    deploy.sh's default is on; the local stack's (keep_previous=False, "not given means the template default") is the template's.
+    deploy.sh's default is on; the local stack's (keep_previous=False, "not given means the
+    template default") is the template's.
     """
     rule = declared(template).get(TABLE_PROTECTION)
     if rule is None:
