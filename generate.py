@@ -129,6 +129,7 @@ def build_template() -> Template:
     template.add_resource(monitoring.dashboard(stage, functions, table))
 
     template.add_output(api.outputs(rest_api, stage, table, counter.function))
+    template.add_output(streaming.outputs(series, failures))
     return template
 
 

@@ -157,9 +157,9 @@ def declarations() -> dict[str, Parameter]:
         "table_deletion_protection": text(
             "TableDeletionProtection",
             "false",
-            "DynamoDB deletion protection of the counter table. Off while the stack is "
-            "first created (a protected table would block the rollback of a failed first "
-            "deploy); deploy.sh turns it on once the stack exists.",
+            "DynamoDB deletion protection of the counter and series tables. Off while a "
+            "deploy creates a table (a protected table would block the rollback of a failed "
+            "deploy); deploy.sh turns it on once the deploy succeeded.",
             AllowedValues=["false", "true"],
         ),
         "kms_key_arn": text(

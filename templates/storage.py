@@ -82,10 +82,11 @@ def series_table(params: StackParameters) -> Table:
         PointInTimeRecoverySpecification=PointInTimeRecoverySpecification(
             PointInTimeRecoveryEnabled=True
         ),
-        # Off, not ProtectsTable: this table first appears in an update of a stack whose
-        # TableDeletionProtection is already true, and a rollback of that update must be
-        # able to delete it (RetainExceptOnCreate). deploy.sh does not yet turn it on after.
-        DeletionProtectionEnabled=False,
+        # The counter table's parameter. This table first appears in an update of a stack
+        # whose TableDeletionProtection may already be true, and the rollback of that update
+        # must be able to delete it (RetainExceptOnCreate): deploy.sh runs any update that
+        # adds a table with the parameter false, then turns it on (deployer/parameters.py).
+        DeletionProtectionEnabled=If(params.protects_table, True, False),
         SSESpecification=table_encryption(params),
         TimeToLiveSpecification=TimeToLiveSpecification(AttributeName=EXPIRES_AT, Enabled=True),
     )

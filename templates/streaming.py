@@ -1,7 +1,7 @@
 """The aggregator's plumbing: the event source mapping from the counter table's stream,
 the queue that keeps what it gave up on, and the alarms that say it is behind."""
 
-from troposphere import GetAtt, If, NoValue, Ref
+from troposphere import GetAtt, If, NoValue, Output, Ref
 from troposphere.awslambda import DestinationConfig, EventSourceMapping, OnFailure
 from troposphere.cloudwatch import Alarm
 from troposphere.dynamodb import Table
@@ -83,5 +83,16 @@ def aggregator_alarms(function, queue: Queue, topic: Topic) -> list[Alarm]:
             {"QueueName": GetAtt(queue, "QueueName")},
             1,
             statistic="Maximum",
+        ),
+    ]
+
+
+def outputs(series: Table, queue: Queue) -> list[Output]:
+    return [
+        Output("SeriesTableName", Description="DynamoDB series table", Value=Ref(series)),
+        Output(
+            "AggregatorFailureQueueUrl",
+            Description="Batches the aggregator gave up on",
+            Value=Ref(queue),
         ),
     ]
