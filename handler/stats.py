@@ -290,15 +290,18 @@ def read_series(route, series, first, last, points):
 def route_charts(route, now):
     """A route's (ALL_ROUTES: every route's) dashboard charts: the last 24 hours by hour,
     the last 30 days by day (one Query each)."""
-    whose = ", all routes" if route == ALL_ROUTES else ""
     charts = []
-    for series, heading in (
-        ("hour", "Hits per hour, last 24 hours"),
-        ("day", "Hits per day, last 30 days"),
-    ):
+    for series in ("hour", "day"):
         first, last, points = series_range(series, {}, now)
-        charts.append((heading + whose, read_series(route, series, first, last, points)))
+        charts.append(
+            (chart_heading(series, route), read_series(route, series, first, last, points))
+        )
     return charts
+
+
+def chart_heading(series, route):
+    span = "per hour, last 24 hours" if series == "hour" else "per day, last 30 days"
+    return f"Hits {span}" + (", all routes" if route == ALL_ROUTES else "")
 
 
 def top_bucket(period, now):
@@ -532,8 +535,8 @@ def top_panel(top, now, heading="Top routes of all time", what="By count", empty
         body = f"<p>{empty or 'No route has been counted yet.'}</p>"
         return f"<section><h2>{heading}</h2>{body}</section>"
     return (
-        f"<section><h2>{heading}</h2><p class=note>{what}, exact as of"
-        f" {when(top.get('asOf'), now)} (the aggregator's newest hit in it).</p>"
+        f"<section><h2>{heading}</h2><p class=note>{what}; exact as of its newest hit,"
+        f" {when(top.get('asOf'), now)}.</p>"
         f"{ranked_bars(routes, linked=True)}</section>"
     )
 
