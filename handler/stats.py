@@ -347,13 +347,19 @@ def read_summary(now):
     }
     request = {SERIES_TABLE: {"Keys": list(wanted.values())}}
     found = {}
-    for _ in range(3):  # DynamoDB may leave keys unread under load
+    for attempt in range(3):  # DynamoDB may leave keys unread under load: back off, retry
+        if attempt:
+            time.sleep(0.05 * 2**attempt)
         answer = dynamodb.batch_get_item(RequestItems=request)
         for item in answer["Responses"].get(SERIES_TABLE, []):
             found[(item["route"]["S"], item["bucket"]["S"])] = item
         request = answer.get("UnprocessedKeys") or {}
         if not request:
             break
+    else:
+        # An item left unread is not an item missing: "nothing aggregated yet" would be false.
+        error = {"Code": "ProvisionedThroughputExceededException", "Message": "keys unprocessed"}
+        raise ClientError({"Error": error}, "BatchGetItem")
     items = {name: found.get((k["route"]["S"], k["bucket"]["S"])) for name, k in wanted.items()}
     totals = items["totals"] or {}
     return {

@@ -15,10 +15,11 @@ import time
 import urllib.parse
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from local.streams import stream_event
-from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
+from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, stream_records
 from tests.unit.test_aggregator import HITS, epoch
 
 HOUR = datetime.timedelta(hours=1)
@@ -436,3 +437,42 @@ def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hi
     assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
     assert '<td class="r"><bdi dir="ltr">/first</bdi>' in shown  # the table has it
     assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", "Query", "Query"]
+
+
+class Body:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def stream(self, **_):
+        return iter([self.data])
+
+
+def test_keys_dynamodb_leaves_unprocessed_are_read_again_or_the_page_is_a_503_not_empty(
+    counter, aggregator, stats, stream_tables
+):
+    count_and_aggregate(counter, aggregator, stream_tables, [("/busy", time.time())] * 2)
+    unprocessed = []
+
+    def leave_unprocessed(request, **_):
+        # DynamoDB under load: a 200 that read nothing and hands every key back.
+        if len(unprocessed) >= leave:
+            return None
+        keys = json.loads(request.body)["RequestItems"]
+        unprocessed.append(keys)
+        answer = {"Responses": {stream_tables.series: []}, "UnprocessedKeys": keys}
+        return AWSResponse(request.url, 200, {}, Body(json.dumps(answer).encode()))
+
+    leave = 1  # once: the next try reads them
+    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
+        shown = page(stats)
+    assert len(unprocessed) == 1
+    assert "<b>2</b> hits" in section(shown, "All routes, since the stream was turned on")
+
+    unprocessed.clear()
+    leave = 99  # every try: the page cannot say what it did not read
+    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
+        event = api_event("/_stats", headers=BROWSER)
+        result = stats.handler(event, lambda_context("StatsFunction"))
+    assert len(unprocessed) == 3
+    assert result["statusCode"] == 503 and result["headers"]["Retry-After"] == "1"
+    assert "Nothing has been aggregated" not in result["body"]
