@@ -25,7 +25,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # 1000 items of ~1.2 KB need two 1 MB Scan calls; a third covers sparse pages.
 MAX_SCAN_CALLS = 3
-CHART_BARS = 20
 CHART_LABEL = 80  # characters of a route in a chart label
 DEFAULT_STALE_DAYS = 7
 MAX_STALE_DAYS = 3650
@@ -289,16 +288,20 @@ def read_series(route, series, first, last, points):
 
 
 def route_charts(route, now):
-    """A route's dashboard charts: the last 24 hours by hour, the last 30 days by day (one
-    Query each)."""
+    """A route's (ALL_ROUTES: every route's) dashboard charts: the last 24 hours by hour,
+    the last 30 days by day (one Query each)."""
     charts = []
-    for series, heading in (
-        ("hour", "Hits per hour, last 24 hours"),
-        ("day", "Hits per day, last 30 days"),
-    ):
+    for series in ("hour", "day"):
         first, last, points = series_range(series, {}, now)
-        charts.append((heading, read_series(route, series, first, last, points)))
+        charts.append(
+            (chart_heading(series, route), read_series(route, series, first, last, points))
+        )
     return charts
+
+
+def chart_heading(series, route):
+    span = "per hour, last 24 hours" if series == "hour" else "per day, last 30 days"
+    return f"Hits {span}" + (", all routes" if route == ALL_ROUTES else "")
 
 
 def top_bucket(period, now):
@@ -344,13 +347,19 @@ def read_summary(now):
     }
     request = {SERIES_TABLE: {"Keys": list(wanted.values())}}
     found = {}
-    for _ in range(3):  # DynamoDB may leave keys unread under load
+    for attempt in range(3):  # DynamoDB may leave keys unread under load: back off, retry
+        if attempt:
+            time.sleep(0.05 * 2**attempt)
         answer = dynamodb.batch_get_item(RequestItems=request)
         for item in answer["Responses"].get(SERIES_TABLE, []):
             found[(item["route"]["S"], item["bucket"]["S"])] = item
         request = answer.get("UnprocessedKeys") or {}
         if not request:
             break
+    else:
+        # An item left unread is not an item missing: "nothing aggregated yet" would be false.
+        error = {"Code": "ProvisionedThroughputExceededException", "Message": "keys unprocessed"}
+        raise ClientError({"Error": error}, "BatchGetItem")
     items = {name: found.get((k["route"]["S"], k["bucket"]["S"])) for name, k in wanted.items()}
     totals = items["totals"] or {}
     return {
@@ -396,6 +405,11 @@ CSS = (
     "gap:.5em;font-size:.8125em;color:#555}.note{color:#555;font-size:.875em}"
     "time[title]{border-bottom:1px dotted #888}.err{border-left:4px solid #b00;padding-left:.8em}"
     ".cf{color:#b00;border:1px solid}"
+    # Two panels side by side where each gets 20em, one above the other on a phone.
+    ".cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(20em,100%),1fr));"
+    "gap:0 2.5em}.cols>section{min-width:0}"
+    ".totals{display:flex;flex-wrap:wrap;gap:.3em 2.5em;margin:.4em 0}"
+    ".totals b{display:block;font-size:1.75em;line-height:1.2}"
     # Narrow screens: each table row becomes a block, its cells labelled by data-label.
     "@media (max-width:40em){body{padding:.6em}h1{font-size:1.25em}thead{display:none}"
     "tr{display:block;padding:.3em 0}td{display:inline-block;padding:0 .8em 0 .3em}"
@@ -519,15 +533,47 @@ def series_chart(points, heading):
     )
 
 
-def top_panel(top, now):
-    """The global top routes, as `GET /_stats/top` answers them ({"routes", "asOf"})."""
-    routes = top.get("routes") or []
-    as_of = when(top.get("asOf"), now)
-    body = ranked_bars(routes, linked=True) if routes else "<p>No route has been counted yet.</p>"
+def top_panel(top, now, heading="Top routes of all time", what="By count", empty=None):
+    """Global top routes, as `GET /_stats/top` answers them ({"routes", "asOf"}): the
+    TOP_LIMIT highest of the aggregator's item, each linked to its route's page."""
+    routes = (top.get("routes") or [])[:TOP_LIMIT]
+    if not routes:
+        body = f"<p>{empty or 'No route has been counted yet.'}</p>"
+        return f"<section><h2>{heading}</h2>{body}</section>"
     return (
-        "<section><h2>Top routes of the whole table</h2>"
-        f"<p class=note>Exact as of {as_of}, from the aggregator's top item.</p>{body}</section>"
+        f"<section><h2>{heading}</h2><p class=note>{what}; exact as of its newest hit,"
+        f" {when(top.get('asOf'), now)}.</p>"
+        f"{ranked_bars(routes, linked=True)}</section>"
     )
+
+
+def summary_panels(summary, charts, now):
+    """The front page's view of every route, from the aggregator (read_summary, and
+    route_charts of ALL_ROUTES): totals, hits over time, the top routes of all time and of
+    today. Before its first batch there is nothing to show, and the page says so rather
+    than draw zeros that would read as "no hits"."""
+    totals, top, today = summary["totals"], summary["top"], summary["today"]
+    if top["asOf"] is None and not totals["hits"]:
+        return (
+            "<section><h2>All routes</h2><p><b>Nothing has been aggregated yet.</b> The totals,"
+            " the hits over time and the top routes come from the counter table's stream, and"
+            " the aggregator has not counted a batch of it yet (it runs seconds after a hit)."
+            " The routes counted so far are in the table below.</p></section>"
+        )
+    routes_word = "route" if totals["routes"] == 1 else "routes"
+    head = (
+        "<section><h2>All routes, since the stream was turned on</h2><div class=totals>"
+        f"<p><b>{totals['hits']:,}</b> hits</p><p><b>{totals['routes']:,}</b> {routes_word}</p>"
+        "</div><p class=note>Hits counted by the aggregator from the counter table's stream, and"
+        " the routes it saw counted for the first time; hits from before the stream was turned"
+        " on are only in the routes' counts below.</p></section>"
+    )
+    charts_html = "".join(series_chart(points, heading) for heading, points in charts)
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    tops = top_panel(top, now) + top_panel(
+        today, now, "Top routes today", f"By hits on {day} (UTC)", "No hits counted today yet."
+    )
+    return f"{head}<div class=cols>{charts_html}</div><div class=cols>{tops}</div>"
 
 
 def page_link(limit, stale, position=None):
@@ -623,21 +669,27 @@ def dashboard(
     stale=DEFAULT_STALE_DAYS,
     now=None,
     series=None,
-    top=None,
+    summary=None,
 ):
     """One self-contained page: no script, nothing loaded from elsewhere, every route escaped.
     `position` is where a paged view is (see parse_position), `single` says the page is one
-    route's; `series` is [(heading, points)] and `top` a top item, shown when given."""
+    route's; `series` is [(heading, points)], shown when given; `summary` (read_summary's)
+    makes it the front page (summary_panels).
+
+    The front page ranks no page of routes in a chart: the global top does that for every
+    route, and a page of a paged view is a slice of scan order, whose "top" means nothing.
+    The page's routes stay in the table, sorted by count, with where the page is."""
     now = time.time() if now is None else now
-    head, stale_section, nav = ("", "", "")
-    if not single:
-        head, stale_section, nav = overview(routes, limit, stale, next_token, position, now)
-    extra = "".join(series_chart(points, heading) for heading, points in series or [])
-    extra += top_panel(top, now) if top is not None else ""
-    chart = ""
-    if routes and not single:
-        heading = "Top routes of this page" if nav else "Top routes"
-        chart = f"<section><h2>{heading}</h2>{ranked_bars(routes[:CHART_BARS])}</section>"
+    back, where, stale_section, nav = ("", "", "", "")
+    if single:
+        back = '<p><a href="?">All routes</a></p>'
+    else:
+        where, stale_section, nav = overview(routes, limit, stale, next_token, position, now)
+    if summary is not None:
+        panels = summary_panels(summary, series or [], now)
+    else:
+        charts = "".join(series_chart(points, heading) for heading, points in series or [])
+        panels = f"<div class=cols>{charts}</div>" if charts else ""
     rows = "".join(
         f'<tr><td class="r">{shown(r["route"])}</td>'
         f'<td class="n" data-label="hits">{r["count"]:,}</td><td class=t data-label="first seen">'
@@ -649,8 +701,8 @@ def dashboard(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{visible(title, '[%s]')}</title><style>{CSS}</style></head><body>"
-        f"<h1>{shown(title)}</h1>{head}{extra}{chart}{stale_section}"
-        "<section><h2>Routes</h2><table><thead><tr><th>Route</th><th class=n>Hits</th>"
+        f"<h1>{shown(title)}</h1>{back}{panels}{stale_section}<section><h2>Routes</h2>{where}"
+        "<table><thead><tr><th>Route</th><th class=n>Hits</th>"
         "<th>First seen</th><th>Last seen</th></tr></thead>"
         f"<tbody>{rows}</tbody></table><p class=note>Times are relative to when this page was"
         f" made; hover one for its UTC time.</p></section>{nav}</body></html>"
@@ -744,10 +796,18 @@ def answer(method, path, query, headers):
     position = parse_position(query)
     routes, next_token, calls = read_page(limit, position and decode_token(position[0]))
     page = None
-    if as_html:
-        top = read_summary(now)["top"]
+    if as_html:  # 1 BatchGetItem and 2 Query besides the page's Scan, whatever the table size
+        summary, charts = read_summary(now), route_charts(ALL_ROUTES, now)
         page = dashboard(
-            routes, "Route Counter", next_token, limit, position=position, stale=stale, top=top
+            routes,
+            "Route Counter",
+            next_token,
+            limit,
+            position=position,
+            stale=stale,
+            now=now.timestamp(),
+            series=charts,
+            summary=summary,
         )
     result = response(200, {"routes": routes, "next": next_token}, html_page=page)
     return result, {**fields, "routes": len(routes), "scanCalls": calls}

@@ -1,10 +1,13 @@
 """The dashboard in a real browser: Debian's headless Chromium, a page served on 127.0.0.1.
 
 `python -m local.browser OUT_DIR` (`make screenshots`) writes screenshots of a sample
-dashboard at 1280 and 375 px wide; tests/integration/test_dashboard_browser.py measures the
-page as a user at 375 px would see it.
+dashboard at 1280 and 375 px wide; with `--url URL`, of the page a running stack serves; with
+`--local-stack`, of a local stack it starts, sends real hits to and stops (the README's
+screenshot). tests/integration/test_dashboard_browser.py measures the page as a user at
+375 px would see it.
 """
 
+import argparse
 import base64
 import http.server
 import importlib.util
@@ -13,10 +16,13 @@ import os
 import select
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -239,18 +245,26 @@ def sample_points(buckets: int, size: int) -> list[dict]:
 
 
 def sample_page(stats) -> str:
-    """Page 2 of a paged view, with the series and top panels fed sample data (the handler
-    shows the series on a route's page only: see README, "The dashboard")."""
+    """The front page as the handler serves it, page 2 of a paged view, built by the
+    handler's own functions from sample data in the shapes its reads answer (read_page,
+    read_summary, route_charts of every route)."""
     routes = sample_routes()
     token = base64.urlsafe_b64encode(b"/api/v0/old").decode().rstrip("=")
     following = base64.urlsafe_b64encode(b"/zz").decode().rstrip("=")
-    top = {
-        "routes": [{"route": r["route"], "count": r["count"] * 3} for r in routes[:5]],
-        "asOf": stamp(95),
+    summary = {
+        "top": {
+            "routes": [{"route": r["route"], "count": r["count"] * 3} for r in routes[:6]],
+            "asOf": stamp(95),
+        },
+        "today": {
+            "routes": [{"route": r["route"], "count": r["count"] // 40} for r in routes[:4]],
+            "asOf": stamp(95),
+        },
+        "totals": {"hits": 257_611, "routes": 212},
     }
     series = [
-        ("Hits per hour, last 24 hours, all routes", sample_points(24, 3600)),
-        ("Hits per day, last 30 days, all routes", sample_points(30, 86400)),
+        (stats.chart_heading("hour", stats.ALL_ROUTES), sample_points(24, 3600)),
+        (stats.chart_heading("day", stats.ALL_ROUTES), sample_points(30, 86400)),
     ]
     return stats.dashboard(
         routes,
@@ -260,29 +274,131 @@ def sample_page(stats) -> str:
         position=(token, 100, [(0, "")]),
         now=NOW,
         series=series,
-        top=top,
+        summary=summary,
     )
 
 
-def main(out: Path) -> None:
+def screenshots(url: str, out: Path, names: list[tuple[str, str, int]]) -> None:
+    """Screenshots of url + path at each width, as out/<name>.png."""
+    with tab() as page:
+        for name, path, width in names:
+            page.open(url + path, width)
+            page.screenshot(out / f"{name}.png")
+            print(out / f"{name}.png")
+
+
+# --- The README's screenshot: a local stack after real hits ---------------------------------
+
+# Routes and their share of the hits sent (a few busy, a long tail).
+SHOWCASE = {
+    "/api/v1/orders": 60,
+    "/api/v1/customers/search": 45,
+    "/": 30,
+    "/health": 25,
+    "/api/v1/orders/export": 15,
+    "/login": 12,
+    "/api/v1/reports/quarterly-revenue-by-region-2026": 8,
+    "/legacy/checkout": 5,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def caught_up(base: str, sent: int) -> bool:
+    """True once the aggregator's all-time top counts every hit sent (each route is in it)."""
+    with urllib.request.urlopen(f"{base}/_stats/top?limit=100", timeout=5) as answer:  # noqa: S310
+        top = json.load(answer)
+    return top["asOf"] is not None and sum(r["count"] for r in top["routes"]) == sent
+
+
+def local_stack_screenshots(out: Path, timeout: float = 120) -> None:
+    """Start `./deploy.sh --local` on a free port with empty tables in a temporary directory,
+    send SHOWCASE's hits over HTTP, wait (bounded) until the aggregator has counted them,
+    screenshot the front page at 1280 and 375 px, and stop the stack with SIGINT (Ctrl-C)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="route-counter-shot-") as state:
+        log = Path(state) / "local.log"
+        argv = ["./deploy.sh", "--local", "--port", str(port), "--fresh", "--state-dir", state]
+        with log.open("wb") as sink:
+            stack = subprocess.Popen(
+                argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while "Ctrl-C to stop" not in log.read_text():
+                if stack.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"the local stack did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+            for route, hits in SHOWCASE.items():
+                for _ in range(hits):
+                    urllib.request.urlopen(base + route, timeout=5).close()  # noqa: S310
+            sent = sum(SHOWCASE.values())
+            while not caught_up(base, sent):
+                if time.monotonic() > deadline:
+                    sys.exit(f"the aggregator did not count {sent} hits in {timeout:.0f} s")
+                time.sleep(0.5)
+            screenshots(
+                base,
+                out,
+                [("dashboard-1280", "/_stats", 1280), ("dashboard-375", "/_stats", 375)],
+            )
+        finally:
+            if stack.poll() is None:
+                stack.send_signal(signal.SIGINT)  # as Ctrl-C: it stops its emulator too
+                try:
+                    stack.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(stack.pid, signal.SIGKILL)
+                    stack.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.browser",
+        description="Screenshots of the dashboard in headless Chromium at 1280 and 375 px.",
+    )
+    parser.add_argument("out", nargs="?", default="screenshots", type=Path, help="directory")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--url", help="the page a running stack serves (e.g. http://127.0.0.1:3000/_stats)"
+    )
+    source.add_argument(
+        "--local-stack",
+        action="store_true",
+        help="start ./deploy.sh --local, send real hits, screenshot its front page, stop it",
+    )
+    args = parser.parse_args(argv)
     if not chromium():
         sys.exit("chromium is not installed: apt-get install -y chromium (Debian's package)")
+    if args.local_stack:
+        local_stack_screenshots(args.out)
+        return
+    if args.url:
+        widths = [("dashboard-1280", "", 1280), ("dashboard-375", "", 375)]
+        screenshots(args.url, args.out, widths)
+        return
     stats = load_stats()
     headers = {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": stats.CSP}
     pages = {
         "/_stats": (200, headers, sample_page(stats)),
         "/_stats/error": (400, headers, stats.error_page(400, "'stale' must be a whole number")),
     }
-    with serve(pages) as url, tab() as page:
-        for name, path, width in [
-            ("dashboard-1280", "/_stats", 1280),
-            ("dashboard-375", "/_stats", 375),
-            ("error-375", "/_stats/error", 375),
-        ]:
-            page.open(url + path, width)
-            page.screenshot(out / f"{name}.png")
-            print(out / f"{name}.png")
+    with serve(pages) as url:
+        screenshots(
+            url,
+            args.out,
+            [
+                ("dashboard-1280", "/_stats", 1280),
+                ("dashboard-375", "/_stats", 375),
+                ("error-375", "/_stats/error", 375),
+            ],
+        )
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots"))
+    main()

@@ -44,8 +44,8 @@ def test_a_page_of_long_routes_fits_a_phone_without_tiny_text(stats, counter_tab
     assert_readable(seen)
 
 
-def test_every_component_fits_a_phone_without_tiny_text():
-    # The series chart and top panel as the analytics backend will feed them.
+def test_the_sample_front_page_fits_a_phone_without_tiny_text():
+    # What `make screenshots` shows: the front page, paged, every panel filled.
     stats = browser.load_stats()
     headers = {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": stats.CSP}
     assert_readable(at_phone_width(200, headers, browser.sample_page(stats)))
@@ -58,19 +58,33 @@ def test_a_bad_query_is_a_readable_error_page(stats, counter_table):
     assert_readable(at_phone_width(status, headers, page))
 
 
-def test_the_wired_charts_and_top_panel_fit_a_phone(stream_tables, aggregator):
-    # Hits counted, aggregated from the stream, then the handler's own pages at 375 px.
+def test_the_front_page_and_a_routes_page_after_real_hits_fit_a_phone(stream_tables, aggregator):
+    # Hits counted, aggregated from the stream, then the handler's own pages at 375 px:
+    # the front page with its totals, all-routes charts and both top panels.
     counter = load_module(ROOT / "handler" / "counter.py", "counter_for_browser")
     stats = load_module(ROOT / "handler" / "stats.py", "stats_for_browser")
     now = time.time()
     hits = [(LONG_ROUTE, now - hours * 3600) for hours in range(0, 21, 3)] + [("/home", now)] * 3
+    hits += [(UNBROKEN_ROUTE, now - days * 86400) for days in (2, 9)]
     count_and_aggregate(counter, aggregator, stream_tables, hits)
 
-    for query, shows in (
-        ({"route": LONG_ROUTE}, "Hits per hour, last 24 hours"),
-        (None, "Top routes of the whole table"),
+    for query, panels in (
+        ({"route": LONG_ROUTE}, ["Hits per hour, last 24 hours", "Hits per day, last 30 days"]),
+        (
+            None,
+            [
+                "All routes, since the stream was turned on",
+                "Hits per hour, last 24 hours, all routes",
+                "Hits per day, last 30 days, all routes",
+                "Top routes of all time",
+                "Top routes today",
+                "Not seen for 7 days or more",
+            ],
+        ),
     ):
         event = api_event("/_stats", query=query, headers={"Accept": BROWSER_ACCEPT})
         result = stats.handler(event, lambda_context("StatsFunction"))
-        assert result["statusCode"] == 200 and shows in result["body"]
+        assert result["statusCode"] == 200
+        for heading in panels:
+            assert f"<h2>{heading}</h2>" in result["body"]
         assert_readable(at_phone_width(200, result["headers"], result["body"]))

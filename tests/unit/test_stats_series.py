@@ -15,10 +15,11 @@ import time
 import urllib.parse
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from local.streams import stream_event
-from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
+from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, stream_records
 from tests.unit.test_aggregator import HITS, epoch
 
 HOUR = datetime.timedelta(hours=1)
@@ -333,7 +334,74 @@ def test_a_picked_routes_page_charts_its_hits_per_hour_and_per_day(
     assert [c["model"].name for c in calls] == ["GetItem", "Query", "Query"]
 
 
-def test_the_dashboard_ranks_the_whole_tables_top_routes_each_linked_to_its_page(
+def section(html_page: str, heading: str) -> str:
+    return html_page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
+
+
+def ranking(panel: str) -> list[tuple[str, int]]:
+    """A top panel's (route as shown, hits) pairs, in order."""
+    pairs = re.findall(r'<bdi dir="ltr">([^<]*)</bdi></a></span> <b>([\d,]+)</b>', panel)
+    return [(route, int(hits.replace(",", ""))) for route, hits in pairs]
+
+
+def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_them(
+    counter, aggregator, stats, stream_tables
+):
+    now = time.time()
+    rng = random.Random(5)  # noqa: S311 (reproducible data, not a secret)
+    routes = [f"/r/{i}" for i in range(6)]
+    # Within the hourly chart (22 h back at most, so an hour turning during the test
+    # keeps them in it), within the daily one only, and before both.
+    ages = [rng.randrange(22 * 3600) for _ in range(60)]
+    ages += [rng.randrange(2, 28) * 86400 + rng.randrange(3600) for _ in range(25)]
+    ages += [45 * 86400] * 3
+    hits = sorted(((rng.choice(routes), now - age) for age in ages), key=lambda hit: hit[1])
+    count_and_aggregate(counter, aggregator, stream_tables, hits, batch=9, seed=4)
+    calls = queries(stats)
+
+    shown = page(stats)
+
+    def sent_per(label: str, within: float) -> dict:
+        return dict(
+            collections.Counter(
+                time.strftime(label, time.gmtime(at)) for _, at in hits if within(at)
+            )
+        )
+
+    hourly = chart_rows(shown, "Hits per hour, last 24 hours, all routes")
+    assert hourly == sent_per("%b %d %H:00", lambda at: at > now - 22 * 3600)
+    daily = chart_rows(shown, "Hits per day, last 30 days, all routes")
+    assert daily == sent_per("%b %d", lambda at: at > now - 28 * 86400)
+    totals = section(shown, "All routes, since the stream was turned on")
+    assert f"<b>{len(hits)}</b> hits" in totals
+    assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
+    # The page of routes (Scan), the summary (one BatchGetItem), a Query per chart.
+    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", "Query", "Query"]
+
+
+def test_the_front_page_ranks_all_time_by_count_and_today_by_todays_hits(
+    counter, aggregator, stats, stream_tables
+):
+    now = int(time.time())
+    yesterday = now - 86400
+    hits = [("/old", yesterday + i) for i in range(5)] + [("/x&<y>", yesterday)] * 2
+    hits += [("/new", now), ("/old", now), ("/new", now), ("/new", now)]
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+
+    shown = page(stats)
+
+    if time.strftime("%Y-%m-%d", time.gmtime()) != time.strftime("%Y-%m-%d", time.gmtime(now)):
+        pytest.skip("midnight UTC passed during the test")
+    all_time = section(shown, "Top routes of all time")
+    assert ranking(all_time) == [("/old", 6), ("/new", 3), ("/x&amp;&lt;y&gt;", 2)]
+    today = section(shown, "Top routes today")
+    assert ranking(today) == [("/new", 3), ("/old", 1)]
+    assert time.strftime("By hits on %Y-%m-%d (UTC)", time.gmtime(now)) in today
+    # The page's own routes are in the table, not ranked again in a chart of their own.
+    assert shown.count("<h2>Top routes") == 2
+
+
+def test_the_front_page_links_each_top_route_to_its_own_page(
     counter, aggregator, stats, stream_tables
 ):
     now = time.time()
@@ -343,7 +411,7 @@ def test_the_dashboard_ranks_the_whole_tables_top_routes_each_linked_to_its_page
 
     shown = page(stats, {"limit": "1"})  # a page of one route; the top panel has them all
 
-    top = shown.split("<h2>Top routes of the whole table</h2>", 1)[1].split("</section>", 1)[0]
+    top = section(shown, "Top routes of all time")
     links = re.findall(r'<a href="([^"]+)">', top)
     assert [html.unescape(link) for link in links] == [
         "?route=/busy",
@@ -358,10 +426,53 @@ def test_the_dashboard_ranks_the_whole_tables_top_routes_each_linked_to_its_page
     assert sum(chart_rows(followed, "Hits per hour, last 24 hours").values()) == 2
 
 
-def test_before_any_batch_the_dashboard_says_no_route_is_ranked_yet(stats, counter):
+def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hits(stats, counter):
     counter.count_hit("/first", time.time(), time.monotonic() + 4)
+    calls = queries(stats)
 
     shown = page(stats)
 
-    top = shown.split("<h2>Top routes of the whole table</h2>", 1)[1].split("</section>", 1)[0]
-    assert "No route has been counted yet." in top
+    assert "Nothing has been aggregated yet." in section(shown, "All routes")
+    # No chart of zeros, no "0 hits": the hit is counted, only not aggregated yet.
+    assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
+    assert '<td class="r"><bdi dir="ltr">/first</bdi>' in shown  # the table has it
+    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", "Query", "Query"]
+
+
+class Body:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def stream(self, **_):
+        return iter([self.data])
+
+
+def test_keys_dynamodb_leaves_unprocessed_are_read_again_or_the_page_is_a_503_not_empty(
+    counter, aggregator, stats, stream_tables
+):
+    count_and_aggregate(counter, aggregator, stream_tables, [("/busy", time.time())] * 2)
+    unprocessed = []
+
+    def leave_unprocessed(request, **_):
+        # DynamoDB under load: a 200 that read nothing and hands every key back.
+        if len(unprocessed) >= leave:
+            return None
+        keys = json.loads(request.body)["RequestItems"]
+        unprocessed.append(keys)
+        answer = {"Responses": {stream_tables.series: []}, "UnprocessedKeys": keys}
+        return AWSResponse(request.url, 200, {}, Body(json.dumps(answer).encode()))
+
+    leave = 1  # once: the next try reads them
+    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
+        shown = page(stats)
+    assert len(unprocessed) == 1
+    assert "<b>2</b> hits" in section(shown, "All routes, since the stream was turned on")
+
+    unprocessed.clear()
+    leave = 99  # every try: the page cannot say what it did not read
+    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
+        event = api_event("/_stats", headers=BROWSER)
+        result = stats.handler(event, lambda_context("StatsFunction"))
+    assert len(unprocessed) == 3
+    assert result["statusCode"] == 503 and result["headers"]["Retry-After"] == "1"
+    assert "Nothing has been aggregated" not in result["body"]
