@@ -470,6 +470,10 @@ def when(text, now):
     return f'<time datetime="{html.escape(text)}" title="{utc}">{shown_as}</time>'
 
 
+def plural(number, word):
+    return word if number == 1 else word + "s"
+
+
 def route_link(route, text):
     """A link to the route's own page (its hits over time)."""
     href = html.escape("?route=" + urllib.parse.quote(route, safe="/"), quote=True)
@@ -560,10 +564,10 @@ def summary_panels(summary, charts, now):
             " the aggregator has not counted a batch of it yet (it runs seconds after a hit)."
             " The routes counted so far are in the table below.</p></section>"
         )
-    routes_word = "route" if totals["routes"] == 1 else "routes"
     head = (
         "<section><h2>All routes, since the stream was turned on</h2><div class=totals>"
-        f"<p><b>{totals['hits']:,}</b> hits</p><p><b>{totals['routes']:,}</b> {routes_word}</p>"
+        f"<p><b>{totals['hits']:,}</b> {plural(totals['hits'], 'hit')}</p>"
+        f"<p><b>{totals['routes']:,}</b> {plural(totals['routes'], 'route')}</p>"
         "</div><p class=note>Hits counted by the aggregator from the counter table's stream, and"
         " the routes it saw counted for the first time; hits from before the stream was turned"
         " on are only in the routes' counts below.</p></section>"
@@ -631,7 +635,8 @@ def overview(routes, limit, stale, next_token, position, now):
     whole = not (next_token or position)
     hits = sum(r["count"] for r in routes)
     totals = (
-        f"<p><b>{hits:,} hits</b> over <b>{len(routes):,} routes</b>: "
+        f"<p><b>{hits:,} {plural(hits, 'hit')}</b> over "
+        f"<b>{len(routes):,} {plural(len(routes), 'route')}</b>: "
         + ("the whole table." if whole else "this page only (the table's totals need every page).")
         + "</p>"
     )
@@ -691,7 +696,8 @@ def dashboard(
         charts = "".join(series_chart(points, heading) for heading, points in series or [])
         panels = f"<div class=cols>{charts}</div>" if charts else ""
     rows = "".join(
-        f'<tr><td class="r">{shown(r["route"])}</td>'
+        f'<tr><td class="r">'
+        f"{shown(r['route']) if single else route_link(r['route'], shown(r['route']))}</td>"
         f'<td class="n" data-label="hits">{r["count"]:,}</td><td class=t data-label="first seen">'
         f'{when(r["firstSeen"], now)}</td><td class=t data-label="last seen">'
         f"{when(r['lastSeen'], now)}</td></tr>"

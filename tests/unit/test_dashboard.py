@@ -205,7 +205,7 @@ def link(page: str, text: str) -> str | None:
 
 
 def table_routes(page: str) -> list[str]:
-    return re.findall(r'<td class="r"><bdi dir="ltr">([^<]*)</bdi>', page)
+    return re.findall(r'<td class="r">(?:<a href="[^"]*">)?<bdi dir="ltr">([^<]*)</bdi>', page)
 
 
 def test_each_page_says_which_routes_it_holds_and_links_first_previous_next(stats, counter_table):

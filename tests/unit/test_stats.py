@@ -488,9 +488,11 @@ def test_bidi_controls_cannot_make_a_route_look_like_another(stats, counter_tabl
     assert not INVISIBLE.search(page)
     assert '<bdi dir="ltr">/<span class=cf>U+202E</span>gnp.exe</bdi>' in page
     assert "/a<span class=cf>U+200B</span>dmin<span class=cf>U+2066</span>x" in page
-    # The heading, and every route in the stale list (seeded long ago) and the table.
-    assert page.count("gnp.exe") == 2
+    # Shown in the stale list (seeded long ago) and the table, each time boxed; the table's
+    # link to the route's page holds it percent-encoded, never raw.
     assert page.count('<bdi dir="ltr">/<span class=cf>U+202E</span>gnp.exe</bdi>') == 2
+    assert page.count('href="?route=/%E2%80%AEgnp.exe"') == 1
+    assert page.count("gnp.exe") == 3
     assert page.count('<bdi dir="ltr">') == 1 + 3 * 2
     assert '<bdi dir="ltr">Route /exe.png</bdi>' in one
     css = re.search("<style>(.*?)</style>", page).group(1)

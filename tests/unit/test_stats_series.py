@@ -435,7 +435,7 @@ def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hi
     assert "Nothing has been aggregated yet." in section(shown, "All routes")
     # No chart of zeros, no "0 hits": the hit is counted, only not aggregated yet.
     assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
-    assert '<td class="r"><bdi dir="ltr">/first</bdi>' in shown  # the table has it
+    assert '<a href="?route=/first"><bdi dir="ltr">/first</bdi></a>' in shown  # the table has it
     assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", "Query", "Query"]
 
 
