@@ -224,7 +224,10 @@ def query_time(query, name):
         ) from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # an offset that takes it past year 9999 or before year 1
+        raise HttpError(400, "'from' and 'to' must be years 1 to 9999") from None
 
 
 def bucket_start(moment, width):

@@ -186,6 +186,9 @@ def test_a_route_never_counted_is_all_zeros(stats):
             "at most 366 points; this range has 367",
         ),
         ({"route": "/a", "series": "day", "to": "0001-01-05"}, "years 1 to 9999"),
+        # an offset that takes the time past year 9999 or before year 1 once in UTC
+        ({"series": "hour", "to": "9999-12-31T23:00:00-01:00"}, "years 1 to 9999"),
+        ({"route": "/a", "series": "day", "from": "0001-01-01T00:30+01:00"}, "years 1 to 9999"),
         ({"series": "hour", "next": "L2E"}, "cannot be combined"),
         ({"route": "/a", "from": "2026-12-01"}, "need a 'series'"),
         ({"to": "2026-12-01"}, "need a 'series'"),
