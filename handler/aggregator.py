@@ -38,6 +38,18 @@ ALL_ROUTES = "#all"
 TOTALS = "all"  # the all-time bucket of ALL_ROUTES and of the top
 TOP = "#top"
 TOP_SIZE = 100
+# A top item is rewritten whole by every batch that changes it, and DynamoDB bills a write
+# per KB of the item: routes may be 1 KB long, so 100 of them would make every merge ~100
+# write units and cap merges near 10 a second (1,000 units a second per item). The ranking
+# keeps the longest prefix (at most TOP_SIZE routes) whose names and counts fit this.
+TOP_BYTES = 8 * 1024
+# Bytes per ranked route besides its name: its count (a number of up to 21 bytes) and the
+# map entry's overhead, counted high so the item stays within TOP_BYTES plus its few fields.
+TOP_ENTRY_BYTES = 24
+# Leave the function this much of its time to report what it did not write (Lambda then
+# retries from there), rather than be stopped mid-batch (a timeout: the whole batch again,
+# bisected).
+RESERVE_MS = 10_000
 # TransactWriteItems takes at most 100 items; BatchGetItem 100 keys.
 MOST_ITEMS = 100
 # Another batch changed an item between our read and our write (another shard's totals, a
@@ -47,6 +59,14 @@ ATTEMPTS = 5
 
 class Contended(Exception):
     """Other invocations kept changing the items this batch writes: it retries later."""
+
+
+class Cancelled(Exception):
+    """DynamoDB cancelled a transaction for a reason other than a race (its reasons)."""
+
+
+# Cancellation reasons that mean another write got there first: read again, write again.
+RACES = {"ConditionalCheckFailed", "TransactionConflict", "None", None}
 
 
 # Created once per container. The SDK retries throttling and lost answers: every write is
@@ -97,8 +117,11 @@ def counted_hits(records):
         for bucket in (TOTALS, *(bucket for bucket, _ in found)):
             newest[bucket] = max(last_seen, newest.get(bucket, ""))
         for bucket, expires in found:
-            pair = pairs.setdefault((route, bucket), {"records": {}, "expires": expires})
+            pair = pairs.setdefault(
+                (route, bucket), {"records": {}, "expires": expires, "seen": set()}
+            )
             pair["records"].setdefault((life, count), index)
+            pair["seen"].add(last_seen)
     return pairs, newest, skipped
 
 
@@ -260,6 +283,10 @@ def write_chunk(pairs, group, stored):
         except aws.ClientError as error:
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
+            reasons = {r.get("Code") for r in error.response.get("CancellationReasons") or []}
+            if reasons - RACES:  # e.g. ValidationError, ThrottlingError: say which
+                causes = ", ".join(sorted(reasons - RACES))
+                raise Cancelled(f"transaction cancelled: {causes}") from error
             time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 (jitter)
             stored.update(read_stored({pair_key: None for pair_key in group}))
             continue
@@ -273,10 +300,25 @@ def write_chunk(pairs, group, stored):
     raise Contended(f"the buckets changed under {ATTEMPTS} transactions in a row")
 
 
+def ranking(values):
+    """The longest prefix of the routes by value (highest first, ties by name) of at most
+    TOP_SIZE routes whose names fit TOP_BYTES together. Values only rise, so a route leaves
+    it only for routes with higher values that fill it, and it stays exact in any order."""
+    top, size = {}, 0
+    for route, value in sorted(values.items(), key=lambda rv: (-rv[1], rv[0]))[:TOP_SIZE]:
+        size += len(route.encode()) + TOP_ENTRY_BYTES
+        if size > TOP_BYTES:
+            break
+        top[route] = value
+    return top
+
+
 def merge_top(bucket, values, newest):
     """Merge route -> value into a top item, keeping the TOP_SIZE highest; True when it
     changed."""
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 (jitter, not a secret)
         item = (
             client()
             .get_item(TableName=SERIES_TABLE, Key=key(TOP, bucket), ConsistentRead=True)
@@ -286,7 +328,7 @@ def merge_top(bucket, values, newest):
         merged = dict(current)
         for route, value in values.items():
             merged[route] = max(value, merged.get(route, 0))
-        top = dict(sorted(merged.items(), key=lambda rv: (-rv[1], rv[0]))[:TOP_SIZE])
+        top = ranking(merged)
         if top == current:
             return False
         version = int(item["version"]["N"]) if item else 0
@@ -326,6 +368,24 @@ def tops(pairs, stored, written):
     return ranked
 
 
+FAULTS = (aws.ClientError, aws.BotoCoreError, Contended, Cancelled)
+
+
+def out_of_time(context):
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining is not None and remaining() < RESERVE_MS
+
+
+def newest_written(pairs, written, bucket):
+    """The newest lastSeen of a day among the records its written buckets counted."""
+    return max(
+        last_seen
+        for pair_key, pair in pairs.items()
+        if pair_key[1] == bucket and pair_key in written
+        for last_seen in pair["seen"]
+    )
+
+
 def handler(event, context):
     started = time.monotonic()
     records = (event or {}).get("Records") or []
@@ -337,14 +397,18 @@ def handler(event, context):
     stored = {}
     try:
         stored = read_stored(pairs) if pairs else {}
-    except (aws.ClientError, aws.BotoCoreError, Contended) as fault:
+    except FAULTS as fault:
         errors.append(f"{type(fault).__name__}: {fault}")
         failed = set(pairs)
     for group in chunks([p for p in pairs if p not in failed]):
+        if out_of_time(context):
+            errors.append("OutOfTime: stopped before the function's timeout")
+            failed.update(group)
+            continue
         try:
             changed += write_chunk(pairs, group, stored)
             written.update(group)
-        except (aws.ClientError, aws.BotoCoreError, Contended) as fault:
+        except FAULTS as fault:
             errors.append(f"{type(fault).__name__}: {fault}")
             failed.update(group)
     tops_changed = 0
@@ -352,8 +416,11 @@ def handler(event, context):
         if not values:
             continue
         try:
-            tops_changed += merge_top(bucket, values, newest[bucket])
-        except (aws.ClientError, aws.BotoCoreError, Contended) as fault:
+            if out_of_time(context):
+                raise Contended("stopped before the function's timeout")
+            as_of = newest[bucket] if bucket == TOTALS else newest_written(pairs, written, bucket)
+            tops_changed += merge_top(bucket, values, as_of)
+        except FAULTS as fault:
             # Every record of the batch may feed the all-time top: retry from the first.
             errors.append(f"{type(fault).__name__}: {fault}")
             failed = set(pairs)

@@ -257,6 +257,11 @@ def series_range(series, query, now):
     return first, last, points
 
 
+def four_digit_year(moment, layout):
+    """strftime with the year as ISO 8601 writes it: glibc's %Y does not pad year 1 to 0001."""
+    return moment.strftime(layout.replace("%Y", f"{moment.year:04d}"))
+
+
 def read_series(route, series, first, last, points):
     """Hits per bucket of a route (ALL_ROUTES: of every route) from one Query: the
     aggregator keeps each bucket's hits (handler/aggregator.py); a bucket without an item
@@ -269,8 +274,8 @@ def read_series(route, series, first, last, points):
         "ExpressionAttributeNames": {"#bucket": "bucket"},
         "ExpressionAttributeValues": {
             ":r": {"S": route},
-            ":lo": {"S": prefix + first.strftime(key_format)},
-            ":hi": {"S": prefix + last.strftime(key_format)},
+            ":lo": {"S": prefix + four_digit_year(first, key_format)},
+            ":hi": {"S": prefix + four_digit_year(last, key_format)},
         },
         "ProjectionExpression": "#bucket, hits",
     }
@@ -283,8 +288,8 @@ def read_series(route, series, first, last, points):
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     return [
         {
-            "start": (first + i * width).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "count": hits.get(prefix + (first + i * width).strftime(key_format), 0),
+            "start": four_digit_year(first + i * width, "%Y-%m-%dT%H:%M:%SZ"),
+            "count": hits.get(prefix + four_digit_year(first + i * width, key_format), 0),
         }
         for i in range(points)
     ]

@@ -45,10 +45,22 @@ def add_lambda(
             [*statements, iam.write_logs_statement(log_group), iam.tracing_statement()],
         )
     )
-    skips = function.FUNCTION_SCAN_SKIPS if rest_api else function.STREAM_CONSUMER_SCAN_SKIPS
+    if rest_api is not None:
+        skips, timeout = function.FUNCTION_SCAN_SKIPS, function.TIMEOUT_SECONDS
+    else:
+        skips = function.STREAM_CONSUMER_SCAN_SKIPS
+        timeout = function.STREAM_CONSUMER_TIMEOUT_SECONDS
     lambda_function = template.add_resource(
         function.hardened_function(
-            f"{name}Function", source, description, role, log_group, environment, params, skips
+            f"{name}Function",
+            source,
+            description,
+            role,
+            log_group,
+            environment,
+            params,
+            skips,
+            timeout=timeout,
         )
     )
     if rest_api is not None:

@@ -13,6 +13,7 @@ import time
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
 from local.streams import stream_event
@@ -20,6 +21,16 @@ from tests.conftest import ROOT, lambda_context, load_module, stream_records
 
 HOUR = 3600
 DAY = 86400
+
+
+class RawBody:
+    """An HTTP body as botocore reads one."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_):
+        yield self.data
 
 
 def epoch(text: str) -> int:
@@ -223,6 +234,12 @@ def test_a_fault_mid_batch_reports_the_first_record_of_the_failed_transaction(
     assert line["level"] == "ERROR"
     assert "ConnectionClosedError" in line["error"]
     assert line["failedFrom"] == sequence
+    # each day's top says as of the newest hit its written buckets counted
+    for day in DAY_TOPS:
+        written = {p for p in EXPECTED if p[1] == day} - dropped
+        if written:
+            newest = max(t for r, t in HITS if (r, "d#" + t[:10]) in written)
+            assert top_item(stream_tables.series, day)[1] == newest, day
     # the other transactions were written; the dropped ones were not, nor their totals
     assert set(hits(stream_tables.series)) == set(EXPECTED) - dropped
     assert 0 < sum(hits(stream_tables.series).values()) < sum(EXPECTED.values())
@@ -395,3 +412,79 @@ def test_a_fault_in_the_top_merge_retries_the_batch_from_its_first_counted_recor
     assert hits(stream_tables.series) == EXPECTED  # the buckets were written
     assert totals(stream_tables.series) == TOTALS
     assert top_item(stream_tables.series) is None
+
+
+def test_long_routes_keep_the_top_items_small_and_still_the_exact_leaders(
+    aggregator, stream_tables
+):
+    """Routes of up to 1 KB would make a top item of 100 routes ~100 KB, rewritten by every
+    batch: the ranking keeps the longest prefix that fits TOP_BYTES."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_long_routes")
+    start = epoch("2026-12-01T03:00:00Z")
+    sent = {}
+    for i in range(20):
+        route = f"/{i:02d}" + "x" * 996  # 1,000 bytes
+        for _ in range(i + 1):
+            counter.count_hit(route, start + len(sent), time.monotonic() + 4)
+        sent[route] = i + 1
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    batches = [records["Records"][i : i + 17] for i in range(0, len(records["Records"]), 17)]
+    random.Random(3).shuffle(batches)  # noqa: S311 (a reproducible order, not a secret)
+    for batch in batches * 2:
+        assert run(aggregator, batch) == {"batchItemFailures": []}
+    fits = aggregator.TOP_BYTES // (1000 + aggregator.TOP_ENTRY_BYTES)
+    leaders = dict(sorted(sent.items(), key=lambda rc: -rc[1])[:fits])
+    for bucket in ("all", "d#2026-12-01"):
+        ranked, _ = top_item(stream_tables.series, bucket)
+        assert ranked == leaders, bucket
+        item = series_items(stream_tables.series)[("#top", bucket)]
+        size = sum(len(r.encode()) + len(c["N"]) for r, c in item["routes"]["M"].items())
+        assert size <= aggregator.TOP_BYTES
+
+
+def test_a_transaction_cancelled_for_another_reason_than_a_race_is_reported_at_once(
+    aggregator, stream_tables, counted, capsys
+):
+    """An item over DynamoDB's 400 KB, or throttling, cancels a transaction too: that is
+    reported with its reason on the first try, not retried as a race five times."""
+    sent = []
+
+    def cancel(request, **_):
+        sent.append(request.url)
+        body = {
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "message": "Transaction cancelled, please refer cancellation reasons for specific "
+            "reasons [None, ValidationError]",
+            "CancellationReasons": [
+                {"Code": "None"},
+                {"Code": "ValidationError", "Message": "Item size has exceeded the maximum"},
+            ],
+        }
+        return AWSResponse(request.url, 400, {}, RawBody(json.dumps(body).encode()))
+
+    aggregator.dynamodb.meta.events.register_first(
+        "before-send.dynamodb.TransactWriteItems", cancel
+    )
+    result = run(aggregator, counted["Records"])
+    first = next(r for r in counted["Records"] if "count" in r["dynamodb"]["NewImage"])
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": first["dynamodb"]["SequenceNumber"]}]
+    }
+    assert len(sent) == 1
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["error"] == "Cancelled: transaction cancelled: ValidationError"
+
+
+def test_a_batch_short_of_time_writes_nothing_more_and_reports_where_to_resume(
+    aggregator, stream_tables, counted
+):
+    context = lambda_context("AggregatorFunction")
+    context.get_remaining_time_in_millis = lambda: aggregator.RESERVE_MS - 1
+    result = aggregator.handler({"Records": counted["Records"]}, context)
+    first = next(r for r in counted["Records"] if "count" in r["dynamodb"]["NewImage"])
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": first["dynamodb"]["SequenceNumber"]}]
+    }
+    assert hits(stream_tables.series) == {}
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert_exact(stream_tables.series)

@@ -201,6 +201,16 @@ def test_bad_values_are_a_clear_400(stats, query, message):
     assert message in body["error"]
 
 
+def test_times_of_the_first_centuries_are_iso_8601_with_four_digit_years(stats):
+    query = {"series": "hour", "from": "0001-01-01T00:00:00", "to": "0001-01-01T01:00:00"}
+    status, body = get(stats, query)
+    assert status == 200
+    assert [p["start"] for p in body["points"]] == [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T01:00:00Z",
+    ]
+
+
 def test_the_longest_ranges_are_served(stats):
     for query, points in (
         ({"from": "2026-12-01", "to": "2026-12-31T23:00Z", "series": "hour"}, 744),

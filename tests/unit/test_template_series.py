@@ -131,3 +131,15 @@ def test_alarms_say_when_the_aggregator_falls_behind_or_gives_up(resources):
     ]
     for name in ("AggregatorErrors", "AggregatorThrottles"):
         assert resources[name]["Type"] == "AWS::CloudWatch::Alarm"
+
+
+def test_the_aggregator_has_time_to_report_a_batch_before_lambda_stops_it(resources):
+    """It stops writing RESERVE_MS before its timeout and reports the rest; the API's
+    functions keep the shorter timeout under API Gateway's 29 s."""
+    from tests.conftest import load_module
+
+    aggregator = load_module(ROOT / "handler" / "aggregator.py", "aggregator_for_timeout")
+    timeout = resources["AggregatorFunction"]["Properties"]["Timeout"]
+    assert timeout * 1000 >= 4 * aggregator.RESERVE_MS
+    for name in ("CounterFunction", "StatsFunction"):
+        assert resources[name]["Properties"]["Timeout"] < 29
