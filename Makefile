@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help venv template lint scan test unit integration pytest bench lock clean
+.PHONY: help venv template lint scan test unit integration pytest bench screenshots lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ test: lint scan pytest  ## everything CI runs: lint, cfn-lint, checkov, both tes
 BENCH_ARGS ?=
 bench: $(STAMP)  ## benchmarks: print the table, write bench/results.json (BENCH_ARGS=--quick)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Headless Chromium (Debian's `chromium` package) on a sample dashboard served on 127.0.0.1.
+screenshots: $(STAMP)  ## screenshots of the dashboard at 1280 and 375 px wide, in screenshots/
+	$(BIN)/python -m local.browser screenshots
 
 # The locks must install on every Python the README promises: resolved for the lowest
 # (3.11.0) across platforms, with markers where a package needs a newer Python.

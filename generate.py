@@ -11,10 +11,10 @@ import argparse
 import json
 import sys
 
-from awacs import dynamodb
+from awacs import dynamodb, sqs
 from troposphere import GetAtt, Ref, Sub, Template
 
-from templates import api, iam, monitoring, parameters, scaling, storage
+from templates import api, iam, monitoring, parameters, scaling, storage, streaming
 from templates.constructs import add_lambda, add_routes, add_stage
 
 
@@ -31,6 +31,9 @@ def build_template() -> Template:
     for kind in ("Read", "Write"):
         template.add_resource(list(scaling.table_scaling(kind, table, params)))
     table_arn = GetAtt(table, "Arn")
+    # Hits over time, filled from the counter table's stream by the aggregator
+    series = template.add_resource(storage.series_table(params))
+    series_arn = GetAtt(series, "Arn")
 
     # Where alarms notify, and the API the functions serve
     topic = template.add_resource(monitoring.alarm_topic(params))
@@ -63,11 +66,57 @@ def build_template() -> Template:
             "TABLE_NAME": Ref(table),
             "STATS_ROUTE": stats_route,
             "ALLOWED_ORIGIN": Ref(params.allowed_origin),
+            "SERIES_TABLE": Ref(series),
         },
-        statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
+        statements=[
+            iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),
+            # BatchGetItem: the dashboard reads its three summary items in one call
+            iam.allow(
+                "ReadSeries", [dynamodb.Query, dynamodb.GetItem, dynamodb.BatchGetItem], series_arn
+            ),
+        ],
         **shared,
     )
-    kms_policy = template.add_resource(iam.kms_key_policy([counter.role, stats.role], params))
+    # The aggregator: the counter table's stream -> the series table, failures to a queue
+    failures = template.add_resource(streaming.failure_queue(params))
+    stream_arn = GetAtt(table, "StreamArn")
+    aggregator = add_lambda(
+        template,
+        "Aggregator",
+        source="aggregator",
+        description="Keeps each route's hits per hour and per day from the counter stream.",
+        environment={
+            "SERIES_TABLE": Ref(series),
+            "SERIES_HOURLY_DAYS": Ref(params.series_hourly_days),
+        },
+        statements=[
+            iam.allow(
+                "ReadCounterStream",
+                [
+                    dynamodb.DescribeStream,
+                    dynamodb.GetRecords,
+                    dynamodb.GetShardIterator,
+                    dynamodb.ListStreams,
+                ],
+                stream_arn,
+            ),
+            # BatchGetItem: a batch's buckets are read before its transactions, whose Update
+            # actions IAM checks as UpdateItem; GetItem: the top items are read, merged and
+            # written back (optimistic)
+            iam.allow(
+                "WriteSeries",
+                [dynamodb.BatchGetItem, dynamodb.GetItem, dynamodb.UpdateItem],
+                series_arn,
+            ),
+            iam.allow("KeepFailedBatches", [sqs.SendMessage], GetAtt(failures, "Arn")),
+        ],
+        **{**shared, "rest_api": None},
+    )
+    template.add_resource(streaming.stream_mapping(table, aggregator.function, failures))
+    template.add_resource(streaming.aggregator_alarms(aggregator.function, failures, topic))
+    kms_policy = template.add_resource(
+        iam.kms_key_policy([counter.role, stats.role, aggregator.role], params)
+    )
 
     # The API: routes, their deployment, the stage (access logs, account role)
     deployment = add_routes(template, rest_api, params, counter.function, stats.function)
@@ -76,9 +125,11 @@ def build_template() -> Template:
     # Alarms and the dashboard
     template.add_resource(monitoring.api_alarms(stage, topic))
     template.add_resource(monitoring.table_alarms(table, topic))
-    template.add_resource(monitoring.dashboard(stage, [counter.function, stats.function], table))
+    functions = [counter.function, stats.function, aggregator.function]
+    template.add_resource(monitoring.dashboard(stage, functions, table))
 
     template.add_output(api.outputs(rest_api, stage, table, counter.function))
+    template.add_output(streaming.outputs(series, failures))
     return template
 
 

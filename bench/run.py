@@ -52,6 +52,7 @@ BENCHMARKS = [
     Benchmark("4", "local_stack", "Local stack: HTTP hit over a socket (python -m local)"),
     Benchmark("5", "stats_read", "Read endpoint: GET /_stats"),
     Benchmark("6", "template_time", "Template: generate.py and cfn-lint"),
+    Benchmark("7", "analytics", "Analytics: aggregator writes and read costs"),
 ]
 
 

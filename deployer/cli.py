@@ -30,7 +30,7 @@ from deployer.parameters import (
     check_parameters,
     needs_account_role,
 )
-from deployer.report import output_lines
+from deployer.report import TABLE_TYPE, Fate, data_fates, fates_summary, output_lines
 from deployer.s3 import INLINE_LIMIT, ensure_managed_bucket, template_key, template_url, upload
 from deployer.smoke import smoke_test
 
@@ -271,19 +271,11 @@ def delete(options: Options) -> None:
             f"stack {options.stack} does not exist in {aws.region}: nothing to delete"
         )
     resources = deployer.resources(stack["StackId"])
-    table = next(
-        (
-            r.get("PhysicalResourceId") or ""
-            for r in resources
-            if r.get("LogicalResourceId") == TABLE_ID
-            and r.get("ResourceStatus") != "DELETE_COMPLETE"
-        ),
-        "",
-    )
+    fates = data_fates(deployer.deployed_template(stack["StackId"]), resources)
     if not options.yes:
         print(
             f"Delete stack {options.stack} ({stack['StackStatus']}) in {aws.region}, account "
-            f"{aws.account}? The table is kept. [y/N] ",
+            f"{aws.account}? {fates_summary(fates)} [y/N] ",
             end="",
             flush=True,
         )
@@ -292,8 +284,10 @@ def delete(options: Options) -> None:
             raise DeployError(f"cancelled: stack {options.stack} was not deleted")
     deployer.delete(stack, resources)
     extra = options.where().removeprefix(f"--stack-name {options.stack}")
-    for line in kept_table_lines(aws.client("dynamodb"), table, extra):
-        say(line)
+    dynamodb = aws.client("dynamodb")
+    for fate in fates:
+        for line in fate_lines(dynamodb, fate, extra):
+            say(line)
 
 
 def table_protection(dynamodb: object, table: str) -> tuple[bool | None, str]:
@@ -305,12 +299,45 @@ def table_protection(dynamodb: object, table: str) -> tuple[bool | None, str]:
     return bool(described.get("DeletionProtectionEnabled")), ""
 
 
-def kept_table_lines(dynamodb: object, table: str, extra: str) -> list[str]:
-    """What --delete says of the table it kept, and the commands that remove it for good."""
+def fate_lines(dynamodb: object, fate: Fate, extra: str) -> list[str]:
+    """What --delete says of a table or queue, by its DeletionPolicy: kept (and the commands
+    that remove it for good) or deleted with the stack."""
+    is_table = fate.resource_type == TABLE_TYPE
+    name = fate.physical_id
+    if fate.kept is None:
+        look = (
+            f"aws dynamodb describe-table --table-name {name}"
+            if is_table
+            else f"aws sqs get-queue-attributes --queue-url {name}"
+        )
+        return [
+            f"The {fate.what} {name}: whether the delete kept it is unknown (the stack's "
+            "template, which gives its DeletionPolicy, could not be read). Look with:",
+            f"    {look}{extra}",
+        ]
+    if not fate.kept:
+        if not name:
+            return []
+        return [
+            f"The {fate.what} {name} was deleted with the stack (DeletionPolicy "
+            f"{fate.policy}), and {fate.holds} with it."
+        ]
+    if is_table:
+        return kept_table_lines(dynamodb, fate, extra)
+    return [
+        f"The {fate.what} {name} was kept (DeletionPolicy {fate.policy}), with {fate.holds} "
+        "in it. To delete it for good:",
+        f"    aws sqs delete-queue --queue-url {name}{extra}",
+    ]
+
+
+def kept_table_lines(dynamodb: object, fate: Fate, extra: str) -> list[str]:
+    """What --delete says of a table it kept, and the commands that remove it for good."""
+    table, policy = fate.physical_id, fate.policy
     if not table:
         return [
-            f"The stack listed no physical id for {TABLE_ID}. If the table was ever created, it",
-            "was kept (DeletionPolicy RetainExceptOnCreate): look for it with "
+            f"The stack listed no physical id for {fate.logical_id}. If the table was ever "
+            f"created, it was kept (DeletionPolicy {policy}): look for it with "
             f"'aws dynamodb list-tables{extra}'.",
         ]
     unprotect = (
@@ -319,11 +346,11 @@ def kept_table_lines(dynamodb: object, table: str, extra: str) -> list[str]:
     )
     remove = f"    aws dynamodb delete-table --table-name {table}{extra}"
     protected, why = table_protection(dynamodb, table)
-    lines = [f"The counter table {table} was kept, with every count in it"]
+    lines = [f"The {fate.what} {table} was kept, with {fate.holds} in it"]
     if protected is None:
         return [
             *lines,
-            "(DeletionPolicy RetainExceptOnCreate; whether deletion protection is on is unknown:",
+            f"(DeletionPolicy {policy}; whether deletion protection is on is unknown:",
             f"dynamodb describe-table failed: {why}). To delete it for good (the first command",
             "only if protection is on):",
             unprotect,
@@ -332,13 +359,13 @@ def kept_table_lines(dynamodb: object, table: str, extra: str) -> list[str]:
     if protected:
         return [
             *lines,
-            "(DeletionPolicy RetainExceptOnCreate, deletion protection on). To delete it for good:",
+            f"(DeletionPolicy {policy}, deletion protection on). To delete it for good:",
             unprotect,
             remove,
         ]
     return [
         *lines,
-        "(DeletionPolicy RetainExceptOnCreate; deletion protection off). To delete it for good:",
+        f"(DeletionPolicy {policy}; deletion protection off). To delete it for good:",
         remove,
     ]
 

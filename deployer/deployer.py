@@ -19,13 +19,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer.errors import PROG, AlreadyExplained, DeployError
 from deployer.parameters import (
+    SERIES_TABLE_ID,
     TABLE_ID,
     TABLE_PROTECTION,
     change_set_parameters,
     given_lines,
     is_unchanged,
+    protected_tables,
     protection_on_create,
     protection_on_update,
+    protection_value,
+    tables_added,
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, changed_ids
@@ -33,15 +37,21 @@ from deployer.report import EventProgress, change_lines, changed_ids
 POLL_SECONDS = 3.0  # between describe calls while waiting on CloudFormation
 CAPABILITIES = ["CAPABILITY_IAM"]
 NO_CHANGES = ("No updates are to be performed", "didn't contain changes")
+# The tables whose data no stack update may lose: the counts, and their history by hour and
+# day (the stream holds only 24 hours, so the series cannot be rebuilt).
+KEPT_TABLES = (TABLE_ID, SERIES_TABLE_ID)
 STACK_POLICY = {
     "Statement": [
         {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
-        {
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": ["Update:Replace", "Update:Delete"],
-            "Resource": f"LogicalResourceId/{TABLE_ID}",
-        },
+        *(
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["Update:Replace", "Update:Delete"],
+                "Resource": f"LogicalResourceId/{table}",
+            }
+            for table in KEPT_TABLES
+        ),
     ]
 }
 
@@ -329,9 +339,10 @@ class Deployer:
         asked only when a change set is needed. review(stack, previous) may add values and
         lines before anything is decided. keep_previous=False gives the parameters not given
         their defaults on an update too (the local stack: what it serves is what it was given).
-        A create runs with the table's deletion protection off, then turns it on with a
-        parameter-only update (protection_on_create says when); an update that removed or
-        replaced API routes is followed by a new deployment of the stage (routes_replaced).
+        A create, and an update that adds a table while protection would be on, run with the
+        tables' deletion protection off, then turn it on with a parameter-only update
+        (protection_on_create, tables_added); an update that removed or replaced API routes
+        is followed by a new deployment of the stage (routes_replaced).
         Returns the outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
         (None after a dry run of a create).
         """
@@ -364,17 +375,31 @@ class Deployer:
             return self._no_changes(stack, dry_run)
 
         name = f"deploy-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        parameters = change_set_parameters(template, given, previous if keep_previous else None)
-        stack_id = self.create_change_set(name, kind, source(), parameters)
-        if stack_id is None:
+        place = source()
+        made = self._make_change_set(name, kind, place, template, given, previous, keep_previous)
+        if made is None:
             return self._no_changes(stack, dry_run)
-        change_set = self.wait_for_change_set(stack_id, name)
-        if change_set["Status"] == "FAILED":
-            reason = change_set.get("StatusReason") or ""
+        stack_id, change_set = made
+        added = tables_added(change_set["Changes"])
+        if (
+            kind == "UPDATE"
+            and added
+            and protection_value(template, given, previous or {}, keep_previous) == "true"
+        ):
+            # The rollback of this update would delete the new table: it must be unprotected.
             self.discard(stack_id, name, kind)
-            if any(text in reason for text in NO_CHANGES):
-                return self._no_changes(stack, dry_run)
-            raise DeployError(f"change set failed: {reason}")
+            self.say(
+                f"    {TABLE_PROTECTION} = false while the update adds {', '.join(added)} (the "
+                "rollback of a failed update must be able to delete its new table), then true"
+            )
+            given, protect_after = {**given, TABLE_PROTECTION: "false"}, True
+            name = f"{name}-adds-table"
+            made = self._make_change_set(
+                name, kind, place, template, given, previous, keep_previous
+            )
+            if made is None:
+                raise DeployError("the endpoint found nothing to change in the update")
+            stack_id, change_set = made
         self._print_change_set(name, change_set)
         if dry_run:
             self.discard(stack_id, name, kind)
@@ -388,10 +413,34 @@ class Deployer:
             return "DRY_RUN", stack
         stack = self._execute(stack_id, name, change_set)
         if protect_after:
-            stack = self.protect_table(template, stack)
+            stack = self.protect_tables(template, stack, kind)
         if kind == "UPDATE":
             self.redeploy_stages(template, stack, change_set["Changes"])
         return kind, stack
+
+    def _make_change_set(
+        self,
+        name: str,
+        kind: str,
+        place: dict,
+        template: dict,
+        given: dict[str, str],
+        previous: dict[str, str] | None,
+        keep_previous: bool,
+    ) -> tuple[str, dict] | None:
+        """The stack id and the change set, made; None when there is nothing to change."""
+        parameters = change_set_parameters(template, given, previous if keep_previous else None)
+        stack_id = self.create_change_set(name, kind, place, parameters)
+        if stack_id is None:
+            return None
+        change_set = self.wait_for_change_set(stack_id, name)
+        if change_set["Status"] == "FAILED":
+            reason = change_set.get("StatusReason") or ""
+            self.discard(stack_id, name, kind)
+            if any(text in reason for text in NO_CHANGES):
+                return None
+            raise DeployError(f"change set failed: {reason}")
+        return stack_id, change_set
 
     def _announce(
         self,
@@ -471,39 +520,36 @@ class Deployer:
 
     # --- after a create or an update ----------------------------------------------------------
 
-    def protect_table(self, template: dict, stack: dict) -> dict:
-        """Turn on the table's deletion protection: a parameter-only update of the new stack
-        (same template, every other value kept). The stack after it."""
+    def protect_tables(self, template: dict, stack: dict, kind: str = "CREATE") -> dict:
+        """Turn on the tables' deletion protection: a parameter-only update of the stack just
+        created or updated (same template, every other value kept). The stack after it."""
+        tables = " and ".join(protected_tables(template)) or TABLE_ID
         self.step(
-            f"Turning on the deletion protection of {TABLE_ID} ({TABLE_PROTECTION}=true, "
+            f"Turning on the deletion protection of {tables} ({TABLE_PROTECTION}=true, "
             "same template, every other value kept):"
         )
         name = f"protect-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        parameters = change_set_parameters(
-            template, {TABLE_PROTECTION: "true"}, parameter_values(stack)
-        )
+        given, previous = {TABLE_PROTECTION: "true"}, parameter_values(stack)
         try:
-            stack_id = self.create_change_set(
-                name, "UPDATE", {"UsePreviousTemplate": True}, parameters
+            made = self._make_change_set(
+                name, "UPDATE", {"UsePreviousTemplate": True}, template, given, previous, True
             )
-            if stack_id is None:
+            if made is None:
                 raise DeployError("the endpoint found nothing to change")
-            change_set = self.wait_for_change_set(stack_id, name)
-            if change_set["Status"] == "FAILED":
-                self.discard(stack_id, name, "UPDATE")
-                raise DeployError(f"change set failed: {change_set.get('StatusReason') or ''}")
+            stack_id, change_set = made
             self._print_change_set(name, change_set)
             stack = self._execute(stack_id, name, change_set)
         except DeployError as error:
+            done = "created" if kind == "CREATE" else "updated"
             raise DeployError(
-                f"stack {self.stack_name} was created, but turning on the deletion protection of "
-                f"its table failed ({error}): the table is unprotected; retry with "
+                f"stack {self.stack_name} was {done}, but turning on the deletion protection of "
+                f"its tables failed ({error}): {tables} may be unprotected; retry with "
                 f"{PROG} --param {TABLE_PROTECTION}=true {self.where}",
                 code=error.code,
             ) from None
         self.step(
-            f"Deletion protection of {TABLE_ID} is on: DynamoDB refuses to delete the table "
-            "until it is turned off. Later updates keep it."
+            f"Deletion protection of {tables} is on: DynamoDB refuses to delete them until it "
+            "is turned off. Later updates keep it."
         )
         return stack
 
@@ -577,7 +623,9 @@ class Deployer:
             StackName=stack_id,
             StackPolicyBody=json.dumps(STACK_POLICY),
         )
-        self.step(f"Stack policy set: no stack update may replace or delete {TABLE_ID}.")
+        self.step(
+            f"Stack policy set: no stack update may replace or delete {' or '.join(KEPT_TABLES)}."
+        )
 
     def delete(self, stack: dict, resources: list[dict]) -> dict:
         """Delete the stack, following its events; the stack's last state."""

@@ -20,7 +20,7 @@ Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=V
 
 Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
 or updates the CloudFormation stack through a change set while showing its events, sets
-a stack policy that protects the counter table, prints the outputs (ApiUrl...) and
+a stack policy that protects both tables, prints the outputs (ApiUrl...) and
 smoke-tests the API (two requests to a fresh path must count 1, then 2).
 
 Options:
@@ -35,7 +35,7 @@ Options:
                       deployment bucket (route-counter-deploy-ACCOUNT-REGION, created once)
   --dry-run           create a change set, print what would change, then delete it
   --no-smoke          skip the smoke test
-  --delete            delete the stack; the counter table is kept (RetainExceptOnCreate)
+  --delete            delete the stack; the tables are kept (RetainExceptOnCreate)
   --yes               with --delete: do not ask for confirmation (needed without a terminal)
   --local [ARGS...]   run the API locally instead: every other argument goes to
                       'python -m local' (e.g. --port, --param, --stack-name)

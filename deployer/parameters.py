@@ -6,6 +6,7 @@ same bad value gets the same message on both paths.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -15,6 +16,8 @@ ACCOUNT_ROLE = "ApiGatewayAccountRole"
 BILLING_MODE = "BillingMode"
 TABLE_PROTECTION = "TableDeletionProtection"
 TABLE_ID = "CounterTable"  # logical id of the counter table
+SERIES_TABLE_ID = "SeriesTable"  # logical id of the series table (hits per hour and day)
+TABLE_TYPE = "AWS::DynamoDB::Table"
 
 
 def declared(template: dict) -> dict[str, dict]:
@@ -173,14 +176,15 @@ def billing_mode_refusal(
 def protection_on_create(
     template: dict, given: dict[str, str], keep_previous: bool
 ) -> tuple[dict[str, str], bool]:
-    """A create's values, with the table's deletion protection off, and whether to turn it on
+    """A create's values, with the tables' deletion protection off, and whether to turn it on
     once the stack exists.
 
-    The table is RetainExceptOnCreate: the rollback of a failed first create deletes it, which
-    DynamoDB refuses while deletion protection is on (the stack would end ROLLBACK_FAILED and
-    leave an orphan table). So the create always runs with TableDeletionProtection=false, and
-    protection follows unless the caller said false: deploy.sh's default is on; the local
-    stack's (keep_previous=False, "not given means the template default") is the template's.
+    The tables are RetainExceptOnCreate: the rollback of a failed first create deletes them,
+    which DynamoDB refuses while deletion protection is on (the stack would end
+    ROLLBACK_FAILED and leave an orphan table). So the create always runs with
+    TableDeletionProtection=false, and protection follows unless the caller said false:
+    deploy.sh's default is on; the local stack's (keep_previous=False, "not given means the
+    template default") is the template's.
     """
     rule = declared(template).get(TABLE_PROTECTION)
     if rule is None:
@@ -204,3 +208,49 @@ def protection_on_update(
     ):
         return {**given, TABLE_PROTECTION: "true"}
     return given
+
+
+def protection_value(
+    template: dict, given: dict[str, str], previous: dict[str, str], keep_previous: bool
+) -> str:
+    """TableDeletionProtection as an update with these values would set it ("" if the
+    template has no such parameter)."""
+    if TABLE_PROTECTION not in declared(template):
+        return ""
+    if TABLE_PROTECTION in given:
+        return given[TABLE_PROTECTION]
+    if keep_previous and previous.get(TABLE_PROTECTION):
+        return previous[TABLE_PROTECTION]
+    return str(declared(template)[TABLE_PROTECTION].get("Default", ""))
+
+
+def tables_added(changes: list[dict]) -> list[str]:
+    """Logical ids of the DynamoDB tables a change set adds.
+
+    A table that an update adds is one its rollback deletes (RetainExceptOnCreate keeps a
+    resource only from operations other than the one that created it), which DynamoDB
+    refuses while the table's deletion protection is on: the rollback would end
+    UPDATE_ROLLBACK_FAILED. So such an update runs with TableDeletionProtection=false, and
+    protection is turned on once it succeeded, as after a create.
+    """
+    return [
+        change["ResourceChange"]["LogicalResourceId"]
+        for change in changes
+        if (change.get("ResourceChange") or {}).get("Action") == "Add"
+        and change["ResourceChange"].get("ResourceType") == TABLE_TYPE
+    ]
+
+
+def protected_tables(template: dict) -> list[str]:
+    """Logical ids of the tables whose deletion protection follows TableDeletionProtection."""
+    conditions = template.get("Conditions", {})
+    found = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        setting = resource.get("Properties", {}).get("DeletionProtectionEnabled")
+        if resource.get("Type") != TABLE_TYPE or not isinstance(setting, dict):
+            continue
+        condition = setting.get("Fn::If", [None])[0]
+        used = json.dumps([setting, conditions.get(condition)])
+        if json.dumps({"Ref": TABLE_PROTECTION}) in used:
+            found.append(logical_id)
+    return found

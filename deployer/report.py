@@ -117,6 +117,93 @@ def output_lines(stack: dict, resources: list[dict]) -> tuple[list[str], str]:
         "ApiUrl": url or "(unknown: no RestApi or stage in the stack's resources)",
         "TableName": physical.get("CounterTable") or "(unknown)",
         "CounterFunctionName": physical.get("CounterFunction") or "(unknown)",
+        "SeriesTableName": physical.get("SeriesTable") or "(unknown)",
+        # a queue's physical id is its URL
+        "AggregatorFailureQueueUrl": physical.get("AggregatorFailureQueue") or "(unknown)",
     }
-    lines += [f"      {k:<19}  {v}" for k, v in derived.items()]
+    width = max(len(k) for k in derived)
+    lines += [f"      {k:<{width}}  {v}" for k, v in derived.items()]
     return lines, url
+
+
+# --- what a stack delete keeps ------------------------------------------------------------------
+
+# The resources that hold data, and what each holds: what --delete names as kept or deleted.
+TABLE_TYPE = "AWS::DynamoDB::Table"
+QUEUE_TYPE = "AWS::SQS::Queue"
+HOLDERS = {
+    "CounterTable": ("counter table", "every count"),
+    "SeriesTable": ("series table", "every route's hits per hour and day"),
+    "AggregatorFailureQueue": ("failure queue", "the batches the aggregator gave up on"),
+}
+# What CloudFormation keeps when the stack is deleted (RetainExceptOnCreate deletes only on
+# the rollback of the operation that created the resource).
+RETAINED = ("Retain", "RetainExceptOnCreate")
+
+
+@dataclass
+class Fate:
+    """What a stack delete does to a resource that holds data, by its DeletionPolicy."""
+
+    logical_id: str
+    resource_type: str
+    physical_id: str
+    policy: str | None  # None: the stack's template could not be read
+
+    @property
+    def kept(self) -> bool | None:
+        return None if self.policy is None else self.policy in RETAINED
+
+    @property
+    def what(self) -> str:
+        kind = "table" if self.resource_type == TABLE_TYPE else "queue"
+        return HOLDERS.get(self.logical_id, (f"{kind} {self.logical_id}", ""))[0]
+
+    @property
+    def holds(self) -> str:
+        return HOLDERS.get(self.logical_id, ("", "its items"))[1] or "its items"
+
+
+def data_fates(template: dict | None, resources: list[dict]) -> list[Fate]:
+    """The stack's tables and queues, each with the DeletionPolicy its template gives it.
+
+    From the deployed template when it could be read (a resource it declares but the stack
+    lists no physical id for has ""), else from the stack's resources, policy unknown.
+    """
+    listed = {
+        r["LogicalResourceId"]: r
+        for r in resources
+        if r.get("LogicalResourceId") and r.get("ResourceStatus") != "DELETE_COMPLETE"
+    }
+    types = (TABLE_TYPE, QUEUE_TYPE)
+    if template is None:
+        return [
+            Fate(logical, r["ResourceType"], r.get("PhysicalResourceId") or "", None)
+            for logical, r in listed.items()
+            if r.get("ResourceType") in types
+        ]
+    return [
+        Fate(
+            logical,
+            declared["Type"],
+            (listed.get(logical) or {}).get("PhysicalResourceId") or "",
+            declared.get("DeletionPolicy", "Delete"),
+        )
+        for logical, declared in template.get("Resources", {}).items()
+        if declared.get("Type") in types
+    ]
+
+
+def fates_summary(fates: list[Fate]) -> str:
+    """One sentence for the question before a delete: what stays and what goes."""
+    kept = [f.logical_id for f in fates if f.kept]
+    gone = [f.logical_id for f in fates if f.kept is False and f.physical_id]
+    unknown = [f.logical_id for f in fates if f.kept is None]
+    parts = []
+    if kept:
+        parts.append(f"Kept: {', '.join(kept)}.")
+    if gone:
+        parts.append(f"Deleted with it: {', '.join(gone)}.")
+    if unknown:
+        parts.append(f"Unknown (template unreadable): {', '.join(unknown)}.")
+    return " ".join(parts)

@@ -1,6 +1,8 @@
 """Route Counter stats, as JSON or an HTML page; never counts. README.md: "GET /_stats"."""
 
 import base64
+import calendar
+import datetime
 import hashlib
 import html
 import json
@@ -8,28 +10,50 @@ import os
 import re
 import time
 import unicodedata
+import urllib.parse
+from http import HTTPStatus
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
+SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
 ALLOWED_ORIGIN = os.environ.get("ALLOWED_ORIGIN", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE") or "/_stats"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # 1000 items of ~1.2 KB need two 1 MB Scan calls; a third covers sparse pages.
 MAX_SCAN_CALLS = 3
-CHART_BARS = 20
+CHART_LABEL = 80  # characters of a route in a chart label
+DEFAULT_STALE_DAYS = 7
+MAX_STALE_DAYS = 3650
+STALE_CHOICES = (1, 7, 30, 90)
+# Earlier pages a dashboard link remembers for its "previous" link: a URL has to stay well
+# under API Gateway's 10,240 bytes of request line and headers; one token can take 2,731.
+MAX_BACK = 8
+MAX_BACK_CHARS = 2048
 THROTTLING_CODES = {
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
     "ThrottlingException",
 }
 LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
+AT_PATTERN = re.compile(r"0|[1-9][0-9]{0,8}")
 # A `next` token: the base64url of a key DynamoDB can hold (1 to 2048 bytes).
 TOKEN_PATTERN = re.compile("[A-Za-z0-9_-]{2,2731}")
 METHODS_ALLOWED = "GET, HEAD, OPTIONS"
+UTC = datetime.UTC
+# series -> (bucket prefix, bucket width, bucket key format, default points, most points)
+SERIES = {
+    "hour": ("h#", datetime.timedelta(hours=1), "%Y-%m-%dT%H", 24, 24 * 31),
+    "day": ("d#", datetime.timedelta(days=1), "%Y-%m-%d", 30, 366),
+}
+SERIES_PARAMETERS = {"series", "from", "to"}
+# The aggregator's items (handler/aggregator.py): bucket "all" of the top routes and of
+# all routes' totals, "d#<day>" of a day's top routes, and the series of all routes.
+TOP, ALL_ROUTES = "#top", "#all"
+TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
 
 dynamodb = boto3.client(
     "dynamodb",
@@ -101,7 +125,7 @@ def encode_token(key):
     return base64.urlsafe_b64encode(key["route"]["S"].encode()).decode().rstrip("=")
 
 
-def decode_token(token):
+def decode_token(token, name="'next' token"):
     """The key a page starts after. Not signed: routes are public here (README.md)."""
     try:
         if not TOKEN_PATTERN.fullmatch(token):
@@ -110,7 +134,7 @@ def decode_token(token):
         if not route.startswith("/"):
             raise ValueError
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise HttpError(400, "invalid 'next' token: pass back the 'next' value of a page") from None
+        raise HttpError(400, f"invalid {name}: pass back the 'next' value of a page") from None
     return {"route": {"S": route}}
 
 
@@ -120,6 +144,47 @@ def parse_limit(text):
     if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
+
+
+def parse_days(text):
+    if text is None:
+        return DEFAULT_STALE_DAYS
+    if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_STALE_DAYS:
+        raise HttpError(400, f"'stale' must be a whole number of days from 1 to {MAX_STALE_DAYS}")
+    return int(text)
+
+
+def parse_position(query):
+    """(token, routes before the page or None, earlier pages [(at, token)]) or None: where a
+    dashboard link says a page is. `at` and `back` only label pages and link back."""
+    if "next" not in query:
+        if set(query) & {"at", "back"}:
+            raise HttpError(400, "'at' and 'back' only come with 'next'")
+        return None
+    token = query["next"]
+    decode_token(token)
+    at = query.get("at")
+    if at is not None and not AT_PATTERN.fullmatch(at):
+        raise HttpError(400, "'at' must be the number of routes before this page")
+    at = None if at is None else int(at)
+    back, trail = [], query.get("back")
+    if trail is not None:
+        entries = [entry.partition("~") for entry in trail.split(".")]
+        if (
+            at is None
+            or len(trail) > MAX_BACK_CHARS
+            or len(entries) > MAX_BACK
+            or not all(AT_PATTERN.fullmatch(a) and (t or a == "0") for a, _, t in entries)
+        ):
+            raise HttpError(400, "invalid 'back': pass back a dashboard link as it was")
+        back = [(int(a), t) for a, _, t in entries]
+        for _, earlier_token in back:
+            if earlier_token:
+                decode_token(earlier_token, "'back' token")
+        places = [a for a, _ in back] + [at]
+        if places != sorted(set(places)):
+            raise HttpError(400, "invalid 'back': its pages must come before this one in order")
+    return token, at, back
 
 
 def read_page(limit, start_key):
@@ -137,9 +202,182 @@ def read_page(limit, start_key):
     return routes, (encode_token(key) if key else None), calls
 
 
+def series_key(route, bucket):
+    return {"route": {"S": route}, "bucket": {"S": bucket}}
+
+
 def read_route(route):
     item = dynamodb.get_item(TableName=TABLE_NAME, Key={"route": {"S": route}}).get("Item")
     return record(item) if item else None
+
+
+def query_time(query, name):
+    """An ISO 8601 time of the query (UTC unless it says otherwise), or None when absent."""
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise HttpError(
+            400, f"'{name}' must be an ISO 8601 time such as 2026-12-01T03:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # an offset that takes it past year 9999 or before year 1
+        raise HttpError(400, "'from' and 'to' must be years 1 to 9999") from None
+
+
+def bucket_start(moment, width):
+    if width == datetime.timedelta(days=1):
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def series_range(series, query, now):
+    """The first and last bucket start of the range asked for, and the number of points."""
+    if series not in SERIES:
+        raise HttpError(400, "'series' must be 'hour' or 'day'")
+    _, width, _, default_points, most = SERIES[series]
+    first, last = query_time(query, "from"), query_time(query, "to")
+    try:
+        last = bucket_start(last or now, width)
+        first = bucket_start(first, width) if first else last - (default_points - 1) * width
+    except OverflowError:
+        raise HttpError(400, "'from' and 'to' must be years 1 to 9999") from None
+    if first > last:
+        raise HttpError(400, "'from' must not be after 'to'")
+    points = (last - first) // width + 1
+    if points > most:
+        raise HttpError(
+            400, f"a {series} series has at most {most} points; this range has {points}"
+        )
+    return first, last, points
+
+
+def four_digit_year(moment, layout):
+    """strftime with the year as ISO 8601 writes it: glibc's %Y does not pad year 1 to 0001."""
+    return moment.strftime(layout.replace("%Y", f"{moment.year:04d}"))
+
+
+def read_series(route, series, first, last, points):
+    """Hits per bucket of a route (ALL_ROUTES: of every route) from one Query: the
+    aggregator keeps each bucket's hits (handler/aggregator.py); a bucket without an item
+    had none."""
+    prefix, width, key_format, _, _ = SERIES[series]
+    request = {
+        "TableName": SERIES_TABLE,
+        # "bucket" is one of DynamoDB's reserved words: it is named through #bucket
+        "KeyConditionExpression": "route = :r AND #bucket BETWEEN :lo AND :hi",
+        "ExpressionAttributeNames": {"#bucket": "bucket"},
+        "ExpressionAttributeValues": {
+            ":r": {"S": route},
+            ":lo": {"S": prefix + four_digit_year(first, key_format)},
+            ":hi": {"S": prefix + four_digit_year(last, key_format)},
+        },
+        "ProjectionExpression": "#bucket, hits",
+    }
+    hits = {}
+    while True:  # one page holds a year of buckets; a second only past 1 MB
+        page = dynamodb.query(**request)
+        hits.update((i["bucket"]["S"], int(i["hits"]["N"])) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [
+        {
+            "start": four_digit_year(first + i * width, "%Y-%m-%dT%H:%M:%SZ"),
+            "count": hits.get(prefix + four_digit_year(first + i * width, key_format), 0),
+        }
+        for i in range(points)
+    ]
+
+
+def route_charts(route, now):
+    """A route's (ALL_ROUTES: every route's) dashboard charts: the last 24 hours by hour,
+    the last 30 days by day (one Query each)."""
+    charts = []
+    for series in ("hour", "day"):
+        first, last, points = series_range(series, {}, now)
+        charts.append(
+            (chart_heading(series, route), read_series(route, series, first, last, points))
+        )
+    return charts
+
+
+def chart_heading(series, route):
+    span = "per hour, last 24 hours" if series == "hour" else "per day, last 30 days"
+    return f"Hits {span}" + (", all routes" if route == ALL_ROUTES else "")
+
+
+def top_bucket(period, now):
+    if period not in ("all", "day"):
+        raise HttpError(400, "'period' must be 'all' or 'day' (today, UTC)")
+    return "all" if period == "all" else "d#" + now.strftime("%Y-%m-%d")
+
+
+def ranked(item, limit=MAX_TOP_LIMIT):
+    """A top item as answered: {"routes": [{"route", "count"}], "asOf"}, highest first."""
+    counts = [(r, int(c["N"])) for r, c in (item or {}).get("routes", {}).get("M", {}).items()]
+    best = sorted(counts, key=lambda rc: (-rc[1], rc[0]))[:limit]
+    return {
+        "routes": [{"route": r, "count": c} for r, c in best],
+        "asOf": (item or {}).get("asOf", {}).get("S"),
+    }
+
+
+def read_top(query, now):
+    """The global top routes of all time or of today: one GetItem of the aggregator's item,
+    whatever the table size."""
+    period = query.get("period", "all")
+    bucket = top_bucket(period, now)
+    limit = TOP_LIMIT
+    if "limit" in query:
+        text = query["limit"]
+        if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_TOP_LIMIT:
+            raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_TOP_LIMIT}")
+        limit = int(text)
+    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=series_key(TOP, bucket)).get("Item")
+    answer = {**ranked(item, limit), "period": period}
+    return {**answer, "day": bucket[2:]} if period == "day" else answer
+
+
+def read_summary(now):
+    """What the dashboard's front page shows besides its page of routes, in one
+    BatchGetItem: the top routes of all time and of today, and the totals of every route
+    (hits and routes counted since the stream was turned on)."""
+    wanted = {
+        "top": series_key(TOP, "all"),
+        "today": series_key(TOP, top_bucket("day", now)),
+        "totals": series_key(ALL_ROUTES, "all"),
+    }
+    request = {SERIES_TABLE: {"Keys": list(wanted.values())}}
+    found = {}
+    for attempt in range(3):  # DynamoDB may leave keys unread under load: back off, retry
+        if attempt:
+            time.sleep(0.05 * 2**attempt)
+        answer = dynamodb.batch_get_item(RequestItems=request)
+        for item in answer["Responses"].get(SERIES_TABLE, []):
+            found[(item["route"]["S"], item["bucket"]["S"])] = item
+        request = answer.get("UnprocessedKeys") or {}
+        if not request:
+            break
+    else:
+        # An item left unread is not an item missing: "nothing aggregated yet" would be false.
+        error = {"Code": "ProvisionedThroughputExceededException", "Message": "keys unprocessed"}
+        raise ClientError({"Error": error}, "BatchGetItem")
+    items = {name: found.get((k["route"]["S"], k["bucket"]["S"])) for name, k in wanted.items()}
+    totals = items["totals"] or {}
+    return {
+        "top": ranked(items["top"]),
+        "today": ranked(items["today"]),
+        "totals": {
+            "hits": int(totals.get("hits", {}).get("N", 0)),
+            "routes": int(totals.get("routes", {}).get("N", 0)),
+        },
+    }
 
 
 def wants_html(headers):
@@ -159,11 +397,32 @@ def wants_html(headers):
 
 
 CSS = (
-    "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse}td,th{padding:.2em .6em;text-align:left}"
-    "tr:nth-child(even){background:#f4f4f4}td.n{text-align:right}"
-    ".r{max-width:40em;overflow-wrap:anywhere}svg text{font:12px sans-serif}"
-    ".cf{color:#b00;border:1px solid}svg .cf{fill:#b00}"
+    "body{font:16px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em;max-width:72em;"
+    "color:#222}h1{font-size:1.5em;margin:.2em 0;overflow-wrap:anywhere}"
+    "h2{font-size:1.15em;margin:1.4em 0 .4em}a{color:#0a58a8}p{margin:.4em 0}"
+    "nav a,nav span{display:inline-block;margin:0 1.2em .3em 0}"
+    "table{border-collapse:collapse;width:100%}td,th{padding:.3em .5em;text-align:left;"
+    "vertical-align:top}th{font-size:.875em}tr:nth-child(even){background:#f4f4f4}"
+    ".n{text-align:right;white-space:nowrap}.t{white-space:nowrap}.r{overflow-wrap:anywhere;word-break:break-word}"
+    "li{overflow-wrap:anywhere}ol.bars{list-style:none;padding:0;margin:0}"
+    "ol.bars li{margin:.35em 0}"
+    ".lbl{overflow-wrap:anywhere;word-break:break-word}"
+    ".bar{display:block;width:100%;height:10px}.bar rect,.chart rect{fill:#4a7fb0}"
+    ".chart svg{display:block;width:100%;height:10em;background:#f6f8fa}"
+    ".chart rect.z{fill:#8a8a8a}.axis{display:flex;justify-content:space-between;"
+    "gap:.5em;font-size:.8125em;color:#555}.note{color:#555;font-size:.875em}"
+    "time[title]{border-bottom:1px dotted #888}.err{border-left:4px solid #b00;padding-left:.8em}"
+    ".cf{color:#b00;border:1px solid}"
+    # Two panels side by side where each gets 20em, one above the other on a phone.
+    ".cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(20em,100%),1fr));"
+    "gap:0 2.5em}.cols>section{min-width:0}"
+    ".totals{display:flex;flex-wrap:wrap;gap:.3em 2.5em;margin:.4em 0}"
+    ".totals b{display:block;font-size:1.75em;line-height:1.2}"
+    # Narrow screens: each table row becomes a block, its cells labelled by data-label.
+    "@media (max-width:40em){body{padding:.6em}h1{font-size:1.25em}thead{display:none}"
+    "tr{display:block;padding:.3em 0}td{display:inline-block;padding:0 .8em 0 .3em}"
+    "td.r{display:block}td.n{text-align:left}"
+    "td[data-label]:before{content:attr(data-label) ' ';color:#555}}"
 )
 CSP = (
     "default-src 'none'; style-src 'sha256-"
@@ -187,41 +446,292 @@ def shown(route):
     return f'<bdi dir="ltr">{visible(route, "<span class=cf>%s</span>")}</bdi>'
 
 
-def dashboard(routes, title, next_token=None, limit=DEFAULT_LIMIT):
-    """One self-contained page: no script, nothing loaded from elsewhere, every route escaped."""
-    top = routes[:CHART_BARS]
-    peak = max([r["count"] for r in top] + [1])
+def label(route):
+    # A chart label stays short; the table below shows the whole route.
+    return shown(route) if len(route) <= CHART_LABEL else shown(route[:CHART_LABEL]) + "\u2026"
+
+
+def stored_seconds(text):
+    """Seconds since the epoch of a stored UTC time ("2026-12-01T03:00:00Z"), or None."""
+    try:
+        return calendar.timegm(time.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
+
+
+def ago(seconds):
+    if seconds < 60:
+        return "just now" if seconds < 10 else f"{int(seconds)} s ago"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
+
+
+def when(text, now):
+    """A stored time as "3 min ago", with the UTC time on hover, computed here (no script)."""
+    stamp = stored_seconds(text)
+    if stamp is None:
+        return html.escape(text or "")
+    utc = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+    shown_as = ago(now - stamp) if stamp <= now else f"at {utc[:16]} UTC"
+    return f'<time datetime="{html.escape(text)}" title="{utc}">{shown_as}</time>'
+
+
+def plural(number, word):
+    return word if number == 1 else word + "s"
+
+
+def route_link(route, text):
+    """A link to the route's own page (its hits over time)."""
+    href = html.escape("?route=" + urllib.parse.quote(route, safe="/"), quote=True)
+    return f'<a href="{href}">{text}</a>'
+
+
+def ranked_bars(routes, linked=False):
+    """Routes as horizontal bars, labels in HTML so they wrap and keep their size; linked,
+    each label opens the route's page."""
+    peak = max([r["count"] for r in routes] + [1])
+    return (
+        "<ol class=bars>"
+        + "".join(
+            "<li><span class=lbl>"
+            f"{route_link(r['route'], label(r['route'])) if linked else label(r['route'])}"
+            f"</span> <b>{r['count']:,}</b>"
+            '<svg class=bar viewBox="0 0 1000 10" preserveAspectRatio="none" aria-hidden="true">'
+            f'<rect width="{max(6, 1000 * r["count"] // peak)}" height="10"/></svg></li>'
+            for r in routes
+        )
+        + "</ol>"
+    )
+
+
+def point_label(start, hourly):
+    stamp = stored_seconds(start)
+    if stamp is None:
+        return html.escape(str(start))
+    return time.strftime("%b %d %H:%M" if hourly else "%b %d", time.gmtime(stamp))
+
+
+def series_chart(points, heading):
+    """Hits per bucket as inline SVG bars, from points [{"start", "count"}] as the series
+    endpoint answers them. Every bucket gets a bar (a grey stub for zero hits); the axis
+    labels are HTML, so they keep their size however narrow the chart gets."""
+    if not points:
+        return f"<section><h2>{html.escape(heading)}</h2><p>No data points.</p></section>"
+    n, peak = len(points), max([p["count"] for p in points] + [1])
+    hourly = any((stored_seconds(p["start"]) or 0) % 86400 for p in points)
     bars = "".join(
-        f'<rect x="0" y="{i * 22}" width="{max(1, 400 * r["count"] // peak)}" height="18"'
-        f' fill="#4a7fb0"/><text x="410" y="{i * 22 + 14}" direction="ltr">{r["count"]} '
-        f"{visible(r['route'][:80], '<tspan class=cf>%s</tspan>')}</text>"
-        for i, r in enumerate(top)
+        f'<rect x="{i * 10 + 1}" y="{100 - max(1, 100 * p["count"] / peak):.1f}" width="8"'
+        f' height="{max(1, 100 * p["count"] / peak):.1f}"{" class=z" if not p["count"] else ""}>'
+        f"<title>{point_label(p['start'], hourly)} UTC: {p['count']:,} hits</title></rect>"
+        for i, p in enumerate(points)
     )
+    ticks = [points[0], points[n // 2], points[-1]] if n > 2 else points
     rows = "".join(
-        f'<tr><td class="r">{shown(r["route"])}</td>'
-        f'<td class="n">{r["count"]}</td><td>{html.escape(r["firstSeen"] or "")}'
-        f"</td><td>{html.escape(r['lastSeen'] or '')}</td></tr>"
+        f"<tr><td>{point_label(p['start'], hourly)}</td><td class=n>{p['count']:,}</td></tr>"
+        for p in points
+    )
+    total = sum(p["count"] for p in points)
+    return (
+        f"<section class=chart><h2>{html.escape(heading)}</h2>"
+        f"<p class=note>{total:,} hits in {n} buckets; the highest bar is {peak:,}; grey stubs"
+        " are buckets with no hits. Times in UTC.</p>"
+        f'<svg role="img" aria-label="{html.escape(heading)}" viewBox="0 0 {n * 10} 100"'
+        f' preserveAspectRatio="none">{bars}</svg><div class=axis>'
+        + "".join(f"<span>{point_label(p['start'], hourly)}</span>" for p in ticks)
+        + "</div><details><summary>Every bucket</summary><table><thead><tr><th>Start (UTC)"
+        f"</th><th class=n>Hits</th></tr></thead><tbody>{rows}</tbody></table></details></section>"
+    )
+
+
+def top_panel(top, now, heading="Top routes of all time", what="By count", empty=None):
+    """Global top routes, as `GET /_stats/top` answers them ({"routes", "asOf"}): the
+    TOP_LIMIT highest of the aggregator's item, each linked to its route's page."""
+    routes = (top.get("routes") or [])[:TOP_LIMIT]
+    if not routes:
+        body = f"<p>{empty or 'No route has been counted yet.'}</p>"
+        return f"<section><h2>{heading}</h2>{body}</section>"
+    return (
+        f"<section><h2>{heading}</h2><p class=note>{what}; exact as of its newest hit,"
+        f" {when(top.get('asOf'), now)}.</p>"
+        f"{ranked_bars(routes, linked=True)}</section>"
+    )
+
+
+def summary_panels(summary, charts, now):
+    """The front page's view of every route, from the aggregator (read_summary, and
+    route_charts of ALL_ROUTES): totals, hits over time, the top routes of all time and of
+    today. Before its first batch there is nothing to show, and the page says so rather
+    than draw zeros that would read as "no hits"."""
+    totals, top, today = summary["totals"], summary["top"], summary["today"]
+    if top["asOf"] is None and not totals["hits"]:
+        return (
+            "<section><h2>All routes</h2><p><b>Nothing has been aggregated yet.</b> The totals,"
+            " the hits over time and the top routes come from the counter table's stream, and"
+            " the aggregator has not counted a batch of it yet (it runs seconds after a hit)."
+            " The routes counted so far are in the table below.</p></section>"
+        )
+    head = (
+        "<section><h2>All routes, since the stream was turned on</h2><div class=totals>"
+        f"<p><b>{totals['hits']:,}</b> {plural(totals['hits'], 'hit')}</p>"
+        f"<p><b>{totals['routes']:,}</b> {plural(totals['routes'], 'route')}</p>"
+        "</div><p class=note>Hits counted by the aggregator from the counter table's stream, and"
+        " the routes it saw counted for the first time; hits from before the stream was turned"
+        " on are only in the routes' counts below.</p></section>"
+    )
+    charts_html = "".join(series_chart(points, heading) for heading, points in charts)
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    tops = top_panel(top, now) + top_panel(
+        today, now, "Top routes today", f"By hits on {day} (UTC)", "No hits counted today yet."
+    )
+    return f"{head}<div class=cols>{charts_html}</div><div class=cols>{tops}</div>"
+
+
+def page_link(limit, stale, position=None):
+    """A link to the page at `position` (see parse_position; None is the first page)."""
+    query = [("limit", str(limit))] if limit != DEFAULT_LIMIT else []
+    if stale != DEFAULT_STALE_DAYS:
+        query.append(("stale", str(stale)))
+    if position:
+        token, at, back = position
+        trail = [f"{a}~{t}" for a, t in back]
+        while trail and (len(trail) > MAX_BACK or len(".".join(trail)) > MAX_BACK_CHARS):
+            trail.pop(0)  # the oldest pages go first; "first" always works
+        query.append(("next", token))
+        query += [("at", str(at))] if at is not None else []
+        query += [("back", ".".join(trail))] if trail else []
+    return html.escape("?" + "&".join(f"{k}={v}" for k, v in query), quote=True)
+
+
+def paging(routes, limit, stale, next_token, position):
+    """The page's label and its first, previous and next links."""
+    token, at, back = position or (None, 0, [])
+    count = f"{len(routes):,} route{'s' if len(routes) != 1 else ''}"
+    if not (token or next_token):
+        return (f"All {count}, sorted by count" if routes else "No route has been counted yet"), ""
+    if at is None:
+        where = f"{count} after {label(decode_token(token)['route']['S'])} in scan order"
+        where += " (this link does not say how many came before)"
+    else:
+        where = f"Routes {at + 1:,}-{at + len(routes):,} in scan order" if routes else "No routes"
+    links = []
+    if token:
+        links.append(f'<a href="{page_link(limit, stale)}">First page</a>')
+        if back:
+            (prev_at, prev_token), earlier = back[-1], back[:-1]
+            before = (prev_token, prev_at, earlier) if prev_token else None
+            links.append(f'<a href="{page_link(limit, stale, before)}">Previous page</a>')
+        else:
+            links.append(
+                f"<span class=note>No previous link: a link keeps at most {MAX_BACK} earlier"
+                " pages (fewer with long routes); start again from the first page</span>"
+            )
+    if next_token:
+        after = (next_token, None, [])
+        if at is not None:
+            after = (next_token, at + len(routes), [*back, (at, token or "")])
+        links.append(f'<a href="{page_link(limit, stale, after)}">Next page</a>')
+    else:
+        links.append("<span>Last page</span>")
+    return f"{where}, sorted by count within this page", f"<nav>{''.join(links)}</nav>"
+
+
+def overview(routes, limit, stale, next_token, position, now):
+    """What a list of routes says about itself: which page, its totals, its stale routes."""
+    where, nav = paging(routes, limit, stale, next_token, position)
+    whole = not (next_token or position)
+    hits = sum(r["count"] for r in routes)
+    totals = (
+        f"<p><b>{hits:,} {plural(hits, 'hit')}</b> over "
+        f"<b>{len(routes):,} {plural(len(routes), 'route')}</b>: "
+        + ("the whole table." if whole else "this page only (the table's totals need every page).")
+        + "</p>"
+    )
+    cutoff = now - stale * 86400
+    quiet = sorted(
+        (r for r in routes if (stored_seconds(r["lastSeen"]) or now) <= cutoff),
+        key=lambda r: r["lastSeen"],
+    )
+    choices = " ".join(
+        f'<a href="{page_link(limit, days, position)}">{days} day{"s" if days != 1 else ""}</a>'
+        for days in STALE_CHOICES
+        if days != stale
+    )
+    stale_rows = "".join(
+        f"<li>{shown(r['route'])}: last seen {when(r['lastSeen'], now)}</li>" for r in quiet
+    )
+    stale_section = (
+        f"<section><h2>Not seen for {stale} days or more</h2><p class=note>"
+        + ("Of all routes" if whole else "Of the routes on this page only")
+        + f", from their last hit. Other thresholds: {choices}.</p>"
+        + (f"<ul>{stale_rows}</ul>" if quiet else "<p>None.</p>")
+        + "</section>"
+    )
+    return f"<p>{where}.</p>{nav}{totals}", stale_section, nav
+
+
+def dashboard(
+    routes,
+    title,
+    next_token=None,
+    limit=DEFAULT_LIMIT,
+    *,
+    position=None,
+    single=False,
+    stale=DEFAULT_STALE_DAYS,
+    now=None,
+    series=None,
+    summary=None,
+):
+    """One self-contained page: no script, nothing loaded from elsewhere, every route escaped.
+    `position` is where a paged view is (see parse_position), `single` says the page is one
+    route's; `series` is [(heading, points)], shown when given; `summary` (read_summary's)
+    makes it the front page (summary_panels).
+
+    The front page ranks no page of routes in a chart: the global top does that for every
+    route, and a page of a paged view is a slice of scan order, whose "top" means nothing.
+    The page's routes stay in the table, sorted by count, with where the page is."""
+    now = time.time() if now is None else now
+    back, where, stale_section, nav = ("", "", "", "")
+    if single:
+        back = '<p><a href="?">All routes</a></p>'
+    else:
+        where, stale_section, nav = overview(routes, limit, stale, next_token, position, now)
+    if summary is not None:
+        panels = summary_panels(summary, series or [], now)
+    else:
+        charts = "".join(series_chart(points, heading) for heading, points in series or [])
+        panels = f"<div class=cols>{charts}</div>" if charts else ""
+    rows = "".join(
+        f'<tr><td class="r">'
+        f"{shown(r['route']) if single else route_link(r['route'], shown(r['route']))}</td>"
+        f'<td class="n" data-label="hits">{r["count"]:,}</td><td class=t data-label="first seen">'
+        f'{when(r["firstSeen"], now)}</td><td class=t data-label="last seen">'
+        f"{when(r['lastSeen'], now)}</td></tr>"
         for r in routes
-    )
-    more = (
-        "<p>Sorted by count within this page only; more routes follow: <a href="
-        f'"?limit={limit}&amp;next={html.escape(next_token)}">next page</a>.</p>'
-        if next_token
-        else "<p>All routes, sorted by count.</p>"
-    )
-    chart = (
-        f'<svg role="img" aria-label="top routes by count" width="100%" '
-        f'height="{len(top) * 22}" viewBox="0 0 1000 {max(1, len(top) * 22)}">{bars}</svg>'
-        if top
-        else "<p>No route has been counted yet.</p>"
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{visible(title, '[%s]')}</title><style>{CSS}</style></head><body>"
-        f"<h1>{shown(title)}</h1>{chart}{more}<table><thead><tr><th>Route</th>"
-        "<th>Count</th><th>First seen (UTC)</th><th>Last seen (UTC)</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></body></html>"
+        f"<h1>{shown(title)}</h1>{back}{panels}{stale_section}<section><h2>Routes</h2>{where}"
+        "<table><thead><tr><th>Route</th><th class=n>Hits</th>"
+        "<th>First seen</th><th>Last seen</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table><p class=note>Times are relative to when this page was"
+        f" made; hover one for its UTC time.</p></section>{nav}</body></html>"
+    )
+
+
+def error_page(status, message):
+    """An error as a browser user reads it: same style and policy as the dashboard."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>Error {status}</title><style>{CSS}</style></head><body>"
+        f"<h1>Error {status}: {HTTPStatus(status).phrase}</h1>"
+        f"<p class=err>{visible(message, '[%s]')}</p>"
+        '<p><a href="?">Back to the dashboard</a></p></body></html>'
     )
 
 
@@ -246,7 +756,7 @@ def response(status, body=None, headers=None, html_page=None):
 def answer(method, path, query, headers):
     """The response to a well-formed proxy event, and the fields to log about it."""
     route = routed(path, "path")
-    if route != STATS_ROUTE:
+    if route not in (STATS_ROUTE, STATS_ROUTE + "/top"):
         raise HttpError(404, f"no such stats page: {route}; use GET {STATS_ROUTE}")
     if method == "OPTIONS":
         cors = {"Access-Control-Allow-Methods": METHODS_ALLOWED, "Access-Control-Max-Age": "600"}
@@ -254,21 +764,65 @@ def answer(method, path, query, headers):
     if method not in ("GET", "HEAD"):
         message = f"{method} is not allowed here; the stats are read with GET"
         raise HttpError(405, message, {"Allow": METHODS_ALLOWED})
+    now = datetime.datetime.now(UTC)
+    if route != STATS_ROUTE:
+        top = read_top(query, now)
+        return response(200, top), {"format": "json", "routes": len(top["routes"])}
     as_html = wants_html(headers)
     fields = {"format": "html" if as_html else "json"}
+    # The dashboard's own parameters are checked for JSON too; they never change its shape.
+    stale = parse_days(query.get("stale"))
     if "route" in query:
-        if set(query) & {"limit", "next"}:
-            raise HttpError(400, "'route' cannot be combined with 'limit' or 'next'")
+        if set(query) & {"limit", "next", "at", "back"}:
+            raise HttpError(400, "'route' cannot be combined with 'limit', 'next', 'at' or 'back'")
         route = routed(query["route"], "'route'")
+        if "series" in query:
+            first, last, points = series_range(query["series"], query, now)
+            body = {
+                "route": route,
+                "series": query["series"],
+                "points": read_series(route, query["series"], first, last, points),
+            }
+            return response(200, body), {**fields, "route": route, "points": points}
+        if set(query) & SERIES_PARAMETERS:
+            raise HttpError(400, "'from' and 'to' need a 'series' ('hour' or 'day')")
         found = read_route(route)
         if found is None:
             raise HttpError(404, f"route {route} has not been counted")
-        page = dashboard([found], f"Route {route}") if as_html else None
+        page = None
+        if as_html:
+            charts = route_charts(route, now)
+            page = dashboard([found], f"Route {route}", single=True, series=charts)
         return response(200, found, html_page=page), {**fields, "route": route}
+    if "series" in query:
+        if set(query) & {"limit", "next", "at", "back"}:
+            raise HttpError(400, "'series' cannot be combined with 'limit', 'next', 'at' or 'back'")
+        first, last, points = series_range(query["series"], query, now)
+        body = {
+            "route": None,  # every route
+            "series": query["series"],
+            "points": read_series(ALL_ROUTES, query["series"], first, last, points),
+        }
+        return response(200, body), {**fields, "route": None, "points": points}
+    if set(query) & SERIES_PARAMETERS:
+        raise HttpError(400, "'from' and 'to' need a 'series' ('hour' or 'day')")
     limit = parse_limit(query.get("limit"))
-    start = decode_token(query["next"]) if "next" in query else None
-    routes, next_token, calls = read_page(limit, start)
-    page = dashboard(routes, "Route Counter", next_token, limit) if as_html else None
+    position = parse_position(query)
+    routes, next_token, calls = read_page(limit, position and decode_token(position[0]))
+    page = None
+    if as_html:  # 1 BatchGetItem and 2 Query besides the page's Scan, whatever the table size
+        summary, charts = read_summary(now), route_charts(ALL_ROUTES, now)
+        page = dashboard(
+            routes,
+            "Route Counter",
+            next_token,
+            limit,
+            position=position,
+            stale=stale,
+            now=now.timestamp(),
+            series=charts,
+            summary=summary,
+        )
     result = response(200, {"routes": routes, "next": next_token}, html_page=page)
     return result, {**fields, "routes": len(routes), "scanCalls": calls}
 
@@ -294,6 +848,7 @@ def handler(event, context):
     request_id = getattr(context, "aws_request_id", None) or "-"
     event = event if isinstance(event, dict) else {}
     method, path = event.get("httpMethod"), event.get("path")
+    html_errors = False
     try:
         if not (isinstance(method, str) and isinstance(path, str) and "requestContext" in event):
             raise HttpError(400, "not an API Gateway proxy event: expected 'httpMethod' and 'path'")
@@ -303,9 +858,13 @@ def handler(event, context):
             isinstance(v, str) for v in [*query.values(), *headers.values()]
         ):
             raise HttpError(400, "not an API Gateway proxy event: bad query string or headers")
+        html_errors = method in ("GET", "HEAD") and wants_html(headers)
         result, fields = answer(method, path, query, headers)
     except HttpError as error:
         result, fields = response(error.status, {"error": str(error)}, error.headers), {}
+        if html_errors:
+            page = error_page(error.status, str(error))
+            result = response(error.status, headers=error.headers, html_page=page)
     except (ClientError, BotoCoreError) as error:
         result, fields = aws_fault(error, request_id)
     latency = round((time.monotonic() - started) * 1000, 1)

@@ -119,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             f"  try:       curl {stack.url}/hello\n"
             f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
             f"  counts:    {kept(stack, args.fresh)}\n"
-            f"Ctrl-C to stop.",
+            + "".join(
+                f"  stream:    {m.table} -> {m.function} "
+                f"({m.logical_id}, BatchSize {m.batch_size})\n"
+                for m in stack.stream_mappings
+            )
+            + "Ctrl-C to stop.",
             flush=True,
         )
         while not stopping.wait(EMULATOR_CHECK_EVERY):

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto import backend_index
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
-from moto.dynamodb.models import dynamodb_backends
-from moto.dynamodb.models.table import Table
+from moto.core.exceptions import JsonRESTError
+from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.exceptions import MockValidationException
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
+from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+from moto.dynamodbstreams import models as streams_models
+from moto.dynamodbstreams import urls as streams_urls
 from moto.iam import access_control, policy_conditions
 from moto.s3 import models as s3_models
 
@@ -274,6 +283,128 @@ def wrap(app: Callable) -> Callable:
     return application
 
 
+# DynamoDB Streams. botocore 1.44's endpoint rules send a request that names a stream
+# (DescribeStream, GetShardIterator: StreamArn) to the stream's account endpoint,
+# <account>.streams-ddb.<region>.amazonaws.com, and only ListStreams to
+# streams.dynamodb.<region>.amazonaws.com, the one host moto 5.2.5 maps to its streams
+# backend: in process (mock_aws) the others got moto's 404 "Not yet implemented". A server
+# given as AWS_ENDPOINT_URL never saw this (the endpoint overrides the host; moto_server
+# dispatches on the signing name and the DynamoDBStreams_ target).
+STREAMS_ACCOUNT_HOST = r"https?://(.+)\.streams-ddb\.(.+)\.amazonaws\.com"
+
+
+def _serve_account_stream_endpoint() -> None:
+    if STREAMS_ACCOUNT_HOST not in streams_urls.url_bases:
+        streams_urls.url_bases.append(STREAMS_ACCOUNT_HOST)
+        backend_index.backend_url_patterns.append(
+            ("dynamodbstreams", re.compile(STREAMS_ACCOUNT_HOST))
+        )
+
+
+# A write's stream record. moto 5.2.5 numbers it len(records) + start, unlocked, so two
+# writes to different items (which atomic_moto runs alongside each other, as DynamoDB does)
+# could get one sequence number; it names us-east-1 as the region whatever the table's; and
+# when an event source mapping reads the table's stream it runs the function inside the
+# emulator on every write and then empties the stream. On AWS a stream keeps each record for
+# 24 hours, under its own increasing sequence number, whoever reads it; and the local stack
+# runs event source mappings itself (local/streams.py). An UpdateItem that creates its item
+# made two INSERT records in moto (its inner PutItem of the key made one), one on AWS.
+_stream_lock = threading.Lock()
+
+
+def _add_stream_record(self: StreamShard, old: Item | None, new: Item | None) -> None:
+    if getattr(_request, "quiet", False):  # the inner PutItem of an UpdateItem
+        return
+    view = self.table.stream_specification["StreamViewType"]  # type: ignore[index]
+    event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+    with _stream_lock:
+        sequence = self.starting_sequence_number + len(self.items)
+        record = StreamRecord(self.table, view, event, old, new, sequence)
+        record.record["awsRegion"] = self.table.region_name
+        self.items.append(record)
+
+
+def _record_streams_as_aws() -> None:
+    """Patch stream records in (idempotent: wraps the writes once, whoever wraps them later)."""
+    if getattr(StreamShard, "_route_counter_faithful", False):
+        return
+    StreamShard._route_counter_faithful = True  # type: ignore[attr-defined]
+    moto_update_item, moto_table_put = DynamoDBBackend.update_item, Table.put_item
+
+    def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        _request.updating = True
+        try:
+            return moto_update_item(self, *args, **kwargs)
+        finally:
+            _request.updating = False
+
+    def table_put(self: Table, *args: Any, **kwargs: Any) -> Any:
+        # Per thread: a write to another item meanwhile keeps its record.
+        _request.quiet = getattr(_request, "updating", False)
+        try:
+            return moto_table_put(self, *args, **kwargs)
+        finally:
+            _request.quiet = False
+
+    StreamShard.add = _add_stream_record  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+    Table.put_item = table_put  # type: ignore[method-assign]
+
+
+# Shard iterators. moto keeps every iterator it ever returned, and GetRecords returns a new
+# one each call: a poller reading four times a second grew the emulator by some 23 MB an
+# hour per mapping. On AWS an iterator expires 15 minutes after it is returned, and
+# GetRecords with it answers ExpiredIteratorException.
+ITERATOR_LIFETIME = 15 * 60.0
+PRUNE_EVERY = 10.0
+_clock = time.monotonic
+_moto_iterator_init = streams_models.ShardIterator.__init__
+_moto_get_records = streams_models.DynamoDBStreamsBackend.get_records
+
+
+def _issue_iterator(self: streams_models.ShardIterator, *args: Any, **kwargs: Any) -> None:
+    _moto_iterator_init(self, *args, **kwargs)
+    self.issued = _clock()  # type: ignore[attr-defined]
+
+
+def _get_records(
+    self: streams_models.DynamoDBStreamsBackend, iterator_arn: str, limit: int
+) -> dict[str, Any]:
+    now = _clock()
+    last = getattr(self, "pruned", None)  # when expired ones were last dropped
+    if last is None or not 0 <= now - last < PRUNE_EVERY:
+        self.pruned = now  # type: ignore[attr-defined]
+        for arn, iterator in list(self.shard_iterators.items()):  # a copy: others insert
+            if now - getattr(iterator, "issued", now) >= ITERATOR_LIFETIME:
+                self.shard_iterators.pop(arn, None)
+    iterator = self.shard_iterators.get(iterator_arn)
+    if iterator is None or now - getattr(iterator, "issued", now) >= ITERATOR_LIFETIME:
+        raise JsonRESTError(
+            "ExpiredIteratorException", "Iterator expired: it was returned over 15 minutes ago"
+        )
+    return _moto_get_records(self, iterator_arn, limit)
+
+
+_moto_parse_key_condition = dynamodb_responses.parse_expression
+# A word of a key condition that is not an attribute name: its operators and functions.
+KEY_CONDITION_WORDS = {"AND", "BETWEEN", "BEGINS_WITH"}
+
+
+def _parse_key_condition(key_condition_expression: str, *args: Any, **kwargs: Any) -> Any:
+    """AWS refuses a KeyConditionExpression that names an attribute by a reserved word
+    ("Invalid KeyConditionExpression: Attribute name is a reserved keyword; reserved
+    keyword: hash", aws-sdk-php#1233); moto 5.2.5 checks condition, filter, projection and
+    update expressions for them, not key conditions."""
+    for word in re.findall(r"(?<![#:\w])[A-Za-z_]\w*", key_condition_expression):
+        upper = word.upper()
+        if upper not in KEY_CONDITION_WORDS and upper in ReservedKeywords.get_reserved_keywords():
+            raise MockValidationException(
+                "Invalid KeyConditionExpression: Attribute name is a reserved keyword; "
+                f"reserved keyword: {word}"
+            )
+    return _moto_parse_key_condition(key_condition_expression, *args, **kwargs)
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -284,3 +415,8 @@ def apply() -> None:
     parsing.parse_and_update_resource = _update_resource
     cfn_models.ChangeSet.diff = _change_set_diff  # type: ignore[method-assign]
     Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]
+    _serve_account_stream_endpoint()
+    _record_streams_as_aws()
+    streams_models.ShardIterator.__init__ = _issue_iterator  # type: ignore[method-assign]
+    streams_models.DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]
+    dynamodb_responses.parse_expression = _parse_key_condition

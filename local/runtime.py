@@ -3,14 +3,74 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import importlib.util
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+
+# The environment of the function whose code runs in this thread (None: the stack's own).
+_function_environment: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "function_environment", default=None
+)
+
+
+class FunctionEnviron(MutableMapping[str, str]):
+    """os.environ as each function sees it. On Lambda every function has an environment of
+    its own; here all functions share one process, so a variable one function's cold start
+    wrote (TABLE_NAME) would be read by another at call time. Inside a function's code this
+    reads its Environment.Variables over the process's environment (the credentials and the
+    emulator's endpoint, as Lambda adds its own AWS_ variables), and its writes stay its own;
+    outside, it is the process's environment unchanged."""
+
+    def __init__(self, process: MutableMapping[str, str]) -> None:
+        self.process = process
+
+    def _layers(self) -> tuple[dict[str, str] | None, MutableMapping[str, str]]:
+        return _function_environment.get(), self.process
+
+    def __getitem__(self, key: str) -> str:
+        own, process = self._layers()
+        if own is not None and key in own:
+            return own[key]
+        return process[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        own, process = self._layers()
+        if own is None:
+            process[key] = value
+        else:
+            own[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        own, process = self._layers()
+        if own is None:
+            del process[key]
+        elif key in own:
+            del own[key]
+        else:
+            raise KeyError(key)  # the process's variables are not the function's to remove
+
+    def __iter__(self) -> Iterator[str]:
+        own, process = self._layers()
+        return iter({**process, **(own or {})})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+
+def _install_function_environ() -> None:
+    if not isinstance(os.environ, FunctionEnviron):
+        # Not clearing it: the process keeps its variables; functions see theirs over them.
+        os.environ = FunctionEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003
 
 
 @dataclass
@@ -66,6 +126,8 @@ class Function:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(spec.code, encoding="utf-8")
         self._pool = pool
+        _install_function_environ()
+        self.environment = dict(spec.environment)  # this function's own, as on Lambda
         self._lock = threading.Lock()
         self._module: ModuleType | None = None
         # Invocations finished so far, late ones included: whatever they wrote is in the
@@ -82,7 +144,6 @@ class Function:
         """Import index.py in its own namespace (not sys.modules['index'])."""
         with self._lock:
             if self._module is None:
-                os.environ.update(self.spec.environment)
                 spec = importlib.util.spec_from_file_location("index", self.path)
                 assert spec is not None and spec.loader is not None
                 module = importlib.util.module_from_spec(spec)
@@ -94,13 +155,18 @@ class Function:
         """Forget the imported module: the next invocation is a cold start."""
         with self._lock:
             self._module = None
+            self.environment = dict(self.spec.environment)
             self.log_stream = self._new_log_stream()
 
     def _call(self, event: dict, context: LambdaContext) -> object:
-        handler = getattr(self._load(), self.entry, None)
-        if not callable(handler):
-            raise AttributeError(f"Handler {self.spec.handler!r} is not a function of index.py")
-        return handler(event, context)
+        token = _function_environment.set(self.environment)
+        try:
+            handler = getattr(self._load(), self.entry, None)
+            if not callable(handler):
+                raise AttributeError(f"Handler {self.spec.handler!r} is not a function of index.py")
+            return handler(event, context)
+        finally:
+            _function_environment.reset(token)
 
     def _count_finished(self, _: concurrent.futures.Future) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ from local.state import (
     table_logical_ids,
     write_tables,
 )
+from local.streams import StreamMapping, StreamPoller, queue_sender, stream_mappings
 
 DEFAULT_STACK_NAME = "route-counter"
 MAX_CONCURRENCY = 64
@@ -133,6 +134,51 @@ def function_specs(
     return specs
 
 
+def start_stream_pollers(
+    mappings: list[StreamMapping],
+    template: dict,
+    endpoint: str,
+    physical: dict[str, str],
+    functions: dict[str, Function],
+    log: Callable[[str], None],
+    from_latest: bool,
+) -> list[StreamPoller]:
+    """A started poller per event source mapping from a table's stream (local/streams.py).
+
+    Each takes its shard iterator before this returns: with StartingPosition LATEST, the
+    first hit the API serves is in its stream. from_latest: the stack restored saved items,
+    whose writes are in the stream and are no new events."""
+    ddb = emulator.client("dynamodb", endpoint)
+    streams = emulator.client("dynamodbstreams", endpoint)
+    sqs = emulator.client("sqs", endpoint)
+    pollers = []
+    for mapping in mappings:
+        table = ddb.describe_table(TableName=physical[mapping.table])["Table"]
+        if "LatestStreamArn" not in table:
+            raise TemplateError(f"{mapping.logical_id}: {mapping.table} has no stream")
+        send = None
+        if mapping.on_failure:
+            destination = template["Resources"].get(mapping.on_failure, {})
+            if destination.get("Type") != "AWS::SQS::Queue":
+                raise TemplateError(
+                    f"{mapping.logical_id}: only an SQS queue of the template is emulated "
+                    "as the OnFailure destination"
+                )
+            send = queue_sender(sqs, physical[mapping.on_failure])
+        poller = StreamPoller(
+            mapping,
+            functions[mapping.function],
+            table["LatestStreamArn"],
+            streams,
+            send,
+            log,
+            latest=from_latest,
+        )
+        poller.start()
+        pollers.append(poller)
+    return pollers
+
+
 @dataclass
 class LocalStack:
     """A running local stack: `.url` serves the API; `.stop()` stops all it started."""
@@ -154,10 +200,16 @@ class LocalStack:
     _saver: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _saved_finished: int = 0
+    _pollers: list[StreamPoller] = field(default_factory=list)
 
     @property
     def emulator_pid(self) -> int | None:
         return self.emulator.pid if self.emulator else None
+
+    @property
+    def stream_mappings(self) -> list[StreamMapping]:
+        """The event source mappings from a table's stream that run (local/streams.py)."""
+        return [poller.mapping for poller in self._pollers]
 
     def emulator_failure(self) -> str | None:
         """Why the emulator this stack started is gone (None while it runs)."""
@@ -197,6 +249,8 @@ class LocalStack:
             self._server.drain(drain_timeout)
             self._server.server_close()
             self._server = None
+        for poller in self._pollers:  # what the last hits wrote reaches its functions
+            poller.stop(drain_timeout)
         if self._saver is not None:
             self._saver.join()
         try:
@@ -256,6 +310,8 @@ def start_local_stack(
             template = default_template()  # while the emulator boots
         emulator.check_parameters(template, params)
         router = Router(template, parameters=parameter_values(template, params))
+        say = log or (lambda line: print(line, flush=True))
+        mappings = stream_mappings(template, parameter_values(template, params), say)
         if emu is not None:
             endpoint = emu.endpoint
             emulator.use_emulator_environment(endpoint, fake_credentials=True)
@@ -288,12 +344,18 @@ def start_local_stack(
                 .get("BinaryMediaTypes", [])
             ),
         )
-        specs = function_specs(template, router.functions(), endpoint, physical, values)
+        targets = router.functions() | {m.function for m in mappings}
+        specs = function_specs(template, targets, endpoint, physical, values)
         pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENCY, "lambda")
         undo.callback(pool.shutdown, wait=False, cancel_futures=True)
         code_dir = Path(tempfile.mkdtemp(prefix="route-counter-local-"))
         undo.callback(shutil.rmtree, code_dir, ignore_errors=True)
         functions = {s.logical_id: Function(s, code_dir, pool) for s in specs}
+        pollers = start_stream_pollers(
+            mappings, template, endpoint, physical, functions, say, from_latest=restored > 0
+        )
+        for poller in pollers:
+            undo.callback(poller.stop, 0)
         if reserved is not None:
             reserved.close()  # the server binds it again at once (SO_REUSEADDR)
         try:
@@ -327,6 +389,7 @@ def start_local_stack(
         _thread=thread,
         _pool=pool,
         _code_dir=code_dir,
+        _pollers=pollers,
     )
     stack.start_saving()
     return stack

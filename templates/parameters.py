@@ -31,6 +31,7 @@ class StackParameters:
     throttling_burst_limit: Parameter
     alarm_email: Parameter
     reserved_concurrency: Parameter
+    series_hourly_days: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -156,9 +157,9 @@ def declarations() -> dict[str, Parameter]:
         "table_deletion_protection": text(
             "TableDeletionProtection",
             "false",
-            "DynamoDB deletion protection of the counter table. Off while the stack is "
-            "first created (a protected table would block the rollback of a failed first "
-            "deploy); deploy.sh turns it on once the stack exists.",
+            "DynamoDB deletion protection of the counter and series tables. Off while a "
+            "deploy creates a table (a protected table would block the rollback of a failed "
+            "deploy); deploy.sh turns it on once the deploy succeeded.",
             AllowedValues=["false", "true"],
         ),
         "kms_key_arn": text(
@@ -204,6 +205,14 @@ def declarations() -> dict[str, Parameter]:
             "Empty or 0: no reservation (new accounts cannot reserve any).",
             AllowedPattern="^(0|[1-9][0-9]{0,5})?$",
             ConstraintDescription="empty, or a whole number without leading zeros",
+        ),
+        "series_hourly_days": number(
+            "SeriesHourlyDays",
+            30,
+            "Days the hourly hit series of each route is kept (DynamoDB TTL); "
+            "the daily series is kept for good.",
+            MinValue=1,
+            MaxValue=3650,
         ),
     }
 

@@ -1,4 +1,5 @@
-"""The counter table: one item per route."""
+"""The counter table (one item per route) and the series table (one item per route and
+hour or day bucket), which the aggregator fills from the counter table's stream."""
 
 from troposphere import If, NoValue, Ref
 from troposphere.dynamodb import (
@@ -7,7 +8,9 @@ from troposphere.dynamodb import (
     PointInTimeRecoverySpecification,
     ProvisionedThroughput,
     SSESpecification,
+    StreamSpecification,
     Table,
+    TimeToLiveSpecification,
 )
 
 from templates.parameters import StackParameters
@@ -16,6 +19,10 @@ from templates.parameters import StackParameters
 # tests/unit/test_data_protection.py guards them.
 COUNTER_TABLE_ID = "CounterTable"
 PARTITION_KEY = "route"
+SERIES_TABLE_ID = "SeriesTable"
+SORT_KEY = "bucket"
+# The attribute DynamoDB's TTL deletes hourly buckets by (epoch seconds, set by the aggregator).
+EXPIRES_AT = "expiresAt"
 
 
 def counter_table(params: StackParameters) -> Table:
@@ -45,6 +52,43 @@ def counter_table(params: StackParameters) -> Table:
         ),
         DeletionProtectionEnabled=If(params.protects_table, True, False),
         SSESpecification=table_encryption(params),
+        # What the aggregator reads. Turning a stream on is an in-place update of the table
+        # (StreamSpecification: "Update requires: No interruption"), never a replacement.
+        StreamSpecification=StreamSpecification(StreamViewType="NEW_IMAGE"),
+    )
+
+
+def series_table(params: StackParameters) -> Table:
+    """Hits over time: per route, the highest count seen in each hour ("h#2026-12-01T03")
+    and each day ("d#2026-12-01"). Kept like the counter table (its history cannot be
+    rebuilt: the stream holds 24 hours); hourly buckets expire by TTL.
+
+    Always on-demand: its writes follow the stream in batches, and provisioned capacity
+    without auto scaling would throttle the aggregator behind a burst.
+    """
+    return Table(
+        SERIES_TABLE_ID,
+        DeletionPolicy="RetainExceptOnCreate",
+        UpdateReplacePolicy="Retain",
+        AttributeDefinitions=[
+            AttributeDefinition(AttributeName=PARTITION_KEY, AttributeType="S"),
+            AttributeDefinition(AttributeName=SORT_KEY, AttributeType="S"),
+        ],
+        KeySchema=[
+            KeySchema(AttributeName=PARTITION_KEY, KeyType="HASH"),
+            KeySchema(AttributeName=SORT_KEY, KeyType="RANGE"),
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        PointInTimeRecoverySpecification=PointInTimeRecoverySpecification(
+            PointInTimeRecoveryEnabled=True
+        ),
+        # The counter table's parameter. This table first appears in an update of a stack
+        # whose TableDeletionProtection may already be true, and the rollback of that update
+        # must be able to delete it (RetainExceptOnCreate): deploy.sh runs any update that
+        # adds a table with the parameter false, then turns it on (deployer/parameters.py).
+        DeletionProtectionEnabled=If(params.protects_table, True, False),
+        SSESpecification=table_encryption(params),
+        TimeToLiveSpecification=TimeToLiveSpecification(AttributeName=EXPIRES_AT, Enabled=True),
     )
 
 

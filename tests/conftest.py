@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from generate import build_template, render  # noqa: E402
+from local import moto_fidelity  # noqa: E402
 from local.emulator import Emulator, free_port  # noqa: E402
 from local.events import proxy_event  # noqa: E402
 from local.router import Router  # noqa: E402
@@ -226,9 +227,75 @@ def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def series_definition(template: dict) -> dict:
+    """CreateTable arguments taken from the template's series table."""
+    props = template["Resources"]["SeriesTable"]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props["BillingMode"],
+    }
+
+
+@dataclass
+class StreamTables:
+    counter: str
+    series: str
+    stream_arn: str
+
+
 @pytest.fixture
-def stats(counter_table: str):
-    """The stats handler module, imported fresh against the moto table."""
+def stream_tables(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamTables]:
+    """In-process moto, with the emulator's stream fixes (local/moto_fidelity.py): the counter
+    table with the template's stream, and the series table."""
+    stream = template["Resources"]["CounterTable"]["Properties"]["StreamSpecification"]
+    moto_fidelity.apply()
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        created = client.create_table(
+            TableName="route-counter-test",
+            **table_definition(template),
+            StreamSpecification={"StreamEnabled": True, **stream},
+        )
+        client.create_table(TableName="route-counter-series", **series_definition(template))
+        monkeypatch.setenv("TABLE_NAME", "route-counter-test")
+        monkeypatch.setenv("SERIES_TABLE", "route-counter-series")
+        yield StreamTables(
+            "route-counter-test",
+            "route-counter-series",
+            created["TableDescription"]["LatestStreamArn"],
+        )
+
+
+def stream_records(stream_arn: str) -> list[dict]:
+    """Every record the (single-shard) stream holds, oldest first, as GetRecords sends them."""
+    streams = boto3.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records: list[dict] = []
+    while True:
+        page = streams.get_records(ShardIterator=iterator)
+        if not page["Records"]:
+            return records
+        records += page["Records"]
+        iterator = page["NextShardIterator"]
+
+
+@pytest.fixture
+def aggregator(stream_tables: StreamTables):
+    """The aggregator handler module, imported fresh against the moto series table."""
+    return load_module(ROOT / "handler" / "aggregator.py", "aggregator_under_test")
+
+
+@pytest.fixture
+def stats(counter_table: str, template: dict, monkeypatch: pytest.MonkeyPatch):
+    """The stats handler module, imported fresh against the moto tables it reads when
+    deployed: the counter table and the (empty) series table."""
+    series = "route-counter-series"
+    boto3.client("dynamodb").create_table(TableName=series, **series_definition(template))
+    monkeypatch.setenv("SERIES_TABLE", series)
     return load_module(ROOT / "handler" / "stats.py", "stats_under_test")
 
 

@@ -92,3 +92,74 @@ def test_scans_beside_writes_of_new_items_see_only_whole_items(counter_on_server
     assert problems == []
     assert scans >= 4
     assert client.scan(TableName=table, Select="COUNT")["Count"] == 425
+
+
+@pytest.fixture
+def series_on_server(moto_server, template, monkeypatch):
+    """A table shaped as the series table, on the emulator."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    props = template["Resources"]["SeriesTable"]["Properties"]
+    client = boto3.client("dynamodb")
+    name = "atomicity-series"
+    client.create_table(
+        TableName=name,
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    try:
+        yield client, name
+    finally:
+        client.delete_table(TableName=name)
+
+
+def test_transactions_beside_each_other_apply_whole_or_not_at_all(series_on_server):
+    """The emulator runs transactions beside other writes (locking their items, as DynamoDB
+    does) and undoes a cancelled one item by item: with 8 threads adding to one shared total
+    and to their own items, and a third of the transactions cancelled by a condition, the
+    total equals the transactions that succeeded, and no cancelled one left a trace."""
+    client, table = series_on_server
+
+    def key(route: str, bucket: str = "b") -> dict:
+        return {"route": {"S": route}, "bucket": {"S": bucket}}
+
+    def add(route: str) -> dict:
+        return {
+            "Update": {
+                "TableName": table,
+                "Key": key(route),
+                "UpdateExpression": "ADD n :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        }
+
+    client.put_item(TableName=table, Item={**key("/blocked"), "n": {"N": "0"}})
+
+    def transact(i: int) -> bool:
+        own = add(f"/own/{i}")
+        cancelled = i % 3 == 0
+        check = {
+            "Update": {
+                "TableName": table,
+                "Key": key("/blocked" if cancelled else f"/free/{i}"),
+                "UpdateExpression": "SET seen = :one",
+                "ConditionExpression": "attribute_not_exists(n)",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        }
+        try:
+            client.transact_write_items(TransactItems=[own, add("#total"), check])
+        except client.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        applied = list(pool.map(transact, range(240)))
+
+    assert applied.count(False) == 80
+    total = client.get_item(TableName=table, Key=key("#total"), ConsistentRead=True)["Item"]
+    assert total["n"] == {"N": str(applied.count(True))}
+    items = {i["route"]["S"] for i in client.scan(TableName=table)["Items"]}
+    for i, done in enumerate(applied):
+        assert (f"/own/{i}" in items) is done, i
+    assert "seen" not in client.get_item(TableName=table, Key=key("/blocked"))["Item"]

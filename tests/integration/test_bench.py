@@ -36,6 +36,17 @@ ROW_NAMES = {
     "5d": "Read endpoint: page of 1000, handler time at ",
     "6a": "Template: python generate.py",
     "6b": "Template: cfn-lint --include-checks I",
+    "7a": "Aggregator: route buckets written per batch vs distinct (route, bucket) pairs",
+    "7b": "Aggregator: calls per batch",
+    "7c": "Aggregator: write units per counted hit (estimate)",
+    "7d": "Aggregator: write units per counted hit, one hit per batch (estimate)",
+    "7e": "Aggregator: hourly buckets that differ from the hits sent",
+    "7f": "Read: top, DynamoDB calls",
+    "7g": "Read: top today, DynamoDB calls",
+    "7h": "Read: series, DynamoDB calls",
+    "7i": "Read: all-routes series, DynamoDB calls",
+    "7j": "Read: dashboard, DynamoDB calls",
+    "7k": "Read: route page, DynamoDB calls",
 }
 
 
@@ -115,6 +126,12 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert rows["2"]["ratio"] == rows["2"]["value"] / rows["2"]["baseline"]
     assert rows["4a"]["ratio"] == rows["4a"]["value"] / rows["4a"]["baseline"]
     assert rows["6a"]["unit"] == rows["6b"]["unit"] == "s"
+    # The aggregator writes each (route, bucket) pair at most once per batch, every hourly
+    # bucket equals the hits sent, and each read costs the calls it promises.
+    assert rows["7a"]["status"] == "pass" and rows["7a"]["ratio"] <= 1.0
+    assert rows["7e"]["value"] == 0.0 and rows["7e"]["status"] == "pass"
+    for row_id in ("7f", "7g", "7h", "7i", "7j", "7k"):
+        assert rows[row_id]["status"] == "pass", rows[row_id]
 
 
 def test_benchmark_that_crashes_is_reported_as_an_error_not_a_number():

@@ -163,12 +163,13 @@ def test_a_create_runs_unprotected_then_turns_the_tables_deletion_protection_on(
     assert parameters(protected)["TableDeletionProtection"] == "true"
     assert parameters(protected)["LogRetentionDays"] == "14"  # every other value kept
     assert stack_parameters(moto_server, name)["TableDeletionProtection"] == "true"
-    table = client("dynamodb", moto_server).describe_table(
-        TableName=physical_id(moto_server, name, "CounterTable")
-    )["Table"]
-    assert table["DeletionProtectionEnabled"] is True
+    for logical_id in ("CounterTable", "SeriesTable"):
+        table = client("dynamodb", moto_server).describe_table(
+            TableName=physical_id(moto_server, name, logical_id)
+        )["Table"]
+        assert table["DeletionProtectionEnabled"] is True, logical_id
     assert "TableDeletionProtection = false while the stack is created" in result.stdout
-    assert "Deletion protection of CounterTable is on" in result.stdout
+    assert "Deletion protection of CounterTable and SeriesTable is on" in result.stdout
     # a create redeploys no stage: the template's own Deployment is the API's only one
     api = physical_id(moto_server, name, "CounterApi")
     assert len(client("apigateway", moto_server).get_deployments(restApiId=api)["items"]) == 1
@@ -296,6 +297,10 @@ def test_deploy_prints_outputs_derived_honestly_when_the_stack_has_none(deployed
     assert re.search(rf"ApiUrl +{re.escape(url)}\n", result.stdout)
     table = physical_id(moto_server, name, "CounterTable")
     assert re.search(rf"TableName +{table}\n", result.stdout)
+    series = physical_id(moto_server, name, "SeriesTable")
+    assert re.search(rf"SeriesTableName +{series}\n", result.stdout)
+    queue = physical_id(moto_server, name, "AggregatorFailureQueue")  # its URL, as on AWS
+    assert re.search(rf"AggregatorFailureQueueUrl +{re.escape(queue)}\n", result.stdout)
     assert "Smoke test skipped: AWS_ENDPOINT_URL is set" in result.stdout
 
 
@@ -305,13 +310,17 @@ def test_deploy_sets_a_stack_policy_protecting_the_table(deployed, moto_server):
     body = client("cloudformation", moto_server).get_stack_policy(StackName=name)
     policy = json.loads(body["StackPolicyBody"])
 
-    assert "Stack policy set: no stack update may replace or delete CounterTable" in result.stdout
-    assert {
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": ["Update:Replace", "Update:Delete"],
-        "Resource": "LogicalResourceId/CounterTable",
-    } in policy["Statement"]
+    assert (
+        "Stack policy set: no stack update may replace or delete CounterTable or SeriesTable"
+        in result.stdout
+    )
+    for table in ("CounterTable", "SeriesTable"):
+        assert {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["Update:Replace", "Update:Delete"],
+            "Resource": f"LogicalResourceId/{table}",
+        } in policy["Statement"]
     assert {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"} in policy[
         "Statement"
     ]
@@ -395,6 +404,89 @@ def test_update_sets_given_parameters_and_keeps_the_others(moto_server, tmp_path
     assert described["DeletionProtectionEnabled"] is True
 
 
+def without_series_table(template: dict) -> dict:
+    """The template of a stack made before the series table existed: no SeriesTable (what
+    names it names a table that is not there), so an update to the template adds it."""
+    absent_arn = f"arn:aws:dynamodb:{REGION}:123456789012:table/absent"
+
+    def strip(node: object) -> object:
+        if node == {"Ref": "SeriesTable"}:
+            return "absent"
+        if node == {"Fn::GetAtt": ["SeriesTable", "Arn"]}:
+            return absent_arn
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    old = strip(template)
+    del old["Resources"]["SeriesTable"]
+    assert "SeriesTable" not in json.dumps(old["Resources"])
+    return old
+
+
+def test_an_update_that_adds_a_table_to_a_protected_stack_runs_unprotected_then_protects(
+    moto_server, tmp_path, template
+):
+    """The rollback of an update deletes what the update created (RetainExceptOnCreate),
+    which DynamoDB refuses for a protected table: the update that adds SeriesTable to a
+    protected stack runs with TableDeletionProtection=false, then turns it on again."""
+    name = unique("adds")  # a protected stack from before the series table
+    client("cloudformation", moto_server).create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(without_series_table(template)),
+        Parameters=[{"ParameterKey": "TableDeletionProtection", "ParameterValue": "true"}],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    cfn, dynamodb = client("cloudformation", moto_server), client("dynamodb", moto_server)
+    counter = physical_id(moto_server, name, "CounterTable")
+    unprotected = (
+        "TableDeletionProtection = false while the update adds SeriesTable (the rollback of a "
+        "failed update must be able to delete its new table), then true"
+    )
+
+    dry = run_deploy(tmp_path, moto_server, "--stack-name", name, "--dry-run")
+
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert unprotected in dry.stdout
+    assert re.search(r"Add +SeriesTable +AWS::DynamoDB::Table\n", dry.stdout)
+    assert "Turning on" not in dry.stdout
+    assert stack_parameters(moto_server, name)["TableDeletionProtection"] == "true"
+    assert dynamodb.describe_table(TableName=counter)["Table"]["DeletionProtectionEnabled"]
+
+    result = run_deploy(tmp_path, moto_server, "--stack-name", name)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert unprotected in out
+    updated, protected = re.findall(r"==> Change set ((?:deploy|protect)-[\w-]+):", out)
+    assert updated.endswith("-adds-table") and protected.startswith("protect-")
+    # the change set made with protection on was deleted, never executed
+    listed = [s["ChangeSetName"] for s in cfn.list_change_sets(StackName=name)["Summaries"]]
+    assert updated.removesuffix("-adds-table") not in listed
+
+    def protection(change_set: str) -> str:
+        described = cfn.describe_change_set(StackName=name, ChangeSetName=change_set)
+        return {p["ParameterKey"]: p.get("ParameterValue") for p in described["Parameters"]}[
+            "TableDeletionProtection"
+        ]
+
+    assert (protection(updated), protection(protected)) == ("false", "true")
+    assert out.index(f"Stack {name} is UPDATE_COMPLETE") < out.index("Turning on the deletion")
+    assert "Deletion protection of CounterTable and SeriesTable is on" in out
+    assert stack_parameters(moto_server, name)["TableDeletionProtection"] == "true"
+    for table in (counter, physical_id(moto_server, name, "SeriesTable")):
+        assert dynamodb.describe_table(TableName=table)["Table"]["DeletionProtectionEnabled"]
+
+    # Once the table exists, an update adds none: protection stays on throughout.
+    again = run_deploy(tmp_path, moto_server, "--stack-name", name, "--param", "RateLimit=5")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "while the update adds" not in again.stdout
+    assert "Turning on" not in again.stdout
+
+
 @pytest.mark.parametrize("protection", ["true", "false"])
 def test_delete_keeps_the_table_and_says_how_to_remove_it(
     moto_server, tmp_path, template, protection
@@ -406,7 +498,10 @@ def test_delete_keeps_the_table_and_says_how_to_remove_it(
         Parameters=[{"ParameterKey": "TableDeletionProtection", "ParameterValue": protection}],
         Capabilities=["CAPABILITY_IAM"],
     )
-    table = physical_id(moto_server, name, "CounterTable")
+    tables = {t: physical_id(moto_server, name, t) for t in ("CounterTable", "SeriesTable")}
+    queue = physical_id(moto_server, name, "AggregatorFailureQueue")
+    sqs = client("sqs", moto_server)
+    assert sqs.get_queue_url(QueueName=queue.rsplit("/", 1)[1])["QueueUrl"]
 
     result = run_deploy(tmp_path, moto_server, "--delete", "--yes", "--stack-name", name)
 
@@ -414,17 +509,29 @@ def test_delete_keeps_the_table_and_says_how_to_remove_it(
     assert re.search(rf"\d\d:\d\d:\d\d +{name} +DELETE_COMPLETE\n", result.stdout)
     with pytest.raises(ClientError, match="does not exist"):
         stack(moto_server, name)
-    described = client("dynamodb", moto_server).describe_table(TableName=table)
-    assert described["Table"]["TableStatus"] == "ACTIVE"
-    assert f"The counter table {table} was kept" in result.stdout
-    unprotect = f"aws dynamodb update-table --table-name {table} --no-deletion-protection-enabled\n"
-    if protection == "true":
-        assert "(DeletionPolicy RetainExceptOnCreate, deletion protection on)" in result.stdout
-        assert unprotect in result.stdout
-    else:  # what the table really is, not what deploy.sh would have made it
-        assert "(DeletionPolicy RetainExceptOnCreate; deletion protection off)" in result.stdout
-        assert unprotect not in result.stdout
-    assert f"aws dynamodb delete-table --table-name {table}\n" in result.stdout
+    for what, table in zip(("counter", "series"), tables.values(), strict=True):
+        described = client("dynamodb", moto_server).describe_table(TableName=table)
+        assert described["Table"]["TableStatus"] == "ACTIVE"
+        assert f"The {what} table {table} was kept" in result.stdout
+        unprotect = (
+            f"aws dynamodb update-table --table-name {table} --no-deletion-protection-enabled\n"
+        )
+        if protection == "true":
+            assert unprotect in result.stdout
+        else:  # what the table really is, not what deploy.sh would have made it
+            assert unprotect not in result.stdout
+        assert f"aws dynamodb delete-table --table-name {table}\n" in result.stdout
+    said = {
+        "true": "(DeletionPolicy RetainExceptOnCreate, deletion protection on)",
+        "false": "(DeletionPolicy RetainExceptOnCreate; deletion protection off)",
+    }[protection]
+    assert result.stdout.count(said) == 2  # each table as DynamoDB reports it
+    # the failure queue is DeletionPolicy Delete: gone with the stack, and said so
+    assert f"The failure queue {queue} was deleted with the stack (DeletionPolicy Delete)" in (
+        result.stdout
+    )
+    with pytest.raises(ClientError, match="NonExistentQueue"):
+        sqs.get_queue_url(QueueName=queue.rsplit("/", 1)[1])
 
 
 def test_changing_stats_path_redeploys_the_stage_once_the_update_is_complete(

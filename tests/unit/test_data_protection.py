@@ -58,3 +58,21 @@ def test_deletion_protection_is_off_until_the_stack_exists(template, resources):
 def test_table_is_never_conditional(resources):
     # A Condition on the table would delete it (or retain it orphaned) when false.
     assert "Condition" not in table(resources)
+
+
+def test_series_table_is_kept_and_protected_like_the_counter_table(template, resources):
+    """Its history cannot be rebuilt (the stream holds 24 hours): retained on delete and
+    replacement, PITR, never conditional, no name. Deletion protection follows the same
+    parameter as the counter table's. The table first appears in an update, possibly of a
+    stack already protected, and that update's rollback must be able to delete it: deploy.sh
+    runs any update that adds a table with TableDeletionProtection=false, then turns it on
+    (tests/unit/test_deployer.py, tests/integration/test_deploy.py)."""
+    series = resources["SeriesTable"]
+    props = series["Properties"]
+    assert series["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert series["UpdateReplacePolicy"] == "Retain"
+    assert "Condition" not in series
+    assert "TableName" not in props
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectsTable", True, False]}
+    assert template["Parameters"]["TableDeletionProtection"]["Default"] == "false"

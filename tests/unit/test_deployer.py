@@ -21,8 +21,8 @@ from botocore.config import Config
 from botocore.stub import Stubber
 
 from deployer import cli
-from deployer.cli import kept_table_lines
-from deployer.deployer import Deployer, routes_replaced, stage_targets
+from deployer.cli import fate_lines, kept_table_lines
+from deployer.deployer import STACK_POLICY, Deployer, routes_replaced, stage_targets
 from deployer.errors import DeployError, ParameterError
 from deployer.options import parse
 from deployer.parameters import (
@@ -33,11 +33,21 @@ from deployer.parameters import (
     given_lines,
     is_unchanged,
     needs_account_role,
+    protected_tables,
     protection_on_create,
     protection_on_update,
+    protection_value,
+    tables_added,
     with_defaults,
 )
-from deployer.report import EventProgress, change_lines, output_lines
+from deployer.report import (
+    EventProgress,
+    Fate,
+    change_lines,
+    data_fates,
+    fates_summary,
+    output_lines,
+)
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import TRIES, Answer, judge, smoke_test
 from local.emulator import free_port
@@ -238,6 +248,50 @@ def stubbed(service: str) -> tuple[object, Stubber]:
     return client, Stubber(client)
 
 
+def test_both_tables_follow_the_protection_parameter(template):
+    assert protected_tables(template) == ["CounterTable", "SeriesTable"]
+
+
+def test_only_a_change_set_that_adds_a_table_needs_protection_off_for_its_rollback():
+    changes = [
+        change("SeriesTable", "AWS::DynamoDB::Table", "Add"),
+        change("CounterTable", "AWS::DynamoDB::Table", "Modify", "False"),
+        change("AggregatorFailureQueue", "AWS::SQS::Queue", "Add"),
+        change("OldTable", "AWS::DynamoDB::Table", "Remove"),
+    ]
+
+    assert tables_added(changes) == ["SeriesTable"]
+    assert tables_added(changes[1:]) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "previous", "keep_previous", "value"),
+    [
+        ({}, {PROTECTION: "true"}, True, "true"),  # deploy.sh keeps the stack's value
+        ({PROTECTION: "false"}, {PROTECTION: "true"}, True, "false"),  # given wins
+        ({}, {}, True, "false"),  # nothing kept: the template default
+        ({}, {PROTECTION: "true"}, False, "false"),  # the local stack: the default
+        ({PROTECTION: "true"}, {}, False, "true"),
+    ],
+)
+def test_the_protection_an_update_would_set(template, given, previous, keep_previous, value):
+    assert protection_value(template, given, previous, keep_previous) == value
+
+
+def test_the_stack_policy_denies_replacing_or_deleting_either_table():
+    denied = {
+        s["Resource"]: s["Action"] for s in STACK_POLICY["Statement"] if s["Effect"] == "Deny"
+    }
+
+    assert denied == {
+        "LogicalResourceId/CounterTable": ["Update:Replace", "Update:Delete"],
+        "LogicalResourceId/SeriesTable": ["Update:Replace", "Update:Delete"],
+    }
+
+
+COUNTER_TABLE = Fate("CounterTable", "AWS::DynamoDB::Table", "t-1", "RetainExceptOnCreate")
+
+
 @pytest.mark.parametrize(
     ("described", "says", "commands"),
     [
@@ -256,7 +310,7 @@ def test_delete_says_whether_the_kept_table_is_protected_as_dynamodb_reports_it(
         stubber.add_response("describe_table", {"Table": described}, {"TableName": "t-1"})
 
     with stubber:
-        lines = kept_table_lines(dynamodb, "t-1", " --region eu-west-1")
+        lines = kept_table_lines(dynamodb, COUNTER_TABLE, " --region eu-west-1")
 
     text = "\n".join(lines)
     assert says in text
@@ -267,6 +321,75 @@ def test_delete_says_whether_the_kept_table_is_protected_as_dynamodb_reports_it(
             "    aws dynamodb update-table --table-name t-1 --no-deletion-protection-enabled"
             " --region eu-west-1"
         )
+
+
+STACK_DATA = [
+    {"LogicalResourceId": "CounterTable", "PhysicalResourceId": "demo-Counter-1",
+     "ResourceType": "AWS::DynamoDB::Table", "ResourceStatus": "UPDATE_COMPLETE"},
+    {"LogicalResourceId": "SeriesTable", "PhysicalResourceId": "demo-Series-2",
+     "ResourceType": "AWS::DynamoDB::Table", "ResourceStatus": "CREATE_COMPLETE"},
+    {"LogicalResourceId": "AggregatorFailureQueue", "ResourceType": "AWS::SQS::Queue",
+     "PhysicalResourceId": "https://sqs.us-east-1.amazonaws.com/123456789012/demo-Failures-3",
+     "ResourceStatus": "CREATE_COMPLETE"},
+    {"LogicalResourceId": "CounterFunction", "PhysicalResourceId": "demo-Counter-4",
+     "ResourceType": "AWS::Lambda::Function", "ResourceStatus": "CREATE_COMPLETE"},
+]  # fmt: skip
+
+
+def test_delete_names_what_each_deletion_policy_keeps_and_what_goes(template):
+    """The tables are RetainExceptOnCreate, the failure queue Delete: read from the template."""
+    fates = data_fates(template, STACK_DATA)
+
+    assert [(f.logical_id, f.physical_id, f.kept) for f in fates] == [
+        ("CounterTable", "demo-Counter-1", True),
+        ("SeriesTable", "demo-Series-2", True),
+        ("AggregatorFailureQueue", STACK_DATA[2]["PhysicalResourceId"], False),
+    ]
+    assert fates_summary(fates) == (
+        "Kept: CounterTable, SeriesTable. Deleted with it: AggregatorFailureQueue."
+    )
+    dynamodb, stubber = stubbed("dynamodb")
+    stubber.add_response(
+        "describe_table", {"Table": {"DeletionProtectionEnabled": True}},
+        {"TableName": "demo-Series-2"},
+    )  # fmt: skip
+    with stubber:
+        series = fate_lines(dynamodb, fates[1], "")
+    assert series[0] == (
+        "The series table demo-Series-2 was kept, with every route's hits per hour and day in it"
+    )
+    assert series[-1] == "    aws dynamodb delete-table --table-name demo-Series-2"
+    assert fate_lines(dynamodb, fates[2], "") == [
+        f"The failure queue {STACK_DATA[2]['PhysicalResourceId']} was deleted with the stack "
+        "(DeletionPolicy Delete), and the batches the aggregator gave up on with it."
+    ]
+
+
+def test_a_policy_changed_in_the_template_changes_what_delete_says(template):
+    retained = json.loads(json.dumps(template))
+    retained["Resources"]["AggregatorFailureQueue"]["DeletionPolicy"] = "Retain"
+    retained["Resources"]["SeriesTable"]["DeletionPolicy"] = "Delete"
+
+    fates = data_fates(retained, STACK_DATA)
+
+    assert fates_summary(fates) == (
+        "Kept: CounterTable, AggregatorFailureQueue. Deleted with it: SeriesTable."
+    )
+    url = STACK_DATA[2]["PhysicalResourceId"]
+    assert fate_lines(None, fates[2], " --region eu-west-1")[-1] == (
+        f"    aws sqs delete-queue --queue-url {url} --region eu-west-1"
+    )
+    assert "was deleted with the stack (DeletionPolicy Delete)" in fate_lines(None, fates[1], "")[0]
+
+
+def test_delete_says_so_when_the_stacks_template_cannot_be_read():
+    fates = data_fates(None, STACK_DATA)
+
+    assert [f.kept for f in fates] == [None, None, None]
+    assert "Unknown (template unreadable): CounterTable, SeriesTable" in fates_summary(fates)
+    lines = fate_lines(None, fates[1], "")
+    assert "whether the delete kept it is unknown" in lines[0]
+    assert lines[1] == "    aws dynamodb describe-table --table-name demo-Series-2"
 
 
 # --- a stage redeployed after an update that replaced routes ---------------------------------
@@ -485,6 +608,16 @@ def test_outputs_derived_from_resources_use_the_partitions_domain():
 
     assert url == "https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod/"
     assert "derived from its resources" in lines[1]
+
+
+def test_derived_outputs_name_the_series_table_and_the_failure_queue():
+    stack = {"StackId": STACK_ID}
+
+    lines, _ = output_lines(stack, STACK_DATA)
+
+    assert "      SeriesTableName            demo-Series-2" in lines
+    url = STACK_DATA[2]["PhysicalResourceId"]
+    assert f"      AggregatorFailureQueueUrl  {url}" in lines
 
 
 # --- S3 -------------------------------------------------------------------------------------

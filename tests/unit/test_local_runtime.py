@@ -1,6 +1,7 @@
 """Functions run locally as on Lambda: imported once, given a context, stopped at their Timeout."""
 
 import concurrent.futures
+import os
 
 import pytest
 
@@ -81,3 +82,62 @@ def test_a_handler_past_its_timeout_is_cut_off_and_the_next_call_is_a_cold_start
 def test_a_handler_setting_other_than_index_is_refused(tmp_path, pool):
     with pytest.raises(ValueError, match="index"):
         function(tmp_path, pool, handler="app.handler")
+
+
+ENVIRONMENT_CODE = """\
+import os
+
+TABLE_AT_IMPORT = os.environ["TABLE_NAME"]
+
+def handler(event, context):
+    if "set" in event:
+        os.environ["WRITTEN"] = event["set"]
+    return {
+        "at_import": TABLE_AT_IMPORT,
+        "at_call": os.environ.get("TABLE_NAME"),
+        "series": os.environ.get("SERIES_TABLE"),
+        "written": os.environ.get("WRITTEN"),
+        "region": os.environ.get("AWS_REGION"),
+    }
+"""
+
+
+def test_each_function_reads_its_own_environment_at_import_and_at_call(tmp_path, pool, monkeypatch):
+    # On Lambda two functions never see each other's variables; here they share a process.
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the process's own, as Lambda's AWS_ ones
+    counter = function(
+        tmp_path,
+        pool,
+        logical_id="CounterFunction",
+        code=ENVIRONMENT_CODE,
+        environment={"TABLE_NAME": "counts"},
+    )
+    aggregator = function(
+        tmp_path,
+        pool,
+        logical_id="AggregatorFunction",
+        code=ENVIRONMENT_CODE,
+        environment={"TABLE_NAME": "series", "SERIES_TABLE": "series"},
+    )
+
+    counter.invoke({}, "r1")  # both cold starts, one after the other
+    aggregator.invoke({"set": "by the aggregator"}, "r2")
+    seen = counter.invoke({}, "r3")
+
+    assert seen == {
+        "at_import": "counts",
+        "at_call": "counts",
+        "series": None,
+        "written": None,
+        "region": "eu-west-1",
+    }
+    assert aggregator.invoke({}, "r4")["at_call"] == "series"
+    assert aggregator.invoke({}, "r5")["written"] == "by the aggregator"
+    assert "TABLE_NAME" not in os.environ and "WRITTEN" not in os.environ  # the process's own
+
+
+def test_a_cold_start_after_a_timeout_starts_from_the_functions_variables(tmp_path, pool):
+    written = function(tmp_path, pool, code=ENVIRONMENT_CODE, environment={"TABLE_NAME": "t"})
+    assert written.invoke({"set": "before"}, "r1")["written"] == "before"
+    written.reset()
+    assert written.invoke({}, "r2")["written"] is None

@@ -108,7 +108,7 @@ def test_dashboard_errors_widget_shows_every_function(resources):
         m[3] for m in errors["properties"]["metrics"] if m[:2] == ["AWS/Lambda", "Errors"]
     }
     functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
-    assert len(functions) == 2
+    assert len(functions) == 3  # counter, stats, aggregator
     assert lambda_errors == {f"<{name}>" for name in functions}
 
 

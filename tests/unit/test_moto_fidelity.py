@@ -147,3 +147,137 @@ def test_a_parameter_only_change_set_lists_what_it_modifies_and_what_it_replaces
         "Top": ("Modify", "True"),  # PathPart: replacement
         "Below": ("Modify", "Conditional"),  # ParentId of a replaced resource
     }
+
+
+def streamed_table(ddb, name: str = "streamed") -> str:
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_a_table_stream_is_read_through_the_endpoints_botocore_chooses(aws, region):
+    """DescribeStream and GetShardIterator go to <account>.streams-ddb.<region>.amazonaws.com;
+    moto as shipped answered them 404 "Not yet implemented"."""
+    ddb = boto3.client("dynamodb", region_name=region)
+    arn = streamed_table(ddb)
+    for key in ("a", "b", "a"):
+        ddb.update_item(
+            TableName="streamed",
+            Key={"k": {"S": key}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+    streams = boto3.client("dynamodbstreams", region_name=region)
+    hosts = []
+    streams.meta.events.register("before-send", lambda request, **_: hosts.append(request.url))
+
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+
+    assert any(".streams-ddb." in url for url in hosts)
+    assert [r["eventName"] for r in records] == ["INSERT", "INSERT", "MODIFY"]
+    assert [r["dynamodb"]["NewImage"]["n"]["N"] for r in records] == ["1", "1", "2"]
+    assert {r["awsRegion"] for r in records} == {region}
+    numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+    assert numbers == sorted(set(numbers))
+
+
+def test_a_stream_keeps_its_records_when_an_event_source_mapping_reads_it(aws):
+    """moto ran the mapped function itself on each write and then emptied the stream."""
+    ddb = boto3.client("dynamodb")
+    arn = streamed_table(ddb)
+    iam = boto3.client("iam")
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda")
+    lam.create_function(
+        FunctionName="f",
+        Runtime="python3.12",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": b"not run"},
+    )
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="f", StartingPosition="LATEST")
+    for key in ("a", "b"):
+        ddb.put_item(TableName="streamed", Item={"k": {"S": key}})
+
+    streams = boto3.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    assert [r["dynamodb"]["Keys"]["k"]["S"] for r in records] == ["a", "b"]
+
+
+def test_a_shard_iterator_expires_15_minutes_after_it_was_returned_and_is_dropped(aws, monkeypatch):
+    """moto kept every iterator for ever (a poller grew the emulator ~20 MB an hour)."""
+    now = [1000.0]
+    monkeypatch.setattr(moto_fidelity, "_clock", lambda: now[0])
+    arn = streamed_table(boto3.client("dynamodb"))
+    streams = boto3.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+
+    def fresh() -> str:
+        return streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    old = fresh()
+    for _ in range(50):  # a poller's reads: each returns a new iterator
+        streams.get_records(ShardIterator=old)
+    now[0] += 15 * 60
+
+    with pytest.raises(ClientError) as expired:
+        streams.get_records(ShardIterator=old)
+    assert expired.value.response["Error"]["Code"] == "ExpiredIteratorException"
+    assert "Records" in streams.get_records(ShardIterator=fresh())
+    held = moto_fidelity.streams_models.dynamodbstreams_backends["123456789012"]["us-east-1"]
+    assert len(held.shard_iterators) <= 2  # the new iterator and the one its read returned
+
+
+def test_a_key_condition_naming_an_attribute_by_a_reserved_word_is_refused_as_aws_does(aws):
+    _, dynamodb = aws
+    dynamodb.create_table(
+        TableName="series",
+        AttributeDefinitions=[
+            {"AttributeName": "route", "AttributeType": "S"},
+            {"AttributeName": "bucket", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "route", "KeyType": "HASH"},
+            {"AttributeName": "bucket", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    values = {":r": {"S": "/a"}, ":lo": {"S": "h#"}, ":hi": {"S": "h#~"}}
+    with pytest.raises(ClientError) as refused:
+        dynamodb.query(
+            TableName="series",
+            KeyConditionExpression="route = :r AND bucket BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=values,
+        )
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "reserved keyword: bucket" in refused.value.response["Error"]["Message"]
+    named = dynamodb.query(
+        TableName="series",
+        KeyConditionExpression="route = :r AND #b BETWEEN :lo AND :hi",
+        ExpressionAttributeNames={"#b": "bucket"},
+        ExpressionAttributeValues=values,
+    )
+    assert named["Items"] == []
+    begins = dynamodb.query(
+        TableName="series",
+        KeyConditionExpression="route = :r AND begins_with(#b, :lo)",
+        ExpressionAttributeNames={"#b": "bucket"},
+        ExpressionAttributeValues={":r": {"S": "/a"}, ":lo": {"S": "h#"}},
+    )
+    assert begins["Items"] == []

@@ -71,13 +71,13 @@ def test_only_the_api_gateway_account_role_has_a_managed_policy_and_says_why(res
     assert "logs:DescribeLogGroups" in reason
 
 
-def test_kms_key_use_is_one_policy_for_both_functions_only_when_a_key_is_given(resources):
+FUNCTION_ROLES = ("CounterFunctionRole", "StatsFunctionRole", "AggregatorFunctionRole")
+
+
+def test_kms_key_use_is_one_policy_for_every_function_only_when_a_key_is_given(resources):
     kms = resources["UseKmsKeyPolicy"]
     assert kms["Condition"] == "HasKmsKey"
-    assert kms["Properties"]["Roles"] == [
-        {"Ref": "CounterFunctionRole"},
-        {"Ref": "StatsFunctionRole"},
-    ]
+    assert kms["Properties"]["Roles"] == [{"Ref": role} for role in FUNCTION_ROLES]
     assert kms["Properties"]["PolicyDocument"]["Statement"] == [
         {
             "Sid": "UseStackKey",
@@ -86,7 +86,7 @@ def test_kms_key_use_is_one_policy_for_both_functions_only_when_a_key_is_given(r
             "Resource": [{"Ref": "KmsKeyArn"}],
         }
     ]
-    for name in ("CounterFunctionRole", "StatsFunctionRole"):
+    for name in FUNCTION_ROLES:
         policies = resources[name]["Properties"]["Policies"]
         assert [p["PolicyName"] for p in policies] == ["least-privilege"], name
     # The stage (the first request) waits for the key policy when there is one.

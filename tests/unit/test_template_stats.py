@@ -36,18 +36,21 @@ def test_stats_function_runs_handler_stats_py_byte_for_byte(resources):
         "TABLE_NAME": {"Ref": "CounterTable"},
         "STATS_ROUTE": {"Fn::Sub": "/${StatsPath}"},
         "ALLOWED_ORIGIN": {"Ref": "AllowedOrigin"},
+        "SERIES_TABLE": {"Ref": "SeriesTable"},
     }
 
 
-def test_stats_role_may_only_read_the_table_and_write_its_own_logs(resources):
-    reads, logs, traces = statements(resources, "StatsFunctionRole")
+def test_stats_role_may_only_read_the_tables_and_write_its_own_logs(resources):
+    reads, series, logs, traces = statements(resources, "StatsFunctionRole")
 
     assert reads["Action"] == ["dynamodb:Scan", "dynamodb:GetItem"]
     assert reads["Resource"] == [TABLE_ARN]
+    assert series["Action"] == ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"]
+    assert series["Resource"] == [{"Fn::GetAtt": ["SeriesTable", "Arn"]}]
     assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert logs["Resource"] == [{"Fn::GetAtt": ["StatsLogGroup", "Arn"]}]
     assert traces["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    actions = {a for s in (reads, logs, traces) for a in s["Action"]}
+    actions = {a for s in (reads, series, logs, traces) for a in s["Action"]}
     assert not actions & WRITE_ACTIONS
     assert all("*" not in a for a in actions)
 

@@ -1,0 +1,447 @@
+"""Route Counter aggregator: the counter table's stream -> hits per route per hour and day.
+
+Every counted hit is one stream record: the counter's one UpdateItem adds 1 to `count`
+(a refused, rate-limited hit writes nothing), so a record is known by its route, the life
+of its item (`firstSeen`: a route deleted and counted again starts a new one) and its
+count. Each record is counted once, in the hour and the day of its own `lastSeen`:
+
+- a (route, bucket) item holds the ranges of counts it has counted per life (`counted`)
+  and their number (`hits`); a record is new to it only when its count is in none;
+- the all-routes item of that bucket (route "#all") and the all-time item ("#all", "all")
+  add the same new hits, and the routes counted for the first time (count 1);
+- all of a chunk's items change in one TransactWriteItems, each route's conditioned on the
+  ranges read just before. A union of ranges does not depend on order, so a batch that is
+  retried, duplicated, split or delivered out of order counts nothing twice and misses
+  nothing, and the all-routes totals never drift from the routes'.
+
+Two bounded items rank routes (route "#top"; no route can start with "#"): bucket "all" the
+TOP_SIZE highest counts, "d#<day>" the TOP_SIZE most hits of that day. Both are merged by
+an optimistic read-merge-write that only raises values and keeps the highest TOP_SIZE, so
+they are exact and order-independent: a route leaves only for TOP_SIZE routes with higher
+values, which never fall.
+"""
+
+import calendar
+import json
+import os
+import random
+import time
+
+import boto3
+from botocore import exceptions as aws
+from botocore.config import Config
+
+SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
+HOURLY_DAYS = int(os.environ.get("SERIES_HOURLY_DAYS") or 30)
+CHANGES = {"INSERT", "MODIFY"}  # REMOVE has no new image: nothing was counted
+ALL_ROUTES = "#all"
+TOTALS = "all"  # the all-time bucket of ALL_ROUTES and of the top
+TOP = "#top"
+TOP_SIZE = 100
+# A top item is rewritten whole by every batch that changes it, and DynamoDB bills a write
+# per KB of the item: routes may be 1 KB long, so 100 of them would make every merge ~100
+# write units and cap merges near 10 a second (1,000 units a second per item). The ranking
+# keeps the longest prefix (at most TOP_SIZE routes) whose names and counts fit this.
+TOP_BYTES = 8 * 1024
+# Bytes per ranked route besides its name: its count (a number of up to 21 bytes) and the
+# map entry's overhead, counted high so the item stays within TOP_BYTES plus its few fields.
+TOP_ENTRY_BYTES = 24
+# Leave the function this much of its time to report what it did not write (Lambda then
+# retries from there), rather than be stopped mid-batch (a timeout: the whole batch again,
+# bisected).
+RESERVE_MS = 10_000
+# TransactWriteItems takes at most 100 items; BatchGetItem 100 keys.
+MOST_ITEMS = 100
+# Another batch changed an item between our read and our write (another shard's totals, a
+# duplicate delivery): read again and retry, this many times, then let Lambda retry.
+ATTEMPTS = 5
+
+
+class Contended(Exception):
+    """Other invocations kept changing the items this batch writes: it retries later."""
+
+
+class Cancelled(Exception):
+    """DynamoDB cancelled a transaction for a reason other than a race (its reasons)."""
+
+
+# Cancellation reasons that mean another write got there first: read again, write again.
+RACES = {"ConditionalCheckFailed", "TransactionConflict", "None", None}
+
+
+# Created once per container. The SDK retries throttling and lost answers: every write is
+# conditioned on what was read, so a repeated one that already applied is refused, re-read
+# and found done.
+try:
+    dynamodb = boto3.client(
+        "dynamodb",
+        config=Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard"}),
+    )
+except aws.NoRegionError as error:  # never on Lambda (AWS_REGION)
+    dynamodb = None
+    NO_CLIENT = error
+
+
+def buckets(last_seen):
+    """The hour and day buckets of a lastSeen time ("2026-12-01T03:04:05Z"), each with the
+    epoch second it expires at (None: never); None for a time that is not one."""
+    try:
+        moment = time.strptime(last_seen, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return None
+    hour_start = calendar.timegm((*moment[:4], 0, 0, 0, 0, 0))
+    expires = hour_start + 3600 + HOURLY_DAYS * 86400
+    return [(f"h#{last_seen[:13]}", expires), (f"d#{last_seen[:10]}", None)]
+
+
+def counted_hits(records):
+    """(route, bucket) -> {"records": {(life, count): index}, "expires": ...}; bucket ->
+    the newest lastSeen in it ("all": of the batch); and the number of records that carry
+    no counted hit (skipped: retrying them cannot help)."""
+    pairs = {}
+    newest = {}
+    skipped = 0
+    for index, record in enumerate(records):
+        image = (record.get("dynamodb") or {}).get("NewImage") or {}
+        try:
+            route = image["route"]["S"]
+            count = int(image["count"]["N"])
+            found = buckets(image["lastSeen"]["S"])
+            life = image.get("firstSeen", {}).get("S", "")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            found = None
+        if record.get("eventName") not in CHANGES or not found or not route.startswith("/"):
+            skipped += 1
+            continue
+        last_seen = image["lastSeen"]["S"]
+        for bucket in (TOTALS, *(bucket for bucket, _ in found)):
+            newest[bucket] = max(last_seen, newest.get(bucket, ""))
+        for bucket, expires in found:
+            pair = pairs.setdefault(
+                (route, bucket), {"records": {}, "expires": expires, "seen": set()}
+            )
+            pair["records"].setdefault((life, count), index)
+            pair["seen"].add(last_seen)
+    return pairs, newest, skipped
+
+
+def key(route, bucket):
+    return {"route": {"S": route}, "bucket": {"S": bucket}}
+
+
+def client():
+    if dynamodb is None:
+        raise NO_CLIENT
+    return dynamodb
+
+
+def read_stored(pairs):
+    """(route, bucket) -> the stored item (or None), read consistently, 100 keys a call."""
+    stored = dict.fromkeys(pairs)
+    wanted = list(pairs)
+    for start in range(0, len(wanted), MOST_ITEMS):
+        request = {
+            SERIES_TABLE: {
+                "Keys": [key(*pair) for pair in wanted[start : start + MOST_ITEMS]],
+                "ConsistentRead": True,
+            }
+        }
+        for _ in range(ATTEMPTS):
+            answer = client().batch_get_item(RequestItems=request)
+            for item in answer["Responses"].get(SERIES_TABLE, []):
+                stored[(item["route"]["S"], item["bucket"]["S"])] = item
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(random.uniform(0, 0.05))  # noqa: S311 (jitter, not a secret)
+        else:
+            raise Contended("DynamoDB left keys unread after every attempt")
+    return stored
+
+
+def counted_of(item):
+    """life -> sorted disjoint [first, last] count ranges a stored bucket has counted."""
+    if item is None:
+        return {}
+    return {life: [tuple(r) for r in ranges] for life, ranges in json.loads(item["counted"]["S"])}
+
+
+def with_counts(counted, keys):
+    """The ranges of `counted` with the (life, count) keys added."""
+    merged = {}
+    for life in {*counted, *(life for life, _ in keys)}:
+        added = [(count, count) for key_life, count in keys if key_life == life]
+        ranges = sorted([*counted.get(life, []), *added])
+        joined = []
+        for first, last in ranges:
+            if joined and first <= joined[-1][1] + 1:
+                joined[-1] = (joined[-1][0], max(joined[-1][1], last))
+            else:
+                joined.append((first, last))
+        merged[life] = joined
+    return merged
+
+
+def size(counted):
+    return sum(last - first + 1 for ranges in counted.values() for first, last in ranges)
+
+
+def fresh_keys(pair, item):
+    """The (life, count) keys of the pair's records that its stored bucket has not counted."""
+    counted = counted_of(item)
+    return sorted(
+        (life, count)
+        for life, count in pair["records"]
+        if not any(first <= count <= last for first, last in counted.get(life, []))
+    )
+
+
+def wire(counted):
+    return json.dumps(sorted([life, [list(r) for r in ranges]] for life, ranges in counted.items()))
+
+
+def pair_update(route, bucket, pair, item, fresh):
+    """The Update of one (route, bucket) item that counts its fresh records."""
+    counted = with_counts(counted_of(item), fresh)
+    values = {":counted": {"S": wire(counted)}, ":hits": {"N": str(size(counted))}}
+    update = "SET counted = :counted, hits = :hits"
+    if pair["expires"] is not None:
+        update += ", expiresAt = :expires"
+        values[":expires"] = {"N": str(pair["expires"])}
+    if item is None:
+        condition = "attribute_not_exists(counted)"
+    else:  # exactly what was read: the ranges are the item's version
+        condition = "counted = :was"
+        values[":was"] = item["counted"]
+    return {
+        "Update": {
+            "TableName": SERIES_TABLE,
+            "Key": key(route, bucket),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def total_update(bucket, hits, routes, expires):
+    update = "ADD hits :hits, routes :routes"
+    values = {":hits": {"N": str(hits)}, ":routes": {"N": str(routes)}}
+    if expires is not None:
+        update += " SET expiresAt = :expires"
+        values[":expires"] = {"N": str(expires)}
+    return {
+        "Update": {
+            "TableName": SERIES_TABLE,
+            "Key": key(ALL_ROUTES, bucket),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def chunks(pairs):
+    """The pairs in groups whose items (theirs and the totals they add to) fit one
+    transaction."""
+    group, totals = [], set()
+    for route, bucket in pairs:
+        needed = {bucket, TOTALS} if bucket.startswith("h#") else {bucket}
+        if group and len(group) + 1 + len(totals | needed) > MOST_ITEMS:
+            yield group
+            group, totals = [], set()
+        group.append((route, bucket))
+        totals |= needed
+    if group:
+        yield group
+
+
+def write_chunk(pairs, group, stored):
+    """Count the group's new records in one transaction; re-read and retry when another
+    write got there first. Returns the number of buckets changed."""
+    for attempt in range(ATTEMPTS):
+        actions = []
+        totals = {}  # bucket -> [hits, new routes, expires]
+        for pair_key in group:
+            fresh = fresh_keys(pairs[pair_key], stored[pair_key])
+            if not fresh:
+                continue
+            route, bucket = pair_key
+            actions.append(pair_update(route, bucket, pairs[pair_key], stored[pair_key], fresh))
+            first_hits = sum(1 for _, count in fresh if count == 1)
+            affected = [bucket, TOTALS] if bucket.startswith("h#") else [bucket]
+            for total in affected:
+                entry = totals.setdefault(total, [0, 0, None])
+                entry[0] += len(fresh)
+                entry[1] += first_hits
+                if total == bucket:
+                    entry[2] = pairs[pair_key]["expires"]
+        if not actions:
+            return 0
+        actions += [total_update(b, *entry) for b, entry in totals.items()]
+        try:
+            client().transact_write_items(TransactItems=actions)
+        except aws.ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = {r.get("Code") for r in error.response.get("CancellationReasons") or []}
+            if reasons - RACES:  # e.g. ValidationError, ThrottlingError: say which
+                causes = ", ".join(sorted(reasons - RACES))
+                raise Cancelled(f"transaction cancelled: {causes}") from error
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 (jitter)
+            stored.update(read_stored({pair_key: None for pair_key in group}))
+            continue
+        for action in actions:  # what is stored now, for the day's top
+            update = action["Update"]
+            if update["Key"]["route"]["S"] != ALL_ROUTES:
+                pair_key = (update["Key"]["route"]["S"], update["Key"]["bucket"]["S"])
+                values = update["ExpressionAttributeValues"]
+                stored[pair_key] = {"counted": values[":counted"], "hits": values[":hits"]}
+        return len(actions) - len(totals)
+    raise Contended(f"the buckets changed under {ATTEMPTS} transactions in a row")
+
+
+def ranking(values):
+    """The longest prefix of the routes by value (highest first, ties by name) of at most
+    TOP_SIZE routes whose names fit TOP_BYTES together. Values only rise, so a route leaves
+    it only for routes with higher values that fill it, and it stays exact in any order."""
+    top, size = {}, 0
+    for route, value in sorted(values.items(), key=lambda rv: (-rv[1], rv[0]))[:TOP_SIZE]:
+        size += len(route.encode()) + TOP_ENTRY_BYTES
+        if size > TOP_BYTES:
+            break
+        top[route] = value
+    return top
+
+
+def merge_top(bucket, values, newest):
+    """Merge route -> value into a top item, keeping the TOP_SIZE highest; True when it
+    changed."""
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 (jitter, not a secret)
+        item = (
+            client()
+            .get_item(TableName=SERIES_TABLE, Key=key(TOP, bucket), ConsistentRead=True)
+            .get("Item")
+        )
+        current = {r: int(c["N"]) for r, c in item["routes"]["M"].items()} if item else {}
+        merged = dict(current)
+        for route, value in values.items():
+            merged[route] = max(value, merged.get(route, 0))
+        top = ranking(merged)
+        if top == current:
+            return False
+        version = int(item["version"]["N"]) if item else 0
+        as_of = max(newest, item["asOf"]["S"]) if item else newest
+        try:
+            client().update_item(
+                TableName=SERIES_TABLE,
+                Key=key(TOP, bucket),
+                UpdateExpression="SET #routes = :routes, version = :next, asOf = :asOf",
+                ConditionExpression="attribute_not_exists(version) OR version = :version",
+                ExpressionAttributeNames={"#routes": "routes"},
+                ExpressionAttributeValues={
+                    ":routes": {"M": {r: {"N": str(v)} for r, v in top.items()}},
+                    ":next": {"N": str(version + 1)},
+                    ":version": {"N": str(version)},
+                    ":asOf": {"S": as_of},
+                },
+            )
+        except aws.ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                continue
+            raise
+        return True
+    raise Contended(f"the top item changed under {ATTEMPTS} merges in a row")
+
+
+def tops(pairs, stored, written):
+    """bucket of the top item -> route -> value: the highest count of each route for all
+    time, and each written day bucket's hits for that day's."""
+    ranked = {TOTALS: {}}
+    for (route, bucket), pair in pairs.items():
+        counts = ranked[TOTALS]
+        counts[route] = max(max(count for _, count in pair["records"]), counts.get(route, 0))
+        item = stored.get((route, bucket))
+        if bucket.startswith("d#") and (route, bucket) in written and item is not None:
+            ranked.setdefault(bucket, {})[route] = int(item["hits"]["N"])
+    return ranked
+
+
+FAULTS = (aws.ClientError, aws.BotoCoreError, Contended, Cancelled)
+
+
+def out_of_time(context):
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining is not None and remaining() < RESERVE_MS
+
+
+def newest_written(pairs, written, bucket):
+    """The newest lastSeen of a day among the records its written buckets counted."""
+    return max(
+        last_seen
+        for pair_key, pair in pairs.items()
+        if pair_key[1] == bucket and pair_key in written
+        for last_seen in pair["seen"]
+    )
+
+
+def handler(event, context):
+    started = time.monotonic()
+    records = (event or {}).get("Records") or []
+    pairs, newest, skipped = counted_hits(records)
+    changed = 0
+    failed = set()  # pairs whose records were not counted
+    written = set()  # pairs stored as of this batch (counted now or before)
+    errors = []
+    stored = {}
+    try:
+        stored = read_stored(pairs) if pairs else {}
+    except FAULTS as fault:
+        errors.append(f"{type(fault).__name__}: {fault}")
+        failed = set(pairs)
+    for group in chunks([p for p in pairs if p not in failed]):
+        if out_of_time(context):
+            errors.append("OutOfTime: stopped before the function's timeout")
+            failed.update(group)
+            continue
+        try:
+            changed += write_chunk(pairs, group, stored)
+            written.update(group)
+        except FAULTS as fault:
+            errors.append(f"{type(fault).__name__}: {fault}")
+            failed.update(group)
+    tops_changed = 0
+    for bucket, values in tops(pairs, stored, written).items():
+        if not values:
+            continue
+        try:
+            if out_of_time(context):
+                raise Contended("stopped before the function's timeout")
+            as_of = newest[bucket] if bucket == TOTALS else newest_written(pairs, written, bucket)
+            tops_changed += merge_top(bucket, values, as_of)
+        except FAULTS as fault:
+            # Every record of the batch may feed the all-time top: retry from the first.
+            errors.append(f"{type(fault).__name__}: {fault}")
+            failed = set(pairs)
+    failures = []
+    if failed:
+        # Lambda retries from the lowest sequence number reported: that record and all after
+        # it. Records counted already are found counted and change nothing.
+        first = min(min(pairs[p]["records"].values()) for p in failed)
+        failures.append({"itemIdentifier": records[first]["dynamodb"]["SequenceNumber"]})
+    line = {
+        "level": "ERROR" if failures else "INFO",
+        "requestId": getattr(context, "aws_request_id", None) or "-",
+        "records": len(records),
+        "skipped": skipped,
+        "buckets": len(pairs),
+        "changed": changed,
+        "topsChanged": tops_changed,
+        "failedFrom": failures[0]["itemIdentifier"] if failures else None,
+        "latencyMs": round((time.monotonic() - started) * 1000, 1),
+    }
+    if errors:
+        line["error"] = errors[0]
+    print(json.dumps(line))
+    return {"batchItemFailures": failures}

@@ -1,0 +1,90 @@
+"""The dashboard in headless Chromium at 375 px wide, as a phone user sees it."""
+
+import time
+
+import pytest
+
+from local import browser
+from tests.conftest import ROOT, api_event, lambda_context, load_module
+from tests.unit.test_stats import BROWSER_ACCEPT, seed
+from tests.unit.test_stats_series import count_and_aggregate
+
+pytestmark = pytest.mark.skipif(
+    browser.chromium() is None,
+    reason="Chromium is not installed (Debian: apt-get install -y chromium)",
+)
+
+PHONE = 375
+LONG_ROUTE = "/api/v1/reports/" + "quarterly-revenue-by-region-" * 6 + "2026"
+UNBROKEN_ROUTE = "/" + "x" * 300  # no hyphen or slash to break at
+
+
+def handler_page(stats, counter_table, query=None) -> tuple[int, dict, str]:
+    seed(counter_table, {LONG_ROUTE: 40, UNBROKEN_ROUTE: 7, "/\u202egnp.exe": 3, "/home": 900})
+    event = api_event("/_stats", query=query, headers={"Accept": BROWSER_ACCEPT})
+    result = stats.handler(event, lambda_context("StatsFunction"))
+    return result["statusCode"], result["headers"], result["body"]
+
+
+def at_phone_width(status: int, headers: dict, page: str) -> dict:
+    """Served with the handler's own headers (its Content-Security-Policy too)."""
+    with browser.serve({"/_stats": (status, headers, page)}) as url:
+        return browser.measure(f"{url}/_stats", PHONE)
+
+
+def assert_readable(seen: dict) -> None:
+    assert seen["viewport"] == PHONE
+    assert seen["scrollWidth"] <= PHONE, "the page scrolls sideways"
+    assert seen["smallestFont"] >= 11, f"text drawn smaller than 11 px: {seen['small']}"
+    assert seen["styled"] == 1, "the policy refused the page's style (its hash?)"
+
+
+def test_a_page_of_long_routes_fits_a_phone_without_tiny_text(stats, counter_table):
+    seen = at_phone_width(*handler_page(stats, counter_table, {"limit": "3"}))
+    assert_readable(seen)
+
+
+def test_the_sample_front_page_fits_a_phone_without_tiny_text():
+    # What `make screenshots` shows: the front page, paged, every panel filled.
+    stats = browser.load_stats()
+    headers = {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": stats.CSP}
+    assert_readable(at_phone_width(200, headers, browser.sample_page(stats)))
+
+
+def test_a_bad_query_is_a_readable_error_page(stats, counter_table):
+    status, headers, page = handler_page(stats, counter_table, {"stale": "soon"})
+    assert status == 400
+    assert "&#x27;stale&#x27; must be a whole number of days" in page
+    assert_readable(at_phone_width(status, headers, page))
+
+
+def test_the_front_page_and_a_routes_page_after_real_hits_fit_a_phone(stream_tables, aggregator):
+    # Hits counted, aggregated from the stream, then the handler's own pages at 375 px:
+    # the front page with its totals, all-routes charts and both top panels.
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_browser")
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_for_browser")
+    now = time.time()
+    hits = [(LONG_ROUTE, now - hours * 3600) for hours in range(0, 21, 3)] + [("/home", now)] * 3
+    hits += [(UNBROKEN_ROUTE, now - days * 86400) for days in (2, 9)]
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+
+    for query, panels in (
+        ({"route": LONG_ROUTE}, ["Hits per hour, last 24 hours", "Hits per day, last 30 days"]),
+        (
+            None,
+            [
+                "All routes, since the stream was turned on",
+                "Hits per hour, last 24 hours, all routes",
+                "Hits per day, last 30 days, all routes",
+                "Top routes of all time",
+                "Top routes today",
+                "Not seen for 7 days or more",
+            ],
+        ),
+    ):
+        event = api_event("/_stats", query=query, headers={"Accept": BROWSER_ACCEPT})
+        result = stats.handler(event, lambda_context("StatsFunction"))
+        assert result["statusCode"] == 200
+        for heading in panels:
+            assert f"<h2>{heading}</h2>" in result["body"]
+        assert_readable(at_phone_width(200, result["headers"], result["body"]))

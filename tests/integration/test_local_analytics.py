@@ -1,0 +1,86 @@
+"""`python -m local` with the generated template: the aggregator runs from the counter table's
+stream, so hits sent through the API show up in the series and the top routes, over sockets."""
+
+import datetime
+import json
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.conftest import local_stack
+
+# The mapping's batching window is 5 s and the poller reads four times a second; a bound
+# well past that keeps a slow shared machine from failing the test, never a fixed sleep.
+BOUND = 60.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with local_stack(tmp_path_factory.mktemp("local-analytics")) as running:
+        yield running
+
+
+def get(stack, path: str, **query: str) -> dict:
+    url = f"{stack.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    with urllib.request.urlopen(url, timeout=20) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def hit(stack, route: str, times: int) -> None:
+    for _ in range(times):
+        with urllib.request.urlopen(stack.url + route, timeout=20) as response:
+            assert response.status == 200
+
+
+def wait_for(read, condition, what: str):
+    """Read until the condition holds (bounded); the last read."""
+    deadline = time.monotonic() + BOUND
+    while not condition(value := read()):
+        assert time.monotonic() < deadline, f"no {what} within {BOUND:.0f} s: {value}"
+        time.sleep(0.2)
+    return value
+
+
+def hours(points: list[dict]) -> dict:
+    return {p["start"]: p["count"] for p in points if p["count"]}
+
+
+def test_hits_through_the_api_reach_the_hourly_and_daily_series(stack):
+    before = datetime.datetime.now(datetime.UTC)
+    hit(stack, "/series/a", 3)
+    hit(stack, "/series/b", 1)
+    hit(stack, "/series/a", 2)
+    after = datetime.datetime.now(datetime.UTC)
+
+    def series(route: str, kind: str) -> dict:
+        return hours(get(stack, "/_stats", route=route, series=kind)["points"])
+
+    counted = wait_for(lambda: series("/series/a", "hour"), lambda s: sum(s.values()) >= 5, "hits")
+    # The hits land in the hour (or, across an hour's end, the two hours) they were sent in.
+    sent_in = {before.strftime("%Y-%m-%dT%H:00:00Z"), after.strftime("%Y-%m-%dT%H:00:00Z")}
+    assert set(counted) <= sent_in
+    assert sum(counted.values()) == 5
+    assert sum(series("/series/a", "day").values()) == 5
+    assert sum(wait_for(lambda: series("/series/b", "hour"), bool, "/series/b").values()) == 1
+
+
+def test_the_top_routes_rank_what_was_counted(stack):
+    hit(stack, "/top/busy", 4)
+    hit(stack, "/top/quiet", 1)
+
+    def ranked() -> dict:
+        return {r["route"]: r["count"] for r in get(stack, "/_stats/top", limit="100")["routes"]}
+
+    top = wait_for(ranked, lambda t: t.get("/top/busy") == 4 and "/top/quiet" in t, "top")
+    assert top["/top/quiet"] == 1
+    answer = get(stack, "/_stats/top", limit="100")
+    assert answer["asOf"] is not None
+    routes = [r["route"] for r in answer["routes"]]
+    assert routes.index("/top/busy") < routes.index("/top/quiet")
+
+
+def test_the_banner_names_the_aggregators_mapping(stack):
+    assert "AggregatorStreamMapping" in stack.output.read_text()

@@ -1,0 +1,490 @@
+"""The aggregator: stream records of counted hits -> the highest count per route and bucket.
+
+Hits are counted by the counter handler's own write into an in-process moto table with the
+template's stream; the records are read back from that stream and delivered the way Lambda
+delivers them (checked against Powertools' DynamoDBStreamModel).
+"""
+
+import calendar
+import json
+import random
+import time
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ConnectionClosedError
+
+from local.streams import stream_event
+from tests.conftest import ROOT, lambda_context, load_module, stream_records
+
+HOUR = 3600
+DAY = 86400
+
+
+class RawBody:
+    """An HTTP body as botocore reads one."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_):
+        yield self.data
+
+
+def epoch(text: str) -> int:
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+# (route, time of the hit): 2 routes over 2 hours of one day and the next day
+HITS = [
+    ("/a", "2026-12-01T03:10:00Z"),
+    ("/b", "2026-12-01T03:20:00Z"),
+    ("/a", "2026-12-01T03:59:59Z"),
+    ("/a", "2026-12-01T04:00:00Z"),
+    ("/b", "2026-12-01T04:30:00Z"),
+    ("/a", "2026-12-01T04:45:00Z"),
+    ("/a", "2026-12-02T00:05:00Z"),
+    ("/c", "2026-12-02T00:06:00Z"),
+]
+# hits per (route, bucket): each hit in the hour and the day of its own time
+EXPECTED = {
+    ("/a", "h#2026-12-01T03"): 2,
+    ("/a", "h#2026-12-01T04"): 2,
+    ("/a", "h#2026-12-02T00"): 1,
+    ("/a", "d#2026-12-01"): 4,
+    ("/a", "d#2026-12-02"): 1,
+    ("/b", "h#2026-12-01T03"): 1,
+    ("/b", "h#2026-12-01T04"): 1,
+    ("/b", "d#2026-12-01"): 2,
+    ("/c", "h#2026-12-02T00"): 1,
+    ("/c", "d#2026-12-02"): 1,
+}
+# all routes per bucket: (hits, routes counted for the first time)
+TOTALS = {
+    "h#2026-12-01T03": (3, 2),
+    "h#2026-12-01T04": (3, 0),
+    "h#2026-12-02T00": (2, 1),
+    "d#2026-12-01": (6, 2),
+    "d#2026-12-02": (2, 1),
+    "all": (8, 3),
+}
+
+
+@pytest.fixture
+def counted(stream_tables) -> dict:
+    """HITS counted by the counter's own UpdateItem; the stream's records as Lambda's event."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_stream")
+    for route, at in HITS:
+        counter.count_hit(route, epoch(at), time.monotonic() + 4)
+    records = stream_records(stream_tables.stream_arn)
+    event = stream_event(records, stream_tables.stream_arn)
+    DynamoDBStreamModel.model_validate(event)  # the shape Lambda delivers
+    return event
+
+
+def series_items(table: str) -> dict:
+    """Every item of the series table by (route, bucket)."""
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    return {(i["route"]["S"], i["bucket"]["S"]): i for i in items}
+
+
+def top_item(table: str, bucket: str = "all") -> tuple[dict, str] | None:
+    """(route -> value, asOf) of a top item."""
+    key = {"route": {"S": "#top"}, "bucket": {"S": bucket}}
+    item = boto3.client("dynamodb").get_item(TableName=table, Key=key).get("Item")
+    if item is None:
+        return None
+    return {r: int(c["N"]) for r, c in item["routes"]["M"].items()}, item["asOf"]["S"]
+
+
+TOP = ({"/a": 5, "/b": 2, "/c": 1}, "2026-12-02T00:06:00Z")
+DAY_TOPS = {
+    "d#2026-12-01": ({"/a": 4, "/b": 2}, "2026-12-01T04:45:00Z"),
+    "d#2026-12-02": ({"/a": 1, "/c": 1}, "2026-12-02T00:06:00Z"),
+}
+
+
+def hits(table: str) -> dict:
+    """(route, bucket) -> hits of the routes' buckets."""
+    return {
+        key: int(item["hits"]["N"])
+        for key, item in series_items(table).items()
+        if not key[0].startswith("#")
+    }
+
+
+def totals(table: str) -> dict:
+    """bucket -> (hits, new routes) of the all-routes items."""
+    return {
+        bucket: (int(item["hits"]["N"]), int(item["routes"]["N"]))
+        for (route, bucket), item in series_items(table).items()
+        if route == "#all"
+    }
+
+
+def assert_exact(table: str) -> None:
+    assert hits(table) == EXPECTED
+    assert totals(table) == TOTALS
+    assert top_item(table) == TOP
+    for bucket, top in DAY_TOPS.items():
+        assert top_item(table, bucket) == top, bucket
+
+
+def clear(table: str) -> None:
+    client = boto3.client("dynamodb")
+    for route, bucket in series_items(table):
+        client.delete_item(TableName=table, Key={"route": {"S": route}, "bucket": {"S": bucket}})
+
+
+def run(aggregator, records: list[dict]) -> dict:
+    return aggregator.handler({"Records": records}, lambda_context("AggregatorFunction"))
+
+
+def test_each_hit_counts_once_in_its_hour_and_day_for_its_route_and_for_all_routes(
+    aggregator, stream_tables, counted, capsys
+):
+    calls = []
+    aggregator.dynamodb.meta.events.register(
+        "before-parameter-build.dynamodb",
+        lambda model, params, **_: calls.append((model.name, params)),
+    )
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert_exact(stream_tables.series)
+    # one read of the buckets, one transaction writing each (route, bucket) pair once with
+    # the totals of the buckets it touched, then each top item read and written
+    names = [name for name, _ in calls]
+    assert names == ["BatchGetItem", "TransactWriteItems", *["GetItem", "UpdateItem"] * 3]
+    written = [a["Update"]["Key"] for a in calls[1][1]["TransactItems"]]
+    assert len(written) == len(EXPECTED) + len(TOTALS)
+    (line,) = capsys.readouterr().out.splitlines()
+    logged = json.loads(line)
+    assert logged["level"] == "INFO"
+    assert logged["buckets"] == logged["changed"] == len(EXPECTED)
+    assert logged["topsChanged"] == 3
+
+
+def test_hourly_buckets_expire_after_series_hourly_days_and_daily_ones_never(
+    aggregator, stream_tables, counted
+):
+    run(aggregator, counted["Records"])
+    items = series_items(stream_tables.series)
+    for (route, bucket), item in items.items():
+        if bucket.startswith("h#"):
+            hour_end = epoch(bucket[2:] + ":00:00Z") + HOUR
+            assert int(item["expiresAt"]["N"]) == hour_end + 30 * DAY, (route, bucket)
+        else:
+            assert "expiresAt" not in item, (route, bucket)
+
+
+def test_retried_duplicated_and_out_of_order_batches_give_identical_buckets(
+    aggregator, stream_tables, counted
+):
+    records = counted["Records"]
+    assert run(aggregator, list(reversed(records))) == {"batchItemFailures": []}
+    assert_exact(stream_tables.series)
+    batches = [records[i : i + 3] for i in range(0, len(records), 3)]
+    shuffled = random.Random(13)  # noqa: S311 (a reproducible order, not a secret)
+    for _ in range(3):  # each time a new order, each batch delivered twice
+        clear(stream_tables.series)
+        order = batches * 2
+        shuffled.shuffle(order)
+        for batch in order:
+            assert run(aggregator, list(reversed(batch))) == {"batchItemFailures": []}
+        assert_exact(stream_tables.series)
+    # and a replay of everything changes nothing
+    assert run(aggregator, records) == {"batchItemFailures": []}
+    assert_exact(stream_tables.series)
+
+
+def lose_connections_for(aggregator, route: str) -> set:
+    """Every transaction that writes one of the route's buckets loses its connection (after
+    the SDK's own retries too); returns the (route, bucket) pairs they held."""
+    dropped = set()
+
+    def drop(request, **_):
+        keys = [a["Update"]["Key"] for a in json.loads(request.body)["TransactItems"]]
+        pairs = {(k["route"]["S"], k["bucket"]["S"]) for k in keys}
+        if any(r == route for r, _ in pairs):
+            dropped.update(p for p in pairs if not p[0].startswith("#"))
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    aggregator.dynamodb.meta.events.register_first("before-send.dynamodb.TransactWriteItems", drop)
+    return dropped
+
+
+def pairs_of(record: dict) -> set:
+    image = record["dynamodb"]["NewImage"]
+    route, at = image["route"]["S"], image["lastSeen"]["S"]
+    return {(route, f"h#{at[:13]}"), (route, f"d#{at[:10]}")}
+
+
+def test_a_fault_mid_batch_reports_the_first_record_of_the_failed_transaction(
+    aggregator, stream_tables, counted, capsys
+):
+    records = counted["Records"]
+    aggregator.MOST_ITEMS = 8  # several transactions, one of which loses its connection
+    dropped = lose_connections_for(aggregator, "/c")
+    result = run(aggregator, records)
+    first = next(r for r in records if pairs_of(r) & dropped)
+    sequence = first["dynamodb"]["SequenceNumber"]
+    assert result == {"batchItemFailures": [{"itemIdentifier": sequence}]}
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["level"] == "ERROR"
+    assert "ConnectionClosedError" in line["error"]
+    assert line["failedFrom"] == sequence
+    # each day's top says as of the newest hit its written buckets counted
+    for day in DAY_TOPS:
+        written = {p for p in EXPECTED if p[1] == day} - dropped
+        if written:
+            newest = max(t for r, t in HITS if (r, "d#" + t[:10]) in written)
+            assert top_item(stream_tables.series, day)[1] == newest, day
+    # the other transactions were written; the dropped ones were not, nor their totals
+    assert set(hits(stream_tables.series)) == set(EXPECTED) - dropped
+    assert 0 < sum(hits(stream_tables.series).values()) < sum(EXPECTED.values())
+    assert totals(stream_tables.series)["all"][0] < TOTALS["all"][0]
+
+    # Lambda retries from the reported record; once the fault is gone, every bucket is exact.
+    aggregator.dynamodb.meta.events.unregister("before-send.dynamodb.TransactWriteItems")
+    retry_from = records.index(first)
+    fresh = load_module(ROOT / "handler" / "aggregator.py", "aggregator_after_fault")
+    assert run(fresh, records[retry_from:]) == {"batchItemFailures": []}
+    assert_exact(stream_tables.series)
+
+
+def test_a_transaction_whose_answer_was_lost_is_retried_and_counts_nothing_twice(
+    aggregator, stream_tables, counted
+):
+    """The first transaction is applied, then its connection drops before the answer: the
+    SDK sends it again, the conditions refuse it, the buckets are read again and found
+    counted."""
+    applier = boto3.client("dynamodb")
+    lost = []
+
+    def apply_then_lose_the_answer(request, **_):
+        if not lost:
+            lost.append(True)
+            applier.transact_write_items(**json.loads(request.body))
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    aggregator.dynamodb.meta.events.register_first(
+        "before-send.dynamodb.TransactWriteItems", apply_then_lose_the_answer
+    )
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert lost
+    assert_exact(stream_tables.series)
+
+
+def test_a_hit_committed_after_a_later_stamped_one_counts_in_its_own_hour(
+    aggregator, stream_tables
+):
+    """Two containers either side of an hour: the hit stamped 04:00:00 commits first (count
+    4), the one stamped 03:59:59 second (count 5). Each counts in the hour it carries."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_boundary")
+    for at in ("03:00:00", "03:10:00", "03:20:00", "04:00:00", "03:59:59"):
+        counter.count_hit("/x", epoch(f"2026-12-01T{at}Z"), time.monotonic() + 4)
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    for batch in (records["Records"][:4], records["Records"][4:]):  # the boundary between
+        assert run(aggregator, batch) == {"batchItemFailures": []}
+    assert hits(stream_tables.series) == {
+        ("/x", "h#2026-12-01T03"): 4,
+        ("/x", "h#2026-12-01T04"): 1,
+        ("/x", "d#2026-12-01"): 5,
+    }
+    assert totals(stream_tables.series)["h#2026-12-01T04"] == (1, 0)
+
+
+def test_a_route_deleted_and_counted_again_keeps_counting_in_the_same_hour(
+    aggregator, stream_tables
+):
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_lives")
+    client = boto3.client("dynamodb")
+    for at in ("03:00:00", "03:01:00", "03:02:00"):
+        counter.count_hit("/x", epoch(f"2026-12-01T{at}Z"), time.monotonic() + 4)
+    client.delete_item(TableName=stream_tables.counter, Key={"route": {"S": "/x"}})
+    for at in ("03:30:00", "03:31:00"):  # count 1 and 2 again, in a new life
+        counter.count_hit("/x", epoch(f"2026-12-01T{at}Z"), time.monotonic() + 4)
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    assert run(aggregator, records["Records"]) == {"batchItemFailures": []}
+    assert hits(stream_tables.series)[("/x", "h#2026-12-01T03")] == 5
+    assert totals(stream_tables.series)["all"] == (5, 2)  # counted for the first time twice
+
+
+def test_a_batch_of_more_buckets_than_one_transaction_takes_is_exact(aggregator, stream_tables):
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_chunks")
+    start = epoch("2026-12-01T03:00:00Z")
+    for i in range(70):  # 70 routes: 140 (route, bucket) pairs + 3 totals
+        counter.count_hit(f"/r{i}", start + i, time.monotonic() + 4)
+    counter.count_hit("/r0", start + 3600, time.monotonic() + 4)
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    sizes = []
+    aggregator.dynamodb.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: sizes.append(len(params["TransactItems"])),
+    )
+    assert run(aggregator, records["Records"]) == {"batchItemFailures": []}
+    assert len(sizes) == 2 and max(sizes) <= 100
+    assert totals(stream_tables.series) == {
+        "h#2026-12-01T03": (70, 70),
+        "h#2026-12-01T04": (1, 0),
+        "d#2026-12-01": (71, 70),
+        "all": (71, 70),
+    }
+    assert sum(hits(stream_tables.series).values()) == 71 * 2
+
+
+def test_records_that_carry_no_count_are_skipped_not_retried(aggregator, stream_tables, counted):
+    removed = dict(counted["Records"][-1], eventName="REMOVE")
+    removed["dynamodb"] = {k: v for k, v in removed["dynamodb"].items() if k != "NewImage"}
+    garbled = json.loads(json.dumps(counted["Records"][-1]))
+    garbled["dynamodb"]["NewImage"]["lastSeen"] = {"S": "yesterday"}
+    DynamoDBStreamModel.model_validate({"Records": [removed, garbled]})
+    assert run(aggregator, [removed, garbled]) == {"batchItemFailures": []}
+    assert series_items(stream_tables.series) == {}
+
+
+def test_the_top_item_is_the_exact_top_n_whatever_the_batches_and_their_order(
+    aggregator, stream_tables
+):
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_top")
+    rng = random.Random(5)  # noqa: S311 (reproducible data, not a secret)
+    start = epoch("2026-12-01T00:00:00Z")
+    sent = {}
+    for i in range(120):
+        route = f"/r{rng.randrange(12)}"
+        sent[route] = sent.get(route, 0) + 1
+        counter.count_hit(route, start + i, time.monotonic() + 4)
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)[
+        "Records"
+    ]
+    aggregator.TOP_SIZE = 4
+    batches = [records[i : i + 9] for i in range(0, len(records), 9)] * 2
+    rng.shuffle(batches)
+    for batch in batches:
+        assert run(aggregator, batch) == {"batchItemFailures": []}
+    ranked = sorted(sent.items(), key=lambda rc: (-rc[1], rc[0]))[:4]
+    assert top_item(stream_tables.series) == (dict(ranked), "2026-12-01T00:01:59Z")
+
+
+def test_a_merge_that_loses_a_race_merges_again_and_keeps_both(aggregator, stream_tables, counted):
+    """Invocations of two shards merge into the same item: the loser reads it again."""
+    rival = boto3.client("dynamodb")
+    raced = []
+
+    def other_shard_merges_first(request, **_):
+        if b'"#top"' in request.body and not raced:
+            raced.append(True)
+            rival.put_item(
+                TableName=stream_tables.series,
+                Item={
+                    "route": {"S": "#top"},
+                    "bucket": {"S": "all"},
+                    "routes": {"M": {"/other": {"N": "3"}}},
+                    "version": {"N": "1"},
+                    "asOf": {"S": "2026-12-03T00:00:00Z"},
+                },
+            )
+
+    aggregator.dynamodb.meta.events.register_first(
+        "before-send.dynamodb.UpdateItem", other_shard_merges_first
+    )
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert raced
+    assert top_item(stream_tables.series) == (
+        {**TOP[0], "/other": 3},
+        "2026-12-03T00:00:00Z",
+    )
+
+
+def test_a_fault_in_the_top_merge_retries_the_batch_from_its_first_counted_record(
+    aggregator, stream_tables, counted
+):
+    def drop(request, **_):
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    aggregator.dynamodb.meta.events.register_first("before-send.dynamodb.GetItem", drop)
+    records = counted["Records"]
+    first = next(r for r in records if "count" in r["dynamodb"]["NewImage"])
+    assert run(aggregator, records) == {
+        "batchItemFailures": [{"itemIdentifier": first["dynamodb"]["SequenceNumber"]}]
+    }
+    assert hits(stream_tables.series) == EXPECTED  # the buckets were written
+    assert totals(stream_tables.series) == TOTALS
+    assert top_item(stream_tables.series) is None
+
+
+def test_long_routes_keep_the_top_items_small_and_still_the_exact_leaders(
+    aggregator, stream_tables
+):
+    """Routes of up to 1 KB would make a top item of 100 routes ~100 KB, rewritten by every
+    batch: the ranking keeps the longest prefix that fits TOP_BYTES."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_long_routes")
+    start = epoch("2026-12-01T03:00:00Z")
+    sent = {}
+    for i in range(20):
+        route = f"/{i:02d}" + "x" * 996  # 1,000 bytes
+        for _ in range(i + 1):
+            counter.count_hit(route, start + len(sent), time.monotonic() + 4)
+        sent[route] = i + 1
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    batches = [records["Records"][i : i + 17] for i in range(0, len(records["Records"]), 17)]
+    random.Random(3).shuffle(batches)  # noqa: S311 (a reproducible order, not a secret)
+    for batch in batches * 2:
+        assert run(aggregator, batch) == {"batchItemFailures": []}
+    fits = aggregator.TOP_BYTES // (1000 + aggregator.TOP_ENTRY_BYTES)
+    leaders = dict(sorted(sent.items(), key=lambda rc: -rc[1])[:fits])
+    for bucket in ("all", "d#2026-12-01"):
+        ranked, _ = top_item(stream_tables.series, bucket)
+        assert ranked == leaders, bucket
+        item = series_items(stream_tables.series)[("#top", bucket)]
+        size = sum(len(r.encode()) + len(c["N"]) for r, c in item["routes"]["M"].items())
+        assert size <= aggregator.TOP_BYTES
+
+
+def test_a_transaction_cancelled_for_another_reason_than_a_race_is_reported_at_once(
+    aggregator, stream_tables, counted, capsys
+):
+    """An item over DynamoDB's 400 KB, or throttling, cancels a transaction too: that is
+    reported with its reason on the first try, not retried as a race five times."""
+    sent = []
+
+    def cancel(request, **_):
+        sent.append(request.url)
+        body = {
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "message": "Transaction cancelled, please refer cancellation reasons for specific "
+            "reasons [None, ValidationError]",
+            "CancellationReasons": [
+                {"Code": "None"},
+                {"Code": "ValidationError", "Message": "Item size has exceeded the maximum"},
+            ],
+        }
+        return AWSResponse(request.url, 400, {}, RawBody(json.dumps(body).encode()))
+
+    aggregator.dynamodb.meta.events.register_first(
+        "before-send.dynamodb.TransactWriteItems", cancel
+    )
+    result = run(aggregator, counted["Records"])
+    first = next(r for r in counted["Records"] if "count" in r["dynamodb"]["NewImage"])
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": first["dynamodb"]["SequenceNumber"]}]
+    }
+    assert len(sent) == 1
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["error"] == "Cancelled: transaction cancelled: ValidationError"
+
+
+def test_a_batch_short_of_time_writes_nothing_more_and_reports_where_to_resume(
+    aggregator, stream_tables, counted
+):
+    context = lambda_context("AggregatorFunction")
+    context.get_remaining_time_in_millis = lambda: aggregator.RESERVE_MS - 1
+    result = aggregator.handler({"Records": counted["Records"]}, context)
+    first = next(r for r in counted["Records"] if "count" in r["dynamodb"]["NewImage"])
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": first["dynamodb"]["SequenceNumber"]}]
+    }
+    assert hits(stream_tables.series) == {}
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert_exact(stream_tables.series)
