@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from moto import backends as moto_backends
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.base_backend import BackendDict
 from moto.core.exceptions import JsonRESTError
 from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb import models as dynamodb_models
@@ -143,7 +145,10 @@ def _partition_items() -> SnapshotDict:
     return SnapshotDict(None)
 
 
-PARTITION_LOCKS = tuple(threading.RLock() for _ in range(256))
+# Striped: two partitions share a lock only by chance. A transaction holds one stripe per
+# item (the aggregator's: up to 100), so stripes are many, or a counter write would often
+# wait behind a transaction on another table.
+PARTITION_LOCKS = tuple(threading.RLock() for _ in range(4096))
 _drafts = threading.local()  # the item this thread's UpdateItem builds, not yet published
 
 
@@ -382,10 +387,38 @@ def table_items(environ: dict, start_response: Callable) -> list[bytes]:
     return [body]
 
 
+def make_dispatch_fast() -> None:
+    """List moto's service packages once, not on every request; look a backend up without
+    a global lock once it exists.
+
+    moto_server's dispatcher finds each request's service under one global lock, and to do
+    so lists its own package directory (os.listdir, then isdir per entry) for every request
+    whose host is not a package name: every DynamoDB call. With the stream pollers and the
+    aggregator's calls beside the counter's, that lock was where the emulator's request
+    threads spent most of their time. The packages do not change while it runs.
+    """
+    if getattr(moto_backends, "_route_counter_listed", False):
+        return
+    modules = tuple(moto_backends.list_of_moto_modules())
+    moto_backends.list_of_moto_modules = lambda: modules
+    moto_backends._route_counter_listed = True
+    # Every backend lookup (dynamodb_backends[account]) also takes one global lock to create
+    # the account's backends if they are missing: once they exist, that lock changes nothing.
+    create = BackendDict._create_account_specific_backend
+
+    def create_once(self: BackendDict, account_id: str) -> None:
+        if dict.__contains__(self, account_id) and self in BackendDict._instances:
+            return
+        create(self, account_id)
+
+    BackendDict._create_account_specific_backend = create_once
+
+
 def serialise_dynamodb(app: WsgiApp) -> WsgiApp:
     """Wrap a WSGI app so that DynamoDB requests are as atomic as on DynamoDB (see above)."""
     make_dynamodb_atomic()
     make_attribute_values_fast()
+    make_dispatch_fast()
     lock = SharedExclusiveLock()
 
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
