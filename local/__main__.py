@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 def kept(stack: LocalStack, fresh: bool) -> str:
     if stack.state is None:
         return "kept by the emulator at AWS_ENDPOINT_URL (not saved by this stack)"
-    start = "started empty (--fresh)" if fresh else f"{stack.restored} items restored"
-    return f"saved in {stack.state.path} ({start}; --fresh starts empty)"
+    if fresh:
+        return f"saved in {stack.state.path} (started empty: --fresh)"
+    return f"saved in {stack.state.path} ({stack.restored} items restored; --fresh starts empty)"
 
 
 def saved(stack: LocalStack | None) -> str:
