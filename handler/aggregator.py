@@ -95,11 +95,10 @@ def buckets(last_seen):
 
 
 def counted_hits(records):
-    """(route, bucket) -> {"records": {(life, count): index}, "expires": ...}; bucket ->
-    the newest lastSeen in it ("all": of the batch); and the number of records that carry
-    no counted hit (skipped: retrying them cannot help)."""
+    """(route, bucket) -> {"records": {(life, count): index}, "expires": ..., "newest": the
+    newest lastSeen}, and the number of records that carry no counted hit (skipped:
+    retrying them cannot help)."""
     pairs = {}
-    newest = {}
     skipped = 0
     for index, record in enumerate(records):
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
@@ -114,15 +113,13 @@ def counted_hits(records):
             skipped += 1
             continue
         last_seen = image["lastSeen"]["S"]
-        for bucket in (TOTALS, *(bucket for bucket, _ in found)):
-            newest[bucket] = max(last_seen, newest.get(bucket, ""))
         for bucket, expires in found:
             pair = pairs.setdefault(
-                (route, bucket), {"records": {}, "expires": expires, "seen": set()}
+                (route, bucket), {"records": {}, "expires": expires, "newest": ""}
             )
             pair["records"].setdefault((life, count), index)
-            pair["seen"].add(last_seen)
-    return pairs, newest, skipped
+            pair["newest"] = max(pair["newest"], last_seen)
+    return pairs, skipped
 
 
 def key(route, bucket):
@@ -186,9 +183,8 @@ def size(counted):
     return sum(last - first + 1 for ranges in counted.values() for first, last in ranges)
 
 
-def fresh_keys(pair, item):
-    """The (life, count) keys of the pair's records that its stored bucket has not counted."""
-    counted = counted_of(item)
+def fresh_keys(pair, counted):
+    """The (life, count) keys of the pair's records that its bucket's ranges do not hold."""
     return sorted(
         (life, count)
         for life, count in pair["records"]
@@ -200,9 +196,10 @@ def wire(counted):
     return json.dumps(sorted([life, [list(r) for r in ranges]] for life, ranges in counted.items()))
 
 
-def pair_update(route, bucket, pair, item, fresh):
-    """The Update of one (route, bucket) item that counts its fresh records."""
-    counted = with_counts(counted_of(item), fresh)
+def pair_update(route, bucket, pair, item, counted, fresh):
+    """The Update of one (route, bucket) item (stored as `item`, whose ranges are
+    `counted`) that counts its fresh records."""
+    counted = with_counts(counted, fresh)
     values = {":counted": {"S": wire(counted)}, ":hits": {"N": str(size(counted))}}
     update = "SET counted = :counted, hits = :hits"
     if pair["expires"] is not None:
@@ -240,12 +237,18 @@ def total_update(bucket, hits, routes, expires):
     }
 
 
+def all_routes_buckets(bucket):
+    """The all-routes buckets a route's bucket adds its hits to: its own, and for an hourly
+    one the all-time total too (each hit is in exactly one hour)."""
+    return [bucket, TOTALS] if bucket.startswith("h#") else [bucket]
+
+
 def chunks(pairs):
     """The pairs in groups whose items (theirs and the totals they add to) fit one
     transaction."""
     group, totals = [], set()
     for route, bucket in pairs:
-        needed = {bucket, TOTALS} if bucket.startswith("h#") else {bucket}
+        needed = set(all_routes_buckets(bucket))
         if group and len(group) + 1 + len(totals | needed) > MOST_ITEMS:
             yield group
             group, totals = [], set()
@@ -262,19 +265,20 @@ def write_chunk(pairs, group, stored):
         actions = []
         totals = {}  # bucket -> [hits, new routes, expires]
         for pair_key in group:
-            fresh = fresh_keys(pairs[pair_key], stored[pair_key])
+            pair, item = pairs[pair_key], stored[pair_key]
+            counted = counted_of(item)
+            fresh = fresh_keys(pair, counted)
             if not fresh:
                 continue
             route, bucket = pair_key
-            actions.append(pair_update(route, bucket, pairs[pair_key], stored[pair_key], fresh))
+            actions.append(pair_update(route, bucket, pair, item, counted, fresh))
             first_hits = sum(1 for _, count in fresh if count == 1)
-            affected = [bucket, TOTALS] if bucket.startswith("h#") else [bucket]
-            for total in affected:
+            for total in all_routes_buckets(bucket):
                 entry = totals.setdefault(total, [0, 0, None])
                 entry[0] += len(fresh)
                 entry[1] += first_hits
                 if total == bucket:
-                    entry[2] = pairs[pair_key]["expires"]
+                    entry[2] = pair["expires"]
         if not actions:
             return 0
         actions += [total_update(b, *entry) for b, entry in totals.items()]
@@ -314,8 +318,7 @@ def ranking(values):
 
 
 def merge_top(bucket, values, newest):
-    """Merge route -> value into a top item, keeping the TOP_SIZE highest; True when it
-    changed."""
+    """Merge route -> value into a top item, keeping its ranking(); True when it changed."""
     for attempt in range(ATTEMPTS):
         if attempt:
             time.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 (jitter, not a secret)
@@ -356,15 +359,19 @@ def merge_top(bucket, values, newest):
 
 
 def tops(pairs, stored, written):
-    """bucket of the top item -> route -> value: the highest count of each route for all
-    time, and each written day bucket's hits for that day's."""
-    ranked = {TOTALS: {}}
+    """bucket of the top item -> (route -> value, as of): the highest count of each route
+    for all time, as of the newest hit of the batch; each written day bucket's hits for that
+    day's, as of the newest hit those buckets counted."""
+    ranked = {TOTALS: ({}, "")}
     for (route, bucket), pair in pairs.items():
-        counts = ranked[TOTALS]
+        counts, newest = ranked[TOTALS]
         counts[route] = max(max(count for _, count in pair["records"]), counts.get(route, 0))
+        ranked[TOTALS] = counts, max(newest, pair["newest"])
         item = stored.get((route, bucket))
         if bucket.startswith("d#") and (route, bucket) in written and item is not None:
-            ranked.setdefault(bucket, {})[route] = int(item["hits"]["N"])
+            hits, newest = ranked.get(bucket, ({}, ""))
+            hits[route] = int(item["hits"]["N"])
+            ranked[bucket] = hits, max(newest, pair["newest"])
     return ranked
 
 
@@ -376,20 +383,10 @@ def out_of_time(context):
     return remaining is not None and remaining() < RESERVE_MS
 
 
-def newest_written(pairs, written, bucket):
-    """The newest lastSeen of a day among the records its written buckets counted."""
-    return max(
-        last_seen
-        for pair_key, pair in pairs.items()
-        if pair_key[1] == bucket and pair_key in written
-        for last_seen in pair["seen"]
-    )
-
-
 def handler(event, context):
     started = time.monotonic()
     records = (event or {}).get("Records") or []
-    pairs, newest, skipped = counted_hits(records)
+    pairs, skipped = counted_hits(records)
     changed = 0
     failed = set()  # pairs whose records were not counted
     written = set()  # pairs stored as of this batch (counted now or before)
@@ -412,13 +409,12 @@ def handler(event, context):
             errors.append(f"{type(fault).__name__}: {fault}")
             failed.update(group)
     tops_changed = 0
-    for bucket, values in tops(pairs, stored, written).items():
+    for bucket, (values, as_of) in tops(pairs, stored, written).items():
         if not values:
             continue
         try:
             if out_of_time(context):
                 raise Contended("stopped before the function's timeout")
-            as_of = newest[bucket] if bucket == TOTALS else newest_written(pairs, written, bucket)
             tops_changed += merge_top(bucket, values, as_of)
         except FAULTS as fault:
             # Every record of the batch may feed the all-time top: retry from the first.
