@@ -185,9 +185,9 @@ def _transaction_target(backend: DynamoDBBackend, entry: dict) -> tuple:
     """(table, hash key, range key) of one action of a TransactWriteItems."""
     ((kind, action),) = entry.items()
     table = backend.get_table(action["TableName"])
-    key = action["Item"] if kind == "Put" else action["Key"]
-    hash_key = DynamoType(key[table.hash_key_attr])
-    range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+    hash_key, range_key = backend.get_keys_value(
+        table, action["Item"] if kind == "Put" else action["Key"]
+    )
     return table, hash_key, range_key
 
 
