@@ -372,7 +372,7 @@ def read_summary(now):
     totals = items["totals"] or {}
     return {
         "top": ranked(items["top"]),
-        "today": ranked(items["today"]),
+        "today": {**ranked(items["today"]), "day": wanted["today"]["bucket"]["S"][2:]},
         "totals": {
             "hits": int(totals.get("hits", {}).get("N", 0)),
             "routes": int(totals.get("routes", {}).get("N", 0)),
@@ -581,9 +581,12 @@ def summary_panels(summary, charts, now):
         " on are only in the routes' counts below.</p></section>"
     )
     charts_html = "".join(series_chart(points, heading) for heading, points in charts)
-    day = time.strftime("%Y-%m-%d", time.gmtime(now))
     tops = top_panel(top, now) + top_panel(
-        today, now, "Top routes today", f"By hits on {day} (UTC)", "No hits counted today yet."
+        today,
+        now,
+        "Top routes today",
+        f"By hits on {today['day']} (UTC)",  # the day whose item was read
+        "No hits counted today yet.",
     )
     return f"{head}<div class=cols>{charts_html}</div><div class=cols>{tops}</div>"
 

@@ -259,6 +259,7 @@ def sample_page(stats) -> str:
         "today": {
             "routes": [{"route": r["route"], "count": r["count"] // 40} for r in routes[:4]],
             "asOf": stamp(95),
+            "day": time.strftime("%Y-%m-%d", time.gmtime(NOW)),
         },
         "totals": {"hits": 257_611, "routes": 212},
     }
