@@ -24,28 +24,20 @@ import time
 import boto3
 from moto import mock_aws
 
-from bench.common import ROOT, TABLE_NAME, api_event, lambda_context, row
+from bench.common import (
+    TABLE_NAME,
+    api_event,
+    generated_template,
+    lambda_context,
+    load_handler,
+    row,
+)
 
 HITS, HITS_QUICK = 3000, 400
 ROUTES, ROUTES_QUICK = 200, 40
 HOURS = 6
 QUIET_HITS = 20
 SERIES_TABLE = "route-counter-bench-series"
-
-
-def load(name: str, path: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def template() -> dict:
-    from generate import build_template, render
-
-    return json.loads(render(build_template()))
 
 
 def item_bytes(item: dict) -> int:
@@ -156,7 +148,7 @@ def run(quick: bool = False) -> dict:
     from local import moto_fidelity
 
     hits, routes = (HITS_QUICK, ROUTES_QUICK) if quick else (HITS, ROUTES)
-    resources = template()["Resources"]
+    resources = generated_template()["Resources"]
     counter_props = resources["CounterTable"]["Properties"]
     series_props = resources["SeriesTable"]["Properties"]
     batch_size = resources["AggregatorStreamMapping"]["Properties"]["BatchSize"]
@@ -178,9 +170,9 @@ def run(quick: bool = False) -> dict:
             BillingMode="PAY_PER_REQUEST",
         )
         os.environ["SERIES_TABLE"] = SERIES_TABLE
-        counter = load("counter_bench_analytics", "handler/counter.py")
-        aggregator = load("aggregator_bench", "handler/aggregator.py")
-        stats = load("stats_bench_analytics", "handler/stats.py")
+        counter = load_handler("counter", "counter_bench_analytics")
+        aggregator = load_handler("aggregator", "aggregator_bench")
+        stats = load_handler("stats", "stats_bench_analytics")
         # Zipf-like traffic: a few routes take most hits, over HOURS hours of one day
         weights = [1 / (i + 1) for i in range(routes)]
         start = int(time.time()) // 86400 * 86400

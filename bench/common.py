@@ -43,13 +43,18 @@ def use_bench_env() -> None:
     os.environ.update(FAKE_AWS_ENV)
 
 
-def table_definition() -> dict:
-    """CreateTable arguments read from the generated template's own table."""
+def generated_template() -> dict:
+    """The template generate.py writes, as a dict."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from generate import build_template, render
 
-    props = json.loads(render(build_template()))["Resources"]["CounterTable"]["Properties"]
+    return json.loads(render(build_template()))
+
+
+def table_definition() -> dict:
+    """CreateTable arguments read from the generated template's own table."""
+    props = generated_template()["Resources"]["CounterTable"]["Properties"]
     return {
         "AttributeDefinitions": props["AttributeDefinitions"],
         "KeySchema": props["KeySchema"],
@@ -57,12 +62,16 @@ def table_definition() -> dict:
     }
 
 
-def load_counter(name: str = "counter_bench") -> ModuleType:
-    """Import handler/counter.py fresh, as Lambda imports index.py in a new container."""
-    spec = importlib.util.spec_from_file_location(name, COUNTER_PATH)
+def load_handler(source: str, name: str) -> ModuleType:
+    """Import handler/<source>.py fresh, as Lambda imports index.py in a new container."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "handler" / f"{source}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_counter(name: str = "counter_bench") -> ModuleType:
+    return load_handler("counter", name)
 
 
 def api_event(path: str = "/", method: str = "GET") -> dict:

@@ -23,21 +23,12 @@ import tracemalloc
 import boto3
 from moto import mock_aws
 
-from bench.common import ROOT, TABLE_NAME, api_event, lambda_context, row, table_definition
+from bench.common import TABLE_NAME, api_event, lambda_context, load_handler, row, table_definition
 
 SMALL, LARGE = 1_000, 10_000
 SMALL_QUICK, LARGE_QUICK = 1_000, 1_500
 LIMITS = (100, 1000)
 REPEATS, REPEATS_QUICK = 5, 1
-
-
-def load_stats():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("stats_bench", ROOT / "handler" / "stats.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def seed(table: str, start: int, stop: int) -> None:
@@ -114,7 +105,7 @@ def run(quick: bool = False) -> dict:
     results: dict[str, dict] = {}
     with mock_aws():
         boto3.client("dynamodb").create_table(TableName=TABLE_NAME, **table_definition())
-        stats = load_stats()
+        stats = load_handler("stats", "stats_bench")
         meter = ScanMeter(stats.dynamodb)
         seed(TABLE_NAME, 0, small)
         for limit in LIMITS:
