@@ -488,3 +488,121 @@ def test_a_batch_short_of_time_writes_nothing_more_and_reports_where_to_resume(
     assert hits(stream_tables.series) == {}
     assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
     assert_exact(stream_tables.series)
+
+
+def test_writes_that_are_not_hits_count_in_no_bucket(aggregator, stream_tables):
+    """A count set by hand, an item imported (a new one, or one overwriting a route with
+    another life) change `count` but are no hit: only an INSERT of count 1 or a MODIFY to
+    the old count + 1 in the same life is (the records' old and new images say which)."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_not_hits")
+    client = boto3.client("dynamodb")
+    table = stream_tables.counter
+
+    def set_count(route: str, count: int) -> None:
+        client.update_item(
+            TableName=table,
+            Key={"route": {"S": route}},
+            UpdateExpression="SET #count = :count",
+            ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues={":count": {"N": str(count)}},
+        )
+
+    def imported(route: str, count: int, first: str) -> None:
+        item = {
+            "route": {"S": route},
+            "count": {"N": str(count)},
+            "firstSeen": {"S": first},
+            "lastSeen": {"S": "2026-12-01T03:30:00Z"},
+        }
+        client.put_item(TableName=table, Item=item)
+
+    for at in ("03:00:00", "03:01:00", "03:02:00"):
+        counter.count_hit("/x", epoch(f"2026-12-01T{at}Z"), time.monotonic() + 4)
+    counter.count_hit("/y", epoch("2026-12-01T03:05:00Z"), time.monotonic() + 4)
+    set_count("/x", 10)  # 3 -> 10 by hand
+    counter.count_hit("/x", epoch("2026-12-01T03:10:00Z"), time.monotonic() + 4)  # 11: a hit
+    set_count("/x", 0)  # a reset by hand
+    imported("/imported", 57, "2026-01-01T00:00:00Z")  # INSERT of count 57
+    imported("/y", 2, "2025-06-01T00:00:00Z")  # count 1 -> 2, but another life
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    DynamoDBStreamModel.model_validate(records)
+    # As DynamoDB writes them: an INSERT without an old image, a MODIFY with one.
+    events = [r["eventName"] for r in records["Records"]]
+    assert events == ["INSERT", "MODIFY", "MODIFY", "INSERT", *["MODIFY"] * 3, "INSERT", "MODIFY"]
+    assert all(
+        ("OldImage" in r["dynamodb"]) == (r["eventName"] == "MODIFY") for r in records["Records"]
+    )
+
+    assert run(aggregator, records["Records"]) == {"batchItemFailures": []}
+
+    assert hits(stream_tables.series) == {
+        ("/x", "h#2026-12-01T03"): 4,
+        ("/x", "d#2026-12-01"): 4,
+        ("/y", "h#2026-12-01T03"): 1,
+        ("/y", "d#2026-12-01"): 1,
+    }
+    assert totals(stream_tables.series)["all"] == (5, 2)
+    assert top_item(stream_tables.series)[0] == {"/x": 11, "/y": 1}
+
+
+STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-12-01T00:00:00.000"
+
+
+def record_of(event: str, new: dict | None, old: dict | None, view: str) -> dict:
+    """A stream record as Lambda delivers one, with the images the view type carries."""
+    change = {
+        "Keys": {"route": (new or old)["route"]},
+        "SequenceNumber": "100",
+        "SizeBytes": 100,
+        "StreamViewType": view,
+        "ApproximateCreationDateTime": 1796094000,
+    }
+    if new is not None and view != "OLD_IMAGE":
+        change["NewImage"] = new
+    if old is not None and view == "NEW_AND_OLD_IMAGES":
+        change["OldImage"] = old
+    return {
+        "eventID": "1",
+        "eventName": event,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+        "eventSourceARN": STREAM,
+    }
+
+
+def image(count: int | None, first: str | None = "2026-12-01T03:00:00Z") -> dict:
+    item = {"route": {"S": "/r"}, "lastSeen": {"S": "2026-12-01T03:30:00Z"}}
+    if count is not None:
+        item["count"] = {"N": str(count)}
+    if first is not None:
+        item["firstSeen"] = {"S": first}
+    return item
+
+
+@pytest.mark.parametrize(
+    ("event", "new", "old", "view", "hit"),
+    [
+        ("INSERT", image(1), None, "NEW_AND_OLD_IMAGES", True),
+        ("INSERT", image(57), None, "NEW_AND_OLD_IMAGES", False),  # an import
+        ("MODIFY", image(6), image(5), "NEW_AND_OLD_IMAGES", True),
+        ("MODIFY", image(0), image(5), "NEW_AND_OLD_IMAGES", False),  # SET count = 0
+        ("MODIFY", image(5), image(5), "NEW_AND_OLD_IMAGES", False),  # SET lastSeen by hand
+        ("MODIFY", image(9), image(5), "NEW_AND_OLD_IMAGES", False),
+        ("MODIFY", image(6, "2026-01-01T00:00:00Z"), image(5), "NEW_AND_OLD_IMAGES", False),
+        ("MODIFY", image(1), image(None, None), "NEW_AND_OLD_IMAGES", True),  # a bare item
+        # A record the NEW_IMAGE stream wrote before the update: nothing to compare with.
+        ("MODIFY", image(9), image(5), "NEW_IMAGE", True),
+        ("REMOVE", None, image(5), "NEW_AND_OLD_IMAGES", False),
+    ],
+)
+def test_a_record_is_a_hit_when_its_images_say_one_was_added(
+    aggregator, stream_tables, event, new, old, view, hit
+):
+    record = record_of(event, new, old, view)
+    DynamoDBStreamModel.model_validate({"Records": [record]})
+
+    assert run(aggregator, [record]) == {"batchItemFailures": []}
+
+    assert sum(hits(stream_tables.series).values()) == (2 if hit else 0)
