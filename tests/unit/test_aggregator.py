@@ -259,20 +259,60 @@ def test_a_transaction_whose_answer_was_lost_is_retried_and_counts_nothing_twice
     """The first transaction is applied, then its connection drops before the answer: the
     SDK sends it again, the conditions refuse it, the buckets are read again and found
     counted."""
+    lost = lose_the_first_answer(aggregator)
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert lost
+    assert_exact(stream_tables.series)
+
+
+def lose_the_first_answer(aggregator) -> list:
+    """The first transaction reaches DynamoDB and is applied, then its connection drops
+    before the answer (the SDK sends it again); returns the transactions that were lost."""
     applier = boto3.client("dynamodb")
     lost = []
 
     def apply_then_lose_the_answer(request, **_):
         if not lost:
-            lost.append(True)
-            applier.transact_write_items(**json.loads(request.body))
+            lost.append(json.loads(request.body))
+            applier.transact_write_items(**lost[0])
             raise ConnectionClosedError(endpoint_url=request.url)
 
     aggregator.dynamodb.meta.events.register_first(
         "before-send.dynamodb.TransactWriteItems", apply_then_lose_the_answer
     )
-    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
-    assert lost
+    return lost
+
+
+def test_a_lost_answer_to_a_transaction_on_existing_buckets_counts_the_totals_once(
+    aggregator, stream_tables, counted
+):
+    """Every bucket the retried transaction writes exists already (the route's and the
+    all-routes hour, day and all-time ones): its repeat must be refused because the ranges
+    are no longer what was read, not let through because the items exist, which would add
+    the all-routes totals twice."""
+    records = counted["Records"]
+    later = [records[2], records[5]]  # /a at 03:59:59 and 04:45: buckets the others make
+    assert run(aggregator, [r for r in records if r not in later]) == {"batchItemFailures": []}
+    assert set(hits(stream_tables.series)) == set(EXPECTED)
+    assert set(totals(stream_tables.series)) == set(TOTALS)
+
+    lost = lose_the_first_answer(aggregator)
+    assert run(aggregator, later) == {"batchItemFailures": []}
+
+    (transaction,) = lost
+    written = {
+        tuple(a["Update"]["Key"][k]["S"] for k in ("route", "bucket"))
+        for a in transaction["TransactItems"]
+    }
+    assert written == {
+        ("/a", "h#2026-12-01T03"),
+        ("/a", "h#2026-12-01T04"),
+        ("/a", "d#2026-12-01"),
+        ("#all", "h#2026-12-01T03"),
+        ("#all", "h#2026-12-01T04"),
+        ("#all", "d#2026-12-01"),
+        ("#all", "all"),
+    }
     assert_exact(stream_tables.series)
 
 
