@@ -3,7 +3,10 @@
 Every counted hit is one stream record: the counter's one UpdateItem adds 1 to `count`
 (a refused, rate-limited hit writes nothing), so a record is known by its route, the life
 of its item (`firstSeen`: a route deleted and counted again starts a new one) and its
-count. Each record is counted once, in the hour and the day of its own `lastSeen`:
+count. A record is a hit only when its old and new images say so: an INSERT of count 1,
+or a MODIFY from count n to n + 1 in the same life (docs/exactness.md); a count set by hand
+or an imported item is none. Each hit is counted once, in the hour and the day of its own
+`lastSeen`:
 
 - a (route, bucket) item holds the ranges of counts it has counted per life (`counted`)
   and their number (`hits`); a record is new to it only when its count is in none;
@@ -94,6 +97,23 @@ def buckets(last_seen):
     return [(f"h#{last_seen[:13]}", expires), (f"d#{last_seen[:10]}", None)]
 
 
+def is_hit(record, count, life):
+    """Whether a record whose new image holds `count` in `life` is the write of one hit: an
+    INSERT of count 1, or a MODIFY that adds 1 to the count of the same life. Anything else
+    (a count set by hand, an item imported or overwritten) changed the count but was no hit.
+    A record of a NEW_IMAGE stream (from before the stream carried old images) cannot be
+    told apart: it is taken as a hit."""
+    change = record["dynamodb"]
+    if record["eventName"] == "INSERT":
+        return count == 1
+    old = change.get("OldImage")
+    if old is None and change.get("StreamViewType") == "NEW_IMAGE":
+        return True
+    old = old or {}
+    old_count = int(old.get("count", {}).get("N", 0))
+    return count == old_count + 1 and old.get("firstSeen", {}).get("S", life) == life
+
+
 def counted_hits(records):
     """(route, bucket) -> {"records": {(life, count): index}, "expires": ..., "newest": the
     newest lastSeen}, and the number of records that carry no counted hit (skipped:
@@ -107,9 +127,11 @@ def counted_hits(records):
             count = int(image["count"]["N"])
             found = buckets(image["lastSeen"]["S"])
             life = image.get("firstSeen", {}).get("S", "")
+            if record["eventName"] not in CHANGES or not is_hit(record, count, life):
+                found = None
         except (KeyError, TypeError, ValueError, AttributeError):
             found = None
-        if record.get("eventName") not in CHANGES or not found or not route.startswith("/"):
+        if not found or not route.startswith("/"):
             skipped += 1
             continue
         last_seen = image["lastSeen"]["S"]

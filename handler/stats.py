@@ -86,6 +86,19 @@ def normal_escape(match):
     return "".join(f"%{byte:02X}" for byte in match[0].encode())
 
 
+def segments_of(path):
+    """The path's segments, empty ones folded and dot segments removed as RFC 3986 5.2.4
+    does: "." is dropped, ".." drops the segment before it (none above the root)."""
+    kept = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment and segment != ".":
+            kept.append(segment)
+    return kept
+
+
 def route_of(path):
     """(route, None) or (None, (status, error)): README.md's route rule."""
     if not isinstance(path, str):
@@ -98,8 +111,13 @@ def route_of(path):
         if CONTROL_CHARACTERS.search(path):
             return None, (400, "path contains control characters")
         path = NOT_NORMAL.sub(normal_escape, path)
-    if not (path.startswith("/") and "//" not in path and (path == "/" or path[-1] != "/")):
-        path = "/" + "/".join(filter(None, path.split("/")))
+    if not (
+        path.startswith("/")
+        and "//" not in path
+        and "/." not in path  # C speed: every dot segment but a leading one starts so
+        and (path == "/" or path[-1] != "/")
+    ):
+        path = "/" + "/".join(segments_of(path))
     if len(path) > MAX_PATH_BYTES:  # ASCII by now
         return None, (414, f"its route is {len(path)} bytes long; the limit is {MAX_PATH_BYTES}")
     return path, None

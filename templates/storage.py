@@ -52,9 +52,12 @@ def counter_table(params: StackParameters) -> Table:
         ),
         DeletionProtectionEnabled=If(params.protects_table, True, False),
         SSESpecification=table_encryption(params),
-        # What the aggregator reads. Turning a stream on is an in-place update of the table
-        # (StreamSpecification: "Update requires: No interruption"), never a replacement.
-        StreamSpecification=StreamSpecification(StreamViewType="NEW_IMAGE"),
+        # What the aggregator reads; the old image tells it a hit (count + 1) from a count
+        # set by hand or an import. Turning a stream on or changing its view type is an
+        # in-place update of the table (StreamSpecification: "Update requires: No
+        # interruption"), never a replacement; a new view type is a new stream (new
+        # StreamArn), so CloudFormation replaces the event source mapping (docs/exactness.md).
+        StreamSpecification=StreamSpecification(StreamViewType="NEW_AND_OLD_IMAGES"),
     )
 
 

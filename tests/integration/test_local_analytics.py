@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import local_stack
+from tests.conftest import counter_table_name, emulator_client, local_stack
 
 # The mapping's batching window is 5 s and the poller reads four times a second; a bound
 # well past that keeps a slow shared machine from failing the test, never a fixed sleep.
@@ -84,3 +84,43 @@ def test_the_top_routes_rank_what_was_counted(stack):
 
 def test_the_banner_names_the_aggregators_mapping(stack):
     assert "AggregatorStreamMapping" in stack.output.read_text()
+
+
+def test_a_count_set_by_hand_and_an_imported_item_change_no_bucket(stack):
+    """Writes to the counter table that are no hit (an UpdateItem setting `count`, a
+    PutItem importing a route) go through the stream like hits; the aggregator, reading
+    their old and new images, counts none of them."""
+
+    def series(route: str | None) -> int:
+        query = {"series": "day", **({"route": route} if route else {})}
+        return sum(hours(get(stack, "/_stats", **query)["points"]).values())
+
+    hit(stack, "/not-hits/before", 1)  # once it is counted, the stream before it is too
+    wait_for(lambda: series("/not-hits/before"), bool, "/not-hits/before")
+    all_before = series(None)
+
+    hit(stack, "/not-hits/x", 3)
+    dynamodb, table = emulator_client(stack, "dynamodb"), counter_table_name(stack)
+    dynamodb.update_item(
+        TableName=table,
+        Key={"route": {"S": "/not-hits/x"}},
+        UpdateExpression="SET #count = :zero",
+        ExpressionAttributeNames={"#count": "count"},
+        ExpressionAttributeValues={":zero": {"N": "0"}},
+    )
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    dynamodb.put_item(
+        TableName=table,
+        Item={
+            "route": {"S": "/not-hits/imported"},
+            "count": {"N": "57"},
+            "firstSeen": {"S": "2026-01-01T00:00:00Z"},
+            "lastSeen": {"S": now},
+        },
+    )
+    hit(stack, "/not-hits/after", 1)  # the stream is in order: counted after the writes
+
+    wait_for(lambda: series("/not-hits/after"), bool, "/not-hits/after")
+    assert series("/not-hits/x") == 3
+    assert series("/not-hits/imported") == 0
+    assert series(None) == all_before + 4

@@ -259,20 +259,60 @@ def test_a_transaction_whose_answer_was_lost_is_retried_and_counts_nothing_twice
     """The first transaction is applied, then its connection drops before the answer: the
     SDK sends it again, the conditions refuse it, the buckets are read again and found
     counted."""
+    lost = lose_the_first_answer(aggregator)
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    assert lost
+    assert_exact(stream_tables.series)
+
+
+def lose_the_first_answer(aggregator) -> list:
+    """The first transaction reaches DynamoDB and is applied, then its connection drops
+    before the answer (the SDK sends it again); returns the transactions that were lost."""
     applier = boto3.client("dynamodb")
     lost = []
 
     def apply_then_lose_the_answer(request, **_):
         if not lost:
-            lost.append(True)
-            applier.transact_write_items(**json.loads(request.body))
+            lost.append(json.loads(request.body))
+            applier.transact_write_items(**lost[0])
             raise ConnectionClosedError(endpoint_url=request.url)
 
     aggregator.dynamodb.meta.events.register_first(
         "before-send.dynamodb.TransactWriteItems", apply_then_lose_the_answer
     )
-    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
-    assert lost
+    return lost
+
+
+def test_a_lost_answer_to_a_transaction_on_existing_buckets_counts_the_totals_once(
+    aggregator, stream_tables, counted
+):
+    """Every bucket the retried transaction writes exists already (the route's and the
+    all-routes hour, day and all-time ones): its repeat must be refused because the ranges
+    are no longer what was read, not let through because the items exist, which would add
+    the all-routes totals twice."""
+    records = counted["Records"]
+    later = [records[2], records[5]]  # /a at 03:59:59 and 04:45: buckets the others make
+    assert run(aggregator, [r for r in records if r not in later]) == {"batchItemFailures": []}
+    assert set(hits(stream_tables.series)) == set(EXPECTED)
+    assert set(totals(stream_tables.series)) == set(TOTALS)
+
+    lost = lose_the_first_answer(aggregator)
+    assert run(aggregator, later) == {"batchItemFailures": []}
+
+    (transaction,) = lost
+    written = {
+        tuple(a["Update"]["Key"][k]["S"] for k in ("route", "bucket"))
+        for a in transaction["TransactItems"]
+    }
+    assert written == {
+        ("/a", "h#2026-12-01T03"),
+        ("/a", "h#2026-12-01T04"),
+        ("/a", "d#2026-12-01"),
+        ("#all", "h#2026-12-01T03"),
+        ("#all", "h#2026-12-01T04"),
+        ("#all", "d#2026-12-01"),
+        ("#all", "all"),
+    }
     assert_exact(stream_tables.series)
 
 
@@ -488,3 +528,121 @@ def test_a_batch_short_of_time_writes_nothing_more_and_reports_where_to_resume(
     assert hits(stream_tables.series) == {}
     assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
     assert_exact(stream_tables.series)
+
+
+def test_writes_that_are_not_hits_count_in_no_bucket(aggregator, stream_tables):
+    """A count set by hand, an item imported (a new one, or one overwriting a route with
+    another life) change `count` but are no hit: only an INSERT of count 1 or a MODIFY to
+    the old count + 1 in the same life is (the records' old and new images say which)."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_not_hits")
+    client = boto3.client("dynamodb")
+    table = stream_tables.counter
+
+    def set_count(route: str, count: int) -> None:
+        client.update_item(
+            TableName=table,
+            Key={"route": {"S": route}},
+            UpdateExpression="SET #count = :count",
+            ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues={":count": {"N": str(count)}},
+        )
+
+    def imported(route: str, count: int, first: str) -> None:
+        item = {
+            "route": {"S": route},
+            "count": {"N": str(count)},
+            "firstSeen": {"S": first},
+            "lastSeen": {"S": "2026-12-01T03:30:00Z"},
+        }
+        client.put_item(TableName=table, Item=item)
+
+    for at in ("03:00:00", "03:01:00", "03:02:00"):
+        counter.count_hit("/x", epoch(f"2026-12-01T{at}Z"), time.monotonic() + 4)
+    counter.count_hit("/y", epoch("2026-12-01T03:05:00Z"), time.monotonic() + 4)
+    set_count("/x", 10)  # 3 -> 10 by hand
+    counter.count_hit("/x", epoch("2026-12-01T03:10:00Z"), time.monotonic() + 4)  # 11: a hit
+    set_count("/x", 0)  # a reset by hand
+    imported("/imported", 57, "2026-01-01T00:00:00Z")  # INSERT of count 57
+    imported("/y", 2, "2025-06-01T00:00:00Z")  # count 1 -> 2, but another life
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    DynamoDBStreamModel.model_validate(records)
+    # As DynamoDB writes them: an INSERT without an old image, a MODIFY with one.
+    events = [r["eventName"] for r in records["Records"]]
+    assert events == ["INSERT", "MODIFY", "MODIFY", "INSERT", *["MODIFY"] * 3, "INSERT", "MODIFY"]
+    assert all(
+        ("OldImage" in r["dynamodb"]) == (r["eventName"] == "MODIFY") for r in records["Records"]
+    )
+
+    assert run(aggregator, records["Records"]) == {"batchItemFailures": []}
+
+    assert hits(stream_tables.series) == {
+        ("/x", "h#2026-12-01T03"): 4,
+        ("/x", "d#2026-12-01"): 4,
+        ("/y", "h#2026-12-01T03"): 1,
+        ("/y", "d#2026-12-01"): 1,
+    }
+    assert totals(stream_tables.series)["all"] == (5, 2)
+    assert top_item(stream_tables.series)[0] == {"/x": 11, "/y": 1}
+
+
+STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-12-01T00:00:00.000"
+
+
+def record_of(event: str, new: dict | None, old: dict | None, view: str) -> dict:
+    """A stream record as Lambda delivers one, with the images the view type carries."""
+    change = {
+        "Keys": {"route": (new or old)["route"]},
+        "SequenceNumber": "100",
+        "SizeBytes": 100,
+        "StreamViewType": view,
+        "ApproximateCreationDateTime": 1796094000,
+    }
+    if new is not None and view != "OLD_IMAGE":
+        change["NewImage"] = new
+    if old is not None and view == "NEW_AND_OLD_IMAGES":
+        change["OldImage"] = old
+    return {
+        "eventID": "1",
+        "eventName": event,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+        "eventSourceARN": STREAM,
+    }
+
+
+def image(count: int | None, first: str | None = "2026-12-01T03:00:00Z") -> dict:
+    item = {"route": {"S": "/r"}, "lastSeen": {"S": "2026-12-01T03:30:00Z"}}
+    if count is not None:
+        item["count"] = {"N": str(count)}
+    if first is not None:
+        item["firstSeen"] = {"S": first}
+    return item
+
+
+@pytest.mark.parametrize(
+    ("event", "new", "old", "view", "hit"),
+    [
+        ("INSERT", image(1), None, "NEW_AND_OLD_IMAGES", True),
+        ("INSERT", image(57), None, "NEW_AND_OLD_IMAGES", False),  # an import
+        ("MODIFY", image(6), image(5), "NEW_AND_OLD_IMAGES", True),
+        ("MODIFY", image(0), image(5), "NEW_AND_OLD_IMAGES", False),  # SET count = 0
+        ("MODIFY", image(5), image(5), "NEW_AND_OLD_IMAGES", False),  # SET lastSeen by hand
+        ("MODIFY", image(9), image(5), "NEW_AND_OLD_IMAGES", False),
+        ("MODIFY", image(6, "2026-01-01T00:00:00Z"), image(5), "NEW_AND_OLD_IMAGES", False),
+        ("MODIFY", image(1), image(None, None), "NEW_AND_OLD_IMAGES", True),  # a bare item
+        # A record the NEW_IMAGE stream wrote before the update: nothing to compare with.
+        ("MODIFY", image(9), image(5), "NEW_IMAGE", True),
+        ("REMOVE", None, image(5), "NEW_AND_OLD_IMAGES", False),
+    ],
+)
+def test_a_record_is_a_hit_when_its_images_say_one_was_added(
+    aggregator, stream_tables, event, new, old, view, hit
+):
+    record = record_of(event, new, old, view)
+    DynamoDBStreamModel.model_validate({"Records": [record]})
+
+    assert run(aggregator, [record]) == {"batchItemFailures": []}
+
+    assert sum(hits(stream_tables.series).values()) == (2 if hit else 0)

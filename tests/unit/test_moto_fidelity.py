@@ -186,6 +186,8 @@ def test_a_table_stream_is_read_through_the_endpoints_botocore_chooses(aws, regi
     assert any(".streams-ddb." in url for url in hosts)
     assert [r["eventName"] for r in records] == ["INSERT", "INSERT", "MODIFY"]
     assert [r["dynamodb"]["NewImage"]["n"]["N"] for r in records] == ["1", "1", "2"]
+    # the item as it was before each write (the aggregator compares the two counts)
+    assert [r["dynamodb"].get("OldImage", {}).get("n") for r in records] == [None, None, {"N": "1"}]
     assert {r["awsRegion"] for r in records} == {region}
     numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
     assert numbers == sorted(set(numbers))

@@ -303,3 +303,21 @@ def test_remembered_routes_are_bounded_and_the_recent_ones_kept(limited, monkeyp
     # /a was first seen, but seen again since, and /c is recent: their window is running,
     # one call. /b, the least recent, was forgotten: "new window" is a wrong guess.
     assert calls_per_hit == {"/a": 1, "/c": 1, "/b": 2}
+
+
+def test_first_seen_stays_the_first_hits_time_across_windows(limited, counter_table):
+    """Each hit moves lastSeen; firstSeen stays the first hit's, whichever update counts
+    it: the one that starts a window or the one that counts in the running window."""
+    calls = update_calls(limited)
+    seen, offsets = [], (1, 2, WINDOW + 3, WINDOW + 4, 5 * WINDOW + 5)
+    for offset in offsets:
+        limited.now[0] = T0 + offset
+        result, body = hit(limited)
+        assert result["statusCode"] == 200
+        seen.append((body["firstSeen"], body["lastSeen"]))
+
+    starts = ["windowStart = :w" in c["UpdateExpression"] for c in calls]
+    assert starts == [True, False, True, False, True]  # both updates, each more than once
+    first = limited.iso(T0 + 1)
+    assert seen == [(first, limited.iso(T0 + offset)) for offset in offsets]
+    assert read_item(counter_table, "/api")["firstSeen"] == {"S": first}

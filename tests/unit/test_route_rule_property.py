@@ -30,6 +30,11 @@ paths = st.one_of(
     st.lists(st.sampled_from(["", "a", "é", "/", "\x00", "\ud800", "%2F"]), max_size=20).map(
         "".join
     ),
+    # Dot segments, plain or escaped, and segments that only look like them.
+    st.lists(
+        st.sampled_from(["", ".", "..", "%2E", "%2e%2E", ".%2E", "...", ".a", "a", "%41"]),
+        max_size=10,
+    ).map("/".join),
     # One character at the edges of the control ranges in an otherwise printable ASCII path.
     st.tuples(
         printable_ascii,
@@ -71,6 +76,7 @@ def assert_well_formed(counter, route: str) -> None:
     assert set(re.sub("%..", "", route)) <= PATH_CHARACTERS, "only path characters and escapes"
     assert all(re.fullmatch("[0-9A-F]{2}", e) for e in escapes), "escapes in upper case"
     assert not {chr(int(e, 16)) for e in escapes} & UNRESERVED, "no escaped unreserved character"
+    assert not {".", ".."} & set(route.split("/")), "no dot segment"
     assert len(route.encode("utf-8")) <= 1024 < DYNAMODB_PARTITION_KEY_BYTES
     assert counter.route_of(route) == (route, None), "the rule is idempotent"
 
@@ -109,7 +115,13 @@ def readme_rule(path: str) -> tuple[str | None, int | None]:
             byte = chr(raw[i])
             normal += byte if byte in PATH_CHARACTERS else "%" + f"{raw[i]:02x}".upper()
             i += 1
-    route = "/" + "/".join(s for s in normal.split("/") if s)
+    kept = []  # empty segments folded, then RFC 3986 5.2.4's dot segments removed
+    for segment in normal.split("/"):
+        if segment == "..":
+            kept = kept[:-1]  # at the root, ".." stays at the root
+        elif segment not in ("", "."):
+            kept.append(segment)
+    route = "/" + "/".join(kept)
     if len(route.encode("utf-8")) > 1024:
         return None, 414
     return route, None
@@ -225,6 +237,54 @@ def test_spellings_of_a_route_share_its_rate_limit(counter_table, monkeypatch):
     ]
 
     assert statuses == [200, 200, 429, 429]
+
+
+DOT_SPELLINGS = ["/./api", "/api/%2E", "/x/%2E%2E/api", "/api/.", "/../api", "/a/b/%2e./../api"]
+
+
+@pytest.mark.parametrize("path", DOT_SPELLINGS)
+def test_dot_segments_are_removed_so_the_path_counts_its_own_route(counter, path):
+    assert answer(counter, api_event("/api"))[1]["count"] == 1
+
+    status, body = answer(counter, api_event(path))
+
+    assert (status, body["route"], body["count"]) == (200, "/api", 2)
+
+
+def test_dot_segment_spellings_share_the_rate_limit_of_their_route(counter_table, monkeypatch):
+    limited = limited_counter(monkeypatch, "counter_dots_limited", limit=2)
+    statuses = [
+        limited.handler(api_event(path), lambda_context())["statusCode"]
+        for path in ["/api", "/api", "/./api", "/api/%2E", "/x/%2E%2E/api"]
+    ]
+
+    assert statuses == [200, 200, 429, 429, 429]
+    (item,) = boto3.client("dynamodb").scan(TableName=counter_table)["Items"]
+    assert (item["route"], item["count"]) == ({"S": "/api"}, {"N": "2"})
+
+
+# A segment, and what may be put before it without changing the route: "." (plain or
+# escaped), or any segment followed by "..".
+plain_segments = st.text(alphabet="abc%é.", min_size=1, max_size=4).filter(
+    lambda s: s not in (".", "..") and "%" not in s
+)
+detours = st.one_of(
+    st.sampled_from(["./", "%2E/", "%2e/", "//"]),
+    plain_segments.map(lambda s: s + "/../"),
+    plain_segments.map(lambda s: s + "/%2E%2E/"),
+)
+
+
+@fixture_settings
+@given(
+    parts=st.lists(st.tuples(st.lists(detours, max_size=2), plain_segments), max_size=5),
+    above_root=st.integers(0, 2),
+)
+def test_dot_segments_never_make_a_route_of_their_own(counter, parts, above_root):
+    plain = "/" + "/".join(segment for _, segment in parts)
+    dotted = "/" + "../" * above_root + "".join("".join(d) + s + "/" for d, s in parts)
+
+    assert counter.route_of(dotted) == counter.route_of(plain)
 
 
 def rule_sources(path) -> dict[str, str]:

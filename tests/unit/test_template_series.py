@@ -3,6 +3,7 @@ aggregator with its least-privilege role, its event source mapping, failure queu
 
 import json
 
+from local.moto_fidelity import replacements
 from tests.conftest import ROOT, role_statements
 
 STREAM_ARN = {"Fn::GetAtt": ["CounterTable", "StreamArn"]}
@@ -15,11 +16,18 @@ def grants(resources: dict, role: str) -> dict:
     return {s["Sid"]: (s["Action"], s["Resource"]) for s in role_statements(resources[role])}
 
 
-def test_counter_table_streams_new_images(resources):
-    """The aggregator needs each new count and lastSeen; the key schema stays (see
-    test_data_protection) and turning a stream on is an in-place update."""
+def test_counter_table_streams_new_and_old_images_updated_in_place(template, resources):
+    """The aggregator needs each new count and lastSeen, and the old count to tell a hit
+    from a count set by hand (docs/exactness.md). The key schema stays (see
+    test_data_protection), and a stack of the NEW_IMAGE version updates the table in place:
+    StreamSpecification is no property whose change replaces a table."""
     props = resources["CounterTable"]["Properties"]
-    assert props["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    before = json.loads(json.dumps(template))
+    before["Resources"]["CounterTable"]["Properties"]["StreamSpecification"] = {
+        "StreamViewType": "NEW_IMAGE"
+    }
+    assert replacements(before, template, {}, {})["CounterTable"] == "False"
 
 
 def test_series_table_is_route_and_bucket_with_hourly_ttl(resources, template):
