@@ -15,6 +15,9 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
+from deployer import cli
+from deployer.errors import DeployError
+from deployer.options import parse
 from generate import build_template, render
 from local import moto_fidelity
 from tests.conftest import ROOT, api_event, lambda_context, load_module, put_routes
@@ -379,3 +382,37 @@ def test_public_stats_read_no_secret_and_need_no_credentials(aws, monkeypatch):
     result = ask(stats)
     assert result["statusCode"] == 200
     assert "WWW-Authenticate" not in result["headers"]
+
+
+# --- ./deploy.sh --stats-token -----------------------------------------------------------------
+
+
+def test_deploy_sh_stats_token_prints_the_token_alone_on_stdout(private, capsys):
+    stack, _ = private
+    capsys.readouterr()
+
+    assert cli.main(["--stats-token", "--stack-name", "rc", "--region", "us-east-1"]) == 0
+
+    out, err = capsys.readouterr()
+    assert out == stack.token + "\n"  # TOKEN=$(./deploy.sh --stats-token) works
+    assert stack.token not in err
+
+
+def test_deploy_sh_stats_token_of_public_stats_or_no_stack_is_one_error_line(aws, capsys):
+    deploy({})
+    capsys.readouterr()
+
+    assert cli.main(["--stats-token", "--stack-name", "rc"]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith("error: the stats of stack rc are public") and err.count("\n") == 1
+
+    assert cli.main(["--stats-token", "--stack-name", "other"]) == 1
+    _, err = capsys.readouterr()
+    assert err == "error: stack other does not exist in us-east-1: no stats token\n"
+
+
+@pytest.mark.parametrize("extra", [["--delete"], ["--param", "A=1"], ["--dry-run"]])
+def test_stats_token_takes_no_deploy_or_delete_options(extra):
+    with pytest.raises(DeployError) as refused:
+        parse(["--stats-token", *extra], has_terminal=True)
+    assert refused.value.code == 2
