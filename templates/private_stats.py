@@ -35,10 +35,14 @@ def stats_token_secret(params: StackParameters) -> Secret:
             "checkov": {
                 "skip": [
                     {
+                        "id": "CKV_AWS_149",
+                        "comment": "KmsKeyArn when set (Fn::If), else aws/secretsmanager",
+                    },
+                    {
                         "id": "CKV2_AWS_57",
                         "comment": "Rotated by its owner (docs/security-private-stats.md): "
                         "a bearer token has no rotation Lambda to call",
-                    }
+                    },
                 ]
             }
         },
