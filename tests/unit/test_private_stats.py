@@ -416,3 +416,20 @@ def test_stats_token_takes_no_deploy_or_delete_options(extra):
     with pytest.raises(DeployError) as refused:
         parse(["--stats-token", *extra], has_terminal=True)
     assert refused.value.code == 2
+
+
+def test_a_token_is_compared_in_constant_time_whatever_its_length(private, monkeypatch):
+    stack, stats = private
+    compared = []
+    real = stats.hmac.compare_digest
+
+    def recording(a, b):
+        compared.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(stats.hmac, "compare_digest", recording)
+    for guess in ("x", stack.token[:20], stack.token + "y" * 100, stack.token):
+        ask(stats, authorization=f"Bearer {guess}")
+
+    # Equal-length digests each time: neither the token's length nor a matching prefix shows
+    assert compared == [(32, 32)] * 4
