@@ -521,7 +521,8 @@ class CloudFormationSecret(CloudFormationModel):
         account_id: str,
         region_name: str,
     ) -> CloudFormationSecret:
-        # A new Description or KmsKeyId keeps the secret and its value, as on AWS
+        # Kept as it was, value included: what our template may change (Description,
+        # KmsKeyId) keeps the secret's value on AWS too
         return original_resource
 
     @classmethod

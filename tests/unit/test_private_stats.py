@@ -9,6 +9,7 @@ import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -433,3 +434,22 @@ def test_a_token_is_compared_in_constant_time_whatever_its_length(private, monke
 
     # Equal-length digests each time: neither the token's length nor a matching prefix shows
     assert compared == [(32, 32)] * 4
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_a_deploy_of_private_stats_says_how_to_get_the_token(private, capsys):
+    outputs = [{"OutputKey": "ApiUrl", "OutputValue": "https://abc.example/prod/"}]
+    if private:
+        outputs.append(
+            {"OutputKey": "StatsTokenSecretArn", "OutputValue": "arn:aws:secretsmanager:x"}
+        )
+    deploy_sh = cli.Deploy(parse(["--stack-name", "rc", "--no-smoke"], has_terminal=False))
+    deploy_sh.deployer = SimpleNamespace(set_stack_policy=lambda _: None)
+
+    deploy_sh.finish(
+        {"StackId": "arn:aws:cloudformation:us-east-1:1:stack/rc/1", "Outputs": outputs}
+    )
+
+    out = capsys.readouterr().out
+    said = "==> The stats are private (PrivateStats): './deploy.sh --stats-token --stack-name rc'"
+    assert (said in out) is private
