@@ -141,7 +141,7 @@ def encode_token(key):
 
 
 def decode_token(token, name="'next' token"):
-    """The key a page starts after. Not signed: routes are public here (README.md)."""
+    """The key a page starts after. Not signed: it names a route its reader may list anyway."""
     try:
         if not TOKEN_PATTERN.fullmatch(token):
             raise ValueError
