@@ -238,6 +238,13 @@ class Deploy:
         lines, url = output_lines(stack, resources)
         for line in lines:
             say(line)
+        outputs = {o["OutputKey"] for o in stack.get("Outputs") or []}
+        ids = {r.get("LogicalResourceId") for r in resources}
+        if outputs & {STATS_TOKEN_OUTPUT} or STATS_TOKEN_ID in ids:
+            step(
+                "The stats are private (PrivateStats): './deploy.sh --stats-token "
+                f"{self.options.where()}' prints their token"
+            )
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         if not self.options.smoke:
             step("Smoke test skipped (--no-smoke).")
@@ -250,6 +257,42 @@ class Deploy:
             raise DeployError("smoke test: no ApiUrl to test (pass --no-smoke to skip it)")
         else:
             smoke_test(url, say)
+
+
+# --- the stats token ----------------------------------------------------------------------------
+
+# Names, not values: templates/private_stats.py's secret and output
+STATS_TOKEN_ID = "StatsTokenSecret"  # noqa: S105
+STATS_TOKEN_OUTPUT = "StatsTokenSecretArn"  # noqa: S105
+
+
+def print_stats_token(options: Options) -> None:
+    """The stats token on stdout, alone (TOKEN=$(./deploy.sh --stats-token) works), read
+    with GetSecretValue: it is never written anywhere else, nor logged."""
+    aws = connect(options)
+    cfn = aws.client("cloudformation")
+    try:
+        found = cfn.describe_stack_resources(StackName=options.stack)["StackResources"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            raise DeployError(
+                f"stack {options.stack} does not exist in {aws.region}: no stats token"
+            ) from None
+        raise
+    physical = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in found}
+    arn = physical.get(STATS_TOKEN_ID)
+    if not arn:
+        raise DeployError(
+            f"the stats of stack {options.stack} are public (PrivateStats false, or auto "
+            "without a Backend): there is no token; deploy with --param PrivateStats=true"
+        )
+    try:
+        token = aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    except ClientError as error:
+        raise DeployError(
+            f"reading the stats token (secretsmanager get-secret-value on {arn}) failed: {error}"
+        ) from None
+    print(token, flush=True)
 
 
 # --- delete -------------------------------------------------------------------------------------
@@ -382,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if options.delete:
             delete(options)
+        elif options.stats_token:
+            print_stats_token(options)
         else:
             Deploy(options).run()
     except DeployError as error:

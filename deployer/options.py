@@ -16,6 +16,7 @@ USAGE = """\
 Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=Value]...
                    [--s3-bucket B] [--dry-run] [--no-smoke]
        ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
+       ./deploy.sh --stats-token [--stack-name NAME] [--region R] [--profile P]
        ./deploy.sh --local [--port N] [--param Key=Value]... [--stack-name NAME]
 
 Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
@@ -37,6 +38,9 @@ Options:
   --no-smoke          skip the smoke test
   --delete            delete the stack; the tables are kept (RetainExceptOnCreate)
   --yes               with --delete: do not ask for confirmation (needed without a terminal)
+  --stats-token       print the token of private stats (PrivateStats) on stdout, and nothing
+                      else there: the password of the dashboard (any user name), or
+                      'Authorization: Bearer TOKEN' (docs/security-private-stats.md)
   --local [ARGS...]   run the API locally instead: every other argument goes to
                       'python -m local' (e.g. --port, --param, --stack-name)
   --port N            with --local: local port to listen on
@@ -49,7 +53,12 @@ Environment:
 Exit status: 0 done (also when there was nothing to change), 1 failed, 2 bad usage."""
 
 VALUE_OPTIONS = ("--stack-name", "--region", "--profile", "--param", "--s3-bucket")
-FLAGS = {"--dry-run": "dry_run", "--delete": "delete", "--yes": "yes"}
+FLAGS = {
+    "--dry-run": "dry_run",
+    "--delete": "delete",
+    "--yes": "yes",
+    "--stats-token": "stats_token",
+}
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Options:
     smoke: bool = True
     delete: bool = False
     yes: bool = False
+    stats_token: bool = False
     help: bool = False
 
     def where(self) -> str:
@@ -100,6 +110,10 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
             f"invalid stack name '{options.stack}': letters, digits and hyphens, "
             "starting with a letter"
         )
+    if options.stats_token and (
+        options.delete or options.params or options.dry_run or options.s3_bucket
+    ):
+        raise UsageError("--stats-token takes no --delete, --param, --s3-bucket or --dry-run")
     if options.delete:
         if options.params or options.dry_run or options.s3_bucket:
             raise UsageError("--delete takes no --param, --s3-bucket or --dry-run")

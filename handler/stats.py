@@ -4,6 +4,7 @@ import base64
 import calendar
 import datetime
 import hashlib
+import hmac
 import html
 import json
 import os
@@ -21,6 +22,20 @@ TABLE_NAME = os.environ.get("TABLE_NAME", "")
 SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
 ALLOWED_ORIGIN = os.environ.get("ALLOWED_ORIGIN", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE") or "/_stats"
+# PrivateStats: the ARN of the secret holding the stats token; empty: the stats are public.
+STATS_TOKEN_SECRET = os.environ.get("STATS_TOKEN_SECRET", "")
+# A token read from Secrets Manager is used this long: a rotated-out token stops working
+# within it. One that does not match re-reads the secret, at most once per
+# TOKEN_REREAD_SECONDS per container: a new token works within that (and a flood of wrong
+# tokens costs at most one GetSecretValue per container per TOKEN_REREAD_SECONDS).
+TOKEN_TTL_SECONDS = 300
+TOKEN_REREAD_SECONDS = 30
+# Browsers ask for a user name and password on a 401 with this challenge (RFC 7617).
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="Route Counter stats", charset="UTF-8"'}
+PRIVATE = (
+    "the stats are private: send the stats token as the password of HTTP Basic "
+    "authentication (any user name), or as 'Authorization: Bearer <token>'"
+)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # 1000 items of ~1.2 KB need two 1 MB Scan calls; a third covers sparse pages.
@@ -55,14 +70,14 @@ SERIES_PARAMETERS = {"series", "from", "to"}
 TOP, ALL_ROUTES = "#top", "#all"
 TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
 
-dynamodb = boto3.client(
-    "dynamodb",
-    config=Config(
-        connect_timeout=1,
-        read_timeout=2,
-        retries={"mode": "standard", "total_max_attempts": 3},
-    ),
+CLIENT_CONFIG = Config(
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"mode": "standard", "total_max_attempts": 3},
 )
+dynamodb = boto3.client("dynamodb", config=CLIENT_CONFIG)
+secrets = boto3.client("secretsmanager", config=CLIENT_CONFIG) if STATS_TOKEN_SECRET else None
+token_cache = {"token": "", "read_at": None}  # this container's copy of the stats token
 
 
 class HttpError(Exception):
@@ -144,7 +159,7 @@ def encode_token(key):
 
 
 def decode_token(token, name="'next' token"):
-    """The key a page starts after. Not signed: routes are public here (README.md)."""
+    """The key a page starts after. Not signed: it names a route its reader may list anyway."""
     try:
         if not TOKEN_PATTERN.fullmatch(token):
             raise ValueError
@@ -774,6 +789,67 @@ def response(status, body=None, headers=None, html_page=None):
     }
 
 
+def presented_token(headers, multi):
+    """The token an Authorization header carries (Basic: its password, whatever the user
+    name; Bearer), None without one; HttpError 401 for one that is not well formed (two
+    Authorization headers are not)."""
+    values = [v for k, v in headers.items() if k.lower() == "authorization"]
+    multi = multi if isinstance(multi, dict) else {}
+    repeated = any(
+        k.lower() == "authorization" and isinstance(v, list) and len(v) > 1
+        for k, v in multi.items()
+    )
+    if not values:
+        return None
+    scheme, _, credentials = values[0].strip().partition(" ")
+    credentials, token = credentials.strip(), ""
+    if scheme.lower() == "bearer":
+        token = credentials
+    elif scheme.lower() == "basic":
+        try:
+            _user, colon, token = (
+                base64.b64decode(credentials, validate=True).decode().partition(":")
+            )
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            colon = ""
+        token = token if colon else ""
+    if repeated or len(values) > 1 or not token:
+        raise HttpError(401, PRIVATE, CHALLENGE)
+    return token
+
+
+def same_token(presented, token):
+    # Digests of equal length: compare_digest takes as long whatever matches, and the
+    # length of the token leaks neither.
+    return bool(token) and hmac.compare_digest(
+        hashlib.sha256(presented.encode()).digest(), hashlib.sha256(token.encode()).digest()
+    )
+
+
+def read_token():
+    value = secrets.get_secret_value(SecretId=STATS_TOKEN_SECRET)["SecretString"]
+    token_cache.update(token=value, read_at=time.monotonic())
+
+
+def check_access(headers, multi):
+    """Private stats: nothing when the request carries the stats token, else HttpError 401
+    with the challenge that makes a browser ask (missing, malformed and wrong alike: see
+    docs/security-private-stats.md). Runs before any table is read."""
+    presented = presented_token(headers, multi)
+    if presented is None:
+        raise HttpError(401, PRIVATE, CHALLENGE)
+    read_at = token_cache["read_at"]
+    if read_at is None or time.monotonic() - read_at >= TOKEN_TTL_SECONDS:
+        read_token()
+    if same_token(presented, token_cache["token"]):
+        return
+    if time.monotonic() - token_cache["read_at"] >= TOKEN_REREAD_SECONDS:
+        read_token()  # rotated since we read it?
+        if same_token(presented, token_cache["token"]):
+            return
+    raise HttpError(401, PRIVATE, CHALLENGE)
+
+
 def answer(method, path, query, headers):
     """The response to a well-formed proxy event, and the fields to log about it."""
     route = routed(path, "path")
@@ -781,6 +857,11 @@ def answer(method, path, query, headers):
         raise HttpError(404, f"no such stats page: {route}; use GET {STATS_ROUTE}")
     if method == "OPTIONS":
         cors = {"Access-Control-Allow-Methods": METHODS_ALLOWED, "Access-Control-Max-Age": "600"}
+        if STATS_TOKEN_SECRET and ALLOWED_ORIGIN:
+            # A page of the allowed origin that holds the token may send it; no
+            # Access-Control-Allow-Credentials ever: a browser's remembered Basic password
+            # never reads the stats for another origin (docs/security-private-stats.md).
+            cors["Access-Control-Allow-Headers"] = "Authorization"
         return response(204, headers={"Allow": METHODS_ALLOWED, **cors}), {}
     if method not in ("GET", "HEAD"):
         message = f"{method} is not allowed here; the stats are read with GET"
@@ -880,6 +961,9 @@ def handler(event, context):
         ):
             raise HttpError(400, "not an API Gateway proxy event: bad query string or headers")
         html_errors = method in ("GET", "HEAD") and wants_html(headers)
+        # A preflight carries no credentials (Fetch standard) and reads nothing.
+        if STATS_TOKEN_SECRET and method != "OPTIONS":
+            check_access(headers, event.get("multiValueHeaders"))
         result, fields = answer(method, path, query, headers)
     except HttpError as error:
         result, fields = response(error.status, {"error": str(error)}, error.headers), {}

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  try:       curl {stack.url}/hello\n"
             f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
             f"  counts:    {kept(stack, args.fresh)}\n"
+            + private_stats_lines(stack)
             + "".join(
                 f"  stream:    {m.table} -> {m.function} "
                 f"({m.logical_id}, BatchSize {m.batch_size})\n"
@@ -152,6 +153,24 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"Stopped: the local API and the emulator are gone. {saved(stack)}", flush=True)
     return 0
+
+
+def private_stats_lines(stack: LocalStack) -> str:
+    """Where the stats token is (PrivateStats), never the token itself: this goes to logs."""
+    if not stack.stats_token_secret:
+        return ""
+    if stack.stats_token_path is None:
+        fetch = (
+            "aws secretsmanager get-secret-value --query SecretString --output text "
+            f"--endpoint-url {stack.endpoint} --secret-id {stack.stats_token_secret}"
+        )
+        return f"  stats:     private; the token: {fetch}\n"
+    path = stack.stats_token_path
+    return (
+        f"  stats:     private; the token is in {path} (0600): any user name, the token as"
+        " password\n"
+        f'  try:       curl -u ":$(cat {path})" {stack.url}/_stats\n'
+    )
 
 
 def kept(stack: LocalStack, fresh: bool) -> str:

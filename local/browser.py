@@ -60,6 +60,12 @@ MEASURE = """(() => {
 })()"""
 
 
+# DevTools events: a request paused by the Fetch domain, the browser asking for credentials,
+# the page loaded.
+PAUSES = ("Fetch.requestPaused", "Fetch.authRequired")
+LOADED = "Page.loadEventFired"
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -159,6 +165,43 @@ class Tab:
         self.resize(width, height)
         self.call("Page.navigate", session=True, url=url)
         self.wait(lambda m: m.get("method") == "Page.loadEventFired")
+
+    def open_answering(
+        self, url: str, width: int, credentials: tuple[str, str] | None
+    ) -> list[dict]:
+        """Load url as a user who, when the browser asks for a user name and password (a 401
+        with a WWW-Authenticate challenge), types these, or cancels (None). The challenges
+        it asked for."""
+        self.resize(width, 900)
+        self.call("Fetch.enable", session=True, handleAuthRequests=True)
+        asked: list[dict] = []
+        self._send("Page.navigate", url=url)
+        while True:
+            event = self.wait(lambda m: m.get("method") in PAUSES or m.get("method") == LOADED)
+            params = event.get("params", {})
+            if event["method"] == LOADED:
+                break
+            if event["method"] == "Fetch.authRequired":
+                asked.append(params["authChallenge"])
+                answer = {"response": "CancelAuth"}
+                if credentials is not None:
+                    user, password = credentials
+                    answer = {"response": "ProvideCredentials", "username": user}
+                    answer["password"] = password
+                self._send(
+                    "Fetch.continueWithAuth",
+                    requestId=params["requestId"],
+                    authChallengeResponse=answer,
+                )
+            else:
+                self._send("Fetch.continueRequest", requestId=params["requestId"])
+        self.call("Fetch.disable", session=True)
+        return asked
+
+    def _send(self, method: str, **params) -> None:
+        """A command to the page whose answer is not waited for (events come meanwhile)."""
+        message = {"id": next(self.ids), "method": method, "params": params}
+        os.write(self.writer, json.dumps({**message, "sessionId": self.session}).encode() + b"\0")
 
     def resize(self, width: int, height: int) -> None:
         metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 800}

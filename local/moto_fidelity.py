@@ -7,7 +7,10 @@ proves each against moto as shipped.
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
+import string
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +19,8 @@ from typing import Any
 from moto import backend_index
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
+from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+from moto.core.common_models import CloudFormationModel
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.exceptions import MockValidationException
@@ -27,6 +32,7 @@ from moto.dynamodbstreams import models as streams_models
 from moto.dynamodbstreams import urls as streams_urls
 from moto.iam import access_control, policy_conditions
 from moto.s3 import models as s3_models
+from moto.secretsmanager.models import secretsmanager_backends
 
 # AWS keeps a resource with these DeletionPolicy values when its stack is deleted or when an
 # update removes it from the template (RetainExceptOnCreate deletes it only when the stack's
@@ -405,6 +411,138 @@ def _parse_key_condition(key_condition_expression: str, *args: Any, **kwargs: An
     return _moto_parse_key_condition(key_condition_expression, *args, **kwargs)
 
 
+# AWS::SecretsManager::Secret. moto 5.2.5 has no CloudFormation model for it: a stack that
+# declares one deploys without it (a warning), its Ref is the bare logical id, and nothing is
+# in Secrets Manager. As AWS does: the secret is created with its SecretString, or one that
+# GenerateSecretString makes (from a cryptographic source, as Secrets Manager's
+# GetRandomPassword: moto's own generator is Python's seeded `random`); its Ref and its Id
+# are its ARN; a stack delete deletes it.
+PUNCTUATION = string.punctuation  # what ExcludePunctuation removes (GetRandomPassword's set)
+
+
+def generated_secret_string(spec: dict[str, Any]) -> str:
+    """A value as GenerateSecretString describes it (PasswordLength 32 by default; every
+    included kind of character at least once unless RequireEachIncludedType is false; with
+    GenerateStringKey, that key added to the JSON of SecretStringTemplate)."""
+
+    def flag(name: str, default: bool = False) -> bool:
+        value = spec.get(name, default)
+        return value.lower() == "true" if isinstance(value, str) else bool(value)
+
+    excluded = set(spec.get("ExcludeCharacters", ""))
+    kinds = [
+        kind
+        for kind, off in (
+            (string.ascii_lowercase, flag("ExcludeLowercase")),
+            (string.ascii_uppercase, flag("ExcludeUppercase")),
+            (string.digits, flag("ExcludeNumbers")),
+            (PUNCTUATION, flag("ExcludePunctuation")),
+            (" ", not flag("IncludeSpace")),
+        )
+        if not off
+    ]
+    kinds = [kept for kept in ("".join(c for c in k if c not in excluded) for k in kinds) if kept]
+    length = int(spec.get("PasswordLength", 32))
+    if not kinds or not 1 <= length <= 4096:
+        raise ValueError("GenerateSecretString: no character left to use or bad PasswordLength")
+    alphabet = "".join(kinds)
+    while True:
+        value = "".join(secrets.choice(alphabet) for _ in range(length))
+        wanted = flag("RequireEachIncludedType", True) and length >= len(kinds)
+        if not wanted or all(any(c in kind for c in value) for kind in kinds):
+            break
+    key = spec.get("GenerateStringKey")
+    if key:
+        return json.dumps({**json.loads(spec.get("SecretStringTemplate", "{}")), key: value})
+    return value
+
+
+class CloudFormationSecret(CloudFormationModel):
+    """A secret a stack made: its ARN is its physical id."""
+
+    def __init__(self, arn: str, account_id: str, region_name: str) -> None:
+        self.arn = arn
+        self.account_id = account_id
+        self.region_name = region_name
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SecretsManager::Secret"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Id"
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Id":
+            return self.arn
+        raise UnformattedGetAttTemplateException()
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> CloudFormationSecret:
+        props = cloudformation_json.get("Properties", {})
+        value = props.get("SecretString")
+        if value is None:
+            value = generated_secret_string(props.get("GenerateSecretString", {}))
+        created = secretsmanager_backends[account_id][region_name].create_secret(
+            name=resource_name,
+            secret_string=value,
+            secret_binary=None,
+            description=props.get("Description"),
+            tags=props.get("Tags"),
+            kms_key_id=props.get("KmsKeyId"),
+            client_request_token=None,
+            replica_regions=[],
+            force_overwrite=False,
+        )
+        return cls(json.loads(created)["ARN"], account_id, region_name)
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        original_resource: CloudFormationSecret,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> CloudFormationSecret:
+        # Kept as it was, value included: what our template may change (Description,
+        # KmsKeyId) keeps the secret's value on AWS too
+        return original_resource
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        backend = secretsmanager_backends[account_id][region_name]
+        backend.delete_secret(resource_name, None, force_delete_without_recovery=True)
+
+
+def _serve_stack_secrets() -> None:
+    # moto lists its CloudFormation models once (lru_cache): list ours too
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -420,3 +558,4 @@ def apply() -> None:
     streams_models.ShardIterator.__init__ = _issue_iterator  # type: ignore[method-assign]
     streams_models.DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]
     dynamodb_responses.parse_expression = _parse_key_condition
+    _serve_stack_secrets()

@@ -33,6 +33,9 @@ from local.streams import StreamMapping, StreamPoller, queue_sender, stream_mapp
 
 DEFAULT_STACK_NAME = "route-counter"
 MAX_CONCURRENCY = 64
+# Names, not values (templates/private_stats.py's secret; the file that holds its value)
+STATS_TOKEN_ID = "StatsTokenSecret"  # noqa: S105
+STATS_TOKEN_FILE = "stats-token"  # noqa: S105
 
 
 class PortInUse(OSError):
@@ -179,6 +182,32 @@ def start_stream_pollers(
     return pollers
 
 
+def keep_stats_token(
+    endpoint: str, secret_arn: str, state: StackState | None, fresh: bool
+) -> Path | None:
+    """PrivateStats: the token in <state dir>/stats-token, readable by its owner only (0600),
+    so that it is never printed; None when no state is kept (another emulator's).
+
+    Every start deploys to a new emulator, whose Secrets Manager generates a new token: a
+    token saved by an earlier start is put back (PutSecretValue, as a rotation would), so a
+    browser's saved password keeps working, as the tables keep their counts; --fresh keeps
+    the new one."""
+    if state is None or not secret_arn:
+        return None
+    secrets = emulator.client("secretsmanager", endpoint)
+    path = state.path / STATS_TOKEN_FILE
+    saved = path.read_text(encoding="utf-8").strip() if path.exists() and not fresh else ""
+    if saved:
+        secrets.put_secret_value(SecretId=secret_arn, SecretString=saved)
+        return path
+    token = secrets.get_secret_value(SecretId=secret_arn)["SecretString"]
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    return path
+
+
 @dataclass
 class LocalStack:
     """A running local stack: `.url` serves the API; `.stop()` stops all it started."""
@@ -193,6 +222,8 @@ class LocalStack:
     state: StackState | None = None  # where its tables are kept (None: not kept)
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> physical name
     restored: int = 0  # items written back from the saved state at start
+    stats_token_secret: str = ""  # PrivateStats: the secret's ARN in the emulator
+    stats_token_path: Path | None = None  # ... and the file that holds its value
     _server: Any = None
     _thread: threading.Thread | None = None
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -323,6 +354,8 @@ def start_local_stack(
         stack_id, physical = emulator.stack_resources(endpoint, stack_name)
         tables = {i: physical[i] for i in table_logical_ids(template) if i in physical}
         restored = write_tables(emulator.client("dynamodb", endpoint), tables, saved)
+        token_secret = physical.get(STATS_TOKEN_ID, "")
+        token_path = keep_stats_token(endpoint, token_secret, state, fresh)
         values = parameter_values(template, params)
         api_id = physical.get(router.api_logical_id, "local")
         resource_ids = {
@@ -385,6 +418,8 @@ def start_local_stack(
         state=state,
         tables=tables,
         restored=restored,
+        stats_token_secret=token_secret,
+        stats_token_path=token_path,
         _server=server,
         _thread=thread,
         _pool=pool,

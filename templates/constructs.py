@@ -109,9 +109,11 @@ def add_stage(
     deployment: Deployment,
     params: StackParameters,
     kms_policy: PolicyType,
+    token_policy: PolicyType,
 ) -> Stage:
     """The stage, its access log group, and the region's API Gateway CloudWatch role with
-    the account setting that names it (when ApiGatewayAccountRole is 'create')."""
+    the account setting that names it (when ApiGatewayAccountRole is 'create'). The first
+    request waits for the conditional policies the functions need (KMS key, stats token)."""
     access_logs = template.add_resource(api.access_log_group(params))
     logs_role = template.add_resource(iam.api_gateway_logs_role(params))
     account = template.add_resource(api.account_settings(logs_role, rest_api, params))
@@ -121,6 +123,10 @@ def add_stage(
             deployment,
             params,
             access_logs,
-            waits_for={"AccountSettings": account, "KmsKeyPolicy": kms_policy},
+            waits_for={
+                "AccountSettings": account,
+                "KmsKeyPolicy": kms_policy,
+                "StatsTokenPolicy": token_policy,
+            },
         )
     )

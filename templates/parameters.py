@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, fields
 
-from troposphere import Equals, Not, Or, Parameter, Ref, Template
+from troposphere import And, Equals, Not, Or, Parameter, Ref, Template
 
 LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096]
 
@@ -32,6 +32,8 @@ class StackParameters:
     alarm_email: Parameter
     reserved_concurrency: Parameter
     series_hourly_days: Parameter
+    backend: Parameter
+    private_stats: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -40,6 +42,7 @@ class StackParameters:
     has_access_logs: str
     has_alarm_email: str
     has_reserved_concurrency: str
+    stats_are_private: str
 
 
 def number(title: str, default: int, description: str, **limits) -> Parameter:
@@ -214,6 +217,21 @@ def declarations() -> dict[str, Parameter]:
             MinValue=1,
             MaxValue=3650,
         ),
+        # Issue 18 (one block, at the end). Backend's meaning (a Lambda ARN or an HTTP(S) URL)
+        # belongs to the backends helper: declared here only so that PrivateStats=auto can
+        # read it; the lead merges the two declarations into theirs.
+        "backend": text(
+            "Backend",
+            "",
+            "What stands behind the counter: empty counts hits to the counter itself.",
+        ),
+        "private_stats": text(
+            "PrivateStats",
+            "auto",
+            "Whether /<StatsPath> and its dashboard need the stats token (kept in Secrets "
+            "Manager): 'auto' is private exactly when Backend is set.",
+            AllowedValues=["auto", "true", "false"],
+        ),
     }
 
 
@@ -240,6 +258,13 @@ def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
                     Equals(Ref(p["reserved_concurrency"]), ""),
                     Equals(Ref(p["reserved_concurrency"]), "0"),
                 )
+            ),
+        ),
+        "stats_are_private": (
+            "StatsArePrivate",
+            Or(
+                Equals(Ref(p["private_stats"]), "true"),
+                And(Equals(Ref(p["private_stats"]), "auto"), is_not("backend", "")),
             ),
         ),
     }

@@ -283,3 +283,81 @@ def test_a_key_condition_naming_an_attribute_by_a_reserved_word_is_refused_as_aw
         ExpressionAttributeValues={":r": {"S": "/a"}, ":lo": {"S": "h#"}},
     )
     assert begins["Items"] == []
+
+
+# --- AWS::SecretsManager::Secret in a stack ------------------------------------------------
+
+GENERATED = {"PasswordLength": 40, "ExcludePunctuation": True}
+
+
+def secret_stack(cfn, properties: dict, name: str = "s") -> dict[str, str]:
+    """Deploy one secret; its outputs (Ref and GetAtt Id)."""
+    cfn.create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(
+            {
+                "Resources": {
+                    "Token": {"Type": "AWS::SecretsManager::Secret", "Properties": properties}
+                },
+                "Outputs": {
+                    "Ref": {"Value": {"Ref": "Token"}},
+                    "Id": {"Value": {"Fn::GetAtt": ["Token", "Id"]}},
+                },
+            }
+        ),
+    )
+    outputs = cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
+    return {o["OutputKey"]: o["OutputValue"] for o in outputs}
+
+
+def test_a_stacks_secret_exists_with_a_generated_value_and_its_ref_is_its_arn(aws):
+    cfn, _ = aws
+    secrets = boto3.client("secretsmanager")
+
+    first = secret_stack(cfn, {"GenerateSecretString": GENERATED})
+    second = secret_stack(cfn, {"GenerateSecretString": GENERATED}, name="t")
+
+    assert first["Ref"] == first["Id"]
+    assert first["Ref"].startswith("arn:aws:secretsmanager:us-east-1:123456789012:secret:s-Token")
+    values = [secrets.get_secret_value(SecretId=o["Ref"])["SecretString"] for o in (first, second)]
+    for value in values:
+        assert len(value) == 40 and value.isalnum()
+        assert any(c.isdigit() for c in value) and any(c.isupper() for c in value)
+    assert values[0] != values[1]
+
+
+def test_a_stacks_secret_takes_its_given_string_or_a_generated_key_of_a_json_template(aws):
+    cfn, _ = aws
+    secrets = boto3.client("secretsmanager")
+    given = secret_stack(cfn, {"SecretString": "kept as given"})
+    keyed = secret_stack(
+        cfn,
+        {
+            "GenerateSecretString": {
+                "SecretStringTemplate": '{"username": "admin"}',
+                "GenerateStringKey": "password",
+                "PasswordLength": 12,
+                "ExcludeCharacters": "abcdefghijklmnopqrstuvwxyz",
+            }
+        },
+        name="t",
+    )
+
+    assert secrets.get_secret_value(SecretId=given["Ref"])["SecretString"] == "kept as given"
+    value = json.loads(secrets.get_secret_value(SecretId=keyed["Ref"])["SecretString"])
+    assert value["username"] == "admin"
+    assert len(value["password"]) == 12 and not set(value["password"]) & set(
+        "abcdefghijklmnopqrstuvwxyz"
+    )
+
+
+def test_deleting_the_stack_deletes_its_secret(aws):
+    cfn, _ = aws
+    secrets = boto3.client("secretsmanager")
+    arn = secret_stack(cfn, {"GenerateSecretString": GENERATED})["Ref"]
+
+    cfn.delete_stack(StackName="s")
+
+    with pytest.raises(ClientError) as gone:
+        secrets.get_secret_value(SecretId=arn)
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -15,6 +15,8 @@ ALLOWED_SKIPS = {
     "CKV_AWS_120",  # no cache in front of a counter
     "CKV_AWS_76",  # access logs are on unless ApiGatewayAccountRole=none (Fn::If)
     "CKV_AWS_26",  # alias/aws/sns would drop alarm notifications; KmsKeyArn when set
+    "CKV_AWS_149",  # the stats token: KmsKeyArn when set, else aws/secretsmanager
+    "CKV2_AWS_57",  # the stats token is rotated by its owner: no rotation function to call
 }
 KMS_WHEN_SET = {"Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
 
