@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, on_signal)
 
     from deployer.errors import DeployError
+    from local.server import raise_descriptor_limit
     from local.stack import start_local_stack
+
+    raise_descriptor_limit()  # every client connection takes one
 
     stack = None
     failure = None

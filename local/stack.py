@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -46,7 +45,7 @@ class PortInUse(OSError):
 
 
 def reserve_port(port: int) -> socket.socket:
-    """Hold the port from before anything starts until the server takes it over.
+    """Hold the port from before anything starts: the server serves this very socket.
 
     SO_REUSEADDR as the server binds: the TIME_WAIT connections a stopped stack leaves do
     not keep a new one off its port. Listening, so that a second start fails here at once
@@ -331,9 +330,8 @@ def start_local_stack(
     # Everything this start made so far, undone in reverse order if it fails.
     undo = contextlib.ExitStack()
     with undo:
-        reserved = reserve_port(port) if port else None
-        if reserved is not None:
-            undo.callback(reserved.close)
+        reserved = reserve_port(port)  # the server's own socket: connections wait in its backlog
+        undo.callback(reserved.close)
         state = None
         if state_root is not None and not endpoint:  # another emulator keeps its own state
             state = StackState(state_root, stack_name)
@@ -412,14 +410,7 @@ def start_local_stack(
         )
         for poller in pollers:
             undo.callback(poller.stop, 0)
-        if reserved is not None:
-            reserved.close()  # the server binds it again at once (SO_REUSEADDR)
-        try:
-            server = LocalApiServer(("127.0.0.1", port), router, functions, api, log=log)
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:  # taken in the instant between
-                raise PortInUse(port) from None
-            raise
+        server = LocalApiServer(("127.0.0.1", port), router, functions, api, log, reserved)
         undo.callback(server.server_close)
         thread = threading.Thread(
             target=server.serve_forever,

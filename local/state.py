@@ -63,7 +63,7 @@ def _wire(value: Any, binary: bool = False) -> Any:
 
 def _unwire(value: Any, binary: bool = False) -> Any:
     if binary and isinstance(value, str):
-        return base64.b64decode(value)
+        return base64.b64decode(value, validate=True)
     if isinstance(value, dict):
         return {k: _unwire(v, k in ("B", "BS")) for k, v in value.items()}
     if isinstance(value, list):
