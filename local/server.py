@@ -498,7 +498,7 @@ class LocalApiServer(socketserver.TCPServer):
             self._refuse_busy(request)
             return
         try:
-            self._threads.submit(self._process, connection, client_address)
+            self._threads.submit(self._process, request, client_address)
         except RuntimeError:  # stopped: no new connection is served
             self.close_connection(request)
 
@@ -514,17 +514,21 @@ class LocalApiServer(socketserver.TCPServer):
         self.shutdown_request(request)
         self.log(f"- - 503 0 ms (all {self.max_connections} connections are mid-request)")
 
-    def _process(self, connection: Connection, client_address: tuple) -> None:
+    def _process(self, request: socket.socket, client_address: tuple) -> None:
         try:
-            idle = self.finish_request(connection, client_address)
+            idle = self.finish_request(request, client_address)
         except Exception:
-            self.handle_error(connection.sock, client_address)
+            self.handle_error(request, client_address)
             idle = False
-        self._park_or_close(connection.sock, bool(idle))
+        self._park_or_close(request, bool(idle))
 
-    def finish_request(self, connection: Connection, client_address: tuple) -> bool:  # type: ignore[override]
+    def finish_request(self, request: socket.socket, client_address: tuple) -> bool:  # type: ignore[override]
         """Serve a new connection's requests; True when it is left idle and open."""
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            connection = self._connections.get(request)
+        if connection is None:  # closed already to make room for a newer one
+            return False
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection.serve()
 
     def _resumed(self, connection: Connection) -> None:

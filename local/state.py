@@ -6,6 +6,12 @@ logical id (CounterTable, ...) in <state dir>/<stack name>/tables.json: on stop,
 SNAPSHOT_EVERY seconds while the API serves requests; the next start writes those items
 back into the tables its deploy created. A crash (a SIGKILL, a power cut) loses what was
 written after the last snapshot: at most SNAPSHOT_EVERY seconds of hits.
+
+A snapshot is a consistent cut: the tables read at one moment, with the stream records each
+event source mapping had not delivered by then ("undelivered"), which the next start
+delivers first; so the aggregator's series restored plus those records are the counts
+restored. A save that fails keeps the previous file; a file that cannot be used stops the
+start (StateError, one line) and is never replaced. docs/local-stack.md has the details.
 """
 
 from __future__ import annotations
