@@ -26,9 +26,10 @@ from local.state import (
     Saved,
     StackState,
     StateError,
+    names,
+    not_in_template,
     read_cut,
     table_logical_ids,
-    unknown_names,
     write_tables,
 )
 from local.streams import StreamMapping, StreamPoller, queue_sender, stream_mappings
@@ -210,6 +211,7 @@ class LocalStack:
     _saved_finished: int = 0
     _pollers: list[StreamPoller] = field(default_factory=list)
     save_failure: str | None = None  # why the last save failed (None: it worked)
+    _kept: Saved = field(default_factory=Saved)  # saved, not in the template: saved as it was
 
     @property
     def emulator_pid(self) -> int | None:
@@ -246,7 +248,9 @@ class LocalStack:
             )
             for poller in self._pollers
         }
-        self.state.save(cut.tables, undelivered)
+        self.state.save(
+            {**self._kept.tables, **cut.tables}, {**self._kept.undelivered, **undelivered}
+        )
         self._saved_finished = finished
         return True
 
@@ -347,13 +351,13 @@ def start_local_stack(
         router = Router(template, parameters=parameter_values(template, params))
         say = log or (lambda line: print(line, flush=True))
         mappings = stream_mappings(template, parameter_values(template, params), say)
-        unknown = unknown_names(
-            saved, table_logical_ids(template), [m.logical_id for m in mappings]
-        )
-        if state is not None and unknown:  # restoring the rest would lose it at the next save
-            raise StateError(
-                f"{state.snapshot} holds {unknown}, which the template does not have: start "
-                "with the template that has it, or move the file away (it is kept as it is)"
+        kept = not_in_template(saved, table_logical_ids(template), [m.logical_id for m in mappings])
+        if state is not None and (kept.tables or kept.undelivered):
+            print(
+                f"python -m local: {state.snapshot} holds {names(kept)}, which the template "
+                "does not have: not restored, kept in the file as it is",
+                file=sys.stderr,
+                flush=True,
             )
         if emu is not None:
             endpoint = emu.endpoint
@@ -437,6 +441,7 @@ def start_local_stack(
         _pool=pool,
         _code_dir=code_dir,
         _pollers=pollers,
+        _kept=kept,
     )
     stack.start_saving()
     return stack

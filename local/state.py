@@ -238,18 +238,28 @@ def read_tables(endpoint: str, region: str, tables: dict[str, str]) -> dict[str,
     return read_cut(endpoint, region, tables).tables
 
 
-def unknown_names(saved: Saved, tables: list[str], mappings: list[str]) -> str | None:
-    """What the snapshot holds that the template lacks (None: nothing), in a few words."""
-    lost = [f"table {name}" for name in sorted(set(saved.tables) - set(tables))]
-    lost += [f"mapping {name}" for name in sorted(set(saved.undelivered) - set(mappings))]
-    return ", ".join(lost) or None
+def not_in_template(saved: Saved, tables: list[str], mappings: list[str]) -> Saved:
+    """What the snapshot holds that the template lacks: not restored, and carried into every
+    later save as it is (a template without a table must not erase what it held)."""
+    return Saved(
+        {name: items for name, items in saved.tables.items() if name not in tables},
+        {name: records for name, records in saved.undelivered.items() if name not in mappings},
+    )
+
+
+def names(saved: Saved) -> str:
+    """ "table A, mapping M": what a Saved holds, in a few words."""
+    found = [f"table {name}" for name in sorted(saved.tables)]
+    return ", ".join(found + [f"mapping {name}" for name in sorted(saved.undelivered)])
 
 
 def write_tables(dynamodb: Any, tables: dict[str, str], saved: dict[str, list[dict]]) -> int:
     """Put the saved items back (logical id -> physical name); returns how many."""
     written = 0
     for logical_id, items in saved.items():
-        name = tables[logical_id]  # the stack refused to start with a table it has not
+        name = tables.get(logical_id)
+        if name is None:
+            continue  # not in the template: kept in the file (not_in_template), not restored
         for start in range(0, len(items), BATCH):
             batch = {name: [{"PutRequest": {"Item": i}} for i in items[start : start + BATCH]]}
             try:
