@@ -6,9 +6,6 @@ import json
 import os
 import resource
 import signal
-import time
-import urllib.parse
-import urllib.request
 import uuid
 
 import pytest
@@ -22,27 +19,11 @@ from tests.conftest import (
     saved_routes,
     start_failure,
 )
-
-BOUND = 60.0  # seconds: past the mapping's 5 s window and a snapshot period, on a slow machine
+from tests.integration.test_local_analytics import get, wait_for
 
 
 def snapshot_file(tmp_path):
     return tmp_path / "state" / "route-counter" / "tables.json"
-
-
-def get(stack, path: str, **query: str) -> dict:
-    url = f"{stack.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    with urllib.request.urlopen(url, timeout=20) as response:
-        return json.loads(response.read())
-
-
-def wait_for(read, condition, what: str):
-    """Read until the condition holds (bounded); the last read."""
-    deadline = time.monotonic() + BOUND
-    while not condition(value := read()):
-        assert time.monotonic() < deadline, f"no {what} within {BOUND:.0f} s: {value}"
-        time.sleep(0.2)
-    return value
 
 
 def saved(tmp_path) -> dict:
