@@ -85,6 +85,20 @@ class Options:
         return out
 
 
+# CloudFormation's rule for a stack name. The local stack keeps its tables in a directory of
+# that name, so the same rule keeps `--stack-name ../../x` inside its state directory.
+STACK_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}")
+
+
+def check_stack_name(name: str) -> None:
+    """Refuse a name CloudFormation would refuse (UsageError), for deploys and --local alike."""
+    if not STACK_NAME.fullmatch(name):
+        raise UsageError(
+            f"invalid stack name '{name}': letters, digits and hyphens, starting with a "
+            "letter, at most 128"
+        )
+
+
 def parse(argv: list[str], has_terminal: bool) -> Options:
     options = Options()
     args = list(argv)
@@ -105,11 +119,7 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
             raise UsageError(f"--port is an option of --local ({PROG} --local --port N)")
         else:
             raise UsageError(f"unknown option '{arg}'")
-    if not re.fullmatch(r"[A-Za-z][-A-Za-z0-9]{0,127}", options.stack):
-        raise UsageError(
-            f"invalid stack name '{options.stack}': letters, digits and hyphens, "
-            "starting with a letter"
-        )
+    check_stack_name(options.stack)
     if options.stats_token and (
         options.delete or options.params or options.dry_run or options.s3_bucket
     ):

@@ -93,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     for signum in handled:
         signal.signal(signum, on_signal)
 
-    from deployer.errors import ParameterError
+    from deployer.errors import DeployError
+    from local.server import raise_descriptor_limit
     from local.stack import start_local_stack
+
+    raise_descriptor_limit()  # every client connection takes one
 
     stack = None
     failure = None
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
     except Stop:
         pass
-    except ParameterError as error:  # ./deploy.sh's words and exit status (2: bad usage)
+    except DeployError as error:  # ./deploy.sh's words and exit status (2: bad usage)
         print(f"python -m local: {error}", file=sys.stderr)
         return error.code
     except Exception as error:  # a clear line, not a traceback, for start-up failures
@@ -150,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         if failure:
             assert stack is not None
             print(f"python -m local: {failure}; stopped. {saved(stack)}", file=sys.stderr)
+            return 1
+        if stack is not None and stack.save_failure:  # said on stderr when it failed
+            print(f"Stopped, but the last save failed. {saved(stack)}", file=sys.stderr)
             return 1
         print(f"Stopped: the local API and the emulator are gone. {saved(stack)}", flush=True)
     return 0

@@ -367,22 +367,38 @@ def _base64(value: object) -> str:
     raise TypeError(f"{type(value).__name__} in an item")
 
 
+def _stream_end(table: Table) -> str | None:
+    """The sequence number of the last record in the table's stream (None: none yet)."""
+    shard = getattr(table, "stream_shard", None)
+    if shard is None or not shard.items:
+        return None
+    return str(shard.starting_sequence_number + len(shard.items) - 1)
+
+
 def table_items(environ: dict, start_response: Callable) -> list[bytes]:
-    """GET /_local/items?table=NAME&region=R: every item of a table, in DynamoDB's JSON.
+    """GET /_local/items?table=A&table=B&region=R: every item of each table, in DynamoDB's
+    JSON ("Tables"), and where each table's stream ends ("StreamEnds": the last record's
+    sequence number, or null), all at one moment: the caller holds the DynamoDB lock alone.
 
     What a Scan of the whole table returns, without its pages and moto's serialising: the
     local stack saves its tables every few seconds while it serves, and a Scan of 10,000
-    items cost the emulator about a second of CPU each time, this a tenth of that.
+    items cost the emulator about a second of CPU each time, this a tenth of that. The one
+    moment is what makes a snapshot consistent: the aggregator's series hold every record
+    up to the stream ends it names that the stack did not save as undelivered.
     """
     query = parse_qs(environ.get("QUERY_STRING", ""))
     region = query.get("region", ["us-east-1"])[0]
-    try:
-        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(query["table"][0])
-    except (KeyError, JsonRESTError) as error:
-        start_response("404 Not Found", [("Content-Type", "application/json")])
-        return [json.dumps({"message": f"no such table: {error}"}).encode()]
-    items = [item.to_json()["Attributes"] for item in table.all_items()]
-    body = json.dumps({"Items": items}, default=_base64).encode()  # moto holds B as bytes
+    tables, ends = {}, {}
+    for name in query.get("table", []):
+        try:
+            table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(name)
+        except (KeyError, JsonRESTError) as error:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [json.dumps({"message": f"no such table: {error}"}).encode()]
+        tables[name] = [item.to_json()["Attributes"] for item in table.all_items()]
+        ends[name] = _stream_end(table)
+    # moto holds B as bytes
+    body = json.dumps({"Tables": tables, "StreamEnds": ends}, default=_base64).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
 
@@ -424,7 +440,7 @@ def serialise_dynamodb(app: WsgiApp) -> WsgiApp:
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if environ.get("PATH_INFO") == ITEMS_PATH:
-            with lock.shared():
+            with lock.exclusive():  # no write runs meanwhile: the tables at one moment
                 return table_items(environ, start_response)
         if not target.startswith("DynamoDB_"):
             return app(environ, start_response)

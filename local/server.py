@@ -3,15 +3,21 @@
 h11 parses each request's headers and body (Content-Length and chunked framing, strictly);
 the request line is ours, because API Gateway's path is the request target as sent, decoded
 as UTF-8, while h11 (rightly, for HTTP) refuses any byte outside visible ASCII there.
-A request is read and answered on a reused thread, each read bounded by a timeout; a
-connection idle between requests gives its thread back and waits on one watcher thread.
+A request is read and answered on a reused thread, each read bounded by a timeout and the
+whole request by a deadline; a connection idle between requests gives its thread back and
+waits on one watcher thread. Connections are capped below the descriptor limit: at the cap
+the connection idle longest is closed to make room, or, when every one is mid-request, the
+new one is refused with a 503; accept() failing for want of descriptors backs off rather
+than spins.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import re
+import resource
 import selectors
 import socket
 import socketserver
@@ -49,6 +55,10 @@ MAX_HEAD_BYTES = 16 * 1024  # request line and headers (API Gateway's own limit 
 IDLE_TIMEOUT = 300.0  # seconds a kept-alive connection may wait for its next request
 KEEP_HOT = 1.0  # seconds an idle connection keeps its thread before it is parked
 READ_TIMEOUT = 10.0  # seconds a started request may wait for its next bytes
+REQUEST_DEADLINE = 30.0  # seconds a request's head and body may take in all (slowloris)
+MAX_CONNECTIONS = 10_000  # open connections at most, and at most ...
+CONNECTION_SHARE = 0.75  # ... this share of the descriptor limit (the rest: files, emulator)
+ACCEPT_BACKOFF = 0.1  # seconds accepting pauses when no descriptor is left to accept with
 CONNECTION_THREADS = 1024  # requests being read or answered at once; more wait their turn
 LISTEN_BACKLOG = 1024  # socketserver's default of 5 drops the SYNs of a burst of new connections
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle kept-alive connection gets to send one last request
@@ -86,6 +96,24 @@ class ClientGone(Exception):
 
 class Idle(Exception):
     """No request began within KEEP_HOT: the connection is parked, its thread freed."""
+
+
+def connection_cap() -> int:
+    """How many connections may be open at once: below the descriptor limit, so that an
+    accept never fails for want of one while an idle connection could be closed instead."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, int(soft * CONNECTION_SHARE)))
+
+
+def raise_descriptor_limit() -> None:
+    """The soft limit on open files raised to the hard one (often 1,024 of 1,048,576):
+    each client connection takes a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def request_target(raw: bytes) -> str:
@@ -151,11 +179,23 @@ class Connection:
         self.ip = address[0] if address else "127.0.0.1"
         self.buffer = b""
         self.busy = False  # a request is being read or answered
+        self.last_active = time.monotonic()  # the connection idle longest is closed first
+        self.deadline = 0.0  # when the request being read must be whole
 
     def _recv(self, timeout: float) -> bytes:
         """The next bytes from the client; TimeoutError when none come within timeout."""
         self.sock.settimeout(timeout)
         return self.sock.recv(65536)
+
+    def _recv_request(self) -> bytes:
+        """More of the request begun: within READ_TIMEOUT, and before its deadline."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise BadRequest("the request was not sent in time", 408)
+        try:
+            return self._recv(min(READ_TIMEOUT, left))
+        except TimeoutError:
+            raise BadRequest("the request was not sent in time", 408) from None
 
     def _read_head(self) -> tuple[bytes, bytes]:
         """The request line and the rest of the head (headers and what followed).
@@ -165,27 +205,26 @@ class Connection:
         started = False
         while True:
             self.buffer = self.buffer.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before it
+            if self.buffer and not started:  # its first bytes: the deadline runs from here
+                started = self.busy = True
+                self.deadline = time.monotonic() + REQUEST_DEADLINE
             end = self.buffer.find(b"\r\n\r\n")
             if 0 <= end <= MAX_HEAD_BYTES:
                 line, _, rest = self.buffer.partition(b"\r\n")
                 return line, rest
             if len(self.buffer) > MAX_HEAD_BYTES:
                 raise BadRequest("the request line and headers are too long", 431)
-            started = started or bool(self.buffer)
             if started:
-                self.busy = True
-            timeout = READ_TIMEOUT if started else self.server.keep_hot()
-            try:
-                data = self._recv(timeout)
-            except TimeoutError:
-                if started:
-                    raise BadRequest("the request was not sent in time", 408) from None
-                raise Idle from None
+                data = self._recv_request()
+            else:
+                try:
+                    data = self._recv(self.server.keep_hot())
+                except TimeoutError:
+                    raise Idle from None
             if not data:
                 if started:
                     raise BadRequest("the connection closed in the middle of a request")
                 raise ClientGone
-            self.busy = True
             self.buffer += data
 
     def _read_request(self) -> Request:
@@ -211,11 +250,7 @@ class Connection:
                     if parser.they_are_waiting_for_100_continue and not continued:
                         continued = True  # curl waits a second for it before a large body
                         self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    try:
-                        data = self._recv(READ_TIMEOUT)
-                    except TimeoutError:
-                        raise BadRequest("the request was not sent in time", 408) from None
-                    parser.receive_data(data)
+                    parser.receive_data(self._recv_request())
                 elif isinstance(event, h11.Request):
                     request = event
                     names = {name for name, _ in event.headers}
@@ -286,7 +321,8 @@ class Connection:
                     _stderr(f"{method} {printable(target)}: an answer header holds CR, LF or NUL")
                     response = internal_server_error(str(uuid.uuid4()))
                 self._send(response, method, close, request.http10)
-                elapsed = (time.monotonic() - started) * 1000
+                self.last_active = time.monotonic()
+                elapsed = (self.last_active - started) * 1000
                 self.server.log(f"{method} {printable(target)} {response.status} {elapsed:.0f} ms")
                 if close:
                     return False
@@ -387,8 +423,18 @@ class LocalApiServer(socketserver.TCPServer):
         functions: dict[str, Function],
         api: ApiInfo,
         log: Callable[[str], None] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
-        super().__init__(address, socketserver.BaseRequestHandler)
+        """sock: a socket bound and listening already (local/stack.py holds the port from
+        the first instant), served as it is: a connection made while the stack starts
+        waits in its backlog and is answered once this serves, where closing it and
+        binding anew would reset that connection."""
+        super().__init__(address, socketserver.BaseRequestHandler, bind_and_activate=sock is None)
+        if sock is not None:
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
+            sock.listen(self.request_queue_size)  # the backlog a burst of clients needs
         self.router = router
         self.functions = functions
         self.api = api
@@ -402,6 +448,7 @@ class LocalApiServer(socketserver.TCPServer):
         self._threads = concurrent.futures.ThreadPoolExecutor(CONNECTION_THREADS, "http")
         self._idle = IdleConnections(self)
         self._serving = False
+        self.max_connections = connection_cap()
 
     def keep_hot(self) -> float:
         """How long a connection between requests keeps its thread."""
@@ -416,11 +463,56 @@ class LocalApiServer(socketserver.TCPServer):
         finally:
             self._serving = False
 
+    def get_request(self) -> tuple[socket.socket, tuple]:
+        """accept(); out of descriptors, close an idle connection or pause accepting a
+        moment (the listening socket stays readable: retrying at once would spin)."""
+        try:
+            return self.socket.accept()
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                with self._lock:
+                    evicted = self._evict_idle()
+                if not evicted:
+                    time.sleep(ACCEPT_BACKOFF)
+            raise  # socketserver drops this attempt and polls again
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle longest (none that is mid-request); holds _lock."""
+        idle = [c for c in self._connections.values() if not c.busy]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.last_active)
+        del self._connections[oldest.sock]
+        # Its thread reads the end and closes it; parked, the watcher finds it and closes it.
+        with contextlib.suppress(OSError):
+            oldest.sock.shutdown(socket.SHUT_RDWR)
+        return True
+
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        connection = Connection(self, request, client_address)
+        with self._lock:
+            admitted = len(self._connections) < self.max_connections or self._evict_idle()
+            if admitted:
+                self._connections[request] = connection
+        if not admitted:
+            self._refuse_busy(request)
+            return
         try:
             self._threads.submit(self._process, request, client_address)
         except RuntimeError:  # stopped: no new connection is served
-            self.shutdown_request(request)
+            self.close_connection(request)
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        """Every connection is mid-request: a 503 at once, not a wait or an accept loop."""
+        response = gateway_error(
+            503, "Service Unavailable", "ServiceUnavailable", str(uuid.uuid4())
+        )
+        head = _response_head(503, response.headers, len(response.body), True, False)
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(head + response.body)
+        self.shutdown_request(request)
+        self.log(f"- - 503 0 ms (all {self.max_connections} connections are mid-request)")
 
     def _process(self, request: socket.socket, client_address: tuple) -> None:
         try:
@@ -432,10 +524,11 @@ class LocalApiServer(socketserver.TCPServer):
 
     def finish_request(self, request: socket.socket, client_address: tuple) -> bool:  # type: ignore[override]
         """Serve a new connection's requests; True when it is left idle and open."""
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(self, request, client_address)
         with self._lock:
-            self._connections[request] = connection
+            connection = self._connections.get(request)
+        if connection is None:  # closed already to make room for a newer one
+            return False
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection.serve()
 
     def _resumed(self, connection: Connection) -> None:
@@ -457,7 +550,8 @@ class LocalApiServer(socketserver.TCPServer):
         """A parked connection's next request has begun to arrive: serve it on a thread."""
         with self._lock:
             connection = self._connections.get(sock)
-        if connection is None:
+        if connection is None:  # closed to make room for a new one
+            self.shutdown_request(sock)
             return
         try:
             self._threads.submit(self._resumed, connection)

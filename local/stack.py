@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -24,8 +23,12 @@ from local.runtime import Function, FunctionSpec
 from local.state import (
     DEFAULT_STATE_ROOT,
     SNAPSHOT_EVERY,
+    Saved,
     StackState,
-    read_tables,
+    StateError,
+    names,
+    not_in_template,
+    read_cut,
     table_logical_ids,
     write_tables,
 )
@@ -46,7 +49,7 @@ class PortInUse(OSError):
 
 
 def reserve_port(port: int) -> socket.socket:
-    """Hold the port from before anything starts until the server takes it over.
+    """Hold the port from before anything starts: the server serves this very socket.
 
     SO_REUSEADDR as the server binds: the TIME_WAIT connections a stopped stack leaves do
     not keep a new one off its port. Listening, so that a second start fails here at once
@@ -145,12 +148,16 @@ def start_stream_pollers(
     functions: dict[str, Function],
     log: Callable[[str], None],
     from_latest: bool,
+    stream_ends: dict[str, int | None] | None = None,
+    replays: dict[str, list[dict]] | None = None,
 ) -> list[StreamPoller]:
     """A started poller per event source mapping from a table's stream (local/streams.py).
 
     Each takes its shard iterator before this returns: with StartingPosition LATEST, the
     first hit the API serves is in its stream. from_latest: the stack restored saved items,
-    whose writes are in the stream and are no new events."""
+    whose writes are in the stream and are no new events. stream_ends (by table name):
+    where each stream ends now, when the stack saves what is undelivered. replays (by
+    mapping): the records an earlier run saved undelivered."""
     ddb = emulator.client("dynamodb", endpoint)
     streams = emulator.client("dynamodbstreams", endpoint)
     sqs = emulator.client("sqs", endpoint)
@@ -176,6 +183,8 @@ def start_stream_pollers(
             send,
             log,
             latest=from_latest,
+            stream_end=None if stream_ends is None else stream_ends[physical[mapping.table]] or 0,
+            replay=(replays or {}).get(mapping.logical_id),
         )
         poller.start()
         pollers.append(poller)
@@ -232,6 +241,8 @@ class LocalStack:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _saved_finished: int = 0
     _pollers: list[StreamPoller] = field(default_factory=list)
+    save_failure: str | None = None  # why the last save failed (None: it worked)
+    _kept: Saved = field(default_factory=Saved)  # saved, not in the template: saved as it was
 
     @property
     def emulator_pid(self) -> int | None:
@@ -250,20 +261,47 @@ class LocalStack:
         """Snapshot the tables if an invocation finished since the last snapshot (or force).
 
         Counted before reading: what finished by then is in the read; what finishes during
-        it makes the next period save again."""
+        it makes the next period save again. The tables are read at one moment, and with
+        them the stream records each mapping had not delivered by then (taken before that
+        moment, so none is missed; one delivered meanwhile is delivered again after a
+        restart, as Lambda may): the saved series plus those records make the saved counts.
+        A failed save raises StateError, the previous snapshot left whole."""
         if self.state is None or self.emulator_failure():
             return False
         finished = sum(f.finished for f in self.functions.values())
         if not force and finished == self._saved_finished:
             return False
-        self.state.save(read_tables(self.endpoint, os.environ["AWS_REGION"], self.tables))
+        held = {poller.mapping.logical_id: poller.held() for poller in self._pollers}
+        cut = read_cut(self.endpoint, os.environ["AWS_REGION"], self.tables)
+        undelivered = {
+            poller.mapping.logical_id: poller.undelivered(
+                held[poller.mapping.logical_id], cut.stream_ends[self.tables[poller.mapping.table]]
+            )
+            for poller in self._pollers
+        }
+        self.state.save(
+            {**self._kept.tables, **cut.tables}, {**self._kept.undelivered, **undelivered}
+        )
         self._saved_finished = finished
         return True
+
+    def _save_reporting(self, force: bool = False) -> None:
+        """save_state, a failure said once on stderr (and once more when saving works again)."""
+        try:
+            self.save_state(force)
+        except StateError as error:
+            if str(error) != self.save_failure:
+                print(f"python -m local: {error}", file=sys.stderr, flush=True)
+            self.save_failure = str(error)
+            return
+        if self.save_failure is not None and self.state and self.state.saved_at:
+            print(f"python -m local: saved {self.state.snapshot} again", file=sys.stderr)
+            self.save_failure = None
 
     def _save_periodically(self, every: float) -> None:
         while not self._stopping.wait(every):
             with contextlib.suppress(Exception):  # a dead emulator: the owner reports it
-                self.save_state()
+                self._save_reporting()
 
     def start_saving(self, every: float = SNAPSHOT_EVERY) -> None:
         if self.state is not None:
@@ -285,8 +323,8 @@ class LocalStack:
         if self._saver is not None:
             self._saver.join()
         try:
-            with contextlib.suppress(Exception):
-                self.save_state(force=True)
+            with contextlib.suppress(Exception):  # a dead emulator: the owner reports it
+                self._save_reporting(force=True)
         finally:
             if self.emulator is not None:
                 self.emulator.stop()
@@ -318,22 +356,23 @@ def start_local_stack(
     at the emulator (AWS_ENDPOINT_URL, fake credentials, region) and keeps the functions'
     variables.
     """
+    from deployer.options import check_stack_name
     from local.server import LocalApiServer
 
+    check_stack_name(stack_name)  # it names a directory under state_root too
     params = dict(params or {})
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or None
     # Everything this start made so far, undone in reverse order if it fails.
     undo = contextlib.ExitStack()
     with undo:
-        reserved = reserve_port(port) if port else None
-        if reserved is not None:
-            undo.callback(reserved.close)
+        reserved = reserve_port(port)  # the server's own socket: connections wait in its backlog
+        undo.callback(reserved.close)
         state = None
         if state_root is not None and not endpoint:  # another emulator keeps its own state
             state = StackState(state_root, stack_name)
             state.lock()
             undo.callback(state.unlock)
-        saved = state.load() if state is not None and not fresh else {}  # fail before starting
+        saved = state.load() if state is not None and not fresh else Saved()  # fail before starting
         emu = None if endpoint else emulator.Emulator()
         if emu is not None:
             undo.callback(emu.stop)
@@ -343,6 +382,14 @@ def start_local_stack(
         router = Router(template, parameters=parameter_values(template, params))
         say = log or (lambda line: print(line, flush=True))
         mappings = stream_mappings(template, parameter_values(template, params), say)
+        kept = not_in_template(saved, table_logical_ids(template), [m.logical_id for m in mappings])
+        if state is not None and (kept.tables or kept.undelivered):
+            print(
+                f"python -m local: {state.snapshot} holds {names(kept)}, which the template "
+                "does not have: not restored, kept in the file as it is",
+                file=sys.stderr,
+                flush=True,
+            )
         if emu is not None:
             endpoint = emu.endpoint
             emulator.use_emulator_environment(endpoint, fake_credentials=True)
@@ -353,7 +400,7 @@ def start_local_stack(
         result = emulator.deploy(endpoint, json.dumps(template), stack_name, params)
         stack_id, physical = emulator.stack_resources(endpoint, stack_name)
         tables = {i: physical[i] for i in table_logical_ids(template) if i in physical}
-        restored = write_tables(emulator.client("dynamodb", endpoint), tables, saved)
+        restored = write_tables(emulator.client("dynamodb", endpoint), tables, saved.tables)
         token_secret = physical.get(STATS_TOKEN_ID, "")
         token_path = keep_stats_token(endpoint, token_secret, state, fresh)
         values = parameter_values(template, params)
@@ -384,19 +431,23 @@ def start_local_stack(
         code_dir = Path(tempfile.mkdtemp(prefix="route-counter-local-"))
         undo.callback(shutil.rmtree, code_dir, ignore_errors=True)
         functions = {s.logical_id: Function(s, code_dir, pool) for s in specs}
+        # Where the streams end now (what the restore wrote): where the pollers start, as
+        # positions a save can read from again. An emulator of AWS_ENDPOINT_URL: not saved.
+        ends = read_cut(endpoint, os.environ["AWS_REGION"], tables).stream_ends if state else None
         pollers = start_stream_pollers(
-            mappings, template, endpoint, physical, functions, say, from_latest=restored > 0
+            mappings,
+            template,
+            endpoint,
+            physical,
+            functions,
+            say,
+            from_latest=restored > 0,
+            stream_ends=ends,
+            replays=saved.undelivered,
         )
         for poller in pollers:
             undo.callback(poller.stop, 0)
-        if reserved is not None:
-            reserved.close()  # the server binds it again at once (SO_REUSEADDR)
-        try:
-            server = LocalApiServer(("127.0.0.1", port), router, functions, api, log=log)
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:  # taken in the instant between
-                raise PortInUse(port) from None
-            raise
+        server = LocalApiServer(("127.0.0.1", port), router, functions, api, log, reserved)
         undo.callback(server.server_close)
         thread = threading.Thread(
             target=server.serve_forever,
@@ -425,6 +476,7 @@ def start_local_stack(
         _pool=pool,
         _code_dir=code_dir,
         _pollers=pollers,
+        _kept=kept,
     )
     stack.start_saving()
     return stack

@@ -150,7 +150,9 @@ def stream_event(records: list[dict], stream_arn: str) -> dict:
     return {"Records": [{**_wire(record), "eventSourceARN": stream_arn} for record in records]}
 
 
-def _iso(moment: dt.datetime) -> str:
+def _iso(moment: dt.datetime | float) -> str:
+    if not isinstance(moment, dt.datetime):  # a record saved undelivered: epoch seconds
+        moment = dt.datetime.fromtimestamp(moment, dt.UTC)
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
         f"{moment.microsecond // 1000:03d}Z"
     )
@@ -177,9 +179,15 @@ class StreamPoller:
         send_failure: Callable[[dict], None] | None,
         log: Callable[[str], None],
         latest: bool = False,
+        stream_end: int | None = None,
+        replay: list[dict] | None = None,
     ) -> None:
         """latest: start at the stream's end whatever StartingPosition says (the stack's own
-        restore of saved tables wrote the records before it)."""
+        restore of saved tables wrote the records before it). stream_end: the sequence
+        number of the stream's last record now (0: it is empty), given when the stack saves
+        what is undelivered: a save reads the stream again from where this poller is, and
+        LATEST is no such place (it moves on). replay: records an earlier run saved
+        undelivered, delivered first."""
         self.mapping = mapping
         self.function = function
         self.stream_arn = stream_arn
@@ -191,9 +199,16 @@ class StreamPoller:
         (shard,) = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
         self.shard_id = shard["ShardId"]
         self._position = {"ShardIteratorType": "LATEST" if latest else mapping.starting_position}
+        if self._position["ShardIteratorType"] == "LATEST" and stream_end is not None:
+            empty = {"ShardIteratorType": "TRIM_HORIZON"}  # the same place, one that stays
+            self._position = _after(stream_end) if stream_end else empty
+        # Whether the position is one to read from again (not LATEST, which moves on).
+        self._known = self._position["ShardIteratorType"] != "LATEST"
         self._iterator = self._new_iterator()
-        self._buffer: list[dict] = []
-        self._first_buffered = 0.0  # when the oldest buffered record was read
+        self._lock = threading.Lock()  # the buffer, the batch in flight, the position
+        self._buffer: list[dict] = list(replay or [])
+        self._in_flight: list[dict] = []  # the batch being delivered
+        self._first_buffered = time.monotonic() if replay else 0.0  # the oldest's read time
         self._failing = False  # the last read failed (said once per run of failures)
         self._thread = threading.Thread(
             target=self._run, name=f"stream-{mapping.logical_id}", daemon=True
@@ -225,10 +240,13 @@ class StreamPoller:
                 full = draining or len(self._buffer) >= self.mapping.batch_size
                 waited = time.monotonic() - self._first_buffered
                 if self._buffer and (full or waited >= self.mapping.window):
-                    batch = self._buffer[: self.mapping.batch_size]
-                    del self._buffer[: len(batch)]
+                    with self._lock:
+                        batch = self._in_flight = self._buffer[: self.mapping.batch_size]
+                        del self._buffer[: len(batch)]
                     self._first_buffered = time.monotonic()
                     self._deliver(batch)
+                    with self._lock:
+                        self._in_flight = []
                     continue
                 self._failing = False
             except Exception as error:  # the emulator gone or refusing: say so once, go on
@@ -252,13 +270,42 @@ class StreamPoller:
             answer = self._streams.get_records(ShardIterator=self._iterator, Limit=1000)
         self._iterator = answer["NextShardIterator"]
         records = answer["Records"]
-        if records:
-            last = records[-1]["dynamodb"]["SequenceNumber"]
-            self._position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last}
-        if records and not self._buffer:
-            self._first_buffered = time.monotonic()
-        self._buffer.extend(records)
+        with self._lock:
+            if records:
+                self._position = _after(int(records[-1]["dynamodb"]["SequenceNumber"]))
+                self._known = True
+            if records and not self._buffer:
+                self._first_buffered = time.monotonic()
+            self._buffer.extend(records)
         return len(records)
+
+    def held(self) -> tuple[list[dict], dict | None]:
+        """The records read and not yet delivered (the batch in flight, then the buffer),
+        and where reading goes on (None: LATEST, which cannot be read from again)."""
+        with self._lock:
+            return self._in_flight + self._buffer, dict(self._position) if self._known else None
+
+    def undelivered(self, held: tuple[list[dict], dict | None], through: int | None) -> list[dict]:
+        """The records of `held` (taken earlier by held()) and those the stream holds after
+        them up to sequence number `through`, as JSON can hold them: what a restart must
+        deliver for the function to see every record up to `through`, if those delivered
+        after held() was taken are delivered again (Lambda delivers at least once)."""
+        records, position = held
+        found = [*records]
+        if position is not None and through is not None:
+            iterator = self._streams.get_shard_iterator(
+                StreamArn=self.stream_arn, ShardId=self.shard_id, **position
+            )["ShardIterator"]
+            while iterator:
+                answer = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                wanted = [
+                    r for r in answer["Records"] if int(r["dynamodb"]["SequenceNumber"]) <= through
+                ]
+                found += wanted
+                if len(wanted) < len(answer["Records"]) or not answer["Records"]:
+                    break
+                iterator = answer.get("NextShardIterator")
+        return [_wire(record) for record in found]
 
     def _event(self, batch: list[dict]) -> dict:
         return stream_event(batch, self.stream_arn)
@@ -362,6 +409,10 @@ class StreamPoller:
             self._send_failure(record)
         except Exception as failure:  # the records are skipped all the same
             self._log(f"{self.mapping.logical_id}: sending the failure record failed: {failure}")
+
+
+def _after(sequence_number: int) -> dict:
+    return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": str(sequence_number)}
 
 
 def queue_sender(sqs: Any, queue_url: str) -> Callable[[dict], None]:

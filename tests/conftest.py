@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -346,9 +347,17 @@ def start_failure(tmp_dir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @contextmanager
 def local_stack(
-    tmp_dir: Path, *args: str, env: dict | None = None, port: int | None = None
+    tmp_dir: Path,
+    *args: str,
+    env: dict | None = None,
+    port: int | None = None,
+    limits: dict[int, int] | None = None,
+    wait: bool = True,
 ) -> Iterator[RunningLocalStack]:
     """Start `python -m local --port <free> *args`, wait until it serves, always stop it.
+
+    limits: resource limits of the process ({resource.RLIMIT_FSIZE: bytes}: a full disk).
+    wait=False: hand it over at once, while it starts.
 
     Its tables are saved in tmp_dir/state, not in the repository (a second stack started
     with the same tmp_dir finds them).
@@ -367,23 +376,32 @@ def local_stack(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **FAKE_CREDENTIALS, **(env or {})},
+            preexec_fn=(lambda: set_limits(limits)) if limits else None,
         )
     stack = RunningLocalStack(f"http://127.0.0.1:{port}", process, output)
     emulator = None
     try:
         deadline = time.monotonic() + 60
-        while "Ctrl-C to stop" not in output.read_text():
+        while wait and "Ctrl-C to stop" not in output.read_text():
             assert process.poll() is None, output.read_text()
             assert time.monotonic() < deadline, output.read_text()
             time.sleep(0.05)
         emulator = stack.emulator_pid
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no request: no hit
+        if wait:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no request: no hit
         yield stack
     finally:
+        emulator = emulator or stack.emulator_pid
         stack.stop()
         if emulator and _is_local_emulator(emulator):  # only if it is still that emulator
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(emulator, signal.SIGKILL)
+
+
+def set_limits(limits: dict[int, int]) -> None:
+    """Lower resource limits, soft and hard (in a child, before it runs Python)."""
+    for which, value in limits.items():
+        resource.setrlimit(which, (value, value))
 
 
 def emulator_client(stack: RunningLocalStack, service: str):

@@ -155,7 +155,7 @@ def test_every_attribute_type_survives_a_save_and_a_restore(moto_server, tmp_pat
     state = StackState(tmp_path, "roundtrip")
 
     state.save(read_tables(moto_server, "us-east-1", {"CounterTable": names["Old"]}))
-    written = write_tables(dynamodb, {"CounterTable": names["New"]}, state.load())
+    written = write_tables(dynamodb, {"CounterTable": names["New"]}, state.load().tables)
 
     assert written == 1
     assert dynamodb.scan(TableName=names["New"])["Items"] == [item]

@@ -1,0 +1,46 @@
+"""CI runs every test it has, or fails saying what is missing: the browser tests skip only
+outside CI (where the skip says how to get Chromium)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+BROWSER_TESTS = "tests/integration/test_dashboard_browser.py"
+
+
+def run_browser_tests(tmp_path, ci: str | None) -> subprocess.CompletedProcess:
+    """The browser tests where no chromium is on PATH (an empty directory)."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = str(tmp_path)
+    if ci is not None:
+        env["CI"] = ci
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", BROWSER_TESTS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_in_ci_a_missing_chromium_fails_the_browser_tests_saying_so(tmp_path):
+    result = run_browser_tests(tmp_path, "true")
+
+    assert result.returncode == 1, result.stdout
+    assert "Chromium is not installed (Debian: apt-get install chromium)" in result.stdout
+    assert "CI must install it (.ci/run does)" in result.stdout
+    assert " skipped" not in result.stdout
+
+
+@pytest.mark.parametrize("ci", [None, "false"])
+def test_outside_ci_a_missing_chromium_skips_them_saying_how_to_get_it(tmp_path, ci):
+    result = run_browser_tests(tmp_path, ci)
+
+    assert result.returncode == 0, result.stdout
+    assert "4 skipped" in result.stdout
+    assert "Chromium is not installed (Debian: apt-get install chromium)" in result.stdout
