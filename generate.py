@@ -114,9 +114,7 @@ def build_template() -> Template:
         **{**shared, "rest_api": None},
     )
     template.add_resource(streaming.stream_mapping(table, aggregator.function, failures))
-    template.add_resource(
-        streaming.aggregator_alarms(aggregator.function, failures, topic, table)
-    )
+    template.add_resource(streaming.aggregator_alarms(aggregator.function, failures, topic, table))
     kms_policy = template.add_resource(
         iam.kms_key_policy([counter.role, stats.role, aggregator.role], params)
     )

@@ -22,7 +22,10 @@ def emf_metrics(line: dict) -> dict[tuple[str, str, tuple], float]:
 
 
 def test_records_handed_back_are_a_metric_in_the_log_line_the_alarm_watches(
-    aggregator, counted, capsys, resources  # noqa: F811
+    aggregator,
+    counted,
+    capsys,
+    resources,  # noqa: F811
 ):
     records = counted["Records"]
     aggregator.MOST_ITEMS = 8  # several transactions; the one with /c loses its connection

@@ -202,9 +202,7 @@ def test_a_stream_mapping_that_never_invokes_the_aggregator_pages(resources):
 
 
 def test_dashboard_shows_the_series_tables_transaction_conflicts(resources):
-    metrics = [
-        m for w in dashboard_body(resources)["widgets"] for m in w["properties"]["metrics"]
-    ]
+    metrics = [m for w in dashboard_body(resources)["widgets"] for m in w["properties"]["metrics"]]
     assert ["AWS/DynamoDB", "TransactionConflict", "TableName", "<SeriesTable>"] in metrics
     assert ["RouteCounter", "RecordsNotAggregated", "FunctionName", "<AggregatorFunction>"] in (
         metrics

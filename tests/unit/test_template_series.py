@@ -33,7 +33,9 @@ def test_series_table_is_route_and_bucket_with_hourly_ttl(resources, template):
     assert props["SSESpecification"] == resources["CounterTable"]["Properties"]["SSESpecification"]
     parameter = template["Parameters"]["SeriesHourlyDays"]
     assert parameter["Default"] == "30"
-    assert parameter["ConstraintDescription"] == "a whole number from 1 to 3650 without leading zeros"
+    assert (
+        parameter["ConstraintDescription"] == "a whole number from 1 to 3650 without leading zeros"
+    )
     environment = resources["AggregatorFunction"]["Properties"]["Environment"]["Variables"]
     assert environment == {
         "SERIES_TABLE": {"Ref": "SeriesTable"},
