@@ -18,6 +18,7 @@ from deployer.s3 import ensure_managed_bucket
 from generate import build_template, render
 from local import moto_fidelity
 from local.emulator import free_port
+from tests.conftest import FAKE_CREDENTIALS
 
 BODY = render(build_template()).encode()
 BUCKET = "my-templates"  # a bucket of the user's: --s3-bucket
@@ -30,6 +31,20 @@ def account() -> Iterator[None]:
     moto_fidelity.apply()
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield
+
+
+@pytest.fixture(scope="class")
+def created() -> Iterator[None]:
+    """One create (with a reservation that fits), shared by the tests of TestACreate, which
+    only look at it (its moto ends with the class: the other tests have their own)."""
+    moto_fidelity.apply()
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        for key, value in FAKE_CREDENTIALS.items():
+            patch.setenv(key, value)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        deploy("--param", "ReservedConcurrency=900")
         yield
 
 
@@ -56,41 +71,45 @@ def reservation(function: str) -> int | None:
     return answer.get("ReservedConcurrentExecutions")
 
 
-# --- what a create leaves (mutation survivors: they had only integration-tier guards) -------
+class TestACreate:
+    """What a create leaves (mutation survivors: only the integration tier guarded the stack
+    policy and the deletion protection turned on after the create)."""
 
+    def test_a_create_ends_with_the_stack_policy_that_keeps_both_tables(self, created):
+        policy = json.loads(
+            boto3.client("cloudformation").get_stack_policy(StackName="demo")["StackPolicyBody"]
+        )
+        denied = {
+            statement["Resource"]: sorted(statement["Action"])
+            for statement in policy["Statement"]
+            if statement["Effect"] == "Deny"
+        }
+        assert denied == {
+            f"LogicalResourceId/{table}": ["Update:Delete", "Update:Replace"] for table in TABLES
+        }
+        assert {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"} in (
+            policy["Statement"]
+        )
 
-def test_a_create_ends_with_the_stack_policy_that_keeps_both_tables(account):
-    deploy()
+    def test_a_create_ends_with_both_tables_protected_from_deletion(self, created):
+        dynamodb = boto3.client("dynamodb")
+        ids = physical_ids()
+        for table in TABLES:
+            described = dynamodb.describe_table(TableName=ids[table])["Table"]
+            assert described["DeletionProtectionEnabled"] is True, table
+        with pytest.raises(
+            dynamodb.exceptions.ClientError, match="DeletionProtectionEnabled is set to True"
+        ):
+            dynamodb.delete_table(TableName=ids["CounterTable"])
+        stack = boto3.client("cloudformation").describe_stacks(StackName="demo")["Stacks"][0]
+        values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+        assert values["TableDeletionProtection"] == "true"
 
-    policy = json.loads(
-        boto3.client("cloudformation").get_stack_policy(StackName="demo")["StackPolicyBody"]
-    )
-    denied = {
-        statement["Resource"]: sorted(statement["Action"])
-        for statement in policy["Statement"]
-        if statement["Effect"] == "Deny"
-    }
-    assert denied == {
-        f"LogicalResourceId/{table}": ["Update:Delete", "Update:Replace"] for table in TABLES
-    }
-    assert {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"} in (
-        policy["Statement"]
-    )
-
-
-def test_a_create_ends_with_both_tables_protected_from_deletion(account):
-    deploy()
-
-    dynamodb = boto3.client("dynamodb")
-    ids = physical_ids()
-    for table in TABLES:
-        described = dynamodb.describe_table(TableName=ids[table])["Table"]
-        assert described["DeletionProtectionEnabled"] is True, table
-    with pytest.raises(dynamodb.exceptions.ClientError, match="DeletionProtectionEnabled is set to True"):
-        dynamodb.delete_table(TableName=ids["CounterTable"])
-    stack = boto3.client("cloudformation").describe_stacks(StackName="demo")["Stacks"][0]
-    values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
-    assert values["TableDeletionProtection"] == "true"
+    def test_a_reservation_that_fits_is_the_counters_alone(self, created):
+        ids = physical_ids()
+        assert reservation(ids["CounterFunction"]) == 900
+        assert reservation(ids["StatsFunction"]) is None
+        assert reservation(ids["AggregatorFunction"]) is None
 
 
 # --- ReservedConcurrency against the account's concurrency (GetAccountSettings) -------------
@@ -108,15 +127,6 @@ def test_a_reservation_lambda_would_refuse_stops_the_deploy_before_any_change_se
     )
     stacks = boto3.client("cloudformation").list_stacks()["StackSummaries"]
     assert stacks == []  # no change set, no REVIEW_IN_PROGRESS stack
-
-
-def test_a_reservation_that_fits_is_the_counters_alone(account):
-    deploy("--param", "ReservedConcurrency=900")
-
-    ids = physical_ids()
-    assert reservation(ids["CounterFunction"]) == 900
-    assert reservation(ids["StatsFunction"]) is None
-    assert reservation(ids["AggregatorFunction"]) is None
 
 
 def test_an_update_counts_the_reservation_the_stack_already_holds(account):
