@@ -3,7 +3,7 @@ the queue that keeps what it gave up on, and the alarms that say it is behind.""
 
 from troposphere import GetAtt, If, NoValue, Output, Ref, Sub
 from troposphere.awslambda import DestinationConfig, EventSourceMapping, OnFailure
-from troposphere.cloudwatch import Alarm, CompositeAlarm
+from troposphere.cloudwatch import CompositeAlarm
 from troposphere.dynamodb import Table
 from troposphere.sns import Topic
 from troposphere.sqs import Queue

@@ -5,7 +5,10 @@ what AggregatorRecordsNotAggregated alarms on."""
 import json
 
 from tests.conftest import lambda_context
-from tests.unit.test_aggregator import counted, lose_connections_for, pairs_of  # noqa: F401
+from tests.unit import test_aggregator
+from tests.unit.test_aggregator import lose_connections_for, pairs_of
+
+counted = test_aggregator.counted  # the fixture: HITS counted, as Lambda's stream event
 
 
 def emf_metrics(line: dict) -> dict[tuple[str, str, tuple], float]:
@@ -25,7 +28,7 @@ def test_records_handed_back_are_a_metric_in_the_log_line_the_alarm_watches(
     aggregator,
     counted,
     capsys,
-    resources,  # noqa: F811
+    resources,
 ):
     records = counted["Records"]
     aggregator.MOST_ITEMS = 8  # several transactions; the one with /c loses its connection
@@ -46,7 +49,7 @@ def test_records_handed_back_are_a_metric_in_the_log_line_the_alarm_watches(
     assert [d["Name"] for d in alarm["Dimensions"]] == ["FunctionName"]
 
 
-def test_a_batch_written_whole_reports_no_metric(aggregator, counted, capsys):  # noqa: F811
+def test_a_batch_written_whole_reports_no_metric(aggregator, counted, capsys):
     result = aggregator.handler(counted, lambda_context("AggregatorFunction"))
 
     assert result == {"batchItemFailures": []}
