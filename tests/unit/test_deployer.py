@@ -936,7 +936,7 @@ def test_a_permission_the_bucket_set_up_lacks_stops_the_deploy_in_one_line(refus
 
 
 def test_no_answer_from_s3_stops_the_deploy_in_one_line():
-    unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    unreachable = f"https://127.0.0.1:{free_port()}"  # nothing listens: connection refused
     s3 = boto3.client(
         "s3",
         region_name="eu-west-1",
