@@ -123,34 +123,31 @@ def test_dashboard_name_is_unique_per_region(resources):
 AGGREGATOR = {"Name": "FunctionName", "Value": {"Ref": "AggregatorFunction"}}
 
 
-def test_records_handed_back_to_lambda_page_as_the_aggregator_reports_them(resources):
-    """ReportBatchItemFailures: a batch handed back in part is no Lambda error, so Errors
-    never sees it; the aggregator's own metric (test_aggregator_metric) does."""
-    props = resources["AggregatorRecordsNotAggregated"]["Properties"]
+@pytest.mark.parametrize(
+    ("title", "namespace", "metric"),
+    [
+        # ReportBatchItemFailures: a batch handed back in part is no Lambda error, so Errors
+        # never sees it; the aggregator's own metric does (test_aggregator_metric).
+        ("AggregatorRecordsNotAggregated", "RouteCounter", "RecordsNotAggregated"),
+        # Lambda could not put a given-up batch's description in the failure queue, which
+        # AggregatorGaveUp watches: the batch is gone without a trace.
+        ("AggregatorDestinationFailures", "AWS/Lambda", "DestinationDeliveryFailures"),
+    ],
+)
+def test_what_the_aggregator_could_lose_without_an_error_pages_at_once(
+    resources, title, namespace, metric
+):
+    props = resources[title]["Properties"]
     assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
-        "RouteCounter",
-        "RecordsNotAggregated",
+        namespace,
+        metric,
         "Sum",
     )
     assert props["Dimensions"] == [AGGREGATOR]
-    assert (props["Threshold"], props["ComparisonOperator"]) == (
+    assert (props["Threshold"], props["ComparisonOperator"], props["Period"]) == (
         1,
         "GreaterThanOrEqualToThreshold",
-    )
-    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-
-
-def test_a_failed_hand_off_to_the_failure_queue_pages(resources):
-    props = resources["AggregatorDestinationFailures"]["Properties"]
-    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
-        "AWS/Lambda",
-        "DestinationDeliveryFailures",
-        "Sum",
-    )
-    assert props["Dimensions"] == [AGGREGATOR]
-    assert (props["Threshold"], props["ComparisonOperator"]) == (
-        1,
-        "GreaterThanOrEqualToThreshold",
+        60,
     )
     assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
