@@ -128,12 +128,12 @@ def declarations() -> dict[str, Parameter]:
             1,
             NO_UPPER_BOUND,
         ),
-        # Text compared as text: a Number's AllowedValues could take 3e1 for 30.
-        "log_retention_days": text(
+        # Whole by its AllowedValues: 1.5 and 1e2 are none of them.
+        "log_retention_days": number(
             "LogRetentionDays",
-            "30",
+            30,
             "Days to keep the functions' logs.",
-            AllowedValues=[str(days) for days in LOG_RETENTION_DAYS],
+            AllowedValues=LOG_RETENTION_DAYS,
         ),
         "stage_name": text(
             "StageName",
