@@ -67,6 +67,11 @@ def build_template() -> Template:
             "RATE_LIMIT_WINDOW_SECONDS": Ref(params.rate_limit_window),
         },
         statements=[iam.allow("CountHits", [dynamodb.UpdateItem], table_arn)],
+        # The one function whose capacity matters (a hit it cannot take is lost) and whose
+        # cost a flood drives: ReservedConcurrency guarantees and caps it. The stats reads
+        # and the aggregator (one invocation per stream shard) use the unreserved pool, so
+        # the value reserves what it says, not three times as much.
+        reserves_concurrency=True,
         **shared,
     )
     stats = add_lambda(
@@ -108,14 +113,10 @@ def build_template() -> Template:
         statements=[
             iam.allow(
                 "ReadCounterStream",
-                [
-                    dynamodb.DescribeStream,
-                    dynamodb.GetRecords,
-                    dynamodb.GetShardIterator,
-                    dynamodb.ListStreams,
-                ],
+                [dynamodb.DescribeStream, dynamodb.GetRecords, dynamodb.GetShardIterator],
                 stream_arn,
             ),
+            iam.list_streams_statement(),
             # BatchGetItem: a batch's buckets are read before its transactions, whose Update
             # actions IAM checks as UpdateItem; GetItem: the top items are read, merged and
             # written back (optimistic)
@@ -129,7 +130,7 @@ def build_template() -> Template:
         **{**shared, "rest_api": None},
     )
     template.add_resource(streaming.stream_mapping(table, aggregator.function, failures))
-    template.add_resource(streaming.aggregator_alarms(aggregator.function, failures, topic))
+    template.add_resource(streaming.aggregator_alarms(aggregator.function, failures, topic, table))
     kms_policy = template.add_resource(
         iam.kms_key_policy([counter.role, stats.role, aggregator.role], params)
     )
@@ -142,7 +143,17 @@ def build_template() -> Template:
     template.add_resource(monitoring.api_alarms(stage, topic))
     template.add_resource(monitoring.table_alarms(table, topic))
     functions = [counter.function, stats.function, aggregator.function]
-    template.add_resource(monitoring.dashboard(stage, functions, table))
+    template.add_resource(
+        monitoring.dashboard(
+            stage,
+            functions,
+            table,
+            series,
+            aggregator.function,
+            streaming.METRICS_NAMESPACE,
+            streaming.RECORDS_NOT_AGGREGATED,
+        )
+    )
 
     template.add_output(api.outputs(rest_api, stage, table, counter.function))
     template.add_output(streaming.outputs(series, failures))

@@ -6,6 +6,7 @@ nothing to change), 1 failed, 2 bad usage, 130 stopped with Ctrl-C.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -18,7 +19,9 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.parsers import ResponseParserError
 
+from deployer import concurrency
 from deployer.deployer import Deployer, Review
 from deployer.errors import AlreadyExplained, DeployError
 from deployer.options import USAGE, Options, parse
@@ -31,7 +34,14 @@ from deployer.parameters import (
     needs_account_role,
 )
 from deployer.report import TABLE_TYPE, Fate, data_fates, fates_summary, output_lines
-from deployer.s3 import INLINE_LIMIT, ensure_managed_bucket, template_key, template_url, upload
+from deployer.s3 import (
+    INLINE_LIMIT,
+    ensure_managed_bucket,
+    existing_managed_bucket,
+    template_key,
+    template_url,
+    upload,
+)
 from deployer.smoke import smoke_test
 
 ROOT = Path(__file__).absolute().parent.parent  # the project: generate.py, .venv
@@ -83,6 +93,7 @@ def connect(options: Options) -> Aws:
             "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure one with "
             "'aws configure'"
         )
+    check_region(session, region)
     aws = Aws(session, region, "", "aws")
     try:
         identity = aws.client("sts").get_caller_identity()
@@ -98,6 +109,25 @@ def connect(options: Options) -> Aws:
     aws.account = identity["Account"]
     aws.partition = identity["Arn"].split(":")[1]
     return aws
+
+
+def check_region(session: boto3.Session, region: str) -> None:
+    """A region no partition has stops here, named: AWS's endpoint for it does not resolve
+    (a credentials check that 'could not connect') and an emulator answers an HTML 500."""
+    known = {
+        name
+        for partition in session.get_available_partitions()
+        for name in session.get_available_regions("cloudformation", partition_name=partition)
+    }
+    if region in known:
+        return
+    close = difflib.get_close_matches(region.strip().lower(), sorted(known), n=3, cutoff=0.85)
+    hint = f" (did you mean {' or '.join(sorted(close))}?)" if close else ""
+    raise DeployError(
+        f"unknown AWS region '{region}'{hint}: check --region, AWS_REGION, "
+        "AWS_DEFAULT_REGION and the profile's region (a region newer than this botocore "
+        "needs 'make venv' with a newer boto3)"
+    )
 
 
 # --- deploy -------------------------------------------------------------------------------------
@@ -158,6 +188,13 @@ class Deploy:
                     "cfn-lint found problems in the generated template: nothing was deployed"
                 )
         step("Template generated (python generate.py) and linted (cfn-lint): OK")
+        self.deploy_template(body)
+
+    def deploy_template(self, body: bytes) -> None:
+        """The checked template to the connected account (self.aws): change set, then the
+        stack policy, the outputs and the smoke test (none after a dry run)."""
+        options = self.options
+        template = json.loads(body)
         self.body = body
         self.deployer = Deployer(
             self.aws.client("cloudformation"),
@@ -184,8 +221,9 @@ class Deploy:
             refusal = billing_mode_refusal(self.options.stack, given, previous, table_mode)
             if refusal:
                 raise DeployError(refusal)
+        notes = self.check_reservation(template, stack, previous)
         if not needs_account_role(template, given, previous):
-            return Review({}, [])
+            return Review({}, notes)
         try:
             account = self.aws.client("apigateway").get_account()
         except (ClientError, BotoCoreError) as error:
@@ -194,7 +232,28 @@ class Deploy:
                 f"{error}; pass --param ApiGatewayAccountRole=create, existing or none"
             ) from None
         value, line = account_role_choice(account.get("cloudwatchRoleArn"), self.aws.region)
-        return Review({"ApiGatewayAccountRole": value}, [line])
+        return Review({"ApiGatewayAccountRole": value}, [*notes, line])
+
+    def check_reservation(
+        self, template: dict, stack: dict | None, previous: dict[str, str] | None
+    ) -> list[str]:
+        """Refuse a ReservedConcurrency Lambda would refuse, before any change set; a line
+        when it could not be checked."""
+        wanted = concurrency.wanted_reservation(template, self.options.params, previous)
+        if wanted <= 0:
+            return []
+        functions = []
+        if stack is not None:
+            functions = [
+                r["PhysicalResourceId"]
+                for r in self.deployer.resources(stack["StackId"])
+                if r.get("ResourceType") == concurrency.FUNCTION_TYPE
+                and r.get("PhysicalResourceId")
+            ]
+        refused, warning = concurrency.check(self.aws.client("lambda"), wanted, functions)
+        if refused:
+            raise DeployError(refused)
+        return [warning] if warning else []
 
     def table_billing_mode(self, stack: dict) -> str | None:
         """The counter table's capacity mode as DynamoDB reports it, or None if unknown."""
@@ -210,8 +269,10 @@ class Deploy:
         # A table created provisioned before on-demand existed reports no summary.
         return table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
 
-    def source(self) -> dict:
-        """The template's place in the change set: inline, or uploaded to S3."""
+    def source(self) -> dict | None:
+        """The template's place in the change set: inline, or uploaded to S3. None in a dry
+        run that would need the deployment bucket before it exists: a dry run creates
+        nothing."""
         size = len(self.body)
         bucket = self.options.s3_bucket
         if not bucket and size <= INLINE_LIMIT:
@@ -222,9 +283,14 @@ class Deploy:
                 f"Template is {size} bytes, over the 51,200 CloudFormation takes inline: "
                 "deploying it from this account's deployment bucket"
             )
-            bucket = ensure_managed_bucket(
-                s3, self.aws.account, self.aws.region, self.aws.partition, step
-            )
+            if self.options.dry_run:
+                bucket = existing_managed_bucket(s3, self.aws.account, self.aws.region)
+                if bucket is None:
+                    return None
+            else:
+                bucket = ensure_managed_bucket(
+                    s3, self.aws.account, self.aws.region, self.aws.partition, step
+                )
         key = template_key(self.options.stack, self.body)
         upload(s3, bucket, key, self.body, self.aws.account)
         step(f"Template uploaded to s3://{bucket}/{key}")
@@ -437,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         # Each step names what failed in its own words; an AWS call none explains still
         # ends as one line (AWS's message names the operation and, if refused, the action).
         print(f"error: AWS call failed: {error}", file=sys.stderr, flush=True)
+        return 1
+    except ResponseParserError as error:
+        # An endpoint that answered with something else than AWS's answer (an emulator's
+        # HTML error page): its first line, which names the status.
+        said = str(error).splitlines()[0] if str(error) else "an unreadable answer"
+        print(f"error: the AWS endpoint's answer could not be read: {said}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)

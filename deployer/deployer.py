@@ -328,7 +328,7 @@ class Deployer:
         self,
         template: dict,
         given: dict[str, str],
-        source: Callable[[], dict],
+        source: Callable[[], dict | None],
         review: Reviewer | None = None,
         dry_run: bool = False,
         keep_previous: bool = True,
@@ -336,7 +336,8 @@ class Deployer:
         """Create or update the stack to template with the given values.
 
         source() gives the template's place in the change set (TemplateBody or TemplateURL),
-        asked only when a change set is needed. review(stack, previous) may add values and
+        asked only when a change set is needed; None in a dry run (no bucket to read it
+        from yet). review(stack, previous) may add values and
         lines before anything is decided. keep_previous=False gives the parameters not given
         their defaults on an update too (the local stack: what it serves is what it was given).
         A create, and an update that adds a table while protection would be on, run with the
@@ -376,6 +377,8 @@ class Deployer:
 
         name = f"deploy-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         place = source()
+        if place is None:  # a dry run with no place for the template that creates nothing
+            return self._dry_run_from_template(kind, template, stack)
         made = self._make_change_set(name, kind, place, template, given, previous, keep_previous)
         if made is None:
             return self._no_changes(stack, dry_run)
@@ -505,6 +508,37 @@ class Deployer:
     def _in(self) -> str:
         where = f" in {self.region}" if self.region else ""
         return f"{where} (account {self.account})" if self.account else where
+
+    def _dry_run_from_template(
+        self, kind: str, template: dict, stack: dict | None
+    ) -> tuple[str, dict | None]:
+        """A dry run whose template is too big to pass inline and has no bucket to be read
+        from yet: a create lists the template's resources, all added; an update cannot be
+        shown without a change set."""
+        if kind != "CREATE":
+            raise DeployError(
+                f"a dry run creates nothing, and the template needs the deployment bucket, "
+                f"which does not exist (or was never set up): deploy once without --dry-run, "
+                f"or pass --s3-bucket BUCKET; stack {self.stack_name} unchanged"
+            )
+        changes = [
+            {
+                "ResourceChange": {
+                    "Action": "Add",
+                    "LogicalResourceId": logical_id,
+                    "ResourceType": resource.get("Type", ""),
+                }
+            }
+            for logical_id, resource in template.get("Resources", {}).items()
+        ]
+        self.step(
+            "No change set: the deployment bucket does not exist yet and a dry run creates "
+            "nothing. The template's resources, all to be added:"
+        )
+        for line in change_lines(changes):
+            self.say(line)
+        self.step("Dry run: nothing created, nothing deployed.")
+        return "DRY_RUN", stack
 
     def _no_changes(self, stack: dict, dry_run: bool) -> tuple[str, dict]:
         if dry_run:

@@ -125,6 +125,45 @@ def _taken(bucket: str) -> DeployError:
     )
 
 
+def plain_http(s3: object) -> str | None:
+    """The S3 endpoint when it is plain HTTP (AWS_ENDPOINT_URL=http://...), else None."""
+    endpoint = str(getattr(getattr(s3, "meta", None), "endpoint_url", "") or "")
+    return endpoint if endpoint.lower().startswith("http://") else None
+
+
+def _refuse_plain_http(s3: object, bucket: str) -> None:
+    """The managed bucket's policy denies every request not made over TLS, as S3 enforces it:
+    over plain HTTP the set-up and the upload would be refused as if a permission lacked."""
+    endpoint = plain_http(s3)
+    if endpoint:
+        raise DeployError(
+            f"the S3 endpoint {endpoint} is plain HTTP, and the deployment bucket {bucket} "
+            "takes only TLS requests (its policy denies aws:SecureTransport false): use an "
+            "https:// endpoint (AWS_ENDPOINT_URL), or pass --s3-bucket BUCKET"
+        )
+
+
+def existing_managed_bucket(s3: object, account: str, region: str) -> str | None:
+    """The account's deployment bucket if it exists and is set up; None otherwise (what a
+    dry run, which creates nothing, is left with)."""
+    bucket = managed_bucket_name(account, region)
+    _refuse_plain_http(s3, bucket)
+    owner = {"Bucket": bucket, "ExpectedBucketOwner": account}
+    checking = f"checking the deployment bucket {bucket}"
+    try:
+        s3.head_bucket(**owner)
+    except BotoCoreError as error:
+        raise _failed(checking, "head_bucket", error) from None
+    except ClientError as error:
+        if _code(error) in ("403", "AccessDenied", "301", "PermanentRedirect"):
+            raise _taken(bucket) from None
+        if _code(error) in ("404", "NoSuchBucket", "NotFound"):
+            return None
+        raise _failed(checking, "head_bucket", error) from None
+    versioning = _call(checking, s3, "get_bucket_versioning", **owner).get("Status")
+    return bucket if versioning == "Enabled" else None
+
+
 def ensure_managed_bucket(
     s3: object, account: str, region: str, partition: str, say: Callable[[str], None]
 ) -> str:
@@ -135,6 +174,7 @@ def ensure_managed_bucket(
     was interrupted, and is configured again.
     """
     bucket = managed_bucket_name(account, region)
+    _refuse_plain_http(s3, bucket)
     owner = {"Bucket": bucket, "ExpectedBucketOwner": account}
     created = False
     checking = f"checking the deployment bucket {bucket}"
@@ -207,12 +247,18 @@ def _configure(s3: object, owner: dict, partition: str, what: str) -> None:
 
 def upload(s3: object, bucket: str, key: str, body: bytes, account: str) -> None:
     """Store the template; never in a bucket of another account (ExpectedBucketOwner)."""
-    _call(
-        f"uploading the template to s3://{bucket}",
-        s3,
-        "put_object",
-        Bucket=bucket,
-        Key=key,
-        Body=body,
-        ExpectedBucketOwner=account,
-    )
+    what = f"uploading the template to s3://{bucket}"
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=account)
+    except ClientError as error:
+        endpoint = plain_http(s3)
+        if endpoint and _code(error) in ("403", "AccessDenied"):
+            # A TLS-only bucket policy answers a plain-HTTP request as a missing permission.
+            raise DeployError(
+                f"{what} was refused over plain HTTP ({endpoint}); a bucket policy that "
+                "requires TLS (aws:SecureTransport) refuses every such request: use an "
+                f"https:// endpoint (AWS_ENDPOINT_URL) ({error})"
+            ) from None
+        raise _failed(what, "put_object", error) from None
+    except BotoCoreError as error:
+        raise _failed(what, "put_object", error) from None

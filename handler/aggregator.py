@@ -461,5 +461,36 @@ def handler(event, context):
     }
     if errors:
         line["error"] = errors[0]
+    if failures:
+        line.update(records_not_aggregated_metric(len(records) - first, context))
     print(json.dumps(line))
     return {"batchItemFailures": failures}
+
+
+# A batch handed back in part (batchItemFailures) is no Lambda error: this metric is what
+# alarms on it (templates/streaming.py, same names). CloudWatch Logs reads it from the log
+# line itself (embedded metric format): no PutMetricData call, no permission.
+METRICS_NAMESPACE = "RouteCounter"
+RECORDS_NOT_AGGREGATED = "RecordsNotAggregated"
+
+
+def records_not_aggregated_metric(count, context):
+    """The log line's fields that make CloudWatch record `count` records handed back to
+    Lambda (they and every later record of the batch are retried), per function."""
+    function = getattr(context, "function_name", None) or os.environ.get(
+        "AWS_LAMBDA_FUNCTION_NAME", "-"
+    )
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": [{"Name": RECORDS_NOT_AGGREGATED, "Unit": "Count"}],
+                }
+            ],
+        },
+        "FunctionName": function,
+        RECORDS_NOT_AGGREGATED: count,
+    }

@@ -8,6 +8,7 @@ proves each against moto as shipped.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import string
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto import backend_index
+from moto.awslambda import responses as lambda_responses
+from moto.awslambda import urls as lambda_urls
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
@@ -391,6 +394,43 @@ def _get_records(
     return _moto_get_records(self, iterator_arn, limit)
 
 
+# Lambda's GetAccountSettings (GET /2016-08-19/account-settings/), which the deployer reads
+# to check a concurrency reservation before deploying it. moto 5.2.5 answers 404 "Not yet
+# implemented". AWS answers the region's concurrency limit (1,000 by default; moto's own
+# MOTO_LAMBDA_CONCURRENCY_QUOTA models another quota), and UnreservedConcurrentExecutions:
+# that limit less every function's reservation (Lambda keeps it at 100 or more).
+ACCOUNT_SETTINGS_PATH = r"{0}/(?P<api_version>[^/]+)/account-settings/?$"
+DEFAULT_CONCURRENCY_LIMIT = 1000
+CODE_SIZE_LIMITS = {  # bytes, Lambda's documented quotas
+    "CodeSizeUnzipped": 262_144_000,
+    "CodeSizeZipped": 52_428_800,
+    "TotalCodeSize": 80_530_636_800,
+}
+
+
+def _get_account_settings(self: lambda_responses.LambdaResponse) -> tuple[int, dict, str]:
+    limit = int(os.environ.get("MOTO_LAMBDA_CONCURRENCY_QUOTA") or DEFAULT_CONCURRENCY_LIMIT)
+    functions = self.backend.list_functions()
+    reserved = sum(int(f.reserved_concurrency or 0) for f in functions)
+    code = sum(int(getattr(f, "code_size", 0) or 0) for f in functions)
+    settings = {
+        "AccountLimit": {
+            **CODE_SIZE_LIMITS,
+            "ConcurrentExecutions": limit,
+            "UnreservedConcurrentExecutions": limit - reserved,
+        },
+        "AccountUsage": {"FunctionCount": len(functions), "TotalCodeSize": code},
+    }
+    return 200, {}, json.dumps(settings)
+
+
+def _serve_lambda_account_settings() -> None:
+    lambda_responses.LambdaResponse.get_account_settings = _get_account_settings  # type: ignore[attr-defined]
+    lambda_urls.url_paths.setdefault(
+        ACCOUNT_SETTINGS_PATH, lambda_responses.LambdaResponse.dispatch
+    )
+
+
 _moto_parse_key_condition = dynamodb_responses.parse_expression
 # A word of a key condition that is not an attribute name: its operators and functions.
 KEY_CONDITION_WORDS = {"AND", "BETWEEN", "BEGINS_WITH"}
@@ -559,3 +599,4 @@ def apply() -> None:
     streams_models.DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]
     dynamodb_responses.parse_expression = _parse_key_condition
     _serve_stack_secrets()
+    _serve_lambda_account_settings()

@@ -32,12 +32,13 @@ def add_lambda(
     params: StackParameters,
     rest_api: RestApi | None,
     alarm_topic: Topic,
+    reserves_concurrency: bool = False,
 ) -> LambdaFunction:
     """A function: <name>LogGroup, <name>FunctionRole (the given statements, plus writing
     its own logs and sending traces), <name>Function (runs handler/<source>.py, hardened),
     <name>InvokePermission (API Gateway may invoke it, from rest_api only; none when
     rest_api is None: a stream mapping invokes it with its role), and the alarms
-    <name>Errors and <name>Throttles."""
+    <name>Errors and <name>Throttles. reserves_concurrency: ReservedConcurrency applies to it."""
     log_group = template.add_resource(function.function_log_group(f"{name}LogGroup", params))
     role = template.add_resource(
         iam.function_role(
@@ -61,6 +62,7 @@ def add_lambda(
             params,
             skips,
             timeout=timeout,
+            reserves_concurrency=reserves_concurrency,
         )
     )
     if rest_api is not None:

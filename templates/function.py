@@ -68,11 +68,22 @@ def hardened_function(
     params: StackParameters,
     scan_skips: list[dict] = FUNCTION_SCAN_SKIPS,
     timeout: int = TIMEOUT_SECONDS,
+    reserves_concurrency: bool = False,
 ) -> Function:
     """A python function, arm64, whose index.py is handler/<source_name>.py, with
     production settings: X-Ray tracing, the environment encrypted with KmsKeyArn when one
-    is given (its role needs iam.tracing_statement() and iam.kms_key_policy), and a
-    concurrency reservation when ReservedConcurrency is set."""
+    is given (its role needs iam.tracing_statement() and iam.kms_key_policy), and, when
+    reserves_concurrency, the ReservedConcurrency reservation (one function only: each
+    reservation comes out of the account's pool, which Lambda keeps at 100 or more)."""
+    reservation = (
+        {
+            "ReservedConcurrentExecutions": If(
+                params.has_reserved_concurrency, Ref(params.reserved_concurrency), NoValue
+            )
+        }
+        if reserves_concurrency
+        else {}
+    )
     return Function(
         title,
         Metadata={"checkov": {"skip": scan_skips}},
@@ -88,7 +99,5 @@ def hardened_function(
         LoggingConfig=FunctionLoggingConfig(LogGroup=Ref(log_group), LogFormat="Text"),
         TracingConfig=TracingConfig(Mode="Active"),
         KmsKeyArn=If(params.has_kms_key, Ref(params.kms_key_arn), NoValue),
-        ReservedConcurrentExecutions=If(
-            params.has_reserved_concurrency, Ref(params.reserved_concurrency), NoValue
-        ),
+        **reservation,
     )

@@ -1,6 +1,6 @@
 """IAM roles, written with awacs: each statement names exact actions on exact ARNs."""
 
-from awacs import kms, logs, xray
+from awacs import dynamodb, kms, logs, xray
 from awacs.aws import Allow, Policy, Principal, Statement
 from awacs.sts import AssumeRole
 from troposphere import GetAtt, Ref, Sub
@@ -38,6 +38,28 @@ def tracing_statement() -> Statement:
         Sid="SendTraces",
         Effect=Allow,
         Action=[xray.PutTraceSegments, xray.PutTelemetryRecords],
+        Resource=["*"],
+    )
+
+
+# dynamodb:ListStreams takes no resource ("Actions defined by Amazon DynamoDB": no resource
+# type), so on a stream ARN it authorises nothing; Lambda's documentation and its
+# CreateEventSourceMapping error ("ensure the role can perform the GetRecords,
+# GetShardIterator, DescribeStream, and ListStreams Actions") still name it for a stream
+# mapping. It lists stream ARNs and reads no record: granted on `*`, alone.
+LIST_STREAMS_REASON = (
+    "dynamodb:ListStreams has no resource type (IAM matches it only against *) and Lambda's "
+    "stream event source mapping asks the execution role for it; it lists stream ARNs, "
+    "reads no record."
+)
+
+
+def list_streams_statement() -> Statement:
+    """ListStreams on `*`, the one resource it matches (see LIST_STREAMS_REASON)."""
+    return Statement(
+        Sid="ListStreamsForMapping",
+        Effect=Allow,
+        Action=[dynamodb.ListStreams],
         Resource=["*"],
     )
 

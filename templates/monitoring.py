@@ -54,7 +54,7 @@ def alarm_subscription(topic: Topic, params: StackParameters) -> SubscriptionRes
 
 def alarm(
     title: str,
-    topic: Topic,
+    topic: Topic | None,
     description: str,
     namespace: str,
     metric: str,
@@ -63,15 +63,20 @@ def alarm(
     statistic: str = "Sum",
     evaluation_periods: int = 1,
     datapoints: int = 1,
+    period: int = PERIOD_SECONDS,
+    comparison: str = "GreaterThanOrEqualToThreshold",
+    missing: str = "notBreaching",
 ) -> Alarm:
-    """An alarm on one metric; missing data (no traffic) is healthy.
+    """An alarm on one metric; by default missing data (no traffic) is healthy.
 
     It notifies on ALARM only. OKActions would also fire on every alarm's first
     INSUFFICIENT_DATA -> OK transition (a mail per alarm on each create), and CloudWatch
     cannot limit them to leaving ALARM; the console and the dashboard show recovery.
+    topic None: no action (an input of a composite alarm, which notifies instead).
     """
     # A percentile is an ExtendedStatistic; the two properties exclude each other.
     kind = "ExtendedStatistic" if statistic.startswith("p") else "Statistic"
+    actions = {"AlarmActions": [Ref(topic)]} if topic is not None else {}
     return Alarm(
         title,
         AlarmName=Sub("${AWS::StackName}-" + title),
@@ -80,13 +85,13 @@ def alarm(
         MetricName=metric,
         Dimensions=[MetricDimension(Name=k, Value=v) for k, v in dimensions.items()],
         **{kind: statistic},
-        Period=PERIOD_SECONDS,
+        Period=period,
         EvaluationPeriods=evaluation_periods,
         DatapointsToAlarm=datapoints,
         Threshold=threshold,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        TreatMissingData="notBreaching",
-        AlarmActions=[Ref(topic)],
+        ComparisonOperator=comparison,
+        TreatMissingData=missing,
+        **actions,
     )
 
 
@@ -162,9 +167,18 @@ def sub_ref(resource: AWSObject) -> str:
     return "${" + resource.title + "}"
 
 
-def dashboard(stage: Stage, functions: list[Function], table: Table) -> Dashboard:
-    """Hits, latency percentiles, errors of the API and of every function, and consumed
-    capacity on one page. Dashboards are global to the account: the name has the region."""
+def dashboard(
+    stage: Stage,
+    functions: list[Function],
+    table: Table,
+    series: Table,
+    aggregator: Function,
+    metrics_namespace: str,
+    records_not_aggregated: str,
+) -> Dashboard:
+    """Hits, latency percentiles, errors of the API and of every function, consumed
+    capacity, and the aggregator's transaction conflicts (on the series table) and records
+    handed back on one page. Dashboards are global to the account: the name has the region."""
 
     def widget(x: int, y: int, title: str, metrics: list, stat: str = "Sum") -> dict:
         return {
@@ -208,6 +222,26 @@ def dashboard(stage: Stage, functions: list[Function], table: Table) -> Dashboar
                 [
                     ["AWS/DynamoDB", "ConsumedWriteCapacityUnits", *table_dims],
                     ["AWS/DynamoDB", "ConsumedReadCapacityUnits", *table_dims],
+                ],
+            ),
+            # Each conflict cancels an aggregator transaction, which reads again and retries.
+            widget(
+                0,
+                12,
+                "Series transaction conflicts",
+                [["AWS/DynamoDB", "TransactionConflict", "TableName", sub_ref(series)]],
+            ),
+            widget(
+                12,
+                12,
+                "Aggregator: records handed back to retry",
+                [
+                    [
+                        metrics_namespace,
+                        records_not_aggregated,
+                        "FunctionName",
+                        sub_ref(aggregator),
+                    ]
                 ],
             ),
         ]

@@ -53,10 +53,58 @@ def text(title: str, default: str, description: str, **constraints) -> Parameter
     return Parameter(title, Type="String", Default=default, Description=description, **constraints)
 
 
-def whole_number(title: str, default: str, description: str, pattern: str, says: str) -> Parameter:
-    """A whole number the function reads as an int: a String with a pattern, as a Number
-    parameter takes fractions."""
-    return text(title, default, description, AllowedPattern=pattern, ConstraintDescription=says)
+# The functions int() RateLimit, RateLimitWindowSeconds and SeriesHourlyDays at start-up; the
+# resources take only whole capacities, memory and bursts. No bound of ours above (DynamoDB
+# capacity, API Gateway burst): the account's quota is.
+NO_UPPER_BOUND = 999_999_999
+
+
+def whole_in_range(title: str, default: int, description: str, low: int, high: int) -> Parameter:
+    """A whole number from low to high, for a property or a function that takes only whole
+    ones. A Number parameter takes 1.5 and 1e2 (its MinValue/MaxValue bound the value, not
+    its form), which then fail the deploy or every batch: a String whose pattern is exactly
+    the decimal forms of low..high without leading zeros."""
+    return text(
+        title,
+        str(default),
+        description,
+        AllowedPattern=range_pattern(low, high),
+        ConstraintDescription=f"a whole number from {low} to {high} without leading zeros",
+    )
+
+
+def range_pattern(low: int, high: int) -> str:
+    """A regular expression (Java's and Python's alike: no lookaround) matching exactly the
+    decimal numbers low..high (0 <= low <= high) written without leading zeros."""
+    alternatives = []
+    for digits in range(len(str(low)), len(str(high)) + 1):
+        first = max(low, 10 ** (digits - 1) if digits > 1 else 0)
+        last = min(high, 10**digits - 1)
+        alternatives += _same_length_range(str(first), str(last))
+    return "^(" + "|".join(alternatives) + ")$"
+
+
+def _same_length_range(low: str, high: str) -> list[str]:
+    """Patterns matching the numbers from low to high, both of the same number of digits."""
+    if len(low) == 1:
+        return [low if low == high else f"[{low}-{high}]"]
+    rest = len(low) - 1
+    if low[0] == high[0]:
+        return [low[0] + tail for tail in _same_length_range(low[1:], high[1:])]
+    out = []
+    head_from, head_to = int(low[0]), int(high[0])
+    if low[1:] != "0" * rest:  # low's first digit covers only part of its tails
+        out += [low[0] + tail for tail in _same_length_range(low[1:], "9" * rest)]
+        head_from += 1
+    full_high = high[1:] == "9" * rest
+    if not full_high:
+        head_to -= 1
+    if head_from <= head_to:
+        head = str(head_from) if head_from == head_to else f"[{head_from}-{head_to}]"
+        out.append(head + ("[0-9]" if rest == 1 else f"[0-9]{{{rest}}}"))
+    if not full_high:
+        out += [high[0] + tail for tail in _same_length_range("0" * rest, high[1:])]
+    return out
 
 
 def declarations() -> dict[str, Parameter]:
@@ -69,18 +117,21 @@ def declarations() -> dict[str, Parameter]:
             "DynamoDB capacity mode: on-demand (pay per hit) or provisioned.",
             AllowedValues=["PAY_PER_REQUEST", "PROVISIONED"],
         ),
-        "read_capacity": number(
+        "read_capacity": whole_in_range(
             "ReadCapacityUnits",
             5,
             "Table read capacity units, used only when BillingMode is PROVISIONED.",
-            MinValue=1,
+            1,
+            NO_UPPER_BOUND,
         ),
-        "write_capacity": number(
+        "write_capacity": whole_in_range(
             "WriteCapacityUnits",
             5,
             "Table write capacity units, used only when BillingMode is PROVISIONED.",
-            MinValue=1,
+            1,
+            NO_UPPER_BOUND,
         ),
+        # Whole by its AllowedValues: 1.5 and 1e2 are none of them.
         "log_retention_days": number(
             "LogRetentionDays",
             30,
@@ -94,12 +145,12 @@ def declarations() -> dict[str, Parameter]:
             AllowedPattern="^[A-Za-z0-9_]{1,128}$",
             ConstraintDescription="letters, digits and underscores, at most 128",
         ),
-        "memory_size": number(
+        "memory_size": whole_in_range(
             "FunctionMemorySize",
             256,
             "Memory (MB) of the functions; CPU, and so cold start, scales with it.",
-            MinValue=128,
-            MaxValue=10240,
+            128,
+            10240,
         ),
         "stats_path": text(
             "StatsPath",
@@ -122,33 +173,35 @@ def declarations() -> dict[str, Parameter]:
         ),
         # The function reads these two with int() when it starts: a Number parameter would
         # also take 1.5, and every hit would fail. Whole numbers only, as text.
-        "rate_limit": whole_number(
+        "rate_limit": whole_in_range(
             "RateLimit",
-            "0",
+            0,
             "Counted hits allowed per route per window; more get 429. 0 turns rate limiting off.",
-            pattern="^(0|[1-9][0-9]{0,8})$",
-            says="a whole number from 0 to 999999999 without leading zeros",
+            0,
+            NO_UPPER_BOUND,
         ),
-        "rate_limit_window": whole_number(
+        "rate_limit_window": whole_in_range(
             "RateLimitWindowSeconds",
-            "60",
+            60,
             "Length of the fixed rate-limit window (1-86400 s), aligned to the epoch.",
-            pattern="^([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)$",
-            says="a whole number from 1 to 86400 without leading zeros",
+            1,
+            86400,
         ),
-        "max_read_capacity": number(
+        "max_read_capacity": whole_in_range(
             "MaxReadCapacityUnits",
             100,
             "PROVISIONED only: auto scaling raises reads up to this "
             "(ReadCapacityUnits is the minimum).",
-            MinValue=1,
+            1,
+            NO_UPPER_BOUND,
         ),
-        "max_write_capacity": number(
+        "max_write_capacity": whole_in_range(
             "MaxWriteCapacityUnits",
             100,
             "PROVISIONED only: auto scaling raises writes up to this "
             "(WriteCapacityUnits is the minimum).",
-            MinValue=1,
+            1,
+            NO_UPPER_BOUND,
         ),
         "target_utilization": number(
             "TargetUtilizationPercent",
@@ -187,11 +240,12 @@ def declarations() -> dict[str, Parameter]:
             "Steady requests per second the stage accepts before answering 429.",
             MinValue=1,
         ),
-        "throttling_burst_limit": number(
+        "throttling_burst_limit": whole_in_range(
             "ThrottlingBurstLimit",
             200,
             "Requests the stage accepts in a burst above the steady rate.",
-            MinValue=1,
+            1,
+            NO_UPPER_BOUND,
         ),
         "alarm_email": text(
             "AlarmEmail",
@@ -204,18 +258,19 @@ def declarations() -> dict[str, Parameter]:
         "reserved_concurrency": text(
             "ReservedConcurrency",
             "",
-            "Concurrent executions reserved for (and capping) each function. "
+            "Concurrent executions reserved for (and capping) the counter function. "
             "Empty or 0: no reservation (new accounts cannot reserve any).",
             AllowedPattern="^(0|[1-9][0-9]{0,5})?$",
             ConstraintDescription="empty, or a whole number without leading zeros",
         ),
-        "series_hourly_days": number(
+        # The aggregator int()s it at start-up: 1.5 would fail every batch.
+        "series_hourly_days": whole_in_range(
             "SeriesHourlyDays",
             30,
             "Days the hourly hit series of each route is kept (DynamoDB TTL); "
             "the daily series is kept for good.",
-            MinValue=1,
-            MaxValue=3650,
+            1,
+            3650,
         ),
         # Issue 18 (one block, at the end). Backend's meaning (a Lambda ARN or an HTTP(S) URL)
         # belongs to the backends helper: declared here only so that PrivateStats=auto can

@@ -161,7 +161,7 @@ def test_a_new_stats_path_is_served_by_the_next_start_on_the_same_stack(tmp_path
     ("param", "says"),
     [
         ("BillingMode=FREE", "must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"),
-        ("FunctionMemorySize=64", "must be at least 128"),
+        ("FunctionMemorySize=64", "must be a whole number from 128 to 10240"),
         ("StageName=my-stage", "letters, digits and underscores"),
         ("Colour=blue", "unknown template parameter Colour"),
     ],

@@ -51,6 +51,7 @@ from deployer.report import (
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import TRIES, Answer, judge, smoke_test
 from local.emulator import free_port
+from tests.unit.test_template import WHOLE_NUMBERS
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
 T0 = datetime(2026, 12, 1, 4, 0, 0, tzinfo=UTC)
@@ -101,10 +102,12 @@ def test_delete_asks_on_a_terminal():
         ({"Colour": "blue"}, "unknown template parameter Colour (the template's parameters: "),
         ({"BillingMode": "FREE"}, "must be one of ['PAY_PER_REQUEST', 'PROVISIONED']"),
         ({"StageName": "my-stage"}, "must be letters, digits and underscores"),
-        ({"FunctionMemorySize": "64"}, "must be at least 128"),
-        ({"FunctionMemorySize": "lots"}, "must be a number"),
-        ({"FunctionMemorySize": "nan"}, "must be a finite number"),  # float() takes both
-        ({"ThrottlingRateLimit": "inf"}, "must be a finite number"),
+        ({"FunctionMemorySize": "64"}, "must be a whole number from 128 to 10240"),
+        ({"FunctionMemorySize": "lots"}, "must be a whole number from 128 to 10240"),
+        ({"FunctionMemorySize": "nan"}, "must be a whole number from 128 to 10240"),
+        ({"ThrottlingRateLimit": "inf"}, "must be a finite number"),  # float() takes it
+        ({"ThrottlingRateLimit": "lots"}, "must be a number"),
+        ({"TargetUtilizationPercent": "1e2"}, "must be at most 90"),
         # the function reads these with int() at start-up: 1.5 would fail every hit
         ({"RateLimit": "1.5"}, "must be a whole number from 0 to 999999999"),
         ({"RateLimit": "nan"}, "must be a whole number from 0 to 999999999"),
@@ -139,6 +142,26 @@ def test_a_value_cloudformation_refuses_is_refused_before_anything(template, giv
 )
 def test_values_cloudformation_accepts_pass(template, given):
     check_parameters(template, given)
+
+
+@pytest.mark.parametrize("value", ["1.5", "1e2"])
+@pytest.mark.parametrize("name", [*WHOLE_NUMBERS, "LogRetentionDays"])
+def test_a_fraction_or_an_exponent_where_a_whole_number_is_needed_is_one_clear_line(
+    template, name, value
+):
+    """SeriesHourlyDays=1.5 (or 1e2) deployed, then every batch failed: refused before
+    anything, in the same words as CloudFormation's constraint."""
+    with pytest.raises(ParameterError) as refused:
+        check_parameters(template, {name: value})
+
+    said = str(refused.value)
+    assert said.startswith(f"parameter {name}='{value}' must be ")
+    if name == "LogRetentionDays":
+        assert "must be one of ['1', '3', '5', '7', '14', '30'" in said
+    else:
+        low, high = WHOLE_NUMBERS[name]
+        assert f"must be a whole number from {low} to {high} without leading zeros" in said
+    assert "\n" not in said and refused.value.code == 2
 
 
 def test_a_create_passes_only_the_given_values(template):
@@ -913,7 +936,7 @@ def test_a_permission_the_bucket_set_up_lacks_stops_the_deploy_in_one_line(refus
 
 
 def test_no_answer_from_s3_stops_the_deploy_in_one_line():
-    unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    unreachable = f"https://127.0.0.1:{free_port()}"  # nothing listens: connection refused
     s3 = boto3.client(
         "s3",
         region_name="eu-west-1",

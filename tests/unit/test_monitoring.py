@@ -22,6 +22,8 @@ def alarms(resources: dict) -> dict:
         ("AWS/ApiGateway", "5XXError", ["ApiName", "Stage"]),
         ("AWS/ApiGateway", "Latency", ["ApiName", "Stage"]),
         ("AWS/DynamoDB", "WriteThrottleEvents", ["TableName"]),
+        ("AWS/Lambda", "DestinationDeliveryFailures", ["FunctionName"]),
+        ("RouteCounter", "RecordsNotAggregated", ["FunctionName"]),
     ],
 )
 def test_alarm_notifies_the_topic_and_ignores_idle_periods(
@@ -116,3 +118,89 @@ def test_dashboard_name_is_unique_per_region(resources):
     """Dashboards are global to the account: the same stack in two regions needs two."""
     name = resources["Dashboard"]["Properties"]["DashboardName"]
     assert name == {"Fn::Sub": "${AWS::StackName}-${AWS::Region}"}
+
+
+AGGREGATOR = {"Name": "FunctionName", "Value": {"Ref": "AggregatorFunction"}}
+
+
+@pytest.mark.parametrize(
+    ("title", "namespace", "metric"),
+    [
+        # ReportBatchItemFailures: a batch handed back in part is no Lambda error, so Errors
+        # never sees it; the aggregator's own metric does (test_aggregator_metric).
+        ("AggregatorRecordsNotAggregated", "RouteCounter", "RecordsNotAggregated"),
+        # Lambda could not put a given-up batch's description in the failure queue, which
+        # AggregatorGaveUp watches: the batch is gone without a trace.
+        ("AggregatorDestinationFailures", "AWS/Lambda", "DestinationDeliveryFailures"),
+    ],
+)
+def test_what_the_aggregator_could_lose_without_an_error_pages_at_once(
+    resources, title, namespace, metric
+):
+    props = resources[title]["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
+        namespace,
+        metric,
+        "Sum",
+    )
+    assert props["Dimensions"] == [AGGREGATOR]
+    assert (props["Threshold"], props["ComparisonOperator"], props["Period"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+        60,
+    )
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_a_stream_mapping_that_never_invokes_the_aggregator_pages(resources):
+    """No invocation means no IteratorAge, no Errors, nothing in the queue: the counter's
+    writes (each a stream record) with no aggregator invocation page instead. Lambda sends
+    Invocations only when invoked, so its missing data is the breach; the writes' missing
+    data is an idle site."""
+    composite = resources["AggregatorNotInvoked"]
+    assert composite["Type"] == "AWS::CloudWatch::CompositeAlarm"
+    rule = composite["Properties"]["AlarmRule"]["Fn::Sub"]
+    assert rule == 'ALARM("${CounterTableWrites}") AND ALARM("${AggregatorIdle}")'
+    assert composite["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    writes = resources["CounterTableWrites"]["Properties"]
+    assert (writes["Namespace"], writes["MetricName"], writes["Statistic"]) == (
+        "AWS/DynamoDB",
+        "SuccessfulRequestLatency",
+        "SampleCount",
+    )
+    assert writes["Dimensions"] == [
+        {"Name": "TableName", "Value": {"Ref": "CounterTable"}},
+        {"Name": "Operation", "Value": "UpdateItem"},
+    ]
+    assert (writes["Threshold"], writes["ComparisonOperator"], writes["TreatMissingData"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+        "notBreaching",
+    )
+    idle = resources["AggregatorIdle"]["Properties"]
+    assert (idle["Namespace"], idle["MetricName"], idle["Statistic"]) == (
+        "AWS/Lambda",
+        "Invocations",
+        "Sum",
+    )
+    assert idle["Dimensions"] == [AGGREGATOR]
+    assert (idle["Threshold"], idle["ComparisonOperator"], idle["TreatMissingData"]) == (
+        1,
+        "LessThanThreshold",
+        "breaching",
+    )
+    # the same windows, every one of them: a record near a window's end is read in the next
+    for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+        assert writes[key] == idle[key]
+    assert writes["EvaluationPeriods"] == writes["DatapointsToAlarm"] >= 2
+    # inputs only: the composite is what notifies
+    assert "AlarmActions" not in writes and "AlarmActions" not in idle
+
+
+def test_dashboard_shows_the_series_tables_transaction_conflicts(resources):
+    metrics = [m for w in dashboard_body(resources)["widgets"] for m in w["properties"]["metrics"]]
+    assert ["AWS/DynamoDB", "TransactionConflict", "TableName", "<SeriesTable>"] in metrics
+    assert ["RouteCounter", "RecordsNotAggregated", "FunctionName", "<AggregatorFunction>"] in (
+        metrics
+    )

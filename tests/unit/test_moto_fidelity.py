@@ -361,3 +361,30 @@ def test_deleting_the_stack_deletes_its_secret(aws):
     with pytest.raises(ClientError) as gone:
         secrets.get_secret_value(SecretId=arn)
     assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_lambda_account_settings_answer_the_concurrency_left_unreserved(aws, monkeypatch):
+    """GetAccountSettings, which the deployer reads before reserving concurrency: moto as
+    shipped answered 404 "Not yet implemented". Lambda answers the region's limit and what
+    the functions' reservations leave of it."""
+    lambda_client = boto3.client("lambda")
+    assert lambda_client.get_account_settings()["AccountLimit"]["ConcurrentExecutions"] == 1000
+    role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")
+    for name in ("f", "g"):
+        lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role["Role"]["Arn"],
+            Handler="index.handler",
+            Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},  # an empty zip
+        )
+    lambda_client.put_function_concurrency(FunctionName="f", ReservedConcurrentExecutions=150)
+
+    settings = lambda_client.get_account_settings()
+
+    assert settings["AccountLimit"]["ConcurrentExecutions"] == 1000
+    assert settings["AccountLimit"]["UnreservedConcurrentExecutions"] == 850
+    assert settings["AccountUsage"]["FunctionCount"] == 2
+    monkeypatch.setenv("MOTO_LAMBDA_CONCURRENCY_QUOTA", "400")  # moto's own quota setting
+    limit = lambda_client.get_account_settings()["AccountLimit"]
+    assert (limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]) == (400, 250)

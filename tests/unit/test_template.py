@@ -206,3 +206,70 @@ def test_the_rate_limit_parameters_take_exactly_the_whole_numbers_the_function_r
         assert not limit.fullmatch(value) and not window.fullmatch(value), value
     assert params["RateLimit"]["Default"] == "0"
     assert params["RateLimitWindowSeconds"]["Default"] == "60"
+
+
+def test_reserved_concurrency_reserves_for_the_counter_only(resources, template):
+    """Each reservation comes out of the account's pool, which Lambda keeps at 100 or more:
+    on three functions a value that fit would reserve three times as much and fail the
+    deploy. The counter is the one whose capacity loses hits when short."""
+    reserving = {
+        name: r["Properties"]["ReservedConcurrentExecutions"]
+        for name, r in of_type(resources, "AWS::Lambda::Function").items()
+        if "ReservedConcurrentExecutions" in r["Properties"]
+    }
+    assert reserving == {
+        "CounterFunction": {
+            "Fn::If": [
+                "HasReservedConcurrency",
+                {"Ref": "ReservedConcurrency"},
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+    }
+    assert "counter function" in template["Parameters"]["ReservedConcurrency"]["Description"]
+
+
+# The parameters the functions int() at start-up or whose properties take only integers
+# (Lambda MemorySize, DynamoDB and auto scaling capacities, API Gateway's burst, log days).
+WHOLE_NUMBERS = {
+    "ReadCapacityUnits": (1, 999_999_999),
+    "WriteCapacityUnits": (1, 999_999_999),
+    "MaxReadCapacityUnits": (1, 999_999_999),
+    "MaxWriteCapacityUnits": (1, 999_999_999),
+    "FunctionMemorySize": (128, 10240),
+    "RateLimit": (0, 999_999_999),
+    "RateLimitWindowSeconds": (1, 86400),
+    "ThrottlingBurstLimit": (1, 999_999_999),
+    "SeriesHourlyDays": (1, 3650),
+}
+
+
+def test_every_parameter_the_code_needs_whole_takes_exactly_whole_numbers(template):
+    """A Number parameter takes 1.5 and 1e2 whatever its MinValue/MaxValue: SeriesHourlyDays
+    =1.5 deployed, then every batch failed. Those that must be whole are text with a
+    pattern of exactly low..high; the two Numbers left take fractions where they go
+    (auto scaling's TargetValue and API Gateway's RateLimit are doubles), and
+    LogRetentionDays takes only its listed values."""
+    params = template["Parameters"]
+    numbers = {name for name, p in params.items() if p["Type"] == "Number"}
+    assert numbers == {"TargetUtilizationPercent", "ThrottlingRateLimit", "LogRetentionDays"}
+    for name, (low, high) in WHOLE_NUMBERS.items():
+        pattern = re.compile(params[name]["AllowedPattern"])
+        assert params[name]["Type"] == "String", name
+        assert pattern.fullmatch(params[name]["Default"]), name
+        for value in (low, high, (low + high) // 2):
+            assert pattern.fullmatch(str(value)), (name, value)
+        for value in ("1.5", "1e2", f"{low}.0", f"0{low}", str(low - 1), str(high + 1), " 5"):
+            assert not pattern.fullmatch(value), (name, value)
+    # LogRetentionDays is whole by its AllowedValues (the deployer compares them as text)
+    assert all(isinstance(days, int) for days in params["LogRetentionDays"]["AllowedValues"])
+
+
+def test_range_patterns_match_exactly_the_numbers_of_their_range():
+    from templates.parameters import range_pattern
+
+    for low, high in [(0, 0), (1, 9), (1, 86400), (128, 10240), (1, 3650), (19, 21), (99, 101)]:
+        pattern = re.compile(range_pattern(low, high))
+        assert [n for n in range(0, 100_000) if pattern.fullmatch(str(n))] == list(
+            range(low, min(high, 99_999) + 1)
+        ), (low, high)

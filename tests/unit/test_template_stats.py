@@ -116,8 +116,8 @@ def test_counter_is_told_the_rate_limit_and_the_stats_route(resources):
         ("AllowedOrigin", ""),
         ("RateLimit", "0"),  # whole numbers as text: see templates/parameters.py
         ("RateLimitWindowSeconds", "60"),
-        ("MaxReadCapacityUnits", 100),
-        ("MaxWriteCapacityUnits", 100),
+        ("MaxReadCapacityUnits", "100"),
+        ("MaxWriteCapacityUnits", "100"),
         ("TargetUtilizationPercent", 70),
     ],
 )
