@@ -124,6 +124,13 @@ def _resource_diff(
             same = name in old and old[name] == resource
             if same and name not in diff["Modify"] and changed & names_used(resource, conditions):
                 diff["Modify"].append(name)
+    # A resource whose condition was false was never created: AWS creates it when its
+    # condition turns true and leaves it alone otherwise, where moto "updates" nothing and fails.
+    # As an Add, moto creates it only if its condition holds under the new parameters.
+    for name in [n for n in diff["Modify"] if n not in self._parsed_resources]:
+        if "Condition" in other_template["Resources"][name]:
+            diff["Modify"].remove(name)
+            diff["Add"].append(name)
     return diff
 
 

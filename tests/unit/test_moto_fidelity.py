@@ -388,3 +388,80 @@ def test_lambda_account_settings_answer_the_concurrency_left_unreserved(aws, mon
     monkeypatch.setenv("MOTO_LAMBDA_CONCURRENCY_QUOTA", "400")  # moto's own quota setting
     limit = lambda_client.get_account_settings()["AccountLimit"]
     assert (limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]) == (400, 250)
+
+
+# --- a conditional resource that was never created -----------------------------------------
+
+CONDITIONAL_POLICY = {
+    "Parameters": {
+        "Private": {"Type": "String", "Default": "false"},
+        "Other": {"Type": "String", "Default": "a"},
+    },
+    "Conditions": {"IsPrivate": {"Fn::Equals": [{"Ref": "Private"}, "true"]}},
+    "Resources": {
+        "Role": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "Tags": [{"Key": "other", "Value": {"Ref": "Other"}}],
+            },
+        },
+        "Policy": {
+            "Type": "AWS::IAM::Policy",
+            "Condition": "IsPrivate",
+            "Properties": {
+                "PolicyName": {"Fn::Sub": "p-${Other}-${Private}"},
+                "Roles": [{"Ref": "Role"}],
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}
+                    ],
+                },
+            },
+        },
+    },
+}
+
+
+def test_an_update_leaves_a_never_created_resource_alone_and_creates_it_when_its_condition_holds(
+    aws,
+):
+    cfn, _ = aws
+    iam = boto3.client("iam")
+    body = json.dumps(CONDITIONAL_POLICY)
+    cfn.create_stack(StackName="s", TemplateBody=body)
+
+    def policies() -> list[str]:
+        role = cfn.describe_stack_resource(StackName="s", LogicalResourceId="Role")
+        name = role["StackResourceDetail"]["PhysicalResourceId"]
+        return iam.list_role_policies(RoleName=name)["PolicyNames"]
+
+    # A parameter its condition uses changes, the condition stays false: nothing to update
+    cfn.update_stack(
+        StackName="s",
+        TemplateBody=body,
+        Parameters=[{"ParameterKey": "Other", "ParameterValue": "b"}],
+    )
+    assert cfn.describe_stacks(StackName="s")["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
+    assert policies() == []
+
+    # The condition turns true: the policy is created
+    cfn.update_stack(
+        StackName="s",
+        TemplateBody=body,
+        Parameters=[
+            {"ParameterKey": "Other", "ParameterValue": "b"},
+            {"ParameterKey": "Private", "ParameterValue": "true"},
+        ],
+    )
+    assert policies() == ["p-b-true"]
