@@ -14,7 +14,7 @@ import sys
 from awacs import dynamodb, sqs
 from troposphere import GetAtt, Ref, Sub, Template
 
-from templates import api, iam, monitoring, parameters, scaling, storage, streaming
+from templates import api, function, iam, monitoring, parameters, scaling, storage, streaming
 from templates.constructs import add_lambda, add_routes, add_stage
 
 
@@ -38,7 +38,7 @@ def build_template() -> Template:
     # Where alarms notify, and the API the functions serve
     topic = template.add_resource(monitoring.alarm_topic(params))
     template.add_resource(monitoring.alarm_subscription(topic, params))
-    rest_api = template.add_resource(api.rest_api())
+    rest_api = template.add_resource(api.rest_api(params))
 
     # The functions: each with its log group, role, invoke permission and alarms
     stats_route = Sub("/${StatsPath}")
@@ -53,8 +53,13 @@ def build_template() -> Template:
             "STATS_ROUTE": stats_route,
             "RATE_LIMIT": Ref(params.rate_limit),
             "RATE_LIMIT_WINDOW_SECONDS": Ref(params.rate_limit_window),
+            "BACKEND": Ref(params.backend),
+            "BACKEND_TIMEOUT_SECONDS": Ref(params.backend_timeout),
+            "FAILURE_POLICY": Ref(params.failure_policy),
         },
         statements=[iam.allow("CountHits", [dynamodb.UpdateItem], table_arn)],
+        role_policy=lambda role: iam.invoke_backend_policy(role, params),
+        timeout=function.counter_timeout(params),
         **shared,
     )
     stats = add_lambda(
@@ -125,6 +130,7 @@ def build_template() -> Template:
     # Alarms and the dashboard
     template.add_resource(monitoring.api_alarms(stage, topic))
     template.add_resource(monitoring.table_alarms(table, topic))
+    template.add_resource(monitoring.uncounted_hits(counter.log_group, topic, params))
     functions = [counter.function, stats.function, aggregator.function]
     template.add_resource(monitoring.dashboard(stage, functions, table))
 

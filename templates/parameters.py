@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, fields
 
-from troposphere import Equals, Not, Or, Parameter, Ref, Template
+from troposphere import And, Condition, Equals, Not, Or, Parameter, Ref, Select, Split, Template
 
 LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096]
 
@@ -32,6 +32,10 @@ class StackParameters:
     alarm_email: Parameter
     reserved_concurrency: Parameter
     series_hourly_days: Parameter
+    backend: Parameter
+    backend_timeout: Parameter
+    failure_policy: Parameter
+    binary_media_types: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -40,6 +44,18 @@ class StackParameters:
     has_access_logs: str
     has_alarm_email: str
     has_reserved_concurrency: str
+    has_backend: str
+    has_lambda_backend: str
+    has_binary_media_types: str
+
+
+# Backend: a function ARN (the IAM statement grants exactly it, qualifier included) or a URL.
+BACKEND_PATTERN = (
+    "^(|arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}"
+    "(:(\\$LATEST|[A-Za-z0-9_-]{1,128}))?|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\\s?#]*)?)$"
+)
+MAX_BACKEND_TIMEOUT_SECONDS = 20
+MEDIA_TYPE = "[A-Za-z0-9*!#$&^_.+~-]+/[A-Za-z0-9*!#$&^_.+~-]+"
 
 
 def number(title: str, default: int, description: str, **limits) -> Parameter:
@@ -214,6 +230,45 @@ def declarations() -> dict[str, Parameter]:
             MinValue=1,
             MaxValue=3650,
         ),
+        # Backends (docs/backends.md): what stands behind the counter, and how it is called.
+        "backend": text(
+            "Backend",
+            "",
+            "What the counter forwards each request to, once counted: a Lambda function "
+            "ARN of this stack's region (a version or alias qualifier allowed), or an "
+            "http(s) URL. Empty: the counter answers with the count itself.",
+            AllowedPattern=BACKEND_PATTERN,
+            ConstraintDescription="empty, a Lambda function ARN (arn:aws:lambda:REGION:"
+            "ACCOUNT:function:NAME[:QUALIFIER]), or an http:// or https:// URL",
+        ),
+        "backend_timeout": whole_number(
+            "BackendTimeoutSeconds",
+            "10",
+            "Seconds the counter waits for the backend's whole answer before a 504 "
+            f"(1-{MAX_BACKEND_TIMEOUT_SECONDS}: with the count's own 7 s at worst, the "
+            "function answers before API Gateway's 29 s).",
+            pattern="^([1-9]|1[0-9]|20)$",
+            says=f"a whole number from 1 to {MAX_BACKEND_TIMEOUT_SECONDS}",
+        ),
+        "failure_policy": text(
+            "FailurePolicy",
+            "monitor",
+            "With a Backend: 'monitor' calls the backend first and records the hit with "
+            "its status and latency (a failed count never fails the request: logged and "
+            "alarmed); 'meter' counts first and answers 503 when the count failed, so "
+            "nothing uncounted is served.",
+            AllowedValues=["monitor", "meter"],
+        ),
+        "binary_media_types": text(
+            "BinaryMediaTypes",
+            "*/*",
+            "With a Backend: the API's binary media types (comma-separated), whose bodies "
+            "API Gateway passes intact (base64) both ways; others are passed as UTF-8 text. "
+            "Empty: none.",
+            AllowedPattern=f"^({MEDIA_TYPE}(,{MEDIA_TYPE})*)?$",
+            ConstraintDescription="empty, or media types such as */*, image/png, "
+            "application/octet-stream separated by commas",
+        ),
     }
 
 
@@ -241,6 +296,17 @@ def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
                     Equals(Ref(p["reserved_concurrency"]), "0"),
                 )
             ),
+        ),
+        "has_backend": ("HasBackend", is_not("backend", "")),
+        # A Lambda backend is an ARN: its text up to the first ':' is 'arn' ('https', 'http'
+        # or '' otherwise).
+        "has_lambda_backend": (
+            "HasLambdaBackend",
+            Equals(Select(0, Split(":", Ref(p["backend"]))), "arn"),
+        ),
+        "has_binary_media_types": (
+            "HasBinaryMediaTypes",
+            And(Condition("HasBackend"), is_not("binary_media_types", "")),
         ),
     }
 
