@@ -337,23 +337,23 @@ def invoke_function(event):
         payload = answer["Payload"].read()
     except aws.ReadTimeoutError as error:
         raise BackendFailure(
-            504, f"the backend did not answer within {BACKEND_TIMEOUT} s", error=str(error)
+            504, f"the backend did not answer within {BACKEND_TIMEOUT} s", detail=str(error)
         ) from None
     except (aws.ConnectTimeoutError, aws.EndpointConnectionError) as error:
-        raise BackendFailure(502, "the backend could not be reached", error=str(error)) from None
+        raise BackendFailure(502, "the backend could not be reached", detail=str(error)) from None
     except aws.ClientError as error:
         code = error.response["Error"].get("Code")
         if code == "RequestTooLargeException":
             raise BackendFailure(413, "the request is too large for the backend function") from None
         raise BackendFailure(
-            502, "the backend function could not be invoked", errorCode=code, error=str(error)
+            502, "the backend function could not be invoked", errorCode=code, detail=str(error)
         ) from None
     except aws.BotoCoreError as error:
         message = "the backend function failed to answer"
-        raise BackendFailure(502, message, error=str(error)) from None
+        raise BackendFailure(502, message, detail=str(error)) from None
     if "FunctionError" in answer:
         detail = payload[:1000].decode("utf-8", "replace")
-        raise BackendFailure(502, "the backend function failed", error=detail)
+        raise BackendFailure(502, "the backend function failed", detail=detail)
     return json.loads(payload)
 
 
@@ -425,7 +425,7 @@ def fetch(event, deadline):
     except OSError as error:
         connection.close()
         raise BackendFailure(
-            502, "the backend refused the connection or could not be reached", error=str(error)
+            502, "the backend refused the connection or could not be reached", detail=str(error)
         ) from None
     sock = connection.sock
     try:
@@ -449,18 +449,20 @@ def fetch(event, deadline):
                 raise BackendFailure(502, too_large(size, "over"))
             chunks.append(chunk)
             sock.settimeout(max(0.001, deadline - time.monotonic()))
+        if answer.length:  # read(n) returns b"" when the backend closed before its end
+            raise http.client.IncompleteRead(b"", answer.length)
     except BackendFailure:
         connection.close()
         raise
     except TimeoutError as error:
         connection.close()
         raise BackendFailure(
-            504, f"the backend did not answer within {BACKEND_TIMEOUT} s", error=str(error)
+            504, f"the backend did not answer within {BACKEND_TIMEOUT} s", detail=str(error)
         ) from None
     except (OSError, http.client.HTTPException) as error:
         connection.close()
         raise BackendFailure(
-            502, "the backend closed the connection before its whole answer", error=repr(error)
+            502, "the backend closed the connection before its whole answer", detail=repr(error)
         ) from None
     if answer.will_close:
         connection.close()
@@ -562,7 +564,7 @@ def serve_backend(event, route, method, started, request_id, line):
     if failure is not None:
         body = {"error": failure.message, "requestId": request_id}
         body["outcome"] = "counted" if counted else "not counted"
-        line.update(level="ERROR", error=failure.message, **failure.log)
+        line.update(level="ERROR", backendError=failure.message, **failure.log)
         result = response(failure.status, body)
     if isinstance(result, dict):
         extra = dict(limits)
