@@ -330,19 +330,18 @@ def start_local_stack(
             for logical_id, resource in router.resources.items()
             if logical_id in physical
         }
+        binary_media_types: list[str] = []
         with contextlib.suppress(Exception):
             apigw = emulator.client("apigateway", endpoint)
-            resource_ids["/"] = apigw.get_rest_api(restApiId=api_id)["rootResourceId"]
+            deployed_api = apigw.get_rest_api(restApiId=api_id)
+            resource_ids["/"] = deployed_api["rootResourceId"]
+            binary_media_types = deployed_api.get("binaryMediaTypes", [])
         api = ApiInfo(
             api_id=api_id,
             stage=_stage_name(template, router.api_logical_id, values),
             account_id=stack_id.split(":")[4] if stack_id.count(":") >= 5 else "123456789012",
             resource_ids=resource_ids,
-            binary_media_types=tuple(
-                template["Resources"][router.api_logical_id]
-                .get("Properties", {})
-                .get("BinaryMediaTypes", [])
-            ),
+            binary_media_types=tuple(binary_media_types),
         )
         targets = router.functions() | {m.function for m in mappings}
         specs = function_specs(template, targets, endpoint, physical, values)

@@ -281,3 +281,23 @@ def test_a_key_condition_naming_an_attribute_by_a_reserved_word_is_refused_as_aw
         ExpressionAttributeValues={":r": {"S": "/a"}, ":lo": {"S": "h#"}},
     )
     assert begins["Items"] == []
+
+
+def test_a_rest_api_keeps_its_binary_media_types_from_the_template_and_updates_them(aws):
+    """The local API applies what GetRestApi answers: moto left them out of a template's API."""
+    cfn, apigw = boto3.client("cloudformation"), boto3.client("apigateway")
+
+    def api(types: list[str]) -> dict:
+        props = {"Name": "binary", "BinaryMediaTypes": types} if types else {"Name": "binary"}
+        return {"Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": props}}
+
+    deploy(cfn, api(["*/*"]))
+    (created,) = apigw.get_rest_apis()["items"]
+    deploy(cfn, api(["image/png", "application/octet-stream"]), update=True)
+    updated = apigw.get_rest_api(restApiId=created["id"])
+    deploy(cfn, api([]), update=True)
+    removed = apigw.get_rest_api(restApiId=created["id"])
+
+    assert created["binaryMediaTypes"] == ["*/*"]
+    assert updated["binaryMediaTypes"] == ["image/png", "application/octet-stream"]
+    assert removed.get("binaryMediaTypes", []) == []
