@@ -353,6 +353,8 @@ def invoke_function(event):
         raise BackendFailure(502, message, detail=str(error)) from None
     if "FunctionError" in answer:
         detail = payload[:1000].decode("utf-8", "replace")
+        if "Task timed out after" in detail:  # its own Timeout: it did not answer in time
+            raise BackendFailure(504, "the backend function timed out", detail=detail)
         raise BackendFailure(502, "the backend function failed", detail=detail)
     return json.loads(payload)
 

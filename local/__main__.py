@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  try:       curl {stack.url}/hello\n"
             f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
             f"  counts:    {kept(stack, args.fresh)}\n"
+            + (f"  backend:   {stack.backend}\n" if stack.backend else "")
             + "".join(
                 f"  stream:    {m.table} -> {m.function} "
                 f"({m.logical_id}, BatchSize {m.batch_size})\n"

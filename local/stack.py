@@ -19,6 +19,7 @@ from typing import Any
 
 from local import emulator
 from local.events import ApiInfo
+from local.invoke import InvokeServer, file_backend_spec, is_file_backend, region
 from local.router import Router, TemplateError, parameter_values
 from local.runtime import Function, FunctionSpec
 from local.state import (
@@ -201,6 +202,8 @@ class LocalStack:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _saved_finished: int = 0
     _pollers: list[StreamPoller] = field(default_factory=list)
+    backend: str = ""  # what the counter forwards to, as the banner says it
+    _invoke_server: InvokeServer | None = None
 
     @property
     def emulator_pid(self) -> int | None:
@@ -308,6 +311,11 @@ def start_local_stack(
             undo.callback(emu.stop)
         if template is None:
             template = default_template()  # while the emulator boots
+        backend = params.get("Backend", "")
+        downstream = file_backend_spec(backend, region()) if is_file_backend(backend) else None
+        if downstream is not None:  # deployed as the Lambda backend it stands for
+            params["Backend"] = downstream.function_arn
+            backend = f"{backend} (as {downstream.function_arn})"
         emulator.check_parameters(template, params)
         router = Router(template, parameters=parameter_values(template, params))
         say = log or (lambda line: print(line, flush=True))
@@ -349,7 +357,15 @@ def start_local_stack(
         undo.callback(pool.shutdown, wait=False, cancel_futures=True)
         code_dir = Path(tempfile.mkdtemp(prefix="route-counter-local-"))
         undo.callback(shutil.rmtree, code_dir, ignore_errors=True)
+        invoke_server = None
+        if downstream is not None:
+            invoke_server = InvokeServer(Function(downstream, code_dir, pool))
+            undo.callback(invoke_server.stop)
+            for spec in specs:  # their Lambda clients invoke it as they would on AWS
+                spec.environment["AWS_ENDPOINT_URL_LAMBDA"] = invoke_server.url
         functions = {s.logical_id: Function(s, code_dir, pool) for s in specs}
+        if invoke_server is not None:
+            functions[downstream.logical_id] = invoke_server.function
         pollers = start_stream_pollers(
             mappings, template, endpoint, physical, functions, say, from_latest=restored > 0
         )
@@ -389,6 +405,8 @@ def start_local_stack(
         _pool=pool,
         _code_dir=code_dir,
         _pollers=pollers,
+        backend=backend,
+        _invoke_server=invoke_server,
     )
     stack.start_saving()
     return stack
