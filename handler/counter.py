@@ -356,7 +356,13 @@ def invoke_function(event):
         if "Task timed out after" in detail:  # its own Timeout: it did not answer in time
             raise BackendFailure(504, "the backend function timed out", detail=detail)
         raise BackendFailure(502, "the backend function failed", detail=detail)
-    return json.loads(payload)
+    try:
+        return json.loads(payload)
+    except ValueError:
+        detail = payload[:1000].decode("utf-8", "replace")
+        raise BackendFailure(
+            502, "the backend function's answer is not JSON", detail=detail
+        ) from None
 
 
 def closed_by_peer(connection):
@@ -392,7 +398,7 @@ def forwarded_headers(event):
         and not name.lower().startswith("proxy-")
         for value in values
     ]
-    source = event["requestContext"].get("identity", {}).get("sourceIp") or ""
+    source = (event["requestContext"].get("identity") or {}).get("sourceIp") or ""
     return [
         ("Host", backend_url.netloc),
         *headers,
@@ -563,21 +569,23 @@ def serve_backend(event, route, method, started, request_id, line):
         except HttpError as error:
             line.update(level="ERROR", counted=False, countError=error.log)
     line.update(backendStatus=status, backendLatencyMs=latency)
+    if method != "OPTIONS":
+        line["counted"] = bool(counted)
     if failure is not None:
         body = {"error": failure.message, "requestId": request_id}
         body["outcome"] = "counted" if counted else "not counted"
         line.update(level="ERROR", backendError=failure.message, **failure.log)
         result = response(failure.status, body)
-    if isinstance(result, dict):
+    if isinstance(result, dict) and isinstance(result.get("headers") or {}, dict):
         extra = dict(limits)
         if counted and header_of(event, COUNT_HEADER) == "1":
             extra["X-Route-Count"] = str(counted["count"])
         if extra:
             result["headers"] = {**(result.get("headers") or {}), **extra}
-        if len(json.dumps(result)) > MAX_ANSWER_BYTES:
-            line.update(level="ERROR", error="answer too large")
-            body = {"error": too_large(len(json.dumps(result))), "requestId": request_id}
-            result = response(502, body)
+        size = len(json.dumps(result))
+        if size > MAX_ANSWER_BYTES:
+            line.update(level="ERROR", backendError="answer too large")
+            result = response(502, {"error": too_large(size), "requestId": request_id})
     return result
 
 
