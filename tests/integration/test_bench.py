@@ -47,6 +47,7 @@ ROW_NAMES = {
     "7i": "Read: all-routes series, DynamoDB calls",
     "7j": "Read: dashboard, DynamoDB calls",
     "7k": "Read: route page, DynamoDB calls",
+    "8": "Backend: counter in front of a 20 ms HTTP backend, in-process",
 }
 
 
