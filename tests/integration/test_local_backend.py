@@ -5,23 +5,12 @@ import base64
 import http.client
 import json
 import textwrap
-import urllib.request
 
 import pytest
 
 from tests.backend_server import BINARY, backend_server, refused_url
 from tests.conftest import local_stack, stored_counts
-
-
-def request(url, method="GET", body=None, headers=()):
-    req = urllib.request.Request(url, data=body, method=method)
-    for name, value in headers:
-        req.add_header(name, value)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+from tests.integration.test_local_api_gateway import request
 
 
 @pytest.fixture(scope="module")

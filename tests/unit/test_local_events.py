@@ -26,7 +26,7 @@ def router(template):
     return Router(template)
 
 
-def event_for(router, method="GET", target="/", headers=CURL, body=b"") -> dict:
+def event_for(router, method="GET", target="/", headers=CURL, body=b"", api=API) -> dict:
     """Build the event and check it is a valid REST proxy event for powertools' parser."""
     match = router.match(method, target.partition("?")[0])
     event = build_event(
@@ -35,7 +35,7 @@ def event_for(router, method="GET", target="/", headers=CURL, body=b"") -> dict:
         headers=list(headers),
         body=body,
         match=match,
-        api=API,
+        api=api,
         source_ip="127.0.0.1",
         now=1_764_300_000.5,
     )
@@ -120,6 +120,13 @@ def test_text_body_is_passed_as_text(router):
 PNG_BYTES = b"\x89PNG\r\n\x1a\n"
 
 
+def upload(router, types: tuple[str, ...], content_type: str | None) -> dict:
+    """The event of a PNG uploaded with this Content-Type to an API with these types."""
+    headers = [*CURL, ("Content-Type", content_type)] if content_type else CURL
+    api = ApiInfo(binary_media_types=types)
+    return event_for(router, "PUT", "/upload", headers, PNG_BYTES, api)
+
+
 @pytest.mark.parametrize(
     ("types", "content_type"),
     [
@@ -131,19 +138,7 @@ PNG_BYTES = b"\x89PNG\r\n\x1a\n"
     ],
 )
 def test_a_body_whose_type_is_a_binary_media_type_is_base64_encoded(router, types, content_type):
-    headers = [*CURL, ("Content-Type", content_type)] if content_type else CURL
-    api = ApiInfo(binary_media_types=types)
-    match = router.match("PUT", "/upload")
-
-    event = build_event(
-        method="PUT",
-        target="/upload",
-        headers=headers,
-        body=PNG_BYTES,
-        match=match,
-        api=api,
-        source_ip="127.0.0.1",
-    )
+    event = upload(router, types, content_type)
 
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == PNG_BYTES
@@ -158,19 +153,7 @@ def test_any_other_body_is_passed_as_utf8_text_and_its_other_bytes_are_lost(
 ):
     """As API Gateway does: a binary upload without a matching BinaryMediaTypes arrives
     mangled, so a local test cannot pass where AWS would corrupt the body."""
-    headers = [*CURL, ("Content-Type", content_type)] if content_type else CURL
-    api = ApiInfo(binary_media_types=types)
-    match = router.match("PUT", "/upload")
-
-    event = build_event(
-        method="PUT",
-        target="/upload",
-        headers=headers,
-        body=PNG_BYTES,
-        match=match,
-        api=api,
-        source_ip="127.0.0.1",
-    )
+    event = upload(router, types, content_type)
 
     assert event["isBase64Encoded"] is False
     assert event["body"] == "\ufffdPNG\r\n\x1a\n"
