@@ -8,6 +8,7 @@ import json
 import pytest
 
 from local.invoke import InvokeServer, file_backend_spec
+from local.router import TemplateError
 from local.runtime import Function
 from tests.conftest import ROOT, api_event, lambda_context, load_module, read_item
 
@@ -150,3 +151,16 @@ def test_an_unknown_function_is_a_502(counter, monkeypatch):
 
     assert result["statusCode"] == 502
     assert json.loads(result["body"])["error"] == "the backend function could not be invoked"
+
+
+def test_a_file_backend_is_found_from_where_deploy_sh_was_run(tmp_path, monkeypatch):
+    (tmp_path / "my api.py").write_text("def main(event, context):\n    return {}\n")
+    monkeypatch.setenv("ROUTE_COUNTER_CALLER_DIR", str(tmp_path))
+
+    spec = file_backend_spec("file:my api.py:main", "eu-west-1")
+
+    assert spec.handler == "index.main"
+    assert spec.function_arn == "arn:aws:lambda:eu-west-1:123456789012:function:local-my-api"
+    assert "def main" in spec.code
+    with pytest.raises(TemplateError, match="no such file"):
+        file_backend_spec("file:missing.py", "eu-west-1")
