@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,11 +120,17 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def backend_server() -> Iterator[Backend]:
-    """Serve on 127.0.0.1 and a free port; always stopped."""
+def backend_server(tls: tuple[str, str] | None = None) -> Iterator[Backend]:
+    """Serve on 127.0.0.1 and a free port (over TLS with tls=(cert, key)); always stopped."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    backend = Backend(f"http://127.0.0.1:{server.server_address[1]}")
+    scheme = "http"
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    backend = Backend(f"{scheme}://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = type("BoundHandler", (Handler,), {"backend": backend})
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()

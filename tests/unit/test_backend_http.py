@@ -8,7 +8,15 @@ from botocore.exceptions import EndpointConnectionError
 
 from local.events import ApiInfo, build_event
 from tests.backend_server import BINARY, backend_server, refused_url
-from tests.conftest import ROOT, default_router, lambda_context, load_module, on_send, read_item
+from tests.conftest import (
+    ROOT,
+    default_router,
+    lambda_context,
+    load_module,
+    on_send,
+    read_item,
+    write_self_signed_certificate,
+)
 
 API = ApiInfo(api_id="abc123", binary_media_types=("*/*",))
 HOST = "abc123.execute-api.us-east-1.amazonaws.com"
@@ -179,6 +187,23 @@ def test_answer_within_the_limit_passes_and_larger_is_a_clear_502(front, counter
     assert "larger than the 6291456 bytes a Lambda function can return" in error["error"]
     assert error["requestId"]
     assert read_item(counter_table, "/large")["count"] == {"N": "2"}
+
+
+def test_an_https_backend_is_reached_over_verified_tls(
+    counter_table, tmp_path, monkeypatch, capsys
+):
+    cert, key = write_self_signed_certificate(tmp_path)
+    with backend_server(tls=(str(cert), str(key))) as tls_backend:
+        monkeypatch.setenv("BACKEND", tls_backend.url)
+        untrusted = call(load_module(ROOT / "handler" / "counter.py", "https_untrusted"), event())
+        refusal = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the system's CAs, here our own
+        trusted = call(load_module(ROOT / "handler" / "counter.py", "https_trusted"), event())
+
+    assert untrusted["statusCode"] == 502
+    assert "CERTIFICATE_VERIFY_FAILED" in refusal["detail"]
+    assert trusted["statusCode"] == 200
+    assert tls_backend.paths() == ["/"]  # the untrusted one never sent its request
 
 
 def test_refused_connection_is_a_502_and_the_hit_counted_as_5xx(front, counter_table, capsys):
