@@ -168,3 +168,19 @@ def test_the_count_header_and_a_rate_limited_request_that_never_reaches_the_func
     assert asked[1][1]["X-Route-Count"] is None
     assert asked[2][1]["RateLimit-Remaining"] == "0"
     assert function_stack.calls.read_text().splitlines().count("/limited") == 2
+
+
+def test_without_binary_media_types_binary_bodies_are_mangled_as_on_aws(backend, tmp_path):
+    """BinaryMediaTypes empty: what AWS would corrupt, the local stack corrupts too."""
+    params = ["--param", f"Backend={backend.url}", "--param", "BinaryMediaTypes="]
+    with local_stack(tmp_path, *params) as running:
+        upload = request(
+            running.url + "/echo", "PUT", BINARY, [("Content-Type", "application/octet-stream")]
+        )
+        download = request(running.url + "/binary", headers=[("Accept", "*/*")])
+
+    assert upload[0] == 200
+    received = base64.b64decode(json.loads(upload[2])["body"])
+    assert received == BINARY.decode("utf-8", errors="replace").encode()
+    assert received != BINARY
+    assert download[2] == base64.b64encode(BINARY)  # the base64 text, not the bytes
