@@ -38,6 +38,7 @@ for arg in "$@"; do
 			[[ $a == --local ]] || local_args+=("$a")
 		done
 		ensure_venv
+		export ROUTE_COUNTER_CALLER_DIR=$PWD # a Backend=file:PATH is relative to it
 		cd "$ROOT"
 		exec .venv/bin/python -m local ${local_args[@]+"${local_args[@]}"}
 	fi

@@ -106,8 +106,9 @@ def _kill_group(pid: int) -> None:
 
 
 @contextlib.contextmanager
-def local_stack() -> Iterator[tuple[str, dict[str, int]]]:
-    """`./deploy.sh --local` on a free port: its URL and processes, once it says it is ready."""
+def local_stack(*args: str) -> Iterator[tuple[str, dict[str, int]]]:
+    """`./deploy.sh --local` on a free port (and args, e.g. --param Key=Value): its URL and
+    processes, once it says it is ready."""
     port = free_port()
     emulator_pid = None
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
@@ -123,6 +124,7 @@ def local_stack() -> Iterator[tuple[str, dict[str, int]]]:
                     str(port),
                     "--state-dir",
                     tmp,
+                    *args,
                 ],
                 cwd=ROOT,
                 env=bench_env(),

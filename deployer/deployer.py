@@ -59,6 +59,7 @@ STACK_POLICY = {
 # one of these leaves the old one in CloudFormation's deployment (see routes_replaced).
 ROUTE_TYPES = ("AWS::ApiGateway::Resource", "AWS::ApiGateway::Method")
 STAGE_TYPE = "AWS::ApiGateway::Stage"
+REST_API_TYPE = "AWS::ApiGateway::RestApi"
 
 Say = Callable[[str], None]
 
@@ -597,6 +598,20 @@ class Deployer:
             why = (
                 f"the update removed or replaced {', '.join(replaced)}, which the stage's "
                 "previous deployment still routed"
+            )
+            for api_id, stage in self._stages(template, stack, why):
+                self._redeploy(api_id, stage, why)
+        elif apis := [
+            c["ResourceChange"]["LogicalResourceId"]
+            for c in changes
+            if c.get("ResourceChange", {}).get("ResourceType") == REST_API_TYPE
+            and c["ResourceChange"].get("Action") == "Modify"
+        ]:
+            # Its BinaryMediaTypes (Backend): a stage applies the API's settings as they were
+            # when its deployment was taken.
+            why = (
+                f"the update changed the settings of {', '.join(apis)} (BinaryMediaTypes), "
+                "which a stage serves from a new deployment only"
             )
             for api_id, stage in self._stages(template, stack, why):
                 self._redeploy(api_id, stage, why)

@@ -1,11 +1,17 @@
 """Route Counter: count every request, per route, in DynamoDB (README.md, "The API")."""
 
+import base64
+import http.client
 import json
 import math
 import os
 import random
 import re
+import select
+import ssl
+import threading
 import time
+from urllib.parse import quote, urlencode, urlsplit
 
 import boto3
 from botocore import exceptions as aws
@@ -118,13 +124,13 @@ class AnswerCutOff(Exception):
     """DynamoDB's answer arrived without its body."""
 
 
-def write(deadline, **params):
+def write(deadline, names=None, **params):
     """One UpdateItem; the item as it is now (ALL_NEW)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             answer = dynamodb.update_item(
                 TableName=TABLE_NAME,
-                ExpressionAttributeNames={"#count": "count"},
+                ExpressionAttributeNames={"#count": "count", **(names or {})},
                 ReturnValues="ALL_NEW",
                 **params,
             )
@@ -292,6 +298,315 @@ def log(**fields):
     print(LOG_ENCODER.encode(fields))  # one JSON line: Logs Insights needs no pattern
 
 
+# --- Backends (docs/backends.md): the counter in front of a Lambda function or a URL --------
+
+BACKEND = os.environ.get("BACKEND", "")
+BACKEND_TIMEOUT = int(os.environ.get("BACKEND_TIMEOUT_SECONDS") or 10)
+METERING = os.environ.get("FAILURE_POLICY") == "meter"  # else monitor: the backend first
+COUNT_HEADER = "x-route-count"  # sent as 1: the answer carries the route's count
+# Lambda's synchronous response payload quota (6 MB): the most this function can hand
+# API Gateway, JSON and base64 included.
+MAX_ANSWER_BYTES = 6 * 1024 * 1024
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade")
+)
+# Set by the counter itself, never copied: the backend's own host, and the hop's framing.
+NOT_FORWARDED = frozenset(
+    ("host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
+)
+# A hit with its answer: the status class, the latency total and the last of each.
+COUNT_ANSWER = (
+    "ADD #count :one, #class :one, latencyMsTotal :ms SET lastStatus = :status, "
+    "lastLatencyMs = :ms, lastSeen = :now, firstSeen = if_not_exists(firstSeen, :now)"
+)
+
+
+class BackendFailure(Exception):
+    """The backend gave no answer to return: status, message, and what to log."""
+
+    def __init__(self, status, message, **log):
+        self.status, self.message, self.log = status, message, log
+
+
+def lambda_client(arn):
+    """No SDK retries: an Invoke that may have run is never sent again."""
+    return boto3.client(
+        "lambda",
+        region_name=arn.split(":")[3],
+        config=Config(
+            connect_timeout=min(2, BACKEND_TIMEOUT),
+            read_timeout=BACKEND_TIMEOUT,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        ),
+    )
+
+
+backend_function = lambda_client(BACKEND) if BACKEND.startswith("arn:") else None
+backend_url = urlsplit(BACKEND) if BACKEND.startswith("http") else None
+# Open connections to an HTTP backend, kept across invocations (one per concurrent call).
+idle_connections = []
+idle_lock = threading.Lock()
+
+
+def invoke_function(event):
+    """The proxy answer of the backend function, invoked with the very event."""
+    try:
+        answer = backend_function.invoke(FunctionName=BACKEND, Payload=json.dumps(event))
+        payload = answer["Payload"].read()
+    except aws.ReadTimeoutError as error:
+        raise BackendFailure(
+            504, f"the backend did not answer within {BACKEND_TIMEOUT} s", detail=str(error)
+        ) from None
+    except (aws.ConnectTimeoutError, aws.EndpointConnectionError) as error:
+        raise BackendFailure(502, "the backend could not be reached", detail=str(error)) from None
+    except aws.ClientError as error:
+        code = error.response["Error"].get("Code")
+        if code == "RequestTooLargeException":
+            raise BackendFailure(413, "the request is too large for the backend function") from None
+        raise BackendFailure(
+            502, "the backend function could not be invoked", errorCode=code, detail=str(error)
+        ) from None
+    except aws.BotoCoreError as error:
+        message = "the backend function failed to answer"
+        raise BackendFailure(502, message, detail=str(error)) from None
+    if "FunctionError" in answer:
+        detail = payload[:1000].decode("utf-8", "replace")
+        if "Task timed out after" in detail:  # its own Timeout: it did not answer in time
+            raise BackendFailure(504, "the backend function timed out", detail=detail)
+        raise BackendFailure(502, "the backend function failed", detail=detail)
+    try:
+        return json.loads(payload)
+    except ValueError:
+        detail = payload[:1000].decode("utf-8", "replace")
+        raise BackendFailure(
+            502, "the backend function's answer is not JSON", detail=detail
+        ) from None
+
+
+def closed_by_peer(connection):
+    """An idle kept-alive connection with something to read has been closed by the backend
+    (or sent what no request asked for): never reused."""
+    return connection.sock is None or bool(select.select([connection.sock], [], [], 0)[0])
+
+
+def take_connection():
+    with idle_lock:
+        while idle_connections:
+            connection = idle_connections.pop()
+            if not closed_by_peer(connection):
+                return connection
+            connection.close()
+    if backend_url.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(backend_url.hostname, backend_url.port, context=context)
+    return http.client.HTTPConnection(backend_url.hostname, backend_url.port)
+
+
+def forwarded_headers(event):
+    """The client's headers minus the hop's own, then Host and X-Forwarded-*."""
+    given = event.get("multiValueHeaders") or {
+        name: [value] for name, value in (event.get("headers") or {}).items()
+    }
+    lower = {name.lower(): values for name, values in given.items()}
+    named = {t.strip().lower() for v in lower.get("connection", []) for t in v.split(",")}
+    headers = [
+        (name, value)
+        for name, values in given.items()
+        if name.lower() not in HOP_BY_HOP | NOT_FORWARDED | named | {COUNT_HEADER}
+        and not name.lower().startswith("proxy-")
+        for value in values
+    ]
+    source = (event["requestContext"].get("identity") or {}).get("sourceIp") or ""
+    return [
+        ("Host", backend_url.netloc),
+        *headers,
+        ("X-Forwarded-For", ", ".join(lower.get("x-forwarded-for", [])) or source),
+        ("X-Forwarded-Proto", (lower.get("x-forwarded-proto") or ["https"])[-1]),
+        ("X-Forwarded-Host", (lower.get("host") or [backend_url.netloc])[-1]),
+    ]
+
+
+def request_target(event):
+    """The backend URL's path, then the path under the stage, then the query string."""
+    path = quote(backend_url.path.rstrip("/") + event["path"], safe="/%:@!$&'()*+,;=-._~")
+    query = event.get("multiValueQueryStringParameters") or {
+        key: [value] for key, value in (event.get("queryStringParameters") or {}).items()
+    }
+    pairs = [(key, value) for key, values in query.items() for value in values]
+    query = "&".join(filter(None, [backend_url.query, urlencode(pairs, quote_via=quote)]))
+    return f"{path}?{query}" if query else path
+
+
+def fetch(event, deadline):
+    """The HTTP backend's answer as a proxy answer. Sent at most once: a kept-alive
+    connection the backend closed while idle is dropped before anything is sent on it;
+    any failure once the request may have left is a 502 or 504, never a second send."""
+    body = event.get("body") or ""
+    body = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    connection = take_connection()
+    connection.timeout = max(0.001, deadline - time.monotonic())
+    try:
+        if connection.sock is None:
+            connection.connect()
+    except OSError as error:
+        connection.close()
+        raise BackendFailure(
+            502, "the backend refused the connection or could not be reached", detail=str(error)
+        ) from None
+    sock = connection.sock
+    try:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        connection.putrequest(
+            event["httpMethod"], request_target(event), skip_host=True, skip_accept_encoding=True
+        )
+        for name, value in forwarded_headers(event):
+            connection.putheader(name, value)
+        if body or event["httpMethod"] in ("POST", "PUT", "PATCH"):
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body or None)
+        answer = connection.getresponse()
+        declared = answer.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            raise BackendFailure(502, too_large(int(declared)))
+        chunks, size = [], 0
+        while chunk := answer.read(65536):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise BackendFailure(502, too_large(size, "over"))
+            chunks.append(chunk)
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+        if answer.length:  # read(n) returns b"" when the backend closed before its end
+            raise http.client.IncompleteRead(b"", answer.length)
+    except BackendFailure:
+        connection.close()
+        raise
+    except TimeoutError as error:
+        connection.close()
+        raise BackendFailure(
+            504, f"the backend did not answer within {BACKEND_TIMEOUT} s", detail=str(error)
+        ) from None
+    except (OSError, http.client.HTTPException) as error:
+        connection.close()
+        raise BackendFailure(
+            502, "the backend closed the connection before its whole answer", detail=repr(error)
+        ) from None
+    if answer.will_close:
+        connection.close()
+    else:
+        with idle_lock:
+            idle_connections.append(connection)
+    return proxy_answer(answer, b"".join(chunks))
+
+
+def too_large(size, how="of"):
+    return (
+        f"the backend's answer ({how} {size} bytes) is larger than the "
+        f"{MAX_ANSWER_BYTES} bytes a Lambda function can return"
+    )
+
+
+def proxy_answer(answer, body):
+    """Status, headers (repeated ones such as Set-Cookie kept) and body: text if it is
+    UTF-8, else base64."""
+    named = {t.strip().lower() for t in (answer.getheader("Connection") or "").split(",")}
+    headers = {}
+    for name, value in answer.msg.items():
+        if name.lower() not in HOP_BY_HOP | named | {"content-length"}:
+            headers.setdefault(name, []).append(value)
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    return {
+        "statusCode": answer.status,
+        "multiValueHeaders": headers,
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+def count_answer(route, now, deadline, status, latency_ms):
+    """The hit and the answer it got, in one UpdateItem (contract.md, item 2)."""
+    item = write(
+        deadline,
+        names={"#class": f"s{min(max(status // 100, 2), 5)}xx"},
+        Key={"route": {"S": route}},
+        UpdateExpression=COUNT_ANSWER,
+        ExpressionAttributeValues={
+            ":one": {"N": "1"},
+            ":now": {"S": iso(now)},
+            ":status": {"N": str(status)},
+            ":ms": {"N": str(latency_ms)},
+        },
+    )
+    return record(route, item)
+
+
+def header_of(event, name):
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def serve_backend(event, route, method, started, request_id, line):
+    """Count and forward: the backend's answer, or a 502/504 JSON error.
+
+    A rate-limited stack and FailurePolicy meter count first (a refused hit never reaches
+    the backend; in meter, a failed count is the 503 and nothing is served); monitor, the
+    default, calls the backend first and counts the hit with its answer, and a failed
+    count is logged ("counted": false) and served anyway. OPTIONS is forwarded, uncounted.
+    """
+    counted, limits, first = None, {}, RATE_LIMIT > 0 or METERING
+    if first and method != "OPTIONS":
+        try:
+            if RATE_LIMIT > 0:
+                counted, limits = count_limited(route, time.time(), started + RETRY_SECONDS)
+            else:
+                counted = count_hit(route, time.time(), started + RETRY_SECONDS)
+        except HttpError as error:
+            if error.status == 429 or METERING:
+                raise
+            line.update(level="ERROR", counted=False, countError=error.log)
+    sent = time.monotonic()
+    try:
+        if backend_function is not None:
+            result = invoke_function(event)
+        else:
+            result = fetch(event, sent + BACKEND_TIMEOUT)
+        failure = None
+        status = result.get("statusCode") if isinstance(result, dict) else None
+        status = int(status) if str(status).isdigit() else 502
+    except BackendFailure as error:
+        result, failure, status = None, error, error.status
+    latency = round((time.monotonic() - sent) * 1000)
+    if not first and method != "OPTIONS":
+        try:
+            deadline = time.monotonic() + RETRY_SECONDS
+            counted = count_answer(route, time.time(), deadline, status, latency)
+        except HttpError as error:
+            line.update(level="ERROR", counted=False, countError=error.log)
+    line.update(backendStatus=status, backendLatencyMs=latency)
+    if method != "OPTIONS":
+        line["counted"] = bool(counted)
+    if failure is not None:
+        body = {"error": failure.message, "requestId": request_id}
+        body["outcome"] = "counted" if counted else "not counted"
+        line.update(level="ERROR", backendError=failure.message, **failure.log)
+        result = response(failure.status, body)
+    if isinstance(result, dict) and isinstance(result.get("headers") or {}, dict):
+        extra = dict(limits)
+        if counted and header_of(event, COUNT_HEADER) == "1":
+            extra["X-Route-Count"] = str(counted["count"])
+        if extra:
+            result["headers"] = {**(result.get("headers") or {}), **extra}
+        size = len(json.dumps(result))
+        if size > MAX_ANSWER_BYTES:
+            line.update(level="ERROR", backendError="answer too large")
+            result = response(502, {"error": too_large(size), "requestId": request_id})
+    return result
+
+
 def handler(event, context):
     started = time.monotonic()
     request_id = getattr(context, "aws_request_id", None) or "-"
@@ -306,7 +621,9 @@ def handler(event, context):
             raise HttpError(*problem)
         if STATS_ROUTE and (route == STATS_ROUTE or route.startswith(STATS_ROUTE + "/")):
             raise HttpError(404, f"{STATS_ROUTE} is the stats endpoint; not counted")
-        if method == "OPTIONS":
+        if BACKEND:
+            result = serve_backend(event, route, method, started, request_id, line)
+        elif method == "OPTIONS":
             result = response(204)
         elif RATE_LIMIT > 0:
             result = response(200, *count_limited(route, time.time(), started + RETRY_SECONDS))
@@ -318,8 +635,7 @@ def handler(event, context):
             body.update(outcome=error.log["outcome"], requestId=request_id)
             line.update(level="ERROR", **error.log)
         result = response(error.status, body, error.headers)
-    line.update(
-        status=result["statusCode"], latencyMs=round((time.monotonic() - started) * 1000, 1)
-    )
+    status = result.get("statusCode") if isinstance(result, dict) else None
+    line.update(status=status, latencyMs=round((time.monotonic() - started) * 1000, 1))
     log(**line)
     return result

@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
             f"  counts:    {kept(stack, args.fresh)}\n"
             + private_stats_lines(stack)
+            + (f"  backend:   {stack.backend}\n" if stack.backend else "")
             + "".join(
                 f"  stream:    {m.table} -> {m.function} "
                 f"({m.logical_id}, BatchSize {m.batch_size})\n"

@@ -12,15 +12,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from local.router import Match, Router
 
-TEXT_TYPES = (
-    "text/",
-    "application/json",
-    "application/xml",
-    "application/javascript",
-    "application/x-www-form-urlencoded",
-    "application/graphql",
-)
-
 
 @dataclass(frozen=True)
 class ApiInfo:
@@ -44,20 +35,35 @@ class MalformedResponse(ValueError):
     """The function's answer is not a valid Lambda proxy response."""
 
 
-def is_binary(body: bytes, content_type: str | None, binary_media_types: tuple[str, ...]) -> bool:
-    """Whether API Gateway would hand the body to the function base64-encoded."""
-    mime = (content_type or "").split(";", 1)[0].strip().lower()
+# A REST API's BinaryMediaTypes, as API Gateway applies them to a Lambda proxy integration
+# (the one place the local API emulates them; docs/backends.md, "Binary bodies"):
+# - a request body goes to the function base64-encoded (isBase64Encoded true) only when its
+#   Content-Type matches one of them; any other body is passed as UTF-8 text, so a byte
+#   that is not UTF-8 is lost (each invalid sequence becomes U+FFFD);
+# - a base64 answer (isBase64Encoded true) is decoded to bytes only when the request's
+#   first Accept type matches one of them; otherwise the client gets the base64 text.
+# `*/*` matches any type (none given included), `type/*` any subtype, `~1` stands for '/'.
+
+
+def media_type_matches(value: str | None, binary_media_types: tuple[str, ...]) -> bool:
+    """Whether a Content-Type, or an Accept header's first type, is one of BinaryMediaTypes."""
+    mime = (value or "").split(",", 1)[0].split(";", 1)[0].strip().lower()
     for pattern in binary_media_types:
-        pattern = pattern.replace("~1", "/").lower()
+        pattern = pattern.replace("~1", "/").strip().lower()
         if pattern in ("*/*", mime) or (
-            pattern.endswith("/*") and mime.startswith(pattern[:-1]) and mime
+            mime and pattern.endswith("/*") and mime.startswith(pattern[:-1])
         ):
             return True
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return bool(mime) and not (mime.startswith(TEXT_TYPES) or mime.endswith(("+json", "+xml")))
+    return False
+
+
+def request_body(body: bytes, content_type: str | None, api: ApiInfo) -> tuple[str | None, bool]:
+    """The event's body and isBase64Encoded for the request's bytes."""
+    if not body:
+        return None, False
+    if media_type_matches(content_type, api.binary_media_types):
+        return base64.b64encode(body).decode("ascii"), True
+    return body.decode("utf-8", errors="replace"), False
 
 
 def request_time(epoch: float) -> str:
@@ -111,13 +117,7 @@ def build_event(
         single_query[key] = value
         multi_query.setdefault(key, []).append(value)
 
-    encoded = bool(body) and is_binary(body, lower.get("content-type"), api.binary_media_types)
-    if not body:
-        event_body = None
-    elif encoded:
-        event_body = base64.b64encode(body).decode("ascii")
-    else:
-        event_body = body.decode("utf-8")
+    event_body, encoded = request_body(body, lower.get("content-type"), api)
 
     resource_path = match.resource.path
     return {
@@ -219,8 +219,14 @@ def _header_value(name: str, value: object) -> str:
     raise MalformedResponse(f"header {name!r} has a {type(value).__name__} value")
 
 
-def map_response(result: object, request_id: str) -> HttpResponse:
-    """The HTTP answer API Gateway makes of a Lambda proxy response.
+def map_response(
+    result: object,
+    request_id: str,
+    accept: str | None = None,
+    binary_media_types: tuple[str, ...] = (),
+) -> HttpResponse:
+    """The HTTP answer API Gateway makes of a Lambda proxy response, for a request whose
+    Accept header is `accept`, on an API with these BinaryMediaTypes.
 
     Raises MalformedResponse for what API Gateway rejects as "Malformed Lambda proxy
     response" (and answers 502).
@@ -251,7 +257,7 @@ def map_response(result: object, request_id: str) -> HttpResponse:
     encoded = result.get("isBase64Encoded", False)
     if not isinstance(encoded, bool):
         raise MalformedResponse("isBase64Encoded is not a boolean")
-    if encoded and body:
+    if encoded and body and media_type_matches(accept or "*/*", binary_media_types):
         try:
             payload = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError) as error:

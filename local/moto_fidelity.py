@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto import backend_index
+from moto.apigateway.models import RestAPI
 from moto.awslambda import responses as lambda_responses
 from moto.awslambda import urls as lambda_urls
 from moto.cloudformation import models as cfn_models
@@ -590,6 +591,33 @@ def _serve_stack_secrets() -> None:
         cached.cache_clear()
 
 
+# A REST API's BinaryMediaTypes: moto 5.2.5 creates the API from a template without them (and
+# cannot update one), where API Gateway keeps them; the local API applies what the
+# emulator's GetRestApi answers (local/events.py).
+_moto_create_rest_api = RestAPI.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _create_rest_api(cls: type[RestAPI], *args: Any, **kwargs: Any) -> RestAPI:
+    api = _moto_create_rest_api(cls, *args, **kwargs)
+    cloudformation_json = kwargs.get("cloudformation_json") or args[1]
+    api.binaryMediaTypes = list(cloudformation_json["Properties"].get("BinaryMediaTypes") or [])
+    return api
+
+
+def _update_rest_api(
+    cls: type[RestAPI],
+    original_resource: RestAPI,
+    new_resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+) -> RestAPI:
+    """BinaryMediaTypes updated in place, as API Gateway does (the rest as moto leaves it)."""
+    types = cloudformation_json["Properties"].get("BinaryMediaTypes") or []
+    original_resource.binaryMediaTypes = list(types)
+    return original_resource
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -600,6 +628,8 @@ def apply() -> None:
     parsing.parse_and_update_resource = _update_resource
     cfn_models.ChangeSet.diff = _change_set_diff  # type: ignore[method-assign]
     Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]
+    RestAPI.create_from_cloudformation_json = classmethod(_create_rest_api)  # type: ignore[assignment]
+    RestAPI.update_from_cloudformation_json = classmethod(_update_rest_api)  # type: ignore[assignment]
     _serve_account_stream_endpoint()
     _record_streams_as_aws()
     streams_models.ShardIterator.__init__ = _issue_iterator  # type: ignore[method-assign]

@@ -625,7 +625,8 @@ class LocalApiServer(socketserver.TCPServer):
             _stderr(f"{request_id} {function.spec.logical_id} failed:\n{failure}")
             return internal_server_error(request_id)
         try:
-            return map_response(result, request_id)
+            accept = next((v for n, v in headers if n.lower() == "accept"), None)
+            return map_response(result, request_id, accept, self.api.binary_media_types)
         except MalformedResponse as error:
             _stderr(f"{request_id} Malformed Lambda proxy response: {error}: {result!r:.500}")
             return internal_server_error(request_id)

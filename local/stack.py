@@ -18,6 +18,7 @@ from typing import Any
 
 from local import emulator
 from local.events import ApiInfo
+from local.invoke import InvokeServer, file_backend_spec, is_file_backend, region
 from local.router import Router, TemplateError, parameter_values
 from local.runtime import Function, FunctionSpec
 from local.state import (
@@ -243,6 +244,8 @@ class LocalStack:
     _pollers: list[StreamPoller] = field(default_factory=list)
     save_failure: str | None = None  # why the last save failed (None: it worked)
     _kept: Saved = field(default_factory=Saved)  # saved, not in the template: saved as it was
+    backend: str = ""  # what the counter forwards to, as the banner says it
+    _invoke_server: InvokeServer | None = None
 
     @property
     def emulator_pid(self) -> int | None:
@@ -378,6 +381,11 @@ def start_local_stack(
             undo.callback(emu.stop)
         if template is None:
             template = default_template()  # while the emulator boots
+        backend = params.get("Backend", "")
+        downstream = file_backend_spec(backend, region()) if is_file_backend(backend) else None
+        if downstream is not None:  # deployed as the Lambda backend it stands for
+            params["Backend"] = downstream.function_arn
+            backend = f"{backend} (as {downstream.function_arn})"
         emulator.check_parameters(template, params)
         router = Router(template, parameters=parameter_values(template, params))
         say = log or (lambda line: print(line, flush=True))
@@ -410,19 +418,18 @@ def start_local_stack(
             for logical_id, resource in router.resources.items()
             if logical_id in physical
         }
+        binary_media_types: list[str] = []
         with contextlib.suppress(Exception):
             apigw = emulator.client("apigateway", endpoint)
-            resource_ids["/"] = apigw.get_rest_api(restApiId=api_id)["rootResourceId"]
+            deployed_api = apigw.get_rest_api(restApiId=api_id)
+            resource_ids["/"] = deployed_api["rootResourceId"]
+            binary_media_types = deployed_api.get("binaryMediaTypes", [])
         api = ApiInfo(
             api_id=api_id,
             stage=_stage_name(template, router.api_logical_id, values),
             account_id=stack_id.split(":")[4] if stack_id.count(":") >= 5 else "123456789012",
             resource_ids=resource_ids,
-            binary_media_types=tuple(
-                template["Resources"][router.api_logical_id]
-                .get("Properties", {})
-                .get("BinaryMediaTypes", [])
-            ),
+            binary_media_types=tuple(binary_media_types),
         )
         targets = router.functions() | {m.function for m in mappings}
         specs = function_specs(template, targets, endpoint, physical, values)
@@ -430,10 +437,18 @@ def start_local_stack(
         undo.callback(pool.shutdown, wait=False, cancel_futures=True)
         code_dir = Path(tempfile.mkdtemp(prefix="route-counter-local-"))
         undo.callback(shutil.rmtree, code_dir, ignore_errors=True)
+        invoke_server = None
+        if downstream is not None:
+            invoke_server = InvokeServer(Function(downstream, code_dir, pool))
+            undo.callback(invoke_server.stop)
+            for spec in specs:  # their Lambda clients invoke it as they would on AWS
+                spec.environment["AWS_ENDPOINT_URL_LAMBDA"] = invoke_server.url
         functions = {s.logical_id: Function(s, code_dir, pool) for s in specs}
         # Where the streams end now (what the restore wrote): where the pollers start, as
         # positions a save can read from again. An emulator of AWS_ENDPOINT_URL: not saved.
         ends = read_cut(endpoint, os.environ["AWS_REGION"], tables).stream_ends if state else None
+        if invoke_server is not None:
+            functions[downstream.logical_id] = invoke_server.function
         pollers = start_stream_pollers(
             mappings,
             template,
@@ -477,6 +492,8 @@ def start_local_stack(
         _code_dir=code_dir,
         _pollers=pollers,
         _kept=kept,
+        backend=backend,
+        _invoke_server=invoke_server,
     )
     stack.start_saving()
     return stack

@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from troposphere import AWSObject, GetAtt, If, NoValue, Output, Ref, Sub
+from troposphere import AWSObject, GetAtt, If, NoValue, Output, Ref, Split, Sub
 from troposphere.apigateway import (
     AccessLogSetting,
     Account,
@@ -24,12 +24,20 @@ from troposphere.logs import LogGroup
 from templates.parameters import StackParameters
 
 
-def rest_api() -> RestApi:
+def rest_api(params: StackParameters) -> RestApi:
+    """The API. With a Backend, its BinaryMediaTypes: a REST API hands a body whose type
+    matches none of them to the function as UTF-8 text (any other byte is lost), and
+    decodes a base64 answer only for a client whose first Accept type matches one."""
     return RestApi(
         "CounterApi",
         Name=Sub("${AWS::StackName}"),
         Description="Route Counter: counts every request, per route.",
         EndpointConfiguration=EndpointConfiguration(Types=["REGIONAL"]),
+        BinaryMediaTypes=If(
+            params.has_binary_media_types,
+            Split(",", Ref(params.binary_media_types)),
+            NoValue,
+        ),
     )
 
 

@@ -1,5 +1,6 @@
 """Constructs: one call adds every resource of a repeated shape, CDK style."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from awacs.aws import Statement
@@ -33,12 +34,17 @@ def add_lambda(
     rest_api: RestApi | None,
     alarm_topic: Topic,
     reserves_concurrency: bool = False,
+    role_policy: Callable[[Role], PolicyType] | None = None,
+    timeout: object = None,
 ) -> LambdaFunction:
     """A function: <name>LogGroup, <name>FunctionRole (the given statements, plus writing
     its own logs and sending traces), <name>Function (runs handler/<source>.py, hardened),
     <name>InvokePermission (API Gateway may invoke it, from rest_api only; none when
     rest_api is None: a stream mapping invokes it with its role), and the alarms
-    <name>Errors and <name>Throttles. reserves_concurrency: ReservedConcurrency applies to it."""
+    <name>Errors and <name>Throttles. reserves_concurrency: ReservedConcurrency applies to it;
+    role_policy: a conditional policy resource of the
+    role, which the function waits for (its first call may need it); timeout: instead of
+    the default for its kind."""
     log_group = template.add_resource(function.function_log_group(f"{name}LogGroup", params))
     role = template.add_resource(
         iam.function_role(
@@ -47,10 +53,11 @@ def add_lambda(
         )
     )
     if rest_api is not None:
-        skips, timeout = function.FUNCTION_SCAN_SKIPS, function.TIMEOUT_SECONDS
+        skips, default_timeout = function.FUNCTION_SCAN_SKIPS, function.TIMEOUT_SECONDS
     else:
         skips = function.STREAM_CONSUMER_SCAN_SKIPS
-        timeout = function.STREAM_CONSUMER_TIMEOUT_SECONDS
+        default_timeout = function.STREAM_CONSUMER_TIMEOUT_SECONDS
+    policy = template.add_resource(role_policy(role)) if role_policy else None
     lambda_function = template.add_resource(
         function.hardened_function(
             f"{name}Function",
@@ -61,8 +68,9 @@ def add_lambda(
             environment,
             params,
             skips,
-            timeout=timeout,
+            timeout=timeout or default_timeout,
             reserves_concurrency=reserves_concurrency,
+            waits_for=policy,
         )
     )
     if rest_api is not None:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from troposphere import GetAtt, If, NoValue, PropsDictType, Ref
+from troposphere import AWSObject, GetAtt, If, NoValue, PropsDictType, Ref
 from troposphere.awslambda import Code, Environment, Function, LoggingConfig, TracingConfig
 from troposphere.iam import Role
 from troposphere.logs import LogGroup
@@ -21,6 +21,16 @@ RUNTIME = "python3.13"
 # Above the handler's worst case (three SDK attempts of at most 3 s, plus backoff) and
 # well under API Gateway's 29 s integration timeout.
 TIMEOUT_SECONDS = 15
+# With a Backend: its answer (BackendTimeoutSeconds, at most 20 s) and then, or before it,
+# the count (7 s at worst) fit in 28 s, still under API Gateway's 29 s. A timeout is a cap,
+# not a cost: raised only when a backend is configured (HasBackend).
+BACKEND_TIMEOUT_SECONDS = 28
+
+
+def counter_timeout(params: StackParameters) -> If:
+    return If(params.has_backend, BACKEND_TIMEOUT_SECONDS, TIMEOUT_SECONDS)
+
+
 # A stream consumer answers no client: its time goes to a batch's writes and their retries
 # (handler/aggregator.py stops RESERVE_MS before it to report what it did not write).
 STREAM_CONSUMER_TIMEOUT_SECONDS = 60
@@ -48,7 +58,7 @@ def function_log_group(title: str, params: StackParameters) -> LogGroup:
 # Checks that do not fit a synchronous, public, VPC-less function (see README "Security scan").
 FUNCTION_SCAN_SKIPS = [
     {"id": "CKV_AWS_116", "comment": "Invoked synchronously by API Gateway: no async DLQ"},
-    {"id": "CKV_AWS_117", "comment": "Reaches only DynamoDB over the AWS API: no VPC needed"},
+    {"id": "CKV_AWS_117", "comment": "Reaches AWS APIs and the public Backend: no VPC needed"},
 ]
 # A stream consumer has no asynchronous invocations either: what it gives up on goes to its
 # event source mapping's on-failure queue (templates/streaming.py).
@@ -67,14 +77,17 @@ def hardened_function(
     environment: dict,
     params: StackParameters,
     scan_skips: list[dict] = FUNCTION_SCAN_SKIPS,
-    timeout: int = TIMEOUT_SECONDS,
+    timeout: int | If = TIMEOUT_SECONDS,
     reserves_concurrency: bool = False,
+    waits_for: AWSObject | None = None,
 ) -> Function:
     """A python function, arm64, whose index.py is handler/<source_name>.py, with
     production settings: X-Ray tracing, the environment encrypted with KmsKeyArn when one
     is given (its role needs iam.tracing_statement() and iam.kms_key_policy), and, when
     reserves_concurrency, the ReservedConcurrency reservation (one function only: each
-    reservation comes out of the account's pool, which Lambda keeps at 100 or more)."""
+    reservation comes out of the account's pool, which Lambda keeps at 100 or more).
+    waits_for: a conditional resource created first (DependsOn cannot name one; a
+    conditional Ref can)."""
     reservation = (
         {
             "ReservedConcurrentExecutions": If(
@@ -84,9 +97,12 @@ def hardened_function(
         if reserves_concurrency
         else {}
     )
+    metadata: dict = {"checkov": {"skip": scan_skips}}
+    if waits_for is not None:
+        metadata[waits_for.title] = If(waits_for.Condition, Ref(waits_for), "")
     return Function(
         title,
-        Metadata={"checkov": {"skip": scan_skips}},
+        Metadata=metadata,
         Description=description,
         Runtime=RUNTIME,
         Architectures=["arm64"],

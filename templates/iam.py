@@ -1,6 +1,6 @@
 """IAM roles, written with awacs: each statement names exact actions on exact ARNs."""
 
-from awacs import dynamodb, kms, logs, xray
+from awacs import awslambda, dynamodb, kms, logs, xray
 from awacs.aws import Allow, Policy, Principal, Statement
 from awacs.sts import AssumeRole
 from troposphere import GetAtt, Ref, Sub
@@ -86,6 +86,23 @@ def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource
                     Resource=[Ref(params.kms_key_arn)],
                 )
             ],
+        ),
+    )
+
+
+def invoke_backend_policy(role: Role, params: StackParameters) -> PolicyResource:
+    """With a Lambda Backend only: the role may invoke exactly that ARN. Lambda authorises
+    an Invoke on the ARN it is called with (a qualified ARN is a resource of its own: the
+    unqualified ARN does not grant it, nor it the unqualified one), and the counter invokes
+    the very ARN given: so the grant is that ARN, qualifier included, and nothing else."""
+    return PolicyResource(
+        "InvokeBackendPolicy",
+        Condition=params.has_lambda_backend,
+        PolicyName="invoke-backend",
+        Roles=[Ref(role)],
+        PolicyDocument=Policy(
+            Version="2012-10-17",
+            Statement=[allow("InvokeBackend", [awslambda.InvokeFunction], Ref(params.backend))],
         ),
     )
 

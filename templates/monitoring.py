@@ -7,6 +7,7 @@ from troposphere.apigateway import Stage
 from troposphere.awslambda import Function
 from troposphere.cloudwatch import Alarm, Dashboard, MetricDimension
 from troposphere.dynamodb import Table
+from troposphere.logs import LogGroup, MetricFilter, MetricTransformation
 from troposphere.sns import SubscriptionResource, Topic
 
 from templates.parameters import StackParameters
@@ -160,6 +161,39 @@ def table_alarms(table: Table, topic: Topic) -> list[Alarm]:
             1,
         )
     ]
+
+
+UNCOUNTED_NAMESPACE = "RouteCounter"
+
+
+def uncounted_hits(log_group: LogGroup, topic: Topic, params: StackParameters) -> list:
+    """With a Backend, FailurePolicy monitor: a request served whose count failed answers as
+    the backend did (no 5XX to alarm on); its log line says "counted": false, and this
+    metric and alarm make it seen."""
+    metric = Sub("${AWS::StackName}-UncountedHits")
+    flag = MetricFilter(
+        "UncountedHitsMetricFilter",
+        Condition=params.has_backend,
+        LogGroupName=Ref(log_group),
+        FilterPattern="{ $.counted IS FALSE }",
+        MetricTransformations=[
+            MetricTransformation(
+                MetricNamespace=UNCOUNTED_NAMESPACE, MetricName=metric, MetricValue="1"
+            )
+        ],
+    )
+    watch = alarm(
+        "UncountedHits",
+        topic,
+        "Requests were served by the backend but their hit could not be recorded.",
+        UNCOUNTED_NAMESPACE,
+        "",
+        {},
+        1,
+    )
+    watch.MetricName = metric
+    watch.Condition = params.has_backend
+    return [flag, watch]
 
 
 def sub_ref(resource: AWSObject) -> str:

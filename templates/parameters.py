@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, fields
 
-from troposphere import And, Equals, Not, Or, Parameter, Ref, Template
+from troposphere import And, Condition, Equals, Not, Or, Parameter, Ref, Select, Split, Template
 
 LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096]
 
@@ -34,6 +34,9 @@ class StackParameters:
     series_hourly_days: Parameter
     backend: Parameter
     private_stats: Parameter
+    backend_timeout: Parameter
+    failure_policy: Parameter
+    binary_media_types: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -43,6 +46,18 @@ class StackParameters:
     has_alarm_email: str
     has_reserved_concurrency: str
     stats_are_private: str
+    has_backend: str
+    has_lambda_backend: str
+    has_binary_media_types: str
+
+
+# Backend: a function ARN (the IAM statement grants exactly it, qualifier included) or a URL.
+BACKEND_PATTERN = (
+    "^(|arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}"
+    "(:(\\$LATEST|[A-Za-z0-9_-]{1,128}))?|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\\s?#]*)?)$"
+)
+MAX_BACKEND_TIMEOUT_SECONDS = 20
+MEDIA_TYPE = "[A-Za-z0-9*!#$&^_.+~-]+/[A-Za-z0-9*!#$&^_.+~-]+"
 
 
 def number(title: str, default: int, description: str, **limits) -> Parameter:
@@ -272,14 +287,46 @@ def declarations() -> dict[str, Parameter]:
             1,
             3650,
         ),
-        # Issue 18 (one block, at the end). Backend's meaning (a Lambda ARN or an HTTP(S) URL)
-        # belongs to the backends helper: declared here only so that PrivateStats=auto can
-        # read it; the lead merges the two declarations into theirs.
+        # Backends (docs/backends.md): what stands behind the counter, and how it is called.
         "backend": text(
             "Backend",
             "",
-            "What stands behind the counter: empty counts hits to the counter itself.",
+            "What the counter forwards each request to, once counted: a Lambda function "
+            "ARN of this stack's region (a version or alias qualifier allowed), or an "
+            "http(s) URL. Empty: the counter answers with the count itself.",
+            AllowedPattern=BACKEND_PATTERN,
+            ConstraintDescription="empty, a Lambda function ARN (arn:aws:lambda:REGION:"
+            "ACCOUNT:function:NAME[:QUALIFIER]), or an http:// or https:// URL",
         ),
+        "backend_timeout": whole_in_range(
+            "BackendTimeoutSeconds",
+            10,
+            "Seconds the counter waits for the backend's whole answer before a 504 "
+            f"(1-{MAX_BACKEND_TIMEOUT_SECONDS}: with the count's own 7 s at worst, the "
+            "function answers before API Gateway's 29 s).",
+            1,
+            MAX_BACKEND_TIMEOUT_SECONDS,
+        ),
+        "failure_policy": text(
+            "FailurePolicy",
+            "monitor",
+            "With a Backend: 'monitor' calls the backend first and records the hit with "
+            "its status and latency (a failed count never fails the request: logged and "
+            "alarmed); 'meter' counts first and answers 503 when the count failed, so "
+            "nothing uncounted is served.",
+            AllowedValues=["monitor", "meter"],
+        ),
+        "binary_media_types": text(
+            "BinaryMediaTypes",
+            "*/*",
+            "With a Backend: the API's binary media types (comma-separated), whose bodies "
+            "API Gateway passes intact (base64) both ways; others are passed as UTF-8 text. "
+            "Empty: none.",
+            AllowedPattern=f"^({MEDIA_TYPE}(,{MEDIA_TYPE})*)?$",
+            ConstraintDescription="empty, or media types such as */*, image/png, "
+            "application/octet-stream separated by commas",
+        ),
+        # Private stats (docs/security-private-stats.md): the stats token, when it is needed.
         "private_stats": text(
             "PrivateStats",
             "auto",
@@ -321,6 +368,17 @@ def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
                 Equals(Ref(p["private_stats"]), "true"),
                 And(Equals(Ref(p["private_stats"]), "auto"), is_not("backend", "")),
             ),
+        ),
+        "has_backend": ("HasBackend", is_not("backend", "")),
+        # A Lambda backend is an ARN: its text up to the first ':' is 'arn' ('https', 'http'
+        # or '' otherwise).
+        "has_lambda_backend": (
+            "HasLambdaBackend",
+            Equals(Select(0, Split(":", Ref(p["backend"]))), "arn"),
+        ),
+        "has_binary_media_types": (
+            "HasBinaryMediaTypes",
+            And(Condition("HasBackend"), is_not("binary_media_types", "")),
         ),
     }
 

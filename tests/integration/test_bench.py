@@ -47,6 +47,8 @@ ROW_NAMES = {
     "7i": "Read: all-routes series, DynamoDB calls",
     "7j": "Read: dashboard, DynamoDB calls",
     "7k": "Read: route page, DynamoDB calls",
+    "8a": "Backend: counter in front of a 20 ms HTTP backend, in-process",
+    "8b": "Backend: counter in front of a 20 ms HTTP backend, through the local stack",
 }
 
 

@@ -97,6 +97,7 @@ def stack(template, tmp_path_factory):
     add_function(resources, "Malformed", "malformed", MALFORMED)
     add_function(resources, "Failing", "failing", FAILING)
     add_function(resources, "Slow", "slow", SLOW)
+    resources["CounterApi"]["Properties"]["BinaryMediaTypes"] = ["image/png"]
     tmp = tmp_path_factory.mktemp("local-api")
     path = tmp / "template.json"
     path.write_text(json.dumps(test_template))
@@ -181,7 +182,7 @@ def test_chunked_upload_reaches_the_function_whole(stack):
     assert event["body"] == '{"part": "one", "more": true}'
 
 
-def test_binary_body_reaches_the_function_base64_encoded(stack):
+def test_binary_body_of_a_binary_media_type_reaches_the_function_base64_encoded(stack):
     raw = bytes(range(256))
 
     _, _, body = request(stack.url + "/echo", "PUT", raw, [("Content-Type", "image/png")])
@@ -191,12 +192,28 @@ def test_binary_body_reaches_the_function_base64_encoded(stack):
     assert base64.b64decode(event["body"]) == raw
 
 
-def test_base64_answer_reaches_the_client_as_bytes(stack):
-    status, headers, body = request(stack.url + "/image")
+def test_binary_body_of_another_type_reaches_the_function_mangled_as_on_aws(stack):
+    raw = bytes(range(256))
+
+    _, _, body = request(stack.url + "/echo", "PUT", raw, [("Content-Type", "image/jpeg")])
+
+    event = json.loads(body)["event"]
+    assert event["isBase64Encoded"] is False
+    assert event["body"] == raw.decode("utf-8", errors="replace")
+
+
+def test_base64_answer_reaches_a_client_accepting_a_binary_type_as_bytes(stack):
+    status, headers, body = request(stack.url + "/image", headers=[("Accept", "image/png")])
 
     assert status == 200
     assert headers["Content-Type"] == "image/png"
     assert body == PNG
+
+
+def test_base64_answer_reaches_a_client_accepting_anything_as_base64_text(stack):
+    _, _, body = request(stack.url + "/image", headers=[("Accept", "*/*")])
+
+    assert body == base64.b64encode(PNG)
 
 
 def test_specific_resource_beats_the_greedy_proxy(stack):

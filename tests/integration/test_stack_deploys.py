@@ -129,3 +129,27 @@ def test_every_option_set_deploys(moto_server, tmp_path, template):
     table = created["CounterTable"]["PhysicalResourceId"]
     described = aws(moto_server, "dynamodb", "describe-table", "--table-name", table)["Table"]
     assert described["DeletionProtectionEnabled"] is True
+
+
+def test_a_lambda_backend_deploys_with_its_exact_grant_timeout_and_binary_types(
+    moto_server, tmp_path, template
+):
+    backend = "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live"
+
+    stack = deploy(moto_server, tmp_path, template, {"Backend": backend})
+
+    created = resources_of(moto_server, stack)
+    assert {r["ResourceStatus"] for r in created.values()} == {"CREATE_COMPLETE"}
+    assert "InvokeBackendPolicy" in created  # (moto models no alarm nor metric filter)
+    role = created["CounterFunctionRole"]["PhysicalResourceId"]
+    granted = aws(moto_server, "iam", "get-role-policy", "--role-name", role,
+                  "--policy-name", "invoke-backend")["PolicyDocument"]  # fmt: skip
+    assert granted["Statement"][0]["Resource"] == [backend]
+    assert granted["Statement"][0]["Action"] == ["lambda:InvokeFunction"]
+    function = created["CounterFunction"]["PhysicalResourceId"]
+    config = aws(moto_server, "lambda", "get-function-configuration", "--function-name", function)
+    assert config["Timeout"] == 28
+    assert config["Environment"]["Variables"]["BACKEND"] == backend
+    api = aws(moto_server, "apigateway", "get-rest-api", "--rest-api-id",
+              created["CounterApi"]["PhysicalResourceId"])  # fmt: skip
+    assert api["binaryMediaTypes"] == ["*/*"]

@@ -18,7 +18,7 @@ from typing import ClassVar
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from deployer import cli
 from deployer.cli import fate_lines, kept_table_lines
@@ -475,6 +475,26 @@ def test_a_failed_redeploy_says_the_stage_routes_the_old_api_and_gives_the_comma
 
     assert "the stage still routes the old API" in str(failed.value)
     assert "create-deployment --rest-api-id a1b2 --stage-name prod" in str(failed.value)
+
+
+def test_a_changed_api_setting_such_as_binary_media_types_is_redeployed_to_the_stage(template):
+    """A Backend set or removed changes the API's BinaryMediaTypes, and nothing else of it:
+    the stage serves the settings of its deployment's snapshot until a new one."""
+    deployer, cfn_stub, api_stub, said = stubbed_redeploy()
+    api_stub.add_response(
+        "create_deployment", {"id": "new2"}, {"restApiId": "a1b2", "stageName": "prod",
+                                              "description": ANY}
+    )  # fmt: skip
+    api_changed = [change("CounterApi", "AWS::ApiGateway::RestApi", "Modify", "False")]
+
+    with cfn_stub, api_stub:
+        deployer.redeploy_stages(template, PROD, api_changed)
+    api_stub.assert_no_pending_responses()
+
+    assert [line for line in said if "redeployed" in line] == [
+        "==> Stage prod redeployed (deployment new2): the update changed the settings of "
+        "CounterApi (BinaryMediaTypes), which a stage serves from a new deployment only."
+    ]
 
 
 @pytest.mark.parametrize("set_back", [True, False])

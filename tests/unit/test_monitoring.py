@@ -8,7 +8,7 @@ import pytest
 
 def alarms(resources: dict) -> dict:
     return {
-        (r["Properties"]["Namespace"], r["Properties"]["MetricName"]): r["Properties"]
+        (r["Properties"]["Namespace"], str(r["Properties"]["MetricName"])): r["Properties"]
         for r in resources.values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
     }

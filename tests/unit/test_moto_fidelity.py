@@ -465,3 +465,23 @@ def test_an_update_leaves_a_never_created_resource_alone_and_creates_it_when_its
         ],
     )
     assert policies() == ["p-b-true"]
+
+
+def test_a_rest_api_keeps_its_binary_media_types_from_the_template_and_updates_them(aws):
+    """The local API applies what GetRestApi answers: moto left them out of a template's API."""
+    cfn, apigw = boto3.client("cloudformation"), boto3.client("apigateway")
+
+    def api(types: list[str]) -> dict:
+        props = {"Name": "binary", "BinaryMediaTypes": types} if types else {"Name": "binary"}
+        return {"Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": props}}
+
+    deploy(cfn, api(["*/*"]))
+    (created,) = apigw.get_rest_apis()["items"]
+    deploy(cfn, api(["image/png", "application/octet-stream"]), update=True)
+    updated = apigw.get_rest_api(restApiId=created["id"])
+    deploy(cfn, api([]), update=True)
+    removed = apigw.get_rest_api(restApiId=created["id"])
+
+    assert created["binaryMediaTypes"] == ["*/*"]
+    assert updated["binaryMediaTypes"] == ["image/png", "application/octet-stream"]
+    assert removed.get("binaryMediaTypes", []) == []

@@ -94,8 +94,13 @@ def test_counter_function_runs_the_handler_file_byte_for_byte(resources):
 def test_function_answers_before_api_gateway_gives_up(resources):
     # API Gateway's REST integration timeout is 29 s; the handler's own worst case
     # (three 3 s SDK attempts plus backoff) must fit inside the function timeout.
-    timeout = resources["CounterFunction"]["Properties"]["Timeout"]
-    assert 12 < timeout < 29
+    # With a Backend, its whole answer (BackendTimeoutSeconds, at most 20 s) comes on top.
+    condition, with_backend, without = resources["CounterFunction"]["Properties"]["Timeout"][
+        "Fn::If"
+    ]
+    assert condition == "HasBackend"
+    assert 12 < without < 29
+    assert 20 + 7 < with_backend < 29
 
 
 def test_functions_log_to_their_own_group_with_retention(resources):
