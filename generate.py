@@ -53,8 +53,15 @@ def build_template() -> Template:
             "STATS_ROUTE": stats_route,
             "RATE_LIMIT": Ref(params.rate_limit),
             "RATE_LIMIT_WINDOW_SECONDS": Ref(params.rate_limit_window),
+            "ROUTE_TEMPLATES": Ref(params.route_templates),
+            "UNMATCHED_ROUTE": Ref(params.unmatched_routes),
+            "MAX_ROUTES": Ref(params.max_routes),
+            "SERIES_TABLE": Ref(series),
         },
-        statements=[iam.allow("CountHits", [dynamodb.UpdateItem], table_arn)],
+        statements=[
+            iam.allow("CountHits", [dynamodb.UpdateItem], table_arn),
+            iam.route_ledger_statement(series_arn),
+        ],
         **shared,
     )
     stats = add_lambda(
@@ -67,6 +74,7 @@ def build_template() -> Template:
             "STATS_ROUTE": stats_route,
             "ALLOWED_ORIGIN": Ref(params.allowed_origin),
             "SERIES_TABLE": Ref(series),
+            "MAX_ROUTES": Ref(params.max_routes),
         },
         statements=[
             iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),

@@ -37,6 +37,7 @@ def test_stats_function_runs_handler_stats_py_byte_for_byte(resources):
         "STATS_ROUTE": {"Fn::Sub": "/${StatsPath}"},
         "ALLOWED_ORIGIN": {"Ref": "AllowedOrigin"},
         "SERIES_TABLE": {"Ref": "SeriesTable"},
+        "MAX_ROUTES": {"Ref": "MaxRoutes"},
     }
 
 
