@@ -342,3 +342,32 @@ def test_a_lasting_conflict_answers_busy_and_counts_nothing(start, tables, capsy
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (line["level"], line["errorCode"]) == ("ERROR", "TransactionCanceledException")
     assert hit(counter, "/new")[1]["count"] == 1  # the next request takes the place
+
+
+def test_the_stats_say_the_cap_and_its_overflow_route(start, monkeypatch):
+    counter = start(MAX_ROUTES="2")
+    for path in ("/a", "/b", "/c"):
+        hit(counter, path)
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_under_test")
+    answer = stats.handler(api_event("/_stats"), lambda_context("StatsFunction"))
+    body = json.loads(answer["body"])
+    assert body["overflow"] == {
+        "route": "/{overflow}",
+        "maxRoutes": 2,
+        "routes": 2,
+        "reached": True,
+    }
+    assert {r["route"]: r["count"] for r in body["routes"]} == {"/a": 1, "/b": 1, "/{overflow}": 1}
+    html = stats.handler(
+        api_event("/_stats", headers={"Accept": "text/html"}), lambda_context("StatsFunction")
+    )["body"]
+    assert "MaxRoutes 2: reached." in html
+    assert "/{overflow}" in html
+
+
+def test_without_a_cap_the_stats_answer_as_before(start):
+    counter = start()
+    hit(counter, "/a")
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_under_test")
+    body = json.loads(stats.handler(api_event("/_stats"), lambda_context("StatsFunction"))["body"])
+    assert set(body) == {"routes", "next"}
