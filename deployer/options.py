@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deployer.errors import PROG, DeployError, UsageError
+from deployer.openapi import route_templates
 
 DEFAULT_STACK = "route-counter"
 
 USAGE = """\
 Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=Value]...
-                   [--s3-bucket B] [--dry-run] [--no-smoke]
+                   [--openapi FILE] [--s3-bucket B] [--dry-run] [--no-smoke]
        ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
-       ./deploy.sh --local [--port N] [--param Key=Value]... [--stack-name NAME]
+       ./deploy.sh --local [--port N] [--param Key=Value]... [--openapi FILE] [--stack-name NAME]
 
 Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
 or updates the CloudFormation stack through a change set while showing its events, sets
@@ -29,6 +31,9 @@ Options:
   --profile P         AWS CLI profile
   --param Key=Value   set a template parameter (repeatable). Unset parameters take the
                       template default on create and keep their current value on update
+  --openapi FILE      count routes as your OpenAPI document (JSON or YAML) names them: its
+                      paths become RouteTemplates, literal ones before templated ones
+                      (docs/routes.md)
   --s3-bucket B       upload the template to S3 bucket B (yours, in the stack's region)
                       and deploy it from there. Without it, a template over the 51,200
                       bytes CloudFormation takes inline goes through this account's own
@@ -48,7 +53,7 @@ Environment:
 
 Exit status: 0 done (also when there was nothing to change), 1 failed, 2 bad usage."""
 
-VALUE_OPTIONS = ("--stack-name", "--region", "--profile", "--param", "--s3-bucket")
+VALUE_OPTIONS = ("--stack-name", "--region", "--profile", "--param", "--s3-bucket", "--openapi")
 FLAGS = {"--dry-run": "dry_run", "--delete": "delete", "--yes": "yes"}
 
 
@@ -59,6 +64,7 @@ class Options:
     profile: str = ""
     params: dict[str, str] = field(default_factory=dict)
     s3_bucket: str = ""
+    openapi: str = ""
     dry_run: bool = False
     smoke: bool = True
     delete: bool = False
@@ -101,8 +107,8 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
             "starting with a letter"
         )
     if options.delete:
-        if options.params or options.dry_run or options.s3_bucket:
-            raise UsageError("--delete takes no --param, --s3-bucket or --dry-run")
+        if options.params or options.dry_run or options.s3_bucket or options.openapi:
+            raise UsageError("--delete takes no --param, --openapi, --s3-bucket or --dry-run")
         if not options.yes and not has_terminal:
             raise DeployError(
                 f"refusing to delete stack {options.stack} without confirmation: no terminal "
@@ -111,6 +117,10 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
             )
     elif options.yes:
         raise UsageError("--yes only applies to --delete")
+    if options.openapi:
+        if "RouteTemplates" in options.params:
+            raise UsageError("give --openapi or --param RouteTemplates=..., not both")
+        options.params["RouteTemplates"] = route_templates(Path(options.openapi))
     return options
 
 
@@ -121,6 +131,8 @@ def _set_value(options: Options, option: str, value: str) -> None:
         options.region = value
     elif option == "--profile":
         options.profile = value
+    elif option == "--openapi":
+        options.openapi = value
     elif option == "--s3-bucket":
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
             raise UsageError(f"--s3-bucket '{value}' is not an S3 bucket name")

@@ -95,7 +95,7 @@ def route_of(path):
 
 # RouteTemplates (docs/routes.md): "/users/{id}" names every "/users/<one segment>";
 # "/files/{path+}", as a last segment, every "/files/<one or more segments>".
-TEMPLATE_PARAMETER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(\+?)\}")
+TEMPLATE_PARAMETER = re.compile(r"\{[A-Za-z0-9._~-]+(\+?)\}")
 
 
 def template_pattern(template):

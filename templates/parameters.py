@@ -8,8 +8,8 @@ from troposphere import Equals, Not, Or, Parameter, Ref, Template
 # literals (as the counter writes a path: unreserved, sub-delims but ',', ':', '@', %XX in
 # upper case), "{name}" (one segment) or, last only, "{name+}" (one or more segments).
 TEMPLATE_LITERAL = "(?:[A-Za-z0-9._~!$&'()*+;=:@-]|%[0-9A-F]{2})+"
-TEMPLATE_NAME = "\\{[A-Za-z_][A-Za-z0-9_]*\\}"
-TEMPLATE_REST = "\\{[A-Za-z_][A-Za-z0-9_]*\\+\\}"
+TEMPLATE_NAME = "\\{[A-Za-z0-9._~-]+\\}"  # OpenAPI's names: user-id, user.id, ...
+TEMPLATE_REST = "\\{[A-Za-z0-9._~-]+\\+\\}"
 ROUTE_TEMPLATE = (
     f"(?:/|(?:/(?:{TEMPLATE_LITERAL}|{TEMPLATE_NAME}))*"
     f"/(?:{TEMPLATE_LITERAL}|{TEMPLATE_NAME}|{TEMPLATE_REST}))"
@@ -252,8 +252,7 @@ def declarations() -> dict[str, Parameter]:
         "max_routes": whole_number(
             "MaxRoutes",
             "0",
-            "Most distinct routes counted; past it new routes count as /{overflow}. "
-            "0: no cap.",
+            "Most distinct routes counted; past it new routes count as /{overflow}. 0: no cap.",
             pattern="^(0|[1-9][0-9]{0,8})$",
             says="a whole number from 0 to 999999999 without leading zeros",
         ),
