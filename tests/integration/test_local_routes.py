@@ -9,25 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import local_stack, start_failure
-
-OPENAPI = """\
-openapi: 3.0.3
-info: {title: shop, version: "1"}
-paths:
-  /users/{id}:
-    get: {}
-  /users/me:
-    get: {}
-  /files/{path+}:
-    get: {}
-"""
+from tests.unit.test_openapi import YAML
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routes")
     document = tmp / "openapi.yaml"
-    document.write_text(OPENAPI)
+    document.write_text(YAML)  # /users/me, /users/{id}, /files/{path+}, ...
     with local_stack(tmp, "--openapi", str(document), "--param", "MaxRoutes=4") as running:
         yield running
 
