@@ -24,8 +24,10 @@ from tests.conftest import (
     on_send,
     read_item,
     series_definition,
+    stream_records,
     table_definition,
 )
+from tests.unit.test_aggregator import hits, run, stream_event, totals
 
 TABLE, SERIES = "route-counter-test", "route-counter-series"
 
@@ -399,3 +401,18 @@ def test_the_emulator_cancels_a_transaction_on_a_streamed_table_without_losing_h
             for future in done:
                 future.result()
         assert counts(client) == {"/hot": 400}
+
+
+def test_the_aggregator_counts_the_first_hit_that_took_a_place(stream_tables, monkeypatch):
+    """The transaction writes the route's item with count 1: an INSERT the aggregator counts
+    as one hit, as an UpdateItem's; the ledger item is in the series table, off the stream."""
+    monkeypatch.setenv("MAX_ROUTES", "1")
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_capped")
+    aggregator = load_module(ROOT / "handler" / "aggregator.py", "aggregator_capped")
+    for path in ("/a", "/a", "/b"):
+        hit(counter, path)
+    records = stream_records(stream_tables.stream_arn)
+    run(aggregator, stream_event(records, stream_tables.stream_arn)["Records"])
+    daily = {r: n for (r, bucket), n in hits(stream_tables.series).items() if bucket[:2] == "d#"}
+    assert daily == {"/a": 2, "/{overflow}": 1}
+    assert set(totals(stream_tables.series).values()) == {(3, 2)}  # hits, new routes
