@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.errors import PROG, DeployError, UsageError
-from deployer.openapi import route_templates
 
 DEFAULT_STACK = "route-counter"
 
@@ -120,6 +119,8 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
     if options.openapi:
         if "RouteTemplates" in options.params:
             raise UsageError("give --openapi or --param RouteTemplates=..., not both")
+        from deployer.openapi import route_templates  # reads templates/: only when asked
+
         options.params["RouteTemplates"] = route_templates(Path(options.openapi))
     return options
 
