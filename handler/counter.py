@@ -124,8 +124,10 @@ def template_pattern(template):
 
 class RouteTemplates:
     """The templates in their order, compiled once per container: named(route) is the first
-    one the route matches, by one regular expression per count of segments (built when a
-    route with that count first comes)."""
+    one the route matches. Matchers are built when a route with a new count of segments
+    first comes: for each literal first segment, one regular expression of the templates
+    that can match a route so led (that literal, or a parameter, first); one more for a
+    first segment no template spells. So one fullmatch per hit against a few templates."""
 
     def __init__(self, text):
         self.templates, self.refused, self.by_segments = [], [], {}
@@ -136,17 +138,30 @@ class RouteTemplates:
             else:
                 self.refused.append(template)
 
+    def matchers(self, count):
+        """{first segment: (regex, templates)}, and the one for any other first segment."""
+        fitting = [
+            (template, pattern, template.split("/")[1])
+            for template, pattern, segments, greedy in self.templates
+            if segments == count or (greedy and count >= segments)
+        ]
+
+        def matcher(first):
+            chosen = [(t, p) for t, p, f in fitting if f == first or f.startswith("{")]
+            # One group per template, no other: lastindex says which matched
+            regex = re.compile("|".join(f"({p})" for _, p in chosen)) if chosen else None
+            return regex, [t for t, _ in chosen]
+
+        firsts = {f for _, _, f in fitting if not f.startswith("{")}
+        return {first: matcher(first) for first in firsts}, matcher(None)
+
     def named(self, route):
         count = route.count("/") if route != "/" else 0
         if count not in self.by_segments:
-            names, patterns = [], []
-            for template, pattern, segments, greedy in self.templates:
-                if segments == count or (greedy and count >= segments):
-                    names.append(template)
-                    patterns.append(f"({pattern})")  # its one group: lastindex says which
-            self.by_segments[count] = (re.compile("|".join(patterns)) if names else None, names)
-        matcher, names = self.by_segments[count]
-        found = matcher and matcher.fullmatch(route)
+            self.by_segments[count] = self.matchers(count)
+        by_first, other = self.by_segments[count]
+        regex, names = by_first.get(route.split("/", 2)[1], other)
+        found = regex and regex.fullmatch(route)
         return names[found.lastindex - 1] if found else None
 
 

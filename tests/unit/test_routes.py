@@ -162,13 +162,24 @@ def test_the_log_line_names_the_template_and_the_path(start, capsys):
     assert (line["route"], line["path"], line["status"]) == ("/users/{id}", "/users/42", 200)
 
 
-def test_matching_a_thousand_templates_stays_one_regex_per_segment_count(start):
-    templates = ",".join(f"/r{i}/{{id}}" for i in range(1000))
-    counter = start(ROUTE_TEMPLATES=templates)
-    assert counter.TEMPLATES.named("/r999/x") == "/r999/{id}"
-    assert counter.TEMPLATES.named("/r5/x/y") is None
-    assert counter.TEMPLATES.named("/r5") is None
-    assert sorted(counter.TEMPLATES.by_segments) == [1, 2, 3]
+def test_a_route_is_tried_only_against_templates_its_first_segment_allows(start):
+    templates = [f"/r{i}/{{id}}" for i in range(1000)] + ["/{section}/{id}"]
+    counter = start(ROUTE_TEMPLATES=",".join(templates))
+    named = counter.TEMPLATES.named
+    assert named("/r999/x") == "/r999/{id}"
+    assert named("/zzz/x") == "/{section}/{id}"
+    assert named("/r5/x/y") is None
+    assert named("/r5") is None
+    by_first, other = counter.TEMPLATES.by_segments[2]
+    assert by_first["r999"][1] == ["/r999/{id}", "/{section}/{id}"]
+    assert other[1] == ["/{section}/{id}"]
+
+
+def test_first_match_wins_across_a_parameter_and_a_literal_first_segment(start):
+    counter = start(ROUTE_TEMPLATES="/{any}/x,/lit/x,/lit/{id}")
+    assert hit(counter, "/lit/x")[1]["route"] == "/{any}/x"
+    assert hit(counter, "/lit/y")[1]["route"] == "/lit/{id}"
+    assert hit(counter, "/other/y")[1]["route"] == "/other/y"
 
 
 # --- MaxRoutes --------------------------------------------------------------------------
