@@ -352,6 +352,13 @@ def rate_headers(count, window, now):
 OVERFLOW_ROUTE = "/{overflow}"  # braces: a real path's are escaped, it never collides
 LEDGER_KEY = {"route": {"S": "#routes"}, "bucket": {"S": "cap"}}
 EXISTING = "attribute_exists(firstSeen)"
+TRANSIENT_CODES = {"TransactionCanceledException", "TransactionInProgressException"}
+TRANSIENT_REASONS = {
+    "None",
+    "TransactionConflict",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+}
 places = {"full": False}  # once DynamoDB said the cap is reached: the ledger never goes down
 
 
@@ -430,7 +437,8 @@ def claim(route, now, deadline):
                 return "full"
             status = error.response["ResponseMetadata"]["HTTPStatusCode"]
             # TransactionConflict (one ledger item under a burst of new routes), throttling
-            if code in THROTTLING_CODES or code.startswith("Transaction"):
+            busy = set(reasons) <= TRANSIENT_REASONS if reasons else code in TRANSIENT_CODES
+            if code in THROTTLING_CODES or busy:
                 kind = kind if kind is UNKNOWN else BUSY
             else:
                 kind = UNKNOWN if status >= 500 else BROKEN

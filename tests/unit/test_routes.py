@@ -427,3 +427,19 @@ def test_the_aggregator_counts_the_first_hit_that_took_a_place(stream_tables, mo
     daily = {r: n for (r, bucket), n in hits(stream_tables.series).items() if bucket[:2] == "d#"}
     assert daily == {"/a": 2, "/{overflow}": 1}
     assert set(totals(stream_tables.series).values()) == {(3, 2)}  # hits, new routes
+
+
+def test_a_transaction_refused_for_good_is_not_retried(start, tables):
+    counter = start(MAX_ROUTES="3")
+    sent = []
+
+    def invalid(**_):
+        sent.append(1)
+        return cancelled("ValidationError")
+
+    with on_send(counter.dynamodb, "TransactWriteItems", invalid, "before-call"):
+        result = counter.handler(api_event("/new"), lambda_context())
+    assert result["statusCode"] == 500
+    assert json.loads(result["body"])["error"] == "counter unavailable"
+    assert sent == [1]
+    assert counts(tables) == {}
