@@ -69,8 +69,15 @@ def build_template() -> Template:
             "BACKEND": Ref(params.backend),
             "BACKEND_TIMEOUT_SECONDS": Ref(params.backend_timeout),
             "FAILURE_POLICY": Ref(params.failure_policy),
+            "ROUTE_TEMPLATES": Ref(params.route_templates),
+            "UNMATCHED_ROUTE": Ref(params.unmatched_routes),
+            "MAX_ROUTES": Ref(params.max_routes),
+            "SERIES_TABLE": Ref(series),
         },
-        statements=[iam.allow("CountHits", [dynamodb.UpdateItem], table_arn)],
+        statements=[
+            iam.allow("CountHits", [dynamodb.UpdateItem], table_arn),
+            iam.route_ledger_statement(series_arn),
+        ],
         # The one function whose capacity matters (a hit it cannot take is lost) and whose
         # cost a flood drives: ReservedConcurrency guarantees and caps it. The stats reads
         # and the aggregator (one invocation per stream shard) use the unreserved pool, so
@@ -91,6 +98,7 @@ def build_template() -> Template:
             "ALLOWED_ORIGIN": Ref(params.allowed_origin),
             "SERIES_TABLE": Ref(series),
             "STATS_TOKEN_SECRET": private_stats.secret_arn_variable(stats_token, params),
+            "MAX_ROUTES": Ref(params.max_routes),
         },
         statements=[
             iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deployer.errors import PROG, DeployError, UsageError
 
@@ -14,10 +15,10 @@ DEFAULT_STACK = "route-counter"
 
 USAGE = """\
 Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=Value]...
-                   [--s3-bucket B] [--dry-run] [--no-smoke]
+                   [--openapi FILE] [--s3-bucket B] [--dry-run] [--no-smoke]
        ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
        ./deploy.sh --stats-token [--stack-name NAME] [--region R] [--profile P]
-       ./deploy.sh --local [--port N] [--param Key=Value]... [--stack-name NAME]
+       ./deploy.sh --local [--port N] [--param Key=Value]... [--openapi FILE] [--stack-name NAME]
 
 Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
 or updates the CloudFormation stack through a change set while showing its events, sets
@@ -30,6 +31,9 @@ Options:
   --profile P         AWS CLI profile
   --param Key=Value   set a template parameter (repeatable). Unset parameters take the
                       template default on create and keep their current value on update
+  --openapi FILE      count routes as your OpenAPI document (JSON or YAML) names them: its
+                      paths become RouteTemplates, literal ones before templated ones
+                      (docs/routes.md)
   --s3-bucket B       upload the template to S3 bucket B (yours, in the stack's region)
                       and deploy it from there. Without it, a template over the 51,200
                       bytes CloudFormation takes inline goes through this account's own
@@ -52,7 +56,7 @@ Environment:
 
 Exit status: 0 done (also when there was nothing to change), 1 failed, 2 bad usage."""
 
-VALUE_OPTIONS = ("--stack-name", "--region", "--profile", "--param", "--s3-bucket")
+VALUE_OPTIONS = ("--stack-name", "--region", "--profile", "--param", "--s3-bucket", "--openapi")
 FLAGS = {
     "--dry-run": "dry_run",
     "--delete": "delete",
@@ -68,6 +72,7 @@ class Options:
     profile: str = ""
     params: dict[str, str] = field(default_factory=dict)
     s3_bucket: str = ""
+    openapi: str = ""
     dry_run: bool = False
     smoke: bool = True
     delete: bool = False
@@ -125,8 +130,8 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
     ):
         raise UsageError("--stats-token takes no --delete, --param, --s3-bucket or --dry-run")
     if options.delete:
-        if options.params or options.dry_run or options.s3_bucket:
-            raise UsageError("--delete takes no --param, --s3-bucket or --dry-run")
+        if options.params or options.dry_run or options.s3_bucket or options.openapi:
+            raise UsageError("--delete takes no --param, --openapi, --s3-bucket or --dry-run")
         if not options.yes and not has_terminal:
             raise DeployError(
                 f"refusing to delete stack {options.stack} without confirmation: no terminal "
@@ -135,6 +140,12 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
             )
     elif options.yes:
         raise UsageError("--yes only applies to --delete")
+    if options.openapi:
+        if "RouteTemplates" in options.params:
+            raise UsageError("give --openapi or --param RouteTemplates=..., not both")
+        from deployer.openapi import route_templates  # reads templates/: only when asked
+
+        options.params["RouteTemplates"] = route_templates(Path(options.openapi))
     return options
 
 
@@ -145,6 +156,8 @@ def _set_value(options: Options, option: str, value: str) -> None:
         options.region = value
     elif option == "--profile":
         options.profile = value
+    elif option == "--openapi":
+        options.openapi = value
     elif option == "--s3-bucket":
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
             raise UsageError(f"--s3-bucket '{value}' is not an S3 bucket name")

@@ -11,6 +11,7 @@ import select
 import ssl
 import threading
 import time
+import uuid
 from urllib.parse import quote, urlencode, urlsplit
 
 import boto3
@@ -21,6 +22,10 @@ TABLE_NAME = os.environ.get("TABLE_NAME", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE", "")
 RATE_LIMIT = int(os.environ.get("RATE_LIMIT") or 0)
 WINDOW = int(os.environ.get("RATE_LIMIT_WINDOW_SECONDS") or 60)
+ROUTE_TEMPLATES = os.environ.get("ROUTE_TEMPLATES", "")
+UNMATCHED_ROUTE = os.environ.get("UNMATCHED_ROUTE") or "self"
+MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
+SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
 THROTTLING_CODES = {
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
@@ -112,6 +117,89 @@ def route_of(path):
     return path, None
 
 
+# RouteTemplates (docs/routes.md): "/users/{id}" names every "/users/<one segment>";
+# "/files/{path+}", as a last segment, every "/files/<one or more segments>".
+TEMPLATE_PARAMETER = re.compile(r"\{[A-Za-z0-9._~-]+(\+?)\}")
+
+
+def template_pattern(template):
+    """(regular expression, segments, greedy) of a template, or None if it is not one."""
+    if template == "/":
+        return "/", 0, False
+    segments = template.split("/")[1:] if template.startswith("/") else [""]
+    parts, greedy = [], False
+    for at, segment in enumerate(segments, 1):
+        parameter = TEMPLATE_PARAMETER.fullmatch(segment)
+        if parameter and parameter[1] and at == len(segments):
+            parts.append("(?:/[^/]+)+")
+            greedy = True
+        elif parameter and not parameter[1]:
+            parts.append("/[^/]+")
+        elif (
+            segment in ("", ".", "..")
+            or "," in segment
+            or route_of("/" + segment)[0] != ("/" + segment)
+        ):
+            return None  # a literal must be written as route_of writes it: never matched
+        else:
+            parts.append("/" + re.escape(segment))
+    return "".join(parts), len(segments), greedy
+
+
+class RouteTemplates:
+    """The templates in their order, compiled once per container: named(route) is the first
+    one the route matches. Matchers are built when a route with a new count of segments
+    first comes: for each literal first segment, one regular expression of the templates
+    that can match a route so led (that literal, or a parameter, first); one more for a
+    first segment no template spells. So one fullmatch per hit against a few templates."""
+
+    def __init__(self, text):
+        self.templates, self.refused, self.by_segments = [], [], {}
+        for template in filter(None, (t.strip() for t in text.split(","))):
+            pattern = template_pattern(template)
+            if pattern:
+                self.templates.append((template, *pattern))
+            else:
+                self.refused.append(template)
+
+    def matchers(self, count):
+        """{first segment: (regex, templates)}, and the one for any other first segment."""
+        fitting = [
+            (template, pattern, template.split("/")[1])
+            for template, pattern, segments, greedy in self.templates
+            if segments == count or (greedy and count >= segments)
+        ]
+
+        def matcher(first):
+            chosen = [(t, p) for t, p, f in fitting if f == first or f.startswith("{")]
+            # One group per template, no other: lastindex says which matched
+            regex = re.compile("|".join(f"({p})" for _, p in chosen)) if chosen else None
+            return regex, [t for t, _ in chosen]
+
+        firsts = {f for _, _, f in fitting if not f.startswith("{")}
+        return {first: matcher(first) for first in firsts}, matcher(None)
+
+    def named(self, route):
+        count = route.count("/") if route != "/" else 0
+        if count not in self.by_segments:
+            self.by_segments[count] = self.matchers(count)
+        by_first, other = self.by_segments[count]
+        regex, names = by_first.get(route.split("/", 2)[1], other)
+        found = regex and regex.fullmatch(route)
+        return names[found.lastindex - 1] if found else None
+
+
+TEMPLATES = RouteTemplates(ROUTE_TEMPLATES)
+
+
+def named_route(route):
+    """The route a hit counts under: the first template it matches; else itself, or
+    UnmatchedRoutes' one route. Without RouteTemplates, itself."""
+    if not TEMPLATES.templates:
+        return route
+    return TEMPLATES.named(route) or (route if UNMATCHED_ROUTE == "self" else UNMATCHED_ROUTE)
+
+
 class HttpError(Exception):
     """Any answer but 2xx: answered and logged in handler()."""
 
@@ -162,14 +250,22 @@ def iso(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def count_hit(route, now, deadline):
-    """Add one hit to the route's counter: one UpdateItem, atomic on the server."""
+def count_hit(route, now, deadline, must_exist=False, answer=None):
+    """Add one hit to the route's counter: one UpdateItem, atomic on the server. answer:
+    (status, latency in ms) of a backend's answer, recorded in that same write."""
+    values = {":one": {"N": "1"}, ":now": {"S": iso(now)}}
+    update = "ADD #count :one SET lastSeen = :now, firstSeen = if_not_exists(firstSeen, :now)"
+    names = None
+    if answer is not None:
+        update, names = COUNT_ANSWER, {"#class": status_class(answer[0])}
+        values.update({":status": {"N": str(answer[0])}, ":ms": {"N": str(answer[1])}})
     item = write(
         deadline,
+        names=names,
         Key={"route": {"S": route}},
-        UpdateExpression="ADD #count :one SET lastSeen = :now, "
-        "firstSeen = if_not_exists(firstSeen, :now)",
-        ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": iso(now)}},
+        UpdateExpression=update,
+        ExpressionAttributeValues=values,
+        **({"ConditionExpression": EXISTING} if must_exist else {}),
     )
     return record(route, item)
 
@@ -226,7 +322,7 @@ def first_update(seen, start, now):
     return COUNT_IN_WINDOW if started else START_WINDOW
 
 
-def count_limited(route, now, deadline):
+def count_limited(route, now, deadline, must_exist=False):
     """Count the hit, unless the route used up RATE_LIMIT in its window: (body, headers)."""
     key, start = hash(route), int(now // WINDOW * WINDOW)
     seen = window_hint.get(key)
@@ -241,12 +337,14 @@ def count_limited(route, now, deadline):
                 deadline,
                 Key={"route": {"S": route}},
                 UpdateExpression=update,
-                ConditionExpression=condition,
+                ConditionExpression=f"{EXISTING} AND ({condition})" if must_exist else condition,
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except aws.ClientError as error:  # write() lets only ConditionalCheckFailed through
             old = error.response.get("Item") or {}
+            if must_exist and not old:
+                raise  # a new route: count() takes it from here
             window = int(old.get("windowStart", {}).get("N", -1))
             count = int(old.get("windowCount", {}).get("N", 0))
             learn(key, window, count, now, False)
@@ -277,6 +375,123 @@ def rate_headers(count, window, now):
         "RateLimit-Remaining": str(max(0, RATE_LIMIT - count)),
         "RateLimit-Reset": str(reset),
     }
+
+
+# MaxRoutes (docs/routes.md): a route not yet counted takes one of MAX_ROUTES places in one
+# transaction that creates its item and adds one to the ledger, a series-table item no
+# reader of the counter table ever meets. Past the cap, new routes count as OVERFLOW_ROUTE.
+OVERFLOW_ROUTE = "/{overflow}"  # braces: a real path's are escaped, it never collides
+LEDGER_KEY = {"route": {"S": "#routes"}, "bucket": {"S": "cap"}}
+EXISTING = "attribute_exists(firstSeen)"
+TRANSIENT_CODES = {"TransactionCanceledException", "TransactionInProgressException"}
+TRANSIENT_REASONS = {
+    "None",
+    "TransactionConflict",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+}
+places = {"full": False}  # once DynamoDB said the cap is reached: the ledger never goes down
+
+
+def counted(route, now, deadline, must_exist=False, answer=None):
+    """The hit counted under the rate limit, if any: (body, headers). A rate-limited hit is
+    counted before its backend is called: it has no answer to record."""
+    if RATE_LIMIT > 0:
+        return count_limited(route, now, deadline, must_exist)
+    return count_hit(route, now, deadline, must_exist, answer), None
+
+
+def count(route, now, deadline, answer=None):
+    """Count the hit under MaxRoutes: a route already counted in one conditional UpdateItem,
+    as without the cap; a new one also takes a place (claim), or counts as OVERFLOW_ROUTE.
+    answer: the backend's (status, latency ms), recorded with the hit (FailurePolicy monitor)."""
+    if MAX_ROUTES <= 0 or route == OVERFLOW_ROUTE:
+        return counted(route, now, deadline, answer=answer)
+    try:
+        return counted(route, now, deadline, must_exist=True, answer=answer)
+    except aws.ClientError:  # write() lets only ConditionalCheckFailed through: a new route
+        pass
+    outcome = "full" if places["full"] else claim(route, now, deadline, answer)
+    if outcome == "claimed":
+        body = {"route": route, "count": 1, "firstSeen": iso(now), "lastSeen": iso(now)}
+        if RATE_LIMIT <= 0:
+            return body, None
+        window = int(now // WINDOW * WINDOW)
+        learn(hash(route), window, 1, now, True)
+        return body, rate_headers(1, window, now)
+    if outcome == "exists":  # another container created it meanwhile
+        return counted(route, now, deadline, answer=answer)
+    places["full"] = True
+    return counted(OVERFLOW_ROUTE, now, deadline, answer=answer)
+
+
+def claim(route, now, deadline, answer=None):
+    """Create the route's item with its first hit (and its answer, if any) and add one to the
+    ledger, while it is under MAX_ROUTES, in one TransactWriteItems: "claimed", "exists" or
+    "full"."""
+    values = {":one": {"N": "1"}, ":now": {"S": iso(now)}}
+    update = "SET #count = :one, firstSeen = :now, lastSeen = :now"
+    names = {"#count": "count"}
+    if answer is not None:
+        update += ", #class = :one, latencyMsTotal = :ms, lastStatus = :status, lastLatencyMs = :ms"
+        names["#class"] = status_class(answer[0])
+        values.update({":status": {"N": str(answer[0])}, ":ms": {"N": str(answer[1])}})
+    if RATE_LIMIT > 0:
+        values[":w"] = {"N": str(int(now // WINDOW * WINDOW))}
+        update += ", windowStart = :w, windowCount = :one"
+    items = [
+        {
+            "Update": {
+                "TableName": TABLE_NAME,
+                "Key": {"route": {"S": route}},
+                "UpdateExpression": update,
+                "ConditionExpression": "attribute_not_exists(firstSeen)",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        },
+        {
+            "Update": {
+                "TableName": SERIES_TABLE,
+                "Key": LEDGER_KEY,
+                "UpdateExpression": "ADD routes :one",
+                "ConditionExpression": "attribute_not_exists(routes) OR routes < :max",
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":max": {"N": str(MAX_ROUTES)}},
+            }
+        },
+    ]
+    # One token for every attempt: DynamoDB applies a transaction at most once per token
+    # (10 minutes), so a retry after a lost answer cannot take a second place.
+    token, kind = uuid.uuid4().hex, BUSY
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            dynamodb.transact_write_items(TransactItems=items, ClientRequestToken=token)
+            return "claimed"
+        except aws.ClientError as error:
+            fault, code = error, error.response["Error"].get("Code")
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return "exists"
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                return "full"
+            status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+            # TransactionConflict (one ledger item under a burst of new routes), throttling
+            busy = set(reasons) <= TRANSIENT_REASONS if reasons else code in TRANSIENT_CODES
+            if code in THROTTLING_CODES or busy:
+                kind = kind if kind is UNKNOWN else BUSY
+            else:
+                kind = UNKNOWN if status >= 500 else BROKEN
+        except NOT_SENT as error:
+            fault, code, kind = error, None, kind if kind is UNKNOWN else BUSY
+        except SENT as error:
+            fault, code, kind = error, None, UNKNOWN
+        except aws.BotoCoreError as error:
+            fault, code, kind = error, None, BROKEN
+        delay = random.random() * 0.05 * 4**attempt  # noqa: S311 (jitter)
+        if kind is BROKEN or attempt == ATTEMPTS or time.monotonic() + delay > deadline:
+            name = type(fault).__name__
+            raise HttpError(*kind, error=name, errorCode=code or name, detail=str(fault))
+        time.sleep(delay)
 
 
 def response(status, body=None, headers=None):
@@ -525,21 +740,10 @@ def proxy_answer(answer, body):
     }
 
 
-def count_answer(route, now, deadline, status, latency_ms):
-    """The hit and the answer it got, in one UpdateItem (contract.md, item 2)."""
-    item = write(
-        deadline,
-        names={"#class": f"s{min(max(status // 100, 2), 5)}xx"},
-        Key={"route": {"S": route}},
-        UpdateExpression=COUNT_ANSWER,
-        ExpressionAttributeValues={
-            ":one": {"N": "1"},
-            ":now": {"S": iso(now)},
-            ":status": {"N": str(status)},
-            ":ms": {"N": str(latency_ms)},
-        },
-    )
-    return record(route, item)
+def status_class(status):
+    """The counter item's attribute for an answer's status class: s2xx to s5xx (1xx counts
+    with 2xx; a status past 5xx with 5xx)."""
+    return f"s{min(max(status // 100, 2), 5)}xx"
 
 
 def header_of(event, name):
@@ -560,10 +764,8 @@ def serve_backend(event, route, method, started, request_id, line):
     counted, limits, first = None, {}, RATE_LIMIT > 0 or METERING
     if first and method != "OPTIONS":
         try:
-            if RATE_LIMIT > 0:
-                counted, limits = count_limited(route, time.time(), started + RETRY_SECONDS)
-            else:
-                counted = count_hit(route, time.time(), started + RETRY_SECONDS)
+            counted, limits = count(route, time.time(), started + RETRY_SECONDS)
+            limits = limits or {}
         except HttpError as error:
             if error.status == 429 or METERING:
                 raise
@@ -583,10 +785,12 @@ def serve_backend(event, route, method, started, request_id, line):
     if not first and method != "OPTIONS":
         try:
             deadline = time.monotonic() + RETRY_SECONDS
-            counted = count_answer(route, time.time(), deadline, status, latency)
+            counted, _ = count(route, time.time(), deadline, answer=(status, latency))
         except HttpError as error:
             line.update(level="ERROR", counted=False, countError=error.log)
     line.update(backendStatus=status, backendLatencyMs=latency)
+    if counted:
+        line["route"] = counted["route"]  # OVERFLOW_ROUTE past MaxRoutes
     if method != "OPTIONS":
         line["counted"] = bool(counted)
     if failure is not None:
@@ -607,6 +811,10 @@ def serve_backend(event, route, method, started, request_id, line):
     return result
 
 
+if TEMPLATES.refused:  # what the parameter's AllowedPattern lets through but never matches
+    log(level="ERROR", message="RouteTemplates: ignored, never matched", refused=TEMPLATES.refused)
+
+
 def handler(event, context):
     started = time.monotonic()
     request_id = getattr(context, "aws_request_id", None) or "-"
@@ -621,14 +829,16 @@ def handler(event, context):
             raise HttpError(*problem)
         if STATS_ROUTE and (route == STATS_ROUTE or route.startswith(STATS_ROUTE + "/")):
             raise HttpError(404, f"{STATS_ROUTE} is the stats endpoint; not counted")
+        if (named := named_route(route)) != route:
+            line.update(route=named, path=route)
         if BACKEND:
-            result = serve_backend(event, route, method, started, request_id, line)
+            result = serve_backend(event, named, method, started, request_id, line)
         elif method == "OPTIONS":
             result = response(204)
-        elif RATE_LIMIT > 0:
-            result = response(200, *count_limited(route, time.time(), started + RETRY_SECONDS))
         else:
-            result = response(200, count_hit(route, time.time(), started + RETRY_SECONDS))
+            body, headers = count(named, time.time(), started + RETRY_SECONDS)
+            line["route"] = body["route"]  # OVERFLOW_ROUTE past MaxRoutes
+            result = response(200, body, headers)
     except HttpError as error:
         body = {"error": error.message}
         if error.status >= 500:

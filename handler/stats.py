@@ -68,6 +68,11 @@ SERIES_PARAMETERS = {"series", "from", "to"}
 # The aggregator's items (handler/aggregator.py): bucket "all" of the top routes and of
 # all routes' totals, "d#<day>" of a day's top routes, and the series of all routes.
 TOP, ALL_ROUTES = "#top", "#all"
+# MaxRoutes (docs/routes.md): past it, new routes count as OVERFLOW_ROUTE; the counter keeps
+# how many routes it let in on this series-table item (handler/counter.py's ledger).
+MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
+OVERFLOW_ROUTE = "/{overflow}"
+LEDGER_KEY = {"route": {"S": "#routes"}, "bucket": {"S": "cap"}}
 TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
 
 CLIENT_CONFIG = Config(
@@ -242,6 +247,31 @@ def series_key(route, bucket):
 def read_route(route):
     item = dynamodb.get_item(TableName=TABLE_NAME, Key={"route": {"S": route}}).get("Item")
     return record(item) if item else None
+
+
+def read_overflow():
+    """MaxRoutes as the stats say it, or None without a cap: one GetItem of the ledger."""
+    if MAX_ROUTES <= 0:
+        return None
+    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=LEDGER_KEY).get("Item") or {}
+    taken = int(item.get("routes", {}).get("N", 0))
+    return {
+        "route": OVERFLOW_ROUTE,
+        "maxRoutes": MAX_ROUTES,
+        "routes": taken,
+        "reached": taken >= MAX_ROUTES,
+    }
+
+
+def overflow_note(overflow):
+    if not overflow:
+        return ""
+    taken, cap = overflow["routes"], overflow["maxRoutes"]
+    state = "reached" if overflow["reached"] else f"{taken:,} of {cap:,} routes taken"
+    return (
+        f"<p class=note><b>MaxRoutes {cap:,}: {state}.</b> Past it, every new route counts"
+        f" as {shown(overflow['route'])}.</p>"
+    )
 
 
 def query_time(query, name):
@@ -719,11 +749,12 @@ def dashboard(
     now=None,
     series=None,
     summary=None,
+    overflow=None,
 ):
     """One self-contained page: no script, nothing loaded from elsewhere, every route escaped.
     `position` is where a paged view is (see parse_position), `single` says the page is one
     route's; `series` is [(heading, points)], shown when given; `summary` (read_summary's)
-    makes it the front page (summary_panels).
+    makes it the front page (summary_panels); `overflow` (read_overflow's) says MaxRoutes.
 
     The front page ranks no page of routes in a chart: the global top does that for every
     route, and a page of a paged view is a slice of scan order, whose "top" means nothing.
@@ -734,6 +765,7 @@ def dashboard(
         back = '<p><a href="?">All routes</a></p>'
     else:
         where, stale_section, nav = overview(routes, limit, stale, next_token, position, now)
+        where += overflow_note(overflow)
     if summary is not None:
         panels = summary_panels(summary, series or [], now)
     else:
@@ -911,6 +943,7 @@ def answer(method, path, query, headers):
     limit = parse_limit(query.get("limit"))
     position = parse_position(query)
     routes, next_token, calls = read_page(limit, position and decode_token(position[0]))
+    overflow = read_overflow()
     page = None
     if as_html:  # 1 BatchGetItem and 2 Query besides the page's Scan, whatever the table size
         summary, charts = read_summary(now), route_charts(ALL_ROUTES, now)
@@ -924,8 +957,12 @@ def answer(method, path, query, headers):
             now=now.timestamp(),
             series=charts,
             summary=summary,
+            overflow=overflow,
         )
-    result = response(200, {"routes": routes, "next": next_token}, html_page=page)
+    body = {"routes": routes, "next": next_token}
+    if overflow:
+        body["overflow"] = overflow
+    result = response(200, body, html_page=page)
     return result, {**fields, "routes": len(routes), "scanCalls": calls}
 
 

@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a CloudFormation parameter of the template (repeatable), e.g. --param StageName=dev",
     )
     parser.add_argument(
+        "--openapi",
+        type=Path,
+        metavar="FILE",
+        help="count routes as this OpenAPI document (JSON or YAML) names them: its paths "
+        "become RouteTemplates (docs/routes.md)",
+    )
+    parser.add_argument(
         "--stack-name",
         default=DEFAULT_STACK_NAME,
         help=f"CloudFormation stack name in the emulator (default {DEFAULT_STACK_NAME})",
@@ -93,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in handled:
         signal.signal(signum, on_signal)
 
-    from deployer.errors import DeployError
+    from deployer.errors import DeployError, ParameterError
+    from deployer.openapi import route_templates
     from local.server import raise_descriptor_limit
     from local.stack import start_local_stack
 
@@ -103,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     failure = None
     try:
         template = json.loads(args.template.read_text()) if args.template else None
+        params = dict(args.param)
+        if args.openapi:
+            if "RouteTemplates" in params:
+                raise ParameterError("give --openapi or --param RouteTemplates=..., not both")
+            params["RouteTemplates"] = route_templates(args.openapi)
         stack = start_local_stack(
             port=args.port,
-            params=dict(args.param),
+            params=params,
             stack_name=args.stack_name,
             template=template,
             state_root=args.state_dir,

@@ -16,8 +16,11 @@ writes for reads, as on DynamoDB:
 - A TransactWriteItems locks the partitions of its items (in one order: no deadlock) and,
   if cancelled, puts back copies of those items, where moto copies and restores its whole
   tables (seconds for a series table of thousands of items, during which every counter
-  write waited). One on a table with a stream runs alone, as before: moto's own rollback
-  takes back its stream records too.
+  write waited). One on a table with a stream checks its conditions first, under those
+  locks, and is cancelled before anything is written (no stream record to take back);
+  then it runs alone, as before. moto's whole-table rollback would also take back every
+  write other requests made to the table meanwhile (MaxRoutes' transaction, on the counter
+  table, lost concurrent hits that way).
 - Everything else that changes DynamoDB (CreateTable, UpdateTable, ...) runs alone.
 
 Everything else moto serves concurrently, as moto_server does.
@@ -46,6 +49,8 @@ from moto.core.base_backend import BackendDict
 from moto.core.exceptions import JsonRESTError
 from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import ConditionalCheckFailed, TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
@@ -201,6 +206,31 @@ def _restore(table: Table, hash_key: Any, range_key: Any, item: Item | None) -> 
         table.items.pop(hash_key, None)
 
 
+def _cancel_unless_conditions_hold(
+    transact_items: list[dict], targets: list[tuple], read: Callable
+) -> None:
+    """Raise moto's TransactionCanceledException, nothing written, if a condition fails:
+    each item read as it is now (the caller holds their partitions' locks)."""
+    reasons: list = []
+    for entry, (table, hash_key, range_key) in zip(transact_items, targets, strict=True):
+        ((_, action),) = entry.items()
+        current = read(table, hash_key, range_key)
+        condition = action.get("ConditionExpression")
+        holds = condition is None or get_filter_expression(
+            condition,
+            action.get("ExpressionAttributeNames"),
+            action.get("ExpressionAttributeValues"),
+        ).expr(current)
+        if holds:
+            reasons.append((None, None, None))
+            continue
+        wants_old = action.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+        old = current.to_json()["Attributes"] if wants_old and current else None
+        reasons.append(("ConditionalCheckFailed", ConditionalCheckFailed(item=old).message, old))
+    if any(code for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+
+
 def _same_key(a: DynamoType | None, b: DynamoType | None) -> bool:
     return a == b if a is not None and b is not None else a is b
 
@@ -302,13 +332,17 @@ def make_dynamodb_atomic() -> None:
             targets = [_transaction_target(self, entry) for entry in transact_items]
         except Exception:  # a bad request: moto's own validation error, nothing written
             targets = None
-        if not targets or any(table.stream_shard is not None for table, _, _ in targets):
+        if not targets:
             with TRANSACTIONS_ALONE:  # moto copies and restores the whole tables
                 return backend_transact(self, transact_items)
         stripes = sorted({_stripe(table, hash_key) for table, hash_key, _ in targets})
         with contextlib.ExitStack() as held:
             for stripe in stripes:
                 held.enter_context(PARTITION_LOCKS[stripe])
+            if any(table.stream_shard is not None for table, _, _ in targets):
+                _cancel_unless_conditions_hold(transact_items, targets, table_get)
+                with TRANSACTIONS_ALONE:  # moto copies and restores the whole tables
+                    return backend_transact(self, transact_items)
             before = [(t, h, r, copy.deepcopy(table_get(t, h, r))) for t, h, r in targets]
             _no_table_copies.active = True
             try:

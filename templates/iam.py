@@ -1,7 +1,7 @@
 """IAM roles, written with awacs: each statement names exact actions on exact ARNs."""
 
 from awacs import awslambda, dynamodb, kms, logs, xray
-from awacs.aws import Allow, Policy, Principal, Statement
+from awacs.aws import Allow, Condition, ForAllValuesStringEquals, Policy, Principal, Statement
 from awacs.sts import AssumeRole
 from troposphere import GetAtt, Ref, Sub
 from troposphere.iam import Policy as InlinePolicy
@@ -156,3 +156,18 @@ def api_gateway_logs_role(params: StackParameters) -> Role:
 def allow(sid: str, actions: list, resource) -> Statement:
     """One statement: exactly these actions on exactly this resource."""
     return Statement(Sid=sid, Effect=Allow, Action=actions, Resource=[resource])
+
+
+ROUTE_LEDGER = "#routes"  # partition key of MaxRoutes' ledger item (handler/counter.py)
+
+
+def route_ledger_statement(series_arn) -> Statement:
+    """MaxRoutes: the counter's transaction adds to one series-table item, the ledger of the
+    routes it let in (IAM checks a transaction's Update as UpdateItem); no other item."""
+    return Statement(
+        Sid="KeepRouteLedger",
+        Effect=Allow,
+        Action=[dynamodb.UpdateItem],
+        Resource=[series_arn],
+        Condition=Condition(ForAllValuesStringEquals("dynamodb:LeadingKeys", [ROUTE_LEDGER])),
+    )

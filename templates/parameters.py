@@ -4,6 +4,20 @@ from dataclasses import dataclass, fields
 
 from troposphere import And, Condition, Equals, Not, Or, Parameter, Ref, Select, Split, Template
 
+# RouteTemplates (docs/routes.md): comma-separated templates, each "/" or segments that are
+# literals (as the counter writes a path: unreserved, sub-delims but ',', ':', '@', %XX in
+# upper case), "{name}" (one segment) or, last only, "{name+}" (one or more segments).
+TEMPLATE_LITERAL = "(?:[A-Za-z0-9._~!$&'()*+;=:@-]|%[0-9A-F]{2})+"
+TEMPLATE_NAME = "\\{[A-Za-z0-9._~-]+\\}"  # OpenAPI's names: user-id, user.id, ...
+TEMPLATE_REST = "\\{[A-Za-z0-9._~-]+\\+\\}"
+ROUTE_TEMPLATE = (
+    f"(?:/|(?:/(?:{TEMPLATE_LITERAL}|{TEMPLATE_NAME}))*"
+    f"/(?:{TEMPLATE_LITERAL}|{TEMPLATE_NAME}|{TEMPLATE_REST}))"
+)
+# CloudFormation takes 4,096 bytes per parameter value, Lambda 4 KB for all of a function's
+# environment variables: the templates get 3 KB, the other variables the rest.
+MAX_ROUTE_TEMPLATES_BYTES = 3072
+
 LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096]
 
 
@@ -37,6 +51,9 @@ class StackParameters:
     backend_timeout: Parameter
     failure_policy: Parameter
     binary_media_types: Parameter
+    route_templates: Parameter
+    unmatched_routes: Parameter
+    max_routes: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -333,6 +350,31 @@ def declarations() -> dict[str, Parameter]:
             "Whether /<StatsPath> and its dashboard need the stats token (kept in Secrets "
             "Manager): 'auto' is private exactly when Backend is set.",
             AllowedValues=["auto", "true", "false"],
+        ),
+        "route_templates": text(
+            "RouteTemplates",
+            "",
+            "Comma-separated route templates, e.g. /users/{id},/orders/{id}/items: a path "
+            "counts under the first it matches. Empty: every path is its own route.",
+            AllowedPattern=f"^({ROUTE_TEMPLATE}(,{ROUTE_TEMPLATE})*)?$",
+            MaxLength=MAX_ROUTE_TEMPLATES_BYTES,
+            ConstraintDescription="empty, or comma-separated templates such as /users/{id} "
+            "(segments: literals as a normalised path writes them, {name}, or a last {name+})",
+        ),
+        "unmatched_routes": text(
+            "UnmatchedRoutes",
+            "self",
+            "With RouteTemplates: a path matching none counts as itself ('self') or under "
+            "this one route, e.g. /{unmatched}.",
+            AllowedPattern="^(self|/\\{[A-Za-z_][A-Za-z0-9_]*\\})$",
+            ConstraintDescription="'self', or one braced segment such as /{unmatched}",
+        ),
+        "max_routes": whole_in_range(
+            "MaxRoutes",
+            0,
+            "Most distinct routes counted; past it new routes count as /{overflow}. 0: no cap.",
+            0,
+            999_999_999,
         ),
     }
 

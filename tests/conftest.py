@@ -95,10 +95,12 @@ def load_module(path: Path, name: str):
 
 
 @contextmanager
-def on_send(client, operation: str, hook) -> Iterator[None]:
+def on_send(client, operation: str, hook, stage: str = "before-send") -> Iterator[None]:
     """Run hook where a DynamoDB client's `operation` request would leave (before-send):
-    a fault raised or an answer returned there is what the network would have given."""
-    event = f"before-send.dynamodb.{operation}"
+    a fault raised or an answer returned there is what the network would have given.
+    stage="before-call": where the call is made, before moto (whose own before-send hook
+    applies the request whatever ours answers) sees it: the answer is the call's."""
+    event = f"{stage}.dynamodb.{operation}"
     client.meta.events.register_first(event, hook)
     try:
         yield

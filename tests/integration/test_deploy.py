@@ -675,6 +675,7 @@ def test_help_lists_every_option(tmp_path):
         "--region R",
         "--profile P",
         "--param Key=Value",
+        "--openapi FILE",
         "--s3-bucket B",
         "--dry-run",
         "--no-smoke",

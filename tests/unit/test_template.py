@@ -113,13 +113,19 @@ def test_functions_log_to_their_own_group_with_retention(resources):
 def test_counter_role_may_only_update_items_of_the_table_and_write_its_logs(resources):
     role = resources["CounterFunctionRole"]["Properties"]
     assert "ManagedPolicyArns" not in role
-    grants = {
-        tuple(s["Action"]): s["Resource"] for s in statements(resources["CounterFunctionRole"])
-    }
-    dynamodb = {
-        actions: res for actions, res in grants.items() if actions[0].startswith("dynamodb")
-    }
-    assert dynamodb == {("dynamodb:UpdateItem",): [{"Fn::GetAtt": ["CounterTable", "Arn"]}]}
+    granted = statements(resources["CounterFunctionRole"])
+    grants = {tuple(s["Action"]): s["Resource"] for s in granted}
+    dynamodb = [
+        (s["Action"], s["Resource"], s.get("Condition"))
+        for s in granted
+        if s["Action"][0].startswith("dynamodb")
+    ]
+    # MaxRoutes' ledger: one series-table partition, "#routes" (docs/routes.md)
+    only_ledger = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["#routes"]}}
+    assert dynamodb == [
+        (["dynamodb:UpdateItem"], [{"Fn::GetAtt": ["CounterTable", "Arn"]}], None),
+        (["dynamodb:UpdateItem"], [{"Fn::GetAtt": ["SeriesTable", "Arn"]}], only_ledger),
+    ]
     assert grants[("logs:CreateLogStream", "logs:PutLogEvents")] == [
         {"Fn::GetAtt": ["CounterLogGroup", "Arn"]}
     ]

@@ -88,9 +88,18 @@ def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_
         text = json.dumps(role_statements(resources[role]))
         for arn in (STREAM_ARN, QUEUE_ARN):
             assert json.dumps(arn) not in text, role
-    assert json.dumps(SERIES_ARN) not in json.dumps(
-        role_statements(resources["CounterFunctionRole"])
-    )
+    # The counter reaches the series table only to update MaxRoutes' ledger item
+    counter_series = [
+        s
+        for s in role_statements(resources["CounterFunctionRole"])
+        if json.dumps(SERIES_ARN) in json.dumps(s)
+    ]
+    assert [(s["Action"], s["Condition"]) for s in counter_series] == [
+        (
+            ["dynamodb:UpdateItem"],
+            {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["#routes"]}},
+        )
+    ]
     assert grants(resources, "StatsFunctionRole")["ReadSeries"] == (
         ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
         [SERIES_ARN],

@@ -39,6 +39,7 @@ def test_stats_function_runs_handler_stats_py_byte_for_byte(resources):
         "SERIES_TABLE": {"Ref": "SeriesTable"},
         # PrivateStats: where the token is (the secret's ARN), never the token
         "STATS_TOKEN_SECRET": {"Fn::If": ["StatsArePrivate", {"Ref": "StatsTokenSecret"}, ""]},
+        "MAX_ROUTES": {"Ref": "MaxRoutes"},
     }
 
 
