@@ -54,6 +54,17 @@ SERIES_PARAMETERS = {"series", "from", "to"}
 # all routes' totals, "d#<day>" of a day's top routes, and the series of all routes.
 TOP, ALL_ROUTES = "#top", "#all"
 TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
+# With a backend (docs/monitoring.md): the status classes the counter item and the buckets
+# count, and the bounds (ms) of the buckets' exact latency histogram, as the aggregator
+# writes them (handler/aggregator.py); a percentile is read as its bucket's upper bound.
+CLASSES = ("s2xx", "s3xx", "s4xx", "s5xx")
+LATENCY_BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+HISTOGRAM = (*(f"le{bound}" for bound in LATENCY_BOUNDS), "leInf")
+PERCENTILES = (50, 90, 99)
+# /_stats/top?by=: hits (the ranking), errors or latency (of the ranked routes that had at
+# least `min` answers).
+TOP_ORDERS = ("hits", "errors", "latency")
+DEFAULT_MIN_ANSWERS = 10
 
 dynamodb = boto3.client(
     "dynamodb",
@@ -112,13 +123,53 @@ def routed(path, what):
     return route
 
 
+def number(item, name):
+    return int(item.get(name, {}).get("N", 0))
+
+
+def status_classes(item):
+    """{"2xx": .., "5xx": ..} of an item's class counters, or None when it has none."""
+    classes = {name[1:]: number(item, name) for name in CLASSES}
+    return classes if any(classes.values()) else None
+
+
+def percentile(histogram, share):
+    """The upper bound (ms) of the latency bucket that holds the `share` percentile by
+    nearest rank (the ceil(share% * n)-th answer), None past the last bound or with no
+    answers: exact at the buckets' resolution."""
+    rank = -(-sum(histogram) * share // 100)
+    seen = 0
+    for bound, hits in zip((*LATENCY_BOUNDS, None), histogram, strict=True):
+        seen += hits
+        if rank and seen >= rank:
+            return bound
+    return None
+
+
+def answers(item):
+    """A series bucket's answers: {"status": {...}, "latencyMs": {mean, p50, p90, p99}}, or
+    {} when its hits had none (a stack without a backend)."""
+    classes = status_classes(item)
+    if classes is None:
+        return {}
+    histogram = [number(item, name) for name in HISTOGRAM]
+    latency = {"mean": round(number(item, "ms") / sum(classes.values()), 1)}
+    latency.update({f"p{share}": percentile(histogram, share) for share in PERCENTILES})
+    return {"status": classes, "latencyMs": latency}
+
+
 def record(item):
-    return {
+    found = {
         "route": item["route"]["S"],
         "count": int(item.get("count", {}).get("N", 0)),
         "firstSeen": item.get("firstSeen", {}).get("S"),
         "lastSeen": item.get("lastSeen", {}).get("S"),
     }
+    classes = status_classes(item)
+    if classes:  # the counter item's answers of all time, with a backend
+        mean = number(item, "latencyMsTotal") / sum(classes.values())
+        found.update(status=classes, latencyMs={"mean": round(mean, 1)})
+    return found
 
 
 def encode_token(key):
@@ -277,22 +328,21 @@ def read_series(route, series, first, last, points):
             ":lo": {"S": prefix + four_digit_year(first, key_format)},
             ":hi": {"S": prefix + four_digit_year(last, key_format)},
         },
-        "ProjectionExpression": "#bucket, hits",
+        "ProjectionExpression": ", ".join(("#bucket", "hits", *CLASSES, "ms", *HISTOGRAM)),
     }
-    hits = {}
+    found = {}
     while True:  # one page holds a year of buckets; a second only past 1 MB
         page = dynamodb.query(**request)
-        hits.update((i["bucket"]["S"], int(i["hits"]["N"])) for i in page.get("Items", []))
+        found.update((i["bucket"]["S"], i) for i in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             break
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return [
-        {
-            "start": four_digit_year(first + i * width, "%Y-%m-%dT%H:%M:%SZ"),
-            "count": hits.get(prefix + four_digit_year(first + i * width, key_format), 0),
-        }
-        for i in range(points)
-    ]
+    series = []
+    for i in range(points):
+        item = found.get(prefix + four_digit_year(first + i * width, key_format), {})
+        start = four_digit_year(first + i * width, "%Y-%m-%dT%H:%M:%SZ")
+        series.append({"start": start, "count": number(item, "hits"), **answers(item)})
+    return series
 
 
 def route_charts(route, now):
@@ -318,29 +368,70 @@ def top_bucket(period, now):
     return "all" if period == "all" else "d#" + now.strftime("%Y-%m-%d")
 
 
-def ranked(item, limit=MAX_TOP_LIMIT):
-    """A top item as answered: {"routes": [{"route", "count"}], "asOf"}, highest first."""
-    counts = [(r, int(c["N"])) for r, c in (item or {}).get("routes", {}).get("M", {}).items()]
-    best = sorted(counts, key=lambda rc: (-rc[1], rc[0]))[:limit]
+def top_route(route, value):
+    """A top item's entry as answered: its count, and with a backend's answers its error
+    rates and mean latency (the aggregator stores [count, answered, 4xx, 5xx, latency sum])."""
+    if "N" in value:
+        return {"route": route, "count": int(value["N"])}
+    count, answered, s4xx, s5xx, total_ms = (int(n["N"]) for n in value["L"])
     return {
-        "routes": [{"route": r, "count": c} for r, c in best],
-        "asOf": (item or {}).get("asOf", {}).get("S"),
+        "route": route,
+        "count": count,
+        "answered": answered,
+        "errorRate": {"4xx": round(s4xx / answered, 4), "5xx": round(s5xx / answered, 4)},
+        "latencyMs": {"mean": round(total_ms / answered, 1)},
     }
+
+
+def error_order(route):
+    rates = route["errorRate"]
+    return -rates["5xx"], -rates["4xx"], route["route"]
+
+
+def ordered(routes, by, least):
+    """The ranked routes by hits, or (of those with at least `least` answers) by error rate
+    (5xx, then 4xx) or by mean latency, highest first."""
+    if by == "hits":
+        return sorted(routes, key=lambda r: (-r["count"], r["route"]))
+    answered = [r for r in routes if r.get("answered", 0) >= least]
+    if by == "errors":
+        return sorted(answered, key=error_order)
+    return sorted(answered, key=lambda r: (-r["latencyMs"]["mean"], r["route"]))
+
+
+def ranked(item, limit=MAX_TOP_LIMIT, by="hits", least=DEFAULT_MIN_ANSWERS):
+    """A top item as answered: {"routes": [{"route", "count", ...}], "asOf"}, highest first
+    by `by` (ordered())."""
+    entries = (item or {}).get("routes", {}).get("M", {}).items()
+    routes = ordered([top_route(r, v) for r, v in entries], by, least)
+    return {"routes": routes[:limit], "asOf": (item or {}).get("asOf", {}).get("S")}
+
+
+def whole_number(query, name, default, most):
+    text = query.get(name)
+    if text is None:
+        return default
+    if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= most:
+        raise HttpError(400, f"'{name}' must be a whole number from 1 to {most}")
+    return int(text)
 
 
 def read_top(query, now):
     """The global top routes of all time or of today: one GetItem of the aggregator's item,
-    whatever the table size."""
+    whatever the table size; by hits, or its routes by error rate or mean latency."""
     period = query.get("period", "all")
     bucket = top_bucket(period, now)
-    limit = TOP_LIMIT
-    if "limit" in query:
-        text = query["limit"]
-        if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_TOP_LIMIT:
-            raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_TOP_LIMIT}")
-        limit = int(text)
+    limit = whole_number(query, "limit", TOP_LIMIT, MAX_TOP_LIMIT)
+    by = query.get("by", "hits")
+    if by not in TOP_ORDERS:
+        raise HttpError(400, "'by' must be 'hits', 'errors' or 'latency'")
+    if "min" in query and by == "hits":
+        raise HttpError(400, "'min' only comes with by=errors or by=latency")
+    least = whole_number(query, "min", DEFAULT_MIN_ANSWERS, 9999)
     item = dynamodb.get_item(TableName=SERIES_TABLE, Key=series_key(TOP, bucket)).get("Item")
-    answer = {**ranked(item, limit), "period": period}
+    answer = {**ranked(item, limit, by, least), "period": period}
+    if by != "hits":
+        answer.update(by=by, min=least)
     return {**answer, "day": bucket[2:]} if period == "day" else answer
 
 
