@@ -357,6 +357,11 @@ def route_charts(route, now):
     return charts
 
 
+def answers_heading(heading):
+    """The answers chart's heading beside its hits chart's ("Hits per hour, ...")."""
+    return "Answers" + heading.removeprefix("Hits")
+
+
 def chart_heading(series, route):
     span = "per hour, last 24 hours" if series == "hour" else "per day, last 30 days"
     return f"Hits {span}" + (", all routes" if route == ALL_ROUTES else "")
@@ -504,6 +509,8 @@ CSS = (
     "gap:.5em;font-size:.8125em;color:#555}.note{color:#555;font-size:.875em}"
     "time[title]{border-bottom:1px dotted #888}.err{border-left:4px solid #b00;padding-left:.8em}"
     ".cf{color:#b00;border:1px solid}"
+    # A backend's answers: 5xx and 4xx shares, latency (p90 light, mean dark).
+    ".chart rect.e5{fill:#b02a2a}.chart rect.e4{fill:#d98b2b}.chart rect.p9{fill:#b9cde0}"
     # Two panels side by side where each gets 20em, one above the other on a phone.
     ".cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(20em,100%),1fr));"
     "gap:0 2.5em}.cols>section{min-width:0}"
@@ -579,21 +586,127 @@ def route_link(route, text):
     return f'<a href="{href}">{text}</a>'
 
 
-def ranked_bars(routes, linked=False):
+def hit_count(route):
+    return route["count"], f"{route['count']:,}"
+
+
+def ranked_bars(routes, linked=False, measure=hit_count):
     """Routes as horizontal bars, labels in HTML so they wrap and keep their size; linked,
-    each label opens the route's page."""
-    peak = max([r["count"] for r in routes] + [1])
+    each label opens the route's page. `measure` gives a route's (value, text)."""
+    measured = [(r, *measure(r)) for r in routes]
+    peak = max([value for _, value, _ in measured] + [1])
     return (
         "<ol class=bars>"
         + "".join(
             "<li><span class=lbl>"
             f"{route_link(r['route'], label(r['route'])) if linked else label(r['route'])}"
-            f"</span> <b>{r['count']:,}</b>"
+            f"</span> <b>{text}</b>"
             '<svg class=bar viewBox="0 0 1000 10" preserveAspectRatio="none" aria-hidden="true">'
-            f'<rect width="{max(6, 1000 * r["count"] // peak)}" height="10"/></svg></li>'
-            for r in routes
+            f'<rect width="{max(6, int(1000 * value / peak))}" height="10"/></svg></li>'
+            for r, value, text in measured
         )
         + "</ol>"
+    )
+
+
+def percent(part, whole):
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def milliseconds(value):
+    """A latency as shown: a percentile's bucket bound is 'at most' it; None is past 30 s."""
+    if value is None:
+        return f"&gt;{LATENCY_BOUNDS[-1]:,} ms"
+    return f"{value:,.1f} ms" if isinstance(value, float) else f"\u2264{value:,} ms"
+
+
+def answer_rows(points, hourly):
+    """The "Every bucket" rows of the answers charts."""
+    rows = []
+    for p in points:
+        classes, latency = p.get("status"), p.get("latencyMs")
+        if not classes:
+            rows.append(
+                f"<tr><td>{point_label(p['start'], hourly)}</td>"
+                "<td class=n>0</td><td class=n>-</td><td class=n>-</td><td class=n>-</td>"
+                "<td class=n>-</td></tr>"
+            )
+            continue
+        n = sum(classes.values())
+        rows.append(
+            f"<tr><td>{point_label(p['start'], hourly)}</td><td class=n>{n:,}</td>"
+            f"<td class=n>{percent(classes['5xx'], n)}</td>"
+            f"<td class=n>{percent(classes['4xx'], n)}</td>"
+            f"<td class=n>{milliseconds(latency['mean'])}</td>"
+            f"<td class=n>{milliseconds(latency['p90'])}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def answers_chart(points, heading):
+    """A backend's answers per bucket, from the series points' "status" and "latencyMs":
+    the 5xx and 4xx shares (stacked bars, of 100%) and the mean and p90 latency (p90 light
+    behind the mean; p90 past the last bound drawn at it). Empty when no point has any."""
+    answered = [p for p in points if p.get("status")]
+    if not answered:
+        return ""
+    n, hourly = len(points), any((stored_seconds(p["start"]) or 0) % 86400 for p in points)
+    slowest = max(
+        [p["latencyMs"]["p90"] or LATENCY_BOUNDS[-1] for p in answered]
+        + [p["latencyMs"]["mean"] for p in answered]
+        + [1]
+    )
+    errors, latency = [], []
+    for i, p in enumerate(points):
+        if not p.get("status"):
+            continue
+        classes, ms = p["status"], p["latencyMs"]
+        total, at = sum(classes.values()), point_label(p["start"], hourly)
+        e5, e4 = 100 * classes["5xx"] / total, 100 * classes["4xx"] / total
+        tip = (
+            f"<title>{at} UTC: {total:,} answers, 5xx {percent(classes['5xx'], total)},"
+            f" 4xx {percent(classes['4xx'], total)}, mean {milliseconds(ms['mean'])},"
+            f" p90 {milliseconds(ms['p90'])}</title>"
+        )
+        errors.append(
+            f'<rect class=e5 x="{i * 10 + 1}" y="{100 - e5:.1f}" width="8" height="{e5:.1f}">'
+            f'{tip}</rect><rect class=e4 x="{i * 10 + 1}" y="{100 - e5 - e4:.1f}" width="8"'
+            f' height="{e4:.1f}">{tip}</rect>'
+        )
+        p90 = 100 * (ms["p90"] or LATENCY_BOUNDS[-1]) / slowest
+        mean = max(1, 100 * ms["mean"] / slowest)
+        latency.append(
+            f'<rect class=p9 x="{i * 10 + 1}" y="{100 - p90:.1f}" width="8" height="{p90:.1f}">'
+            f'{tip}</rect><rect x="{i * 10 + 1}" y="{100 - mean:.1f}" width="8"'
+            f' height="{mean:.1f}">{tip}</rect>'
+        )
+    ticks = [points[0], points[n // 2], points[-1]] if n > 2 else points
+    axis = (
+        "<div class=axis>"
+        + "".join(f"<span>{point_label(p['start'], hourly)}</span>" for p in ticks)
+        + "</div>"
+    )
+
+    def svg(label_text, bars):
+        return (
+            f'<svg role="img" aria-label="{html.escape(label_text)}" viewBox="0 0 {n * 10} 100"'
+            f' preserveAspectRatio="none">{"".join(bars)}</svg>{axis}'
+        )
+
+    worst = max(answered, key=lambda p: p["status"]["5xx"] / sum(p["status"].values()))
+    worst_share = percent(worst["status"]["5xx"], sum(worst["status"].values()))
+    return (
+        f"<section class=chart><h2>{html.escape(heading)}</h2>"
+        f"<p class=note>Error rate: 5xx (red) and 4xx (orange) of the answers; the worst"
+        f" bucket's 5xx share is {worst_share}.</p>"
+        + svg(f"{heading}: error rate", errors)
+        + f"<p class=note>Latency: mean (dark) and p90 (light, its histogram bucket's"
+        f" upper bound); the tallest is {milliseconds(float(slowest))}.</p>"
+        + svg(f"{heading}: latency", latency)
+        + "<details><summary>Every bucket</summary><table><thead><tr><th>Start (UTC)</th>"
+        "<th class=n>Answers</th><th class=n>5xx</th><th class=n>4xx</th><th class=n>Mean"
+        f"</th><th class=n>p90</th></tr></thead><tbody>{answer_rows(points, hourly)}</tbody>"
+        "</table></details></section>"
     )
 
 
@@ -650,6 +763,35 @@ def top_panel(top, now, heading="Top routes of all time", what="By count", empty
     )
 
 
+def mean_latency(route):
+    mean = route["latencyMs"]["mean"]
+    return mean, milliseconds(float(mean))
+
+
+def error_rate(route):
+    rates = route["errorRate"]
+    return rates["5xx"], f"5xx {rates['5xx']:.1%}, 4xx {rates['4xx']:.1%}"
+
+
+def monitoring_panels(top, period):
+    """The slowest routes and those of the highest error rate among the ranked routes with
+    at least DEFAULT_MIN_ANSWERS answers (ordered()); nothing without a backend's answers."""
+    shown = []
+    for by, heading, measure in (
+        ("latency", "Slowest routes", mean_latency),
+        ("errors", "Highest error rate", error_rate),
+    ):
+        routes = ordered(top.get("routes") or [], by, DEFAULT_MIN_ANSWERS)[:TOP_LIMIT]
+        if routes:
+            shown.append(
+                f"<section><h2>{heading} {period}</h2><p class=note>"
+                + ("By mean latency" if by == "latency" else "By 5xx share, then 4xx")
+                + f" of the answers, among the top routes with at least {DEFAULT_MIN_ANSWERS}"
+                f" answers.</p>{ranked_bars(routes, linked=True, measure=measure)}</section>"
+            )
+    return f"<div class=cols>{''.join(shown)}</div>" if shown else ""
+
+
 def summary_panels(summary, charts, now):
     """The front page's view of every route, from the aggregator (read_summary, and
     route_charts of ALL_ROUTES): totals, hits over time, the top routes of all time and of
@@ -679,7 +821,23 @@ def summary_panels(summary, charts, now):
         f"By hits on {today['day']} (UTC)",  # the day whose item was read
         "No hits counted today yet.",
     )
-    return f"{head}<div class=cols>{charts_html}</div><div class=cols>{tops}</div>"
+    watch = monitoring_panels(top, "of all time") + monitoring_panels(today, "today")
+    return f"{head}<div class=cols>{charts_html}</div><div class=cols>{tops}</div>{watch}"
+
+
+def all_time_answers(route):
+    """A route's answers of all time, from its counter item (record())."""
+    classes = route["status"]
+    n = sum(classes.values())
+    shares = ", ".join(f"{name} {percent(count, n)}" for name, count in classes.items())
+    return (
+        "<section><h2>Answers of all time</h2><div class=totals>"
+        f"<p><b>{n:,}</b> {plural(n, 'answer')}</p>"
+        f"<p><b>{percent(classes['5xx'], n)}</b> 5xx</p>"
+        f"<p><b>{percent(classes['4xx'], n)}</b> 4xx</p>"
+        f"<p><b>{milliseconds(float(route['latencyMs']['mean']))}</b> mean latency</p>"
+        f"</div><p class=note>By status class: {shares}.</p></section>"
+    )
 
 
 def page_link(limit, stale, position=None):
@@ -797,6 +955,10 @@ def dashboard(
     else:
         charts = "".join(series_chart(points, heading) for heading, points in series or [])
         panels = f"<div class=cols>{charts}</div>" if charts else ""
+        watch = "".join(answers_chart(p, answers_heading(h)) for h, p in series or [])
+        panels += f"<div class=cols>{watch}</div>" if watch else ""
+    if single and routes and routes[0].get("status"):
+        panels = all_time_answers(routes[0]) + panels
     rows = "".join(
         f'<tr><td class="r">'
         f"{shown(r['route']) if single else route_link(r['route'], shown(r['route']))}</td>"
