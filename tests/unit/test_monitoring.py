@@ -1,118 +1,380 @@
-"""Alarms reach the alarm topic (and AlarmEmail when set); the dashboard shows the essentials."""
+"""Monitoring (docs/monitoring.md): a backend's answers per route, per hour and day, exact.
 
+Each hit is written by the counter's UpdateItem as contract.md (item 2) fixes it for a stack
+with a backend (its count, status class and latency in one write), into an in-process moto
+table with a stream of either view; the records go through the aggregator as Lambda delivers
+them, and the stats handler reads what it wrote.
+"""
+
+import collections
 import json
+import random
 import re
+import time
 
+import boto3
 import pytest
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
+from botocore.exceptions import ConnectionClosedError
+from moto import mock_aws
+
+from local import moto_fidelity
+from local.streams import stream_event
+from tests.conftest import (
+    ROOT,
+    StreamTables,
+    api_event,
+    lambda_context,
+    load_module,
+    series_definition,
+    stream_records,
+    table_definition,
+)
+from tests.unit.test_aggregator import epoch, series_items
+
+BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+# (route, time, status the client got, backend latency in ms): latencies on and either side
+# of the histogram's bounds, every class, two hours and two days.
+ANSWERED = [
+    ("/a", "2026-12-01T03:10:00Z", 200, 0),
+    ("/a", "2026-12-01T03:11:00Z", 200, 1),
+    ("/b", "2026-12-01T03:20:00Z", 404, 2),
+    ("/a", "2026-12-01T03:59:59Z", 502, 3),
+    ("/a", "2026-12-01T04:00:00Z", 301, 20),
+    ("/b", "2026-12-01T04:30:00Z", 200, 21),
+    ("/a", "2026-12-01T04:45:00Z", 504, 30000),
+    ("/a", "2026-12-02T00:05:00Z", 200, 30001),
+    ("/c", "2026-12-02T00:06:00Z", 503, 480),
+    ("/c", "2026-12-02T00:07:00Z", 200, 500),
+]
 
 
-def alarms(resources: dict) -> dict:
+def bucket_of(ms: int) -> str:
+    return next((f"le{b}" for b in BOUNDS if ms <= b), "leInf")
+
+
+def expected(hits) -> dict:
+    """(route, bucket) -> the answer attributes a bucket must hold: classes, ms, histogram;
+    the all-routes items ("#all") too, the all-time one ("#all", "all") included."""
+    want = collections.defaultdict(collections.Counter)
+    for route, at, status, ms in hits:
+        for who in (route, "#all"):
+            buckets = [f"h#{at[:13]}", f"d#{at[:10]}"] + (["all"] if who == "#all" else [])
+            for bucket in buckets:
+                want[(who, bucket)].update({f"s{status // 100}xx": 1, bucket_of(ms): 1})
+                want[(who, bucket)]["ms"] += ms
+    return {key: dict(+counts) for key, counts in want.items()}
+
+
+ANSWER_NAMES = re.compile(r"s[2-5]xx|ms|le[0-9]+|leInf")
+
+
+def stored_answers(table: str) -> dict:
+    """(route, bucket) -> the answer attributes each series item holds (top items aside)."""
     return {
-        (r["Properties"]["Namespace"], r["Properties"]["MetricName"]): r["Properties"]
-        for r in resources.values()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
+        key: {n: int(v["N"]) for n, v in item.items() if ANSWER_NAMES.fullmatch(n)}
+        for key, item in series_items(table).items()
+        if key[0] != "#top"
     }
+
+
+@pytest.fixture(params=["NEW_IMAGE", "NEW_AND_OLD_IMAGES"])
+def tables(request, template: dict, monkeypatch: pytest.MonkeyPatch):
+    """stream_tables (tests/conftest.py) with either stream view: the aggregator takes both."""
+    moto_fidelity.apply()
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        created = client.create_table(
+            TableName="route-counter-test",
+            **table_definition(template),
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": request.param},
+        )
+        client.create_table(TableName="route-counter-series", **series_definition(template))
+        monkeypatch.setenv("TABLE_NAME", "route-counter-test")
+        monkeypatch.setenv("SERIES_TABLE", "route-counter-series")
+        yield StreamTables(
+            "route-counter-test",
+            "route-counter-series",
+            created["TableDescription"]["LatestStreamArn"],
+        )
+
+
+@pytest.fixture
+def aggregator(tables):
+    return load_module(ROOT / "handler" / "aggregator.py", "aggregator_for_monitoring")
+
+
+@pytest.fixture
+def stats(tables):
+    return load_module(ROOT / "handler" / "stats.py", "stats_for_monitoring")
+
+
+def answer_hit(table: str, route: str, at: str, status: int, ms: int) -> None:
+    """The counter's one write for a hit answered by a backend (contract.md, item 2)."""
+    boto3.client("dynamodb").update_item(
+        TableName=table,
+        Key={"route": {"S": route}},
+        UpdateExpression="ADD #count :one, #class :one, latencyMsTotal :ms SET lastSeen = :now,"
+        " firstSeen = if_not_exists(firstSeen, :now), lastStatus = :status, lastLatencyMs = :ms",
+        ExpressionAttributeNames={"#count": "count", "#class": f"s{status // 100}xx"},
+        ExpressionAttributeValues={
+            ":one": {"N": "1"},
+            ":ms": {"N": str(ms)},
+            ":now": {"S": at},
+            ":status": {"N": str(status)},
+        },
+    )
+
+
+def answered_records(tables: StreamTables, hits=ANSWERED) -> list[dict]:
+    for route, at, status, ms in hits:
+        answer_hit(tables.counter, route, at, status, ms)
+    event = stream_event(stream_records(tables.stream_arn), tables.stream_arn)
+    DynamoDBStreamModel.model_validate(event)  # the shape Lambda delivers
+    return event["Records"]
+
+
+def run(aggregator, records: list[dict]) -> None:
+    result = aggregator.handler({"Records": records}, lambda_context("AggregatorFunction"))
+    assert result == {"batchItemFailures": []}
+
+
+def clear(table: str) -> None:
+    client = boto3.client("dynamodb")
+    for route, bucket in series_items(table):
+        client.delete_item(TableName=table, Key={"route": {"S": route}, "bucket": {"S": bucket}})
+
+
+def top_answers(table: str, bucket: str) -> dict:
+    """route -> [value, answered, 4xx, 5xx, latency sum] of a top item."""
+    item = series_items(table)[("#top", bucket)]
+    return {r: [int(n["N"]) for n in v["L"]] for r, v in item["routes"]["M"].items()}
+
+
+# --- The aggregator -------------------------------------------------------------------------
+
+
+def test_each_answer_counts_once_by_class_latency_and_histogram_bucket_whatever_the_batches(
+    aggregator, tables
+):
+    records = answered_records(tables)
+    want = expected(ANSWERED)
+    run(aggregator, list(reversed(records)))
+    assert stored_answers(tables.series) == want
+    batches = [records[i : i + 3] for i in range(0, len(records), 3)]
+    shuffled = random.Random(7)  # noqa: S311 (a reproducible order, not a secret)
+    for _ in range(3):  # split, reordered, each batch delivered twice
+        clear(tables.series)
+        order = batches * 2
+        shuffled.shuffle(order)
+        for batch in order:
+            run(aggregator, list(reversed(batch)))
+        assert stored_answers(tables.series) == want
+    run(aggregator, records)  # a replay of everything adds nothing
+    assert stored_answers(tables.series) == want
+    # The route's hits are still its own count, answers or not.
+    assert int(series_items(tables.series)[("/a", "d#2026-12-01")]["hits"]["N"]) == 5
+
+
+def test_a_transaction_whose_answer_was_lost_adds_the_answers_once(aggregator, tables):
+    """Applied, then its connection dropped before the answer: the SDK sends it again, the
+    condition refuses it, the buckets are read again and found counted, answers included."""
+    applier = boto3.client("dynamodb")
+    lost = []
+
+    def apply_then_lose_the_answer(request, **_):
+        if not lost:
+            lost.append(True)
+            applier.transact_write_items(**json.loads(request.body))
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    aggregator.dynamodb.meta.events.register_first(
+        "before-send.dynamodb.TransactWriteItems", apply_then_lose_the_answer
+    )
+    run(aggregator, answered_records(tables))
+    assert lost
+    assert stored_answers(tables.series) == expected(ANSWERED)
+
+
+def test_a_hit_that_recorded_no_answer_adds_none_though_its_image_shows_the_last_one(
+    aggregator, tables
+):
+    """A count-first hit (a rate-limited stack, metering) writes no answer: its image still
+    carries the previous hit's lastStatus and lastLatencyMs, which must not count twice."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_monitoring")
+    answer_hit(tables.counter, "/a", "2026-12-01T03:00:00Z", 500, 40)
+    for second in range(1, 4):
+        counter.count_hit("/a", epoch(f"2026-12-01T03:00:0{second}Z"), time.monotonic() + 4)
+    run(aggregator, stream_event(stream_records(tables.stream_arn), tables.stream_arn)["Records"])
+    answers = stored_answers(tables.series)
+    assert answers[("/a", "h#2026-12-01T03")] == {"s5xx": 1, "ms": 40, "le50": 1}
+    assert answers[("#all", "all")] == {"s5xx": 1, "ms": 40, "le50": 1}
+    assert int(series_items(tables.series)[("/a", "h#2026-12-01T03")]["hits"]["N"]) == 4
+
+
+def test_without_a_backend_the_buckets_and_top_items_hold_what_they_did(aggregator, tables):
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_no_backend")
+    for route, at, _, _ in ANSWERED:
+        counter.count_hit(route, epoch(at), time.monotonic() + 4)
+    run(aggregator, stream_event(stream_records(tables.stream_arn), tables.stream_arn)["Records"])
+    for (route, _), item in series_items(tables.series).items():
+        names = set(item) - {"route", "bucket", "expiresAt"}
+        if route == "#top":
+            assert names == {"routes", "version", "asOf"}
+            assert all("N" in v for v in item["routes"]["M"].values())  # a count, no list
+        else:
+            assert names == ({"hits", "routes"} if route == "#all" else {"counted", "hits"})
+
+
+def test_the_top_items_keep_each_routes_answers_exact_in_any_order(aggregator, tables):
+    records = answered_records(tables)
+    rng = random.Random(3)  # noqa: S311 (a reproducible order, not a secret)
+    batches = [records[i : i + 4] for i in range(0, len(records), 4)] * 2
+    rng.shuffle(batches)
+    for batch in batches:
+        run(aggregator, batch)
+    # all time: [count, answered, 4xx, 5xx, latency sum] of the counter item
+    assert top_answers(tables.series, "all") == {
+        "/a": [6, 6, 0, 2, 0 + 1 + 3 + 20 + 30000 + 30001],
+        "/b": [2, 2, 1, 0, 2 + 21],
+        "/c": [2, 2, 0, 1, 480 + 500],
+    }
+    # a day: that day's hits and answers
+    assert top_answers(tables.series, "d#2026-12-01") == {
+        "/a": [5, 5, 0, 2, 0 + 1 + 3 + 20 + 30000],
+        "/b": [2, 2, 1, 0, 23],
+    }
+
+
+def test_a_route_with_answers_takes_more_of_the_top_items_bytes(aggregator, tables):
+    """Room for 3 routes of 100 bytes with counts alone, for 2 with their answers too."""
+    entry = 100 + aggregator.TOP_ENTRY_BYTES
+    aggregator.TOP_BYTES = 2 * (entry + aggregator.TOP_ANSWER_BYTES)
+    assert aggregator.TOP_BYTES // entry == 3
+    hits = [(f"/{i}" + "x" * 98, "2026-12-01T03:00:00Z", 200, 5) for i in range(3)]
+    run(aggregator, answered_records(tables, [h for _ in range(3) for h in hits]))
+    assert list(top_answers(tables.series, "all")) == [f"/{i}" + "x" * 98 for i in range(2)]
 
 
 @pytest.mark.parametrize(
-    ("namespace", "metric", "dimensions"),
+    ("ms", "bucket"),
     [
-        ("AWS/Lambda", "Errors", ["FunctionName"]),
-        ("AWS/Lambda", "Throttles", ["FunctionName"]),
-        ("AWS/ApiGateway", "5XXError", ["ApiName", "Stage"]),
-        ("AWS/ApiGateway", "Latency", ["ApiName", "Stage"]),
-        ("AWS/DynamoDB", "WriteThrottleEvents", ["TableName"]),
+        (0, "le1"),
+        (1, "le1"),
+        (2, "le2"),
+        (3, "le5"),
+        (20, "le20"),
+        (21, "le50"),
+        (30000, "le30000"),
+        (30001, "leInf"),
     ],
 )
-def test_alarm_notifies_the_topic_and_ignores_idle_periods(
-    resources, namespace, metric, dimensions
+def test_a_latency_falls_in_the_bucket_of_the_first_bound_it_does_not_exceed(
+    aggregator, ms, bucket
 ):
-    alarm = alarms(resources)[(namespace, metric)]
-
-    assert [d["Name"] for d in alarm["Dimensions"]] == dimensions
-    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    assert alarm["TreatMissingData"] == "notBreaching"
+    assert aggregator.latency_bucket(ms) == bucket
 
 
-def test_alarms_mail_only_when_they_fire(resources):
-    """OKActions fire on each new alarm's INSUFFICIENT_DATA -> OK too: 7 mails per create."""
-    for props in alarms(resources).values():
-        assert "OKActions" not in props
-        assert "InsufficientDataActions" not in props
+# --- Stats JSON ------------------------------------------------------------------------------
 
 
-def test_topic_display_name_fits_sns_limit_for_the_longest_stack_name(resources):
-    """SNS DisplayName takes at most 100 characters; a stack name takes up to 128."""
-    name = resources["AlarmTopic"]["Properties"]["DisplayName"]
-    if isinstance(name, dict):
-        name = name["Fn::Sub"].replace("${AWS::StackName}", "s" * 128)
-    assert 0 < len(name) <= 100
+@pytest.mark.parametrize(
+    ("counts", "want"),
+    [
+        ({"le1": 1}, {"p50": 1, "p90": 1, "p99": 1}),
+        # 90 of 100 at most 10 ms: the 90th is in le10, the 91st and the 99th in le100
+        ({"le10": 90, "le100": 10}, {"p50": 10, "p90": 10, "p99": 100}),
+        ({"le10": 89, "le100": 11}, {"p50": 10, "p90": 100, "p99": 100}),
+        # 2 answers: p50 is the 1st (nearest rank ceil(0.5 * 2)), p90 and p99 the 2nd
+        ({"le5": 1, "le2000": 1}, {"p50": 5, "p90": 2000, "p99": 2000}),
+        ({"le30000": 99, "leInf": 1}, {"p50": 30000, "p90": 30000, "p99": 30000}),
+        ({"le30000": 98, "leInf": 2}, {"p50": 30000, "p90": 30000, "p99": None}),
+    ],
+)
+def test_percentiles_are_the_upper_bound_of_the_nearest_ranks_bucket(stats, counts, want):
+    item = {name: {"N": str(n)} for name, n in counts.items()}
+    total = sum(counts.values())
+    item |= {"s2xx": {"N": str(total)}, "ms": {"N": str(3 * total)}}
+    latency = stats.answers(item)["latencyMs"]
+    assert latency == {"mean": 3.0, **want}
 
 
-def test_latency_alarm_watches_a_high_percentile(resources):
-    latency = alarms(resources)[("AWS/ApiGateway", "Latency")]
-    assert latency["ExtendedStatistic"] in ("p90", "p99")
-    assert "Statistic" not in latency
+def get(stats, path: str, query: dict) -> dict:
+    result = stats.handler(api_event(path, query=query), lambda_context("StatsFunction"))
+    assert result["statusCode"] == 200, result["body"]
+    return json.loads(result["body"])
 
 
-def test_api_alarms_name_the_api_by_the_name_it_is_given(resources):
-    api_name = resources["CounterApi"]["Properties"]["Name"]
-    for (namespace, _), alarm in alarms(resources).items():
-        if namespace == "AWS/ApiGateway":
-            dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-            assert dims == {"ApiName": api_name, "Stage": {"Ref": "ApiStage"}}
-
-
-def test_email_is_subscribed_only_when_given(template, resources):
-    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
-    subscription = resources["AlarmEmailSubscription"]
-    assert subscription["Condition"] == "HasAlarmEmail"
-    assert subscription["Properties"] == {
-        "Endpoint": {"Ref": "AlarmEmail"},
-        "Protocol": "email",
-        "TopicArn": {"Ref": "AlarmTopic"},
-    }
-    assert "Condition" not in resources["AlarmTopic"]
-
-
-def dashboard_body(resources: dict) -> dict:
-    text = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    known = {"AWS::Region": "eu-west-1", "AWS::StackName": "rc"} | {
-        name: f"<{name}>" for name in resources
-    }
-    used = set(re.findall(r"\$\{([^}]+)\}", text))
-    assert used <= set(known), f"unknown Fn::Sub variables {used - set(known)}"
-    return json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: known[m.group(1)], text))
-
-
-def test_dashboard_shows_hits_latency_errors_and_capacity(resources):
-    widgets = dashboard_body(resources)["widgets"]
-    shown = set()
-    for widget in widgets:
-        for metric in widget["properties"]["metrics"]:
-            names = [m for m in metric if isinstance(m, str)]
-            stat = next((m["stat"] for m in metric if isinstance(m, dict)), None)
-            shown.add((names[1], stat) if names[0] != "..." else ("Latency", stat))
-
-    assert ("Count", None) in shown
-    assert {("Latency", "p50"), ("Latency", "p90"), ("Latency", "p99")} <= shown
-    assert {("4XXError", None), ("5XXError", None), ("Errors", None)} <= shown
-    assert {("ConsumedReadCapacityUnits", None), ("ConsumedWriteCapacityUnits", None)} <= shown
-
-
-def test_dashboard_errors_widget_shows_every_function(resources):
-    (errors,) = [
-        w for w in dashboard_body(resources)["widgets"] if w["properties"]["title"] == "Errors"
+def test_series_points_carry_classes_and_latency_where_a_backend_answered(
+    aggregator, stats, tables
+):
+    run(aggregator, answered_records(tables))
+    query = {"route": "/a", "series": "hour", "from": "2026-12-01T02:00:00Z"}
+    points = get(stats, "/_stats", {**query, "to": "2026-12-01T04:00:00Z"})["points"]
+    assert points == [
+        {"start": "2026-12-01T02:00:00Z", "count": 0},  # no hits: the shape of old
+        {
+            "start": "2026-12-01T03:00:00Z",
+            "count": 3,
+            "status": {"2xx": 2, "3xx": 0, "4xx": 0, "5xx": 1},
+            "latencyMs": {"mean": round(4 / 3, 1), "p50": 1, "p90": 5, "p99": 5},
+        },
+        {
+            "start": "2026-12-01T04:00:00Z",
+            "count": 2,
+            "status": {"2xx": 0, "3xx": 1, "4xx": 0, "5xx": 1},
+            "latencyMs": {"mean": 15010.0, "p50": 20, "p90": 30000, "p99": 30000},
+        },
     ]
-    lambda_errors = {
-        m[3] for m in errors["properties"]["metrics"] if m[:2] == ["AWS/Lambda", "Errors"]
+    day = get(stats, "/_stats", {"series": "day", "from": "2026-12-02", "to": "2026-12-02"})
+    (point,) = day["points"]  # all routes
+    assert point["status"] == {"2xx": 2, "3xx": 0, "4xx": 0, "5xx": 1}
+    assert point["latencyMs"] == {"mean": 10327.0, "p50": 500, "p90": None, "p99": None}
+
+
+def test_a_routes_record_carries_its_answers_of_all_time(aggregator, stats, tables):
+    answered_records(tables)
+    assert get(stats, "/_stats", {"route": "/b"}) == {
+        "route": "/b",
+        "count": 2,
+        "firstSeen": "2026-12-01T03:20:00Z",
+        "lastSeen": "2026-12-01T04:30:00Z",
+        "status": {"2xx": 1, "3xx": 0, "4xx": 1, "5xx": 0},
+        "latencyMs": {"mean": 11.5},
     }
-    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
-    assert len(functions) == 3  # counter, stats, aggregator
-    assert lambda_errors == {f"<{name}>" for name in functions}
 
 
-def test_dashboard_name_is_unique_per_region(resources):
-    """Dashboards are global to the account: the same stack in two regions needs two."""
-    name = resources["Dashboard"]["Properties"]["DashboardName"]
-    assert name == {"Fn::Sub": "${AWS::StackName}-${AWS::Region}"}
+def test_top_routes_by_errors_and_by_latency_among_those_with_enough_answers(
+    aggregator, stats, tables
+):
+    run(aggregator, answered_records(tables))
+    top = get(stats, "/_stats/top", {})
+    assert top["routes"][0] == {
+        "route": "/a",
+        "count": 6,
+        "answered": 6,
+        "errorRate": {"4xx": 0.0, "5xx": round(2 / 6, 4)},
+        "latencyMs": {"mean": round(60025 / 6, 1)},
+    }
+    errors = get(stats, "/_stats/top", {"by": "errors", "min": "2"})
+    assert [r["route"] for r in errors["routes"]] == ["/c", "/a", "/b"]  # 50%, 33%, 0% 5xx
+    assert (errors["by"], errors["min"]) == ("errors", 2)
+    slowest = get(stats, "/_stats/top", {"by": "latency", "min": "2", "limit": "2"})
+    assert [r["route"] for r in slowest["routes"]] == ["/a", "/c"]
+    assert get(stats, "/_stats/top", {"by": "latency", "min": "3"})["routes"] == [top["routes"][0]]
+    assert get(stats, "/_stats/top", {"by": "latency"})["routes"] == []  # default min 10
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"by": "slow"}, "'by' must be 'hits', 'errors' or 'latency'"),
+        ({"by": "errors", "min": "0"}, "'min' must be a whole number from 1 to 9999"),
+        ({"by": "latency", "min": "x"}, "'min' must be a whole number from 1 to 9999"),
+        ({"min": "5"}, "'min' only comes with by=errors or by=latency"),
+    ],
+)
+def test_bad_top_orders_are_a_clear_400(stats, query, message):
+    result = stats.handler(api_event("/_stats/top", query=query), lambda_context())
+    assert result["statusCode"] == 400
+    assert json.loads(result["body"]) == {"error": message}
