@@ -378,3 +378,139 @@ def test_bad_top_orders_are_a_clear_400(stats, query, message):
     result = stats.handler(api_event("/_stats/top", query=query), lambda_context())
     assert result["statusCode"] == 400
     assert json.loads(result["body"]) == {"error": message}
+
+
+# --- The dashboard ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pages():
+    """The stats module for its page components, which read nothing."""
+    return load_module(ROOT / "handler" / "stats.py", "stats_for_monitoring_pages")
+
+
+NOW = 1_796_094_000  # 2026-12-01T03:00:00Z
+
+
+def point(hour: int, classes: tuple = (), mean: float = 0.0, p90: int | None = 0) -> dict:
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - (3 - hour) * 3600))
+    if not classes:
+        return {"start": start, "count": 0}
+    status = dict(zip(("2xx", "3xx", "4xx", "5xx"), classes, strict=True))
+    latency = {"mean": mean, "p50": 10, "p90": p90, "p99": p90}
+    return {"start": start, "count": sum(classes), "status": status, "latencyMs": latency}
+
+
+def test_a_routes_answers_chart_shows_error_rates_and_mean_and_p90_latency(pages):
+    points = [
+        point(0, (8, 0, 1, 1), 12.5, 20),
+        point(1),
+        point(2, (0, 0, 0, 4), 250.0, 500),
+        point(3, (3, 0, 0, 0), 100.0, None),
+    ]
+
+    chart = pages.answers_chart(points, "Answers per hour, last 24 hours")
+
+    rows = re.findall(r"<tr><td>([^<]+)</td>((?:<td class=n>[^<]*</td>)+)</tr>", chart)
+    cells = [(at, re.findall(r"<td class=n>([^<]*)</td>", tds)) for at, tds in rows]
+    assert cells == [
+        ("Dec 01 00:00", ["10", "10.0%", "10.0%", "12.5 ms", "\u226420 ms"]),
+        ("Dec 01 01:00", ["0", "-", "-", "-", "-"]),
+        ("Dec 01 02:00", ["4", "100.0%", "0.0%", "250.0 ms", "\u2264500 ms"]),
+        ("Dec 01 03:00", ["3", "0.0%", "0.0%", "100.0 ms", "&gt;30,000 ms"]),
+    ]
+    # Error rate: a 5xx and a 4xx bar per answered bucket, of 100%.
+    errors = re.search(r'aria-label="[^"]*error rate"[^>]*>(.*?)</svg>', chart).group(1)
+    heights = re.findall(r'<rect class=(e[45]) [^>]*height="([0-9.]+)"', errors)
+    assert [h for _, h in heights] == ["10.0", "10.0", "100.0", "0.0", "0.0", "0.0"]
+    assert [c for c, _ in heights] == ["e5", "e4"] * 3
+    assert "the worst bucket's 5xx share is 100.0%" in chart
+    # Latency: p90 behind the mean, scaled to the tallest (p90 past 30 s drawn at 30 s).
+    latency = re.search(r'aria-label="[^"]*latency"[^>]*>(.*?)</svg>', chart).group(1)
+    assert re.findall(r'<rect class=p9 [^>]*height="([0-9.]+)"', latency)[-1] == "100.0"
+
+
+def test_without_answers_no_answers_chart_or_monitoring_panel_is_drawn(pages):
+    assert pages.answers_chart([point(0), point(1)], "Answers per hour") == ""
+    top = {"routes": [{"route": "/a", "count": 50}], "asOf": "2026-12-01T02:00:00Z"}
+    summary = {
+        "top": top,
+        "today": {**top, "day": "2026-12-01"},
+        "totals": {"hits": 50, "routes": 1},
+    }
+    page = pages.dashboard([], "Route Counter", summary=summary, series=[], now=NOW)
+    assert "Slowest" not in page and "error rate" not in page
+    single = pages.dashboard(
+        [{"route": "/a", "count": 1, "firstSeen": None, "lastSeen": None}],
+        "Route /a",
+        single=True,
+        series=[("Hits per hour", [point(0)])],
+        now=NOW,
+    )
+    assert "Answers" not in single
+
+
+def test_the_front_page_names_the_slowest_routes_and_the_highest_error_rates(pages):
+    def entry(route, count, answered, s4xx, s5xx, total_ms):
+        value = {"L": [{"N": str(n)} for n in (count, answered, s4xx, s5xx, total_ms)]}
+        return route, value
+
+    item = {
+        "routes": {
+            "M": dict(
+                [
+                    entry("/fast", 500, 500, 5, 0, 500 * 12),
+                    entry("/slow&<x>", 40, 40, 0, 2, 40 * 900),
+                    entry("/broken", 20, 20, 0, 10, 20 * 30),
+                    entry("/rare", 9, 9, 0, 9, 9 * 5000),  # fewer than 10 answers
+                    ("/counted", {"N": "30"}),  # no answers (before the backend)
+                ]
+            )
+        },
+        "asOf": {"S": "2026-12-01T02:59:00Z"},
+    }
+    top = pages.ranked(item)
+    summary = {"top": top, "today": {"routes": [], "asOf": None, "day": "2026-12-01"}}
+    summary["totals"] = {"hits": 599, "routes": 5}
+
+    page = pages.dashboard([], "Route Counter", summary=summary, series=[], now=NOW)
+
+    def shown(heading):
+        panel = page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
+        return re.findall(r'<bdi dir="ltr">([^<]*)</bdi></a></span> <b>([^<]*)</b>', panel)
+
+    assert shown("Slowest routes of all time") == [
+        ("/slow&amp;&lt;x&gt;", "900.0 ms"),
+        ("/broken", "30.0 ms"),
+        ("/fast", "12.0 ms"),
+    ]
+    assert shown("Highest error rate of all time") == [
+        ("/broken", "5xx 50.0%, 4xx 0.0%"),
+        ("/slow&amp;&lt;x&gt;", "5xx 5.0%, 4xx 0.0%"),
+        ("/fast", "5xx 0.0%, 4xx 1.0%"),
+    ]
+    # today has no answers yet: no panels for it
+    assert "Slowest routes today" not in page and "Highest error rate today" not in page
+
+
+def test_a_routes_page_shows_its_answers_of_all_time_and_per_hour(pages):
+    found = {
+        "route": "/a",
+        "count": 4,
+        "firstSeen": "2026-12-01T00:00:00Z",
+        "lastSeen": "2026-12-01T02:00:00Z",
+        "status": {"2xx": 3, "3xx": 0, "4xx": 0, "5xx": 1},
+        "latencyMs": {"mean": 42.25},
+    }
+    series = [("Hits per hour, last 24 hours", [point(0, (3, 0, 0, 1), 42.2, 50)])]
+
+    page = pages.dashboard([found], "Route /a", single=True, series=series, now=NOW)
+
+    totals = page.split("<h2>Answers of all time</h2>", 1)[1].split("</section>", 1)[0]
+    assert re.findall(r"<p><b>([^<]*)</b> ([^<]*)</p>", totals) == [
+        ("4", "answers"),
+        ("25.0%", "5xx"),
+        ("0.0%", "4xx"),
+        ("42.2 ms", "mean latency"),
+    ]
+    assert "<h2>Answers per hour, last 24 hours</h2>" in page
