@@ -511,6 +511,7 @@ CSS = (
     ".cf{color:#b00;border:1px solid}"
     # A backend's answers: 5xx and 4xx shares, latency (p90 light, mean dark).
     ".chart rect.e5{fill:#b02a2a}.chart rect.e4{fill:#d98b2b}.chart rect.p9{fill:#b9cde0}"
+    ".scroll{overflow-x:auto}"
     # Two panels side by side where each gets 20em, one above the other on a phone.
     ".cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(20em,100%),1fr));"
     "gap:0 2.5em}.cols>section{min-width:0}"
@@ -625,20 +626,18 @@ def answer_rows(points, hourly):
     rows = []
     for p in points:
         classes, latency = p.get("status"), p.get("latencyMs")
-        if not classes:
-            rows.append(
-                f"<tr><td>{point_label(p['start'], hourly)}</td>"
-                "<td class=n>0</td><td class=n>-</td><td class=n>-</td><td class=n>-</td>"
-                "<td class=n>-</td></tr>"
-            )
-            continue
-        n = sum(classes.values())
+        cells = ["0", "-", "-", "-", "-"]
+        if classes:
+            n = sum(classes.values())
+            cells = [f"{n:,}", percent(classes["5xx"], n), percent(classes["4xx"], n)]
+            cells += [milliseconds(latency["mean"]), milliseconds(latency["p90"])]
         rows.append(
-            f"<tr><td>{point_label(p['start'], hourly)}</td><td class=n>{n:,}</td>"
-            f"<td class=n>{percent(classes['5xx'], n)}</td>"
-            f"<td class=n>{percent(classes['4xx'], n)}</td>"
-            f"<td class=n>{milliseconds(latency['mean'])}</td>"
-            f"<td class=n>{milliseconds(latency['p90'])}</td></tr>"
+            f"<tr><td>{point_label(p['start'], hourly)}</td>"
+            + "".join(
+                f'<td class=n data-label="{name}">{cell}</td>'
+                for name, cell in zip(("answers", "5xx", "4xx", "mean", "p90"), cells, strict=True)
+            )
+            + "</tr>"
         )
     return "".join(rows)
 
@@ -703,10 +702,10 @@ def answers_chart(points, heading):
         + f"<p class=note>Latency: mean (dark) and p90 (light, its histogram bucket's"
         f" upper bound); the tallest is {milliseconds(float(slowest))}.</p>"
         + svg(f"{heading}: latency", latency)
-        + "<details><summary>Every bucket</summary><table><thead><tr><th>Start (UTC)</th>"
-        "<th class=n>Answers</th><th class=n>5xx</th><th class=n>4xx</th><th class=n>Mean"
-        f"</th><th class=n>p90</th></tr></thead><tbody>{answer_rows(points, hourly)}</tbody>"
-        "</table></details></section>"
+        + "<details><summary>Every bucket</summary><div class=scroll><table><thead><tr><th>"
+        "Start (UTC)</th><th class=n>Answers</th><th class=n>5xx</th><th class=n>4xx</th><th"
+        f" class=n>Mean</th><th class=n>p90</th></tr></thead><tbody>{answer_rows(points, hourly)}"
+        "</tbody></table></div></details></section>"
     )
 
 
@@ -814,6 +813,7 @@ def summary_panels(summary, charts, now):
         " on are only in the routes' counts below.</p></section>"
     )
     charts_html = "".join(series_chart(points, heading) for heading, points in charts)
+    charts_html += "".join(answers_chart(p, answers_heading(h)) for h, p in charts)
     tops = top_panel(top, now) + top_panel(
         today,
         now,

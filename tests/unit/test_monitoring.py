@@ -411,8 +411,8 @@ def test_a_routes_answers_chart_shows_error_rates_and_mean_and_p90_latency(pages
 
     chart = pages.answers_chart(points, "Answers per hour, last 24 hours")
 
-    rows = re.findall(r"<tr><td>([^<]+)</td>((?:<td class=n>[^<]*</td>)+)</tr>", chart)
-    cells = [(at, re.findall(r"<td class=n>([^<]*)</td>", tds)) for at, tds in rows]
+    rows = re.findall(r"<tr><td>([^<]+)</td>((?:<td class=n[^>]*>[^<]*</td>)+)</tr>", chart)
+    cells = [(at, re.findall(r"<td class=n[^>]*>([^<]*)</td>", tds)) for at, tds in rows]
     assert cells == [
         ("Dec 01 00:00", ["10", "10.0%", "10.0%", "12.5 ms", "\u226420 ms"]),
         ("Dec 01 01:00", ["0", "-", "-", "-", "-"]),
