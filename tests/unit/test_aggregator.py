@@ -253,12 +253,9 @@ def test_a_fault_mid_batch_reports_the_first_record_of_the_failed_transaction(
     assert_exact(stream_tables.series)
 
 
-def test_a_transaction_whose_answer_was_lost_is_retried_and_counts_nothing_twice(
-    aggregator, stream_tables, counted
-):
-    """The first transaction is applied, then its connection drops before the answer: the
-    SDK sends it again, the conditions refuse it, the buckets are read again and found
-    counted."""
+def lose_the_first_transactions_answer(aggregator) -> list:
+    """The aggregator's first TransactWriteItems is applied, then its connection drops before
+    the answer; the list returned is non-empty once that happened."""
     applier = boto3.client("dynamodb")
     lost = []
 
@@ -271,6 +268,16 @@ def test_a_transaction_whose_answer_was_lost_is_retried_and_counts_nothing_twice
     aggregator.dynamodb.meta.events.register_first(
         "before-send.dynamodb.TransactWriteItems", apply_then_lose_the_answer
     )
+    return lost
+
+
+def test_a_transaction_whose_answer_was_lost_is_retried_and_counts_nothing_twice(
+    aggregator, stream_tables, counted
+):
+    """The first transaction is applied, then its connection drops before the answer: the
+    SDK sends it again, the conditions refuse it, the buckets are read again and found
+    counted."""
+    lost = lose_the_first_transactions_answer(aggregator)
     assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
     assert lost
     assert_exact(stream_tables.series)

@@ -15,10 +15,7 @@ import time
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
-from botocore.exceptions import ConnectionClosedError
-from moto import mock_aws
 
-from local import moto_fidelity
 from local.streams import stream_event
 from tests.conftest import (
     ROOT,
@@ -26,11 +23,10 @@ from tests.conftest import (
     api_event,
     lambda_context,
     load_module,
-    series_definition,
     stream_records,
-    table_definition,
+    tables_with_stream,
 )
-from tests.unit.test_aggregator import epoch, series_items
+from tests.unit.test_aggregator import epoch, lose_the_first_transactions_answer, series_items
 
 BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
 # (route, time, status the client got, backend latency in ms): latencies on and either side
@@ -81,22 +77,8 @@ def stored_answers(table: str) -> dict:
 @pytest.fixture(params=["NEW_IMAGE", "NEW_AND_OLD_IMAGES"])
 def tables(request, template: dict, monkeypatch: pytest.MonkeyPatch):
     """stream_tables (tests/conftest.py) with either stream view: the aggregator takes both."""
-    moto_fidelity.apply()
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        created = client.create_table(
-            TableName="route-counter-test",
-            **table_definition(template),
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": request.param},
-        )
-        client.create_table(TableName="route-counter-series", **series_definition(template))
-        monkeypatch.setenv("TABLE_NAME", "route-counter-test")
-        monkeypatch.setenv("SERIES_TABLE", "route-counter-series")
-        yield StreamTables(
-            "route-counter-test",
-            "route-counter-series",
-            created["TableDescription"]["LatestStreamArn"],
-        )
+    with tables_with_stream(template, monkeypatch, request.param) as tables:
+        yield tables
 
 
 @pytest.fixture
@@ -179,18 +161,7 @@ def test_each_answer_counts_once_by_class_latency_and_histogram_bucket_whatever_
 def test_a_transaction_whose_answer_was_lost_adds_the_answers_once(aggregator, tables):
     """Applied, then its connection dropped before the answer: the SDK sends it again, the
     condition refuses it, the buckets are read again and found counted, answers included."""
-    applier = boto3.client("dynamodb")
-    lost = []
-
-    def apply_then_lose_the_answer(request, **_):
-        if not lost:
-            lost.append(True)
-            applier.transact_write_items(**json.loads(request.body))
-            raise ConnectionClosedError(endpoint_url=request.url)
-
-    aggregator.dynamodb.meta.events.register_first(
-        "before-send.dynamodb.TransactWriteItems", apply_then_lose_the_answer
-    )
+    lost = lose_the_first_transactions_answer(aggregator)
     run(aggregator, answered_records(tables))
     assert lost
     assert stored_answers(tables.series) == expected(ANSWERED)
