@@ -265,7 +265,7 @@ def answered(pair, fresh):
 
 
 def adds(values, added):
-    """ "name :name" ADD clauses of each attribute's added value, its values put in `values`."""
+    """The ADD clauses ("name :name") of each attribute's added value, put in `values`."""
     values.update({f":{name}": {"N": str(value)} for name, value in added.items()})
     return [f"{name} :{name}" for name in sorted(added)]
 

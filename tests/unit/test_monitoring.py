@@ -485,3 +485,12 @@ def test_a_routes_page_shows_its_answers_of_all_time_and_per_hour(pages):
         ("42.2 ms", "mean latency"),
     ]
     assert "<h2>Answers per hour, last 24 hours</h2>" in page
+
+
+def test_the_stats_read_the_histogram_and_classes_the_aggregator_writes(pages):
+    """Each handler is inlined on its own (no shared module): their constants must agree."""
+    aggregator = load_module(ROOT / "handler" / "aggregator.py", "aggregator_for_constants")
+    assert pages.LATENCY_BOUNDS == aggregator.LATENCY_BOUNDS
+    assert pages.CLASSES == aggregator.CLASSES
+    written = {aggregator.latency_bucket(ms) for ms in range(0, 40_000, 7)}
+    assert written == set(pages.HISTOGRAM)
