@@ -492,5 +492,5 @@ def test_the_stats_read_the_histogram_and_classes_the_aggregator_writes(pages):
     aggregator = load_module(ROOT / "handler" / "aggregator.py", "aggregator_for_constants")
     assert pages.LATENCY_BOUNDS == aggregator.LATENCY_BOUNDS
     assert pages.CLASSES == aggregator.CLASSES
-    written = {aggregator.latency_bucket(ms) for ms in range(0, 40_000, 7)}
+    written = {aggregator.latency_bucket(ms) for ms in range(40_000)}
     assert written == set(pages.HISTOGRAM)
