@@ -123,19 +123,18 @@ def latency_bucket(ms):
 def own_answer(record, image):
     """(status class, latency ms) of the answer this record's own hit got, or None. The
     counter SETs lastStatus and lastLatencyMs with each answer it records, so an image also
-    carries them after a hit that recorded none (a count-first policy): the hit's own answer
-    is the one whose class counter it raised, from the old image when the stream has it,
-    else from every hit of the item's life having one (the classes add up to its count)."""
+    carries them after a hit that recorded none (a count-first policy). With the old image
+    (NEW_AND_OLD_IMAGES) the hit's own answer is the one whose class counter it raised;
+    with the new image alone there is no telling, and the image's answer is taken as the
+    hit's (exact while every hit records one: docs/monitoring.md)."""
     status, ms = number(image, "lastStatus"), number(image, "lastLatencyMs")
     if status is None or ms is None or not 200 <= status <= 599 or ms < 0:
         return None
     name = CLASSES[status // 100 - 2]
     old = (record.get("dynamodb") or {}).get("OldImage")
-    if old:
-        fresh = (number(image, name) or 0) == (number(old, name) or 0) + 1
-    else:
-        fresh = sum(number(image, c) or 0 for c in CLASSES) == number(image, "count")
-    return (name, ms) if fresh else None
+    if old and (number(image, name) or 0) != (number(old, name) or 0) + 1:
+        return None
+    return name, ms
 
 
 def lifetime_answers(image):

@@ -167,11 +167,13 @@ def test_a_transaction_whose_answer_was_lost_adds_the_answers_once(aggregator, t
     assert stored_answers(tables.series) == expected(ANSWERED)
 
 
+@pytest.mark.parametrize("tables", ["NEW_AND_OLD_IMAGES"], indirect=True)
 def test_a_hit_that_recorded_no_answer_adds_none_though_its_image_shows_the_last_one(
     aggregator, tables
 ):
     """A count-first hit (a rate-limited stack, metering) writes no answer: its image still
-    carries the previous hit's lastStatus and lastLatencyMs, which must not count twice."""
+    carries the previous hit's lastStatus and lastLatencyMs, which must not count twice.
+    Only the old image tells (docs/monitoring.md)."""
     counter = load_module(ROOT / "handler" / "counter.py", "counter_for_monitoring")
     answer_hit(tables.counter, "/a", "2026-12-01T03:00:00Z", 500, 40)
     for second in range(1, 4):
@@ -181,6 +183,18 @@ def test_a_hit_that_recorded_no_answer_adds_none_though_its_image_shows_the_last
     assert answers[("/a", "h#2026-12-01T03")] == {"s5xx": 1, "ms": 40, "le50": 1}
     assert answers[("#all", "all")] == {"s5xx": 1, "ms": 40, "le50": 1}
     assert int(series_items(tables.series)[("/a", "h#2026-12-01T03")]["hits"]["N"]) == 4
+
+
+def test_routes_counted_before_the_backend_add_the_answers_of_their_later_hits(aggregator, tables):
+    """A stack given a backend: its routes' items already hold counts without answers."""
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_before_backend")
+    for second in range(3):
+        counter.count_hit("/a", epoch(f"2026-12-01T02:00:0{second}Z"), time.monotonic() + 4)
+    run(aggregator, answered_records(tables, ANSWERED[:2]))
+    answers = stored_answers(tables.series)
+    assert answers[("/a", "h#2026-12-01T02")] == {}
+    assert answers[("/a", "h#2026-12-01T03")] == {"s2xx": 2, "ms": 1, "le1": 2}
+    assert answers[("#all", "all")] == {"s2xx": 2, "ms": 1, "le1": 2}
 
 
 def test_without_a_backend_the_buckets_and_top_items_hold_what_they_did(aggregator, tables):
