@@ -23,6 +23,7 @@ import pytest
 
 from local.faultproxy import DROP, FORWARD, SERVER_ERROR, THROTTLE, FaultProxy
 from tests.conftest import emulator_process, local_stack
+from tests.unit.test_monitoring import answer_hit
 
 ROUTES = [f"/exact/{name}" for name in ("a", "b", "c", "d", "e", "f")]
 HITS = 240
@@ -141,24 +142,6 @@ def test_every_bucket_equals_the_hits_sent_in_it_through_failing_retried_batches
     }
 
 
-def answered_write(client, table: str, route: str, status: int, ms: int) -> None:
-    """The counter's one write for a hit a backend answered (contract.md, item 2)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    client.update_item(
-        TableName=table,
-        Key={"route": {"S": route}},
-        UpdateExpression="ADD #count :one, #class :one, latencyMsTotal :ms SET lastSeen = :now,"
-        " firstSeen = if_not_exists(firstSeen, :now), lastStatus = :status, lastLatencyMs = :ms",
-        ExpressionAttributeNames={"#count": "count", "#class": f"s{status // 100}xx"},
-        ExpressionAttributeValues={
-            ":one": {"N": "1"},
-            ":ms": {"N": str(ms)},
-            ":now": {"S": now},
-            ":status": {"N": str(status)},
-        },
-    )
-
-
 def test_answers_stay_exact_by_class_and_latency_through_failing_retried_batches(
     stack, proxy, emulator
 ):
@@ -180,7 +163,8 @@ def test_answers_stay_exact_by_class_and_latency_through_failing_retried_batches
     before = len(proxy.forwarded)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda s: answered_write(client, table, *s), sent))
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        list(pool.map(lambda s: answer_hit(table, s[0], now, *s[1:], client=client), sent))
     ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def day_point(route: str) -> dict:

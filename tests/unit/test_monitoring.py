@@ -91,9 +91,9 @@ def stats(tables):
     return load_module(ROOT / "handler" / "stats.py", "stats_for_monitoring")
 
 
-def answer_hit(table: str, route: str, at: str, status: int, ms: int) -> None:
+def answer_hit(table: str, route: str, at: str, status: int, ms: int, client=None) -> None:
     """The counter's one write for a hit answered by a backend (contract.md, item 2)."""
-    boto3.client("dynamodb").update_item(
+    (client or boto3.client("dynamodb")).update_item(
         TableName=table,
         Key={"route": {"S": route}},
         UpdateExpression="ADD #count :one, #class :one, latencyMsTotal :ms SET lastSeen = :now,"
