@@ -22,6 +22,12 @@ TOP_SIZE highest counts, "d#<day>" the TOP_SIZE most hits of that day. Both are 
 an optimistic read-merge-write that only raises values and keeps the highest TOP_SIZE, so
 they are exact and order-independent: a route leaves only for TOP_SIZE routes with higher
 values, which never fall.
+
+With a backend (docs/monitoring.md), a hit's record also carries the answer the client got
+(`lastStatus`, `lastLatencyMs`, written by the same UpdateItem as its count): the bucket items
+that count the hit add its status class (`s2xx`..`s5xx`), its latency (`ms`, the sum) and one
+to its latency bucket (`le1`..`le30000`, `leInf`: hits of at most that many ms and more than
+the bound before), in the same conditioned update. A record without an answer adds nothing.
 """
 
 import calendar
@@ -49,6 +55,13 @@ TOP_BYTES = 8 * 1024
 # Bytes per ranked route besides its name: its count (a number of up to 21 bytes) and the
 # map entry's overhead, counted high so the item stays within TOP_BYTES plus its few fields.
 TOP_ENTRY_BYTES = 24
+# A ranked route with a backend's answers also keeps [answered, 4xx, 5xx, latency sum]
+# (the value becomes a list of 5 numbers): charged this many bytes more.
+TOP_ANSWER_BYTES = 4 * 22
+# Status classes and the exact latency histogram's upper bounds (ms; non-cumulative buckets,
+# each (previous bound, bound]): percentiles are read at this resolution (docs/monitoring.md).
+CLASSES = ("s2xx", "s3xx", "s4xx", "s5xx")
+LATENCY_BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
 # Leave the function this much of its time to report what it did not write (Lambda then
 # retries from there), rather than be stopped mid-batch (a timeout: the whole batch again,
 # bisected).
@@ -114,10 +127,49 @@ def is_hit(record, count, life):
     return count == old_count + 1 and old.get("firstSeen", {}).get("S", life) == life
 
 
+def number(image, name):
+    """An N attribute of a stream image as an int, or None."""
+    try:
+        return int(image[name]["N"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def latency_bucket(ms):
+    """The histogram attribute a latency of `ms` adds one to."""
+    return next((f"le{bound}" for bound in LATENCY_BOUNDS if ms <= bound), "leInf")
+
+
+def own_answer(record, image):
+    """(status class, latency ms) of the answer this record's own hit got, or None. The
+    counter SETs lastStatus and lastLatencyMs with each answer it records, so an image also
+    carries them after a hit that recorded none (a count-first policy). With the old image
+    (NEW_AND_OLD_IMAGES) the hit's own answer is the one whose class counter it raised;
+    with the new image alone there is no telling, and the image's answer is taken as the
+    hit's (exact while every hit records one: docs/monitoring.md)."""
+    status, ms = number(image, "lastStatus"), number(image, "lastLatencyMs")
+    if status is None or ms is None or not 200 <= status <= 599 or ms < 0:
+        return None
+    name = CLASSES[status // 100 - 2]
+    old = (record.get("dynamodb") or {}).get("OldImage")
+    if old and (number(image, name) or 0) != (number(old, name) or 0) + 1:
+        return None
+    return name, ms
+
+
+def lifetime_answers(image):
+    """The item's all-time [answered, 4xx, 5xx, latency sum] (its own class counters and
+    latencyMsTotal), or None when it has recorded no answer."""
+    classes = [number(image, c) or 0 for c in CLASSES]
+    if not any(classes):
+        return None
+    return (sum(classes), classes[2], classes[3], number(image, "latencyMsTotal") or 0)
+
+
 def counted_hits(records):
     """(route, bucket) -> {"records": {(life, count): index}, "expires": ..., "newest": the
-    newest lastSeen}, and the number of records that carry no counted hit (skipped:
-    retrying them cannot help)."""
+    newest lastSeen, "answers": {(life, count): (own_answer, lifetime_answers)}}, and the
+    number of records that carry no counted hit (skipped: retrying them cannot help)."""
     pairs = {}
     skipped = 0
     for index, record in enumerate(records):
@@ -137,9 +189,12 @@ def counted_hits(records):
         last_seen = image["lastSeen"]["S"]
         for bucket, expires in found:
             pair = pairs.setdefault(
-                (route, bucket), {"records": {}, "expires": expires, "newest": ""}
+                (route, bucket), {"records": {}, "expires": expires, "newest": "", "answers": {}}
             )
             pair["records"].setdefault((life, count), index)
+            answers = own_answer(record, image), lifetime_answers(image)
+            if answers != (None, None):
+                pair["answers"].setdefault((life, count), answers)
             pair["newest"] = max(pair["newest"], last_seen)
     return pairs, skipped
 
@@ -218,15 +273,36 @@ def wire(counted):
     return json.dumps(sorted([life, [list(r) for r in ranges]] for life, ranges in counted.items()))
 
 
+def answered(pair, fresh):
+    """attribute -> what the fresh records' own answers add to it (empty: none had one)."""
+    added = {}
+    for record_key in fresh:
+        answer = (pair["answers"].get(record_key) or (None, None))[0]
+        if answer:
+            name, ms = answer
+            for attribute, value in ((name, 1), ("ms", ms), (latency_bucket(ms), 1)):
+                added[attribute] = added.get(attribute, 0) + value
+    return added
+
+
+def adds(values, added):
+    """The ADD clauses ("name :name") of each attribute's added value, put in `values`."""
+    values.update({f":{name}": {"N": str(value)} for name, value in added.items()})
+    return [f"{name} :{name}" for name in sorted(added)]
+
+
 def pair_update(route, bucket, pair, item, counted, fresh):
     """The Update of one (route, bucket) item (stored as `item`, whose ranges are
-    `counted`) that counts its fresh records."""
+    `counted`) that counts its fresh records, and adds their answers."""
     counted = with_counts(counted, fresh)
     values = {":counted": {"S": wire(counted)}, ":hits": {"N": str(size(counted))}}
     update = "SET counted = :counted, hits = :hits"
     if pair["expires"] is not None:
         update += ", expiresAt = :expires"
         values[":expires"] = {"N": str(pair["expires"])}
+    clauses = adds(values, answered(pair, fresh))
+    if clauses:
+        update += " ADD " + ", ".join(clauses)
     if item is None:
         condition = "attribute_not_exists(counted)"
     else:  # exactly what was read: the ranges are the item's version
@@ -243,9 +319,9 @@ def pair_update(route, bucket, pair, item, counted, fresh):
     }
 
 
-def total_update(bucket, hits, routes, expires):
-    update = "ADD hits :hits, routes :routes"
+def total_update(bucket, hits, routes, expires, added):
     values = {":hits": {"N": str(hits)}, ":routes": {"N": str(routes)}}
+    update = "ADD " + ", ".join(["hits :hits", "routes :routes", *adds(values, added)])
     if expires is not None:
         update += " SET expiresAt = :expires"
         values[":expires"] = {"N": str(expires)}
@@ -285,7 +361,7 @@ def write_chunk(pairs, group, stored):
     write got there first. Returns the number of buckets changed."""
     for attempt in range(ATTEMPTS):
         actions = []
-        totals = {}  # bucket -> [hits, new routes, expires]
+        totals = {}  # bucket -> [hits, new routes, expires, answers added]
         for pair_key in group:
             pair, item = pairs[pair_key], stored[pair_key]
             counted = counted_of(item)
@@ -295,10 +371,13 @@ def write_chunk(pairs, group, stored):
             route, bucket = pair_key
             actions.append(pair_update(route, bucket, pair, item, counted, fresh))
             first_hits = sum(1 for _, count in fresh if count == 1)
+            added = answered(pair, fresh)
             for total in all_routes_buckets(bucket):
-                entry = totals.setdefault(total, [0, 0, None])
+                entry = totals.setdefault(total, [0, 0, None, {}])
                 entry[0] += len(fresh)
                 entry[1] += first_hits
+                for name, value in added.items():
+                    entry[3][name] = entry[3].get(name, 0) + value
                 if total == bucket:
                     entry[2] = pair["expires"]
         if not actions:
@@ -321,26 +400,56 @@ def write_chunk(pairs, group, stored):
             if update["Key"]["route"]["S"] != ALL_ROUTES:
                 pair_key = (update["Key"]["route"]["S"], update["Key"]["bucket"]["S"])
                 values = update["ExpressionAttributeValues"]
+                was = stored[pair_key] or {}
                 stored[pair_key] = {"counted": values[":counted"], "hits": values[":hits"]}
+                for name in (*CLASSES, "ms"):  # the day's top ranks these too
+                    total = number(was, name) or 0
+                    total += int(values[f":{name}"]["N"]) if f":{name}" in values else 0
+                    if total:
+                        stored[pair_key][name] = {"N": str(total)}
         return len(actions) - len(totals)
     raise Contended(f"the buckets changed under {ATTEMPTS} transactions in a row")
 
 
 def ranking(values):
     """The longest prefix of the routes by value (highest first, ties by name) of at most
-    TOP_SIZE routes whose names fit TOP_BYTES together. Values only rise, so a route leaves
-    it only for routes with higher values that fill it, and it stays exact in any order."""
+    TOP_SIZE routes whose entries fit TOP_BYTES together; `values` is route -> (value,
+    answers or None). Values only rise, and an entry only grows (its answers come with a
+    higher value), so a route leaves it only for routes with higher values that fill it, and
+    it stays exact in any order."""
     top, size = {}, 0
-    for route, value in sorted(values.items(), key=lambda rv: (-rv[1], rv[0]))[:TOP_SIZE]:
-        size += len(route.encode()) + TOP_ENTRY_BYTES
+    for route, entry in sorted(values.items(), key=lambda rv: (-rv[1][0], rv[0]))[:TOP_SIZE]:
+        size += len(route.encode()) + TOP_ENTRY_BYTES + (TOP_ANSWER_BYTES if entry[1] else 0)
         if size > TOP_BYTES:
             break
-        top[route] = value
+        top[route] = entry
     return top
 
 
+def higher(entry, other):
+    """The entry of the higher value; of equal ones, the one that has answers."""
+    return other if (other[0], other[1] is not None) > (entry[0], entry[1] is not None) else entry
+
+
+def top_entry(value):
+    """(value, answers or None) of a top item's stored entry: a number, or a list of the
+    value and [answered, 4xx, 5xx, latency sum]."""
+    if "N" in value:
+        return int(value["N"]), None
+    numbers = [int(n["N"]) for n in value["L"]]
+    return numbers[0], tuple(numbers[1:])
+
+
+def stored_entry(entry):
+    value, answers = entry
+    if answers is None:
+        return {"N": str(value)}
+    return {"L": [{"N": str(n)} for n in (value, *answers)]}
+
+
 def merge_top(bucket, values, newest):
-    """Merge route -> value into a top item, keeping its ranking(); True when it changed."""
+    """Merge route -> (value, answers) into a top item, keeping its ranking(); True when it
+    changed."""
     for attempt in range(ATTEMPTS):
         if attempt:
             time.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 (jitter, not a secret)
@@ -349,10 +458,10 @@ def merge_top(bucket, values, newest):
             .get_item(TableName=SERIES_TABLE, Key=key(TOP, bucket), ConsistentRead=True)
             .get("Item")
         )
-        current = {r: int(c["N"]) for r, c in item["routes"]["M"].items()} if item else {}
+        current = {r: top_entry(v) for r, v in item["routes"]["M"].items()} if item else {}
         merged = dict(current)
-        for route, value in values.items():
-            merged[route] = max(value, merged.get(route, 0))
+        for route, entry in values.items():
+            merged[route] = higher(merged.get(route, (0, None)), entry)
         top = ranking(merged)
         if top == current:
             return False
@@ -366,7 +475,7 @@ def merge_top(bucket, values, newest):
                 ConditionExpression="attribute_not_exists(version) OR version = :version",
                 ExpressionAttributeNames={"#routes": "routes"},
                 ExpressionAttributeValues={
-                    ":routes": {"M": {r: {"N": str(v)} for r, v in top.items()}},
+                    ":routes": {"M": {r: stored_entry(e) for r, e in top.items()}},
                     ":next": {"N": str(version + 1)},
                     ":version": {"N": str(version)},
                     ":asOf": {"S": as_of},
@@ -380,19 +489,30 @@ def merge_top(bucket, values, newest):
     raise Contended(f"the top item changed under {ATTEMPTS} merges in a row")
 
 
+def bucket_answers(item):
+    """A bucket item's [answered, 4xx, 5xx, latency sum], or None when it has no answers."""
+    classes = [number(item, c) or 0 for c in CLASSES]
+    if not any(classes):
+        return None
+    return (sum(classes), classes[2], classes[3], number(item, "ms") or 0)
+
+
 def tops(pairs, stored, written):
-    """bucket of the top item -> (route -> value, as of): the highest count of each route
-    for all time, as of the newest hit of the batch; each written day bucket's hits for that
-    day's, as of the newest hit those buckets counted."""
+    """bucket of the top item -> (route -> (value, answers), as of): the highest count of
+    each route for all time (with the all-time answers of the item at that count), as of the
+    newest hit of the batch; each written day bucket's hits (and answers) for that day's, as
+    of the newest hit those buckets counted."""
     ranked = {TOTALS: ({}, "")}
     for (route, bucket), pair in pairs.items():
         counts, newest = ranked[TOTALS]
-        counts[route] = max(max(count for _, count in pair["records"]), counts.get(route, 0))
+        for life, count in pair["records"]:
+            lifetime = (pair["answers"].get((life, count)) or (None, None))[1]
+            counts[route] = higher(counts.get(route, (0, None)), (count, lifetime))
         ranked[TOTALS] = counts, max(newest, pair["newest"])
         item = stored.get((route, bucket))
         if bucket.startswith("d#") and (route, bucket) in written and item is not None:
             hits, newest = ranked.get(bucket, ({}, ""))
-            hits[route] = int(item["hits"]["N"])
+            hits[route] = int(item["hits"]["N"]), bucket_answers(item)
             ranked[bucket] = hits, max(newest, pair["newest"])
     return ranked
 

@@ -74,6 +74,17 @@ MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
 OVERFLOW_ROUTE = "/{overflow}"
 LEDGER_KEY = {"route": {"S": "#routes"}, "bucket": {"S": "cap"}}
 TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
+# With a backend (docs/monitoring.md): the status classes the counter item and the buckets
+# count, and the bounds (ms) of the buckets' exact latency histogram, as the aggregator
+# writes them (handler/aggregator.py); a percentile is read as its bucket's upper bound.
+CLASSES = ("s2xx", "s3xx", "s4xx", "s5xx")
+LATENCY_BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+HISTOGRAM = (*(f"le{bound}" for bound in LATENCY_BOUNDS), "leInf")
+PERCENTILES = (50, 90, 99)
+# /_stats/top?by=: hits (the ranking), errors or latency (of the ranked routes that had at
+# least `min` answers).
+TOP_ORDERS = ("hits", "errors", "latency")
+DEFAULT_MIN_ANSWERS = 10
 
 CLIENT_CONFIG = Config(
     connect_timeout=1,
@@ -150,13 +161,53 @@ def routed(path, what):
     return route
 
 
+def number(item, name):
+    return int(item.get(name, {}).get("N", 0))
+
+
+def status_classes(item):
+    """{"2xx": .., "5xx": ..} of an item's class counters, or None when it has none."""
+    classes = {name[1:]: number(item, name) for name in CLASSES}
+    return classes if any(classes.values()) else None
+
+
+def percentile(histogram, share):
+    """The upper bound (ms) of the latency bucket that holds the `share` percentile by
+    nearest rank (the ceil(share% * n)-th answer), None past the last bound or with no
+    answers: exact at the buckets' resolution."""
+    rank = -(-sum(histogram) * share // 100)
+    seen = 0
+    for bound, hits in zip((*LATENCY_BOUNDS, None), histogram, strict=True):
+        seen += hits
+        if rank and seen >= rank:
+            return bound
+    return None
+
+
+def answers(item):
+    """A series bucket's answers: {"status": {...}, "latencyMs": {mean, p50, p90, p99}}, or
+    {} when its hits had none (a stack without a backend)."""
+    classes = status_classes(item)
+    if classes is None:
+        return {}
+    histogram = [number(item, name) for name in HISTOGRAM]
+    latency = {"mean": round(number(item, "ms") / sum(classes.values()), 1)}
+    latency.update({f"p{share}": percentile(histogram, share) for share in PERCENTILES})
+    return {"status": classes, "latencyMs": latency}
+
+
 def record(item):
-    return {
+    found = {
         "route": item["route"]["S"],
         "count": int(item.get("count", {}).get("N", 0)),
         "firstSeen": item.get("firstSeen", {}).get("S"),
         "lastSeen": item.get("lastSeen", {}).get("S"),
     }
+    classes = status_classes(item)
+    if classes:  # the counter item's answers of all time, with a backend
+        mean = number(item, "latencyMsTotal") / sum(classes.values())
+        found.update(status=classes, latencyMs={"mean": round(mean, 1)})
+    return found
 
 
 def encode_token(key):
@@ -340,22 +391,21 @@ def read_series(route, series, first, last, points):
             ":lo": {"S": prefix + four_digit_year(first, key_format)},
             ":hi": {"S": prefix + four_digit_year(last, key_format)},
         },
-        "ProjectionExpression": "#bucket, hits",
+        "ProjectionExpression": ", ".join(("#bucket", "hits", *CLASSES, "ms", *HISTOGRAM)),
     }
-    hits = {}
+    found = {}
     while True:  # one page holds a year of buckets; a second only past 1 MB
         page = dynamodb.query(**request)
-        hits.update((i["bucket"]["S"], int(i["hits"]["N"])) for i in page.get("Items", []))
+        found.update((i["bucket"]["S"], i) for i in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             break
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return [
-        {
-            "start": four_digit_year(first + i * width, "%Y-%m-%dT%H:%M:%SZ"),
-            "count": hits.get(prefix + four_digit_year(first + i * width, key_format), 0),
-        }
-        for i in range(points)
-    ]
+    series = []
+    for i in range(points):
+        item = found.get(prefix + four_digit_year(first + i * width, key_format), {})
+        start = four_digit_year(first + i * width, "%Y-%m-%dT%H:%M:%SZ")
+        series.append({"start": start, "count": number(item, "hits"), **answers(item)})
+    return series
 
 
 def route_charts(route, now):
@@ -370,6 +420,11 @@ def route_charts(route, now):
     return charts
 
 
+def answers_heading(heading):
+    """The answers chart's heading beside its hits chart's ("Hits per hour, ...")."""
+    return "Answers" + heading.removeprefix("Hits")
+
+
 def chart_heading(series, route):
     span = "per hour, last 24 hours" if series == "hour" else "per day, last 30 days"
     return f"Hits {span}" + (", all routes" if route == ALL_ROUTES else "")
@@ -381,29 +436,70 @@ def top_bucket(period, now):
     return "all" if period == "all" else "d#" + now.strftime("%Y-%m-%d")
 
 
-def ranked(item, limit=MAX_TOP_LIMIT):
-    """A top item as answered: {"routes": [{"route", "count"}], "asOf"}, highest first."""
-    counts = [(r, int(c["N"])) for r, c in (item or {}).get("routes", {}).get("M", {}).items()]
-    best = sorted(counts, key=lambda rc: (-rc[1], rc[0]))[:limit]
+def top_route(route, value):
+    """A top item's entry as answered: its count, and with a backend's answers its error
+    rates and mean latency (the aggregator stores [count, answered, 4xx, 5xx, latency sum])."""
+    if "N" in value:
+        return {"route": route, "count": int(value["N"])}
+    count, answered, s4xx, s5xx, total_ms = (int(n["N"]) for n in value["L"])
     return {
-        "routes": [{"route": r, "count": c} for r, c in best],
-        "asOf": (item or {}).get("asOf", {}).get("S"),
+        "route": route,
+        "count": count,
+        "answered": answered,
+        "errorRate": {"4xx": round(s4xx / answered, 4), "5xx": round(s5xx / answered, 4)},
+        "latencyMs": {"mean": round(total_ms / answered, 1)},
     }
+
+
+def error_order(route):
+    rates = route["errorRate"]
+    return -rates["5xx"], -rates["4xx"], route["route"]
+
+
+def ordered(routes, by, least):
+    """The ranked routes by hits, or (of those with at least `least` answers) by error rate
+    (5xx, then 4xx) or by mean latency, highest first."""
+    if by == "hits":
+        return sorted(routes, key=lambda r: (-r["count"], r["route"]))
+    answered = [r for r in routes if r.get("answered", 0) >= least]
+    if by == "errors":
+        return sorted(answered, key=error_order)
+    return sorted(answered, key=lambda r: (-r["latencyMs"]["mean"], r["route"]))
+
+
+def ranked(item, limit=MAX_TOP_LIMIT, by="hits", least=DEFAULT_MIN_ANSWERS):
+    """A top item as answered: {"routes": [{"route", "count", ...}], "asOf"}, highest first
+    by `by` (ordered())."""
+    entries = (item or {}).get("routes", {}).get("M", {}).items()
+    routes = ordered([top_route(r, v) for r, v in entries], by, least)
+    return {"routes": routes[:limit], "asOf": (item or {}).get("asOf", {}).get("S")}
+
+
+def whole_number(query, name, default, most):
+    text = query.get(name)
+    if text is None:
+        return default
+    if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= most:
+        raise HttpError(400, f"'{name}' must be a whole number from 1 to {most}")
+    return int(text)
 
 
 def read_top(query, now):
     """The global top routes of all time or of today: one GetItem of the aggregator's item,
-    whatever the table size."""
+    whatever the table size; by hits, or its routes by error rate or mean latency."""
     period = query.get("period", "all")
     bucket = top_bucket(period, now)
-    limit = TOP_LIMIT
-    if "limit" in query:
-        text = query["limit"]
-        if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_TOP_LIMIT:
-            raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_TOP_LIMIT}")
-        limit = int(text)
+    limit = whole_number(query, "limit", TOP_LIMIT, MAX_TOP_LIMIT)
+    by = query.get("by", "hits")
+    if by not in TOP_ORDERS:
+        raise HttpError(400, "'by' must be 'hits', 'errors' or 'latency'")
+    if "min" in query and by == "hits":
+        raise HttpError(400, "'min' only comes with by=errors or by=latency")
+    least = whole_number(query, "min", DEFAULT_MIN_ANSWERS, 9999)
     item = dynamodb.get_item(TableName=SERIES_TABLE, Key=series_key(TOP, bucket)).get("Item")
-    answer = {**ranked(item, limit), "period": period}
+    answer = {**ranked(item, limit, by, least), "period": period}
+    if by != "hits":
+        answer.update(by=by, min=least)
     return {**answer, "day": bucket[2:]} if period == "day" else answer
 
 
@@ -476,6 +572,9 @@ CSS = (
     "gap:.5em;font-size:.8125em;color:#555}.note{color:#555;font-size:.875em}"
     "time[title]{border-bottom:1px dotted #888}.err{border-left:4px solid #b00;padding-left:.8em}"
     ".cf{color:#b00;border:1px solid}"
+    # A backend's answers: 5xx and 4xx shares, latency (p90 light, mean dark).
+    ".chart rect.e5{fill:#b02a2a}.chart rect.e4{fill:#d98b2b}.chart rect.p9{fill:#b9cde0}"
+    ".scroll{overflow-x:auto}"
     # Two panels side by side where each gets 20em, one above the other on a phone.
     ".cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(20em,100%),1fr));"
     "gap:0 2.5em}.cols>section{min-width:0}"
@@ -551,21 +650,125 @@ def route_link(route, text):
     return f'<a href="{href}">{text}</a>'
 
 
-def ranked_bars(routes, linked=False):
+def hit_count(route):
+    return route["count"], f"{route['count']:,}"
+
+
+def ranked_bars(routes, linked=False, measure=hit_count):
     """Routes as horizontal bars, labels in HTML so they wrap and keep their size; linked,
-    each label opens the route's page."""
-    peak = max([r["count"] for r in routes] + [1])
+    each label opens the route's page. `measure` gives a route's (value, text)."""
+    measured = [(r, *measure(r)) for r in routes]
+    peak = max([value for _, value, _ in measured] + [1])
     return (
         "<ol class=bars>"
         + "".join(
             "<li><span class=lbl>"
             f"{route_link(r['route'], label(r['route'])) if linked else label(r['route'])}"
-            f"</span> <b>{r['count']:,}</b>"
+            f"</span> <b>{text}</b>"
             '<svg class=bar viewBox="0 0 1000 10" preserveAspectRatio="none" aria-hidden="true">'
-            f'<rect width="{max(6, 1000 * r["count"] // peak)}" height="10"/></svg></li>'
-            for r in routes
+            f'<rect width="{max(6, int(1000 * value / peak))}" height="10"/></svg></li>'
+            for r, value, text in measured
         )
         + "</ol>"
+    )
+
+
+def percent(part, whole):
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def milliseconds(value):
+    """A latency as shown: a percentile's bucket bound is 'at most' it; None is past 30 s."""
+    if value is None:
+        return f"&gt;{LATENCY_BOUNDS[-1]:,} ms"
+    return f"{value:,.1f} ms" if isinstance(value, float) else f"\u2264{value:,} ms"
+
+
+def answer_rows(points, hourly):
+    """The "Every bucket" rows of the answers charts."""
+    rows = []
+    for p in points:
+        classes, latency = p.get("status"), p.get("latencyMs")
+        cells = ["0", "-", "-", "-", "-"]
+        if classes:
+            n = sum(classes.values())
+            cells = [f"{n:,}", percent(classes["5xx"], n), percent(classes["4xx"], n)]
+            cells += [milliseconds(latency["mean"]), milliseconds(latency["p90"])]
+        rows.append(
+            f"<tr><td>{point_label(p['start'], hourly)}</td>"
+            + "".join(
+                f'<td class=n data-label="{name}">{cell}</td>'
+                for name, cell in zip(("answers", "5xx", "4xx", "mean", "p90"), cells, strict=True)
+            )
+            + "</tr>"
+        )
+    return "".join(rows)
+
+
+def answers_chart(points, heading):
+    """A backend's answers per bucket, from the series points' "status" and "latencyMs":
+    the 5xx and 4xx shares (stacked bars, of 100%) and the mean and p90 latency (p90 light
+    behind the mean; p90 past the last bound drawn at it). Empty when no point has any."""
+    answered = [p for p in points if p.get("status")]
+    if not answered:
+        return ""
+    n, hourly = len(points), any((stored_seconds(p["start"]) or 0) % 86400 for p in points)
+    slowest = max(
+        [p["latencyMs"]["p90"] or LATENCY_BOUNDS[-1] for p in answered]
+        + [p["latencyMs"]["mean"] for p in answered]
+        + [1]
+    )
+    errors, latency = [], []
+    for i, p in enumerate(points):
+        if not p.get("status"):
+            continue
+        classes, ms = p["status"], p["latencyMs"]
+        total, at = sum(classes.values()), point_label(p["start"], hourly)
+        e5, e4 = 100 * classes["5xx"] / total, 100 * classes["4xx"] / total
+        tip = (
+            f"<title>{at} UTC: {total:,} answers, 5xx {percent(classes['5xx'], total)},"
+            f" 4xx {percent(classes['4xx'], total)}, mean {milliseconds(ms['mean'])},"
+            f" p90 {milliseconds(ms['p90'])}</title>"
+        )
+        errors.append(
+            f'<rect class=e5 x="{i * 10 + 1}" y="{100 - e5:.1f}" width="8" height="{e5:.1f}">'
+            f'{tip}</rect><rect class=e4 x="{i * 10 + 1}" y="{100 - e5 - e4:.1f}" width="8"'
+            f' height="{e4:.1f}">{tip}</rect>'
+        )
+        p90 = 100 * (ms["p90"] or LATENCY_BOUNDS[-1]) / slowest
+        mean = max(1, 100 * ms["mean"] / slowest)
+        latency.append(
+            f'<rect class=p9 x="{i * 10 + 1}" y="{100 - p90:.1f}" width="8" height="{p90:.1f}">'
+            f'{tip}</rect><rect x="{i * 10 + 1}" y="{100 - mean:.1f}" width="8"'
+            f' height="{mean:.1f}">{tip}</rect>'
+        )
+    ticks = [points[0], points[n // 2], points[-1]] if n > 2 else points
+    axis = (
+        "<div class=axis>"
+        + "".join(f"<span>{point_label(p['start'], hourly)}</span>" for p in ticks)
+        + "</div>"
+    )
+
+    def svg(label_text, bars):
+        return (
+            f'<svg role="img" aria-label="{html.escape(label_text)}" viewBox="0 0 {n * 10} 100"'
+            f' preserveAspectRatio="none">{"".join(bars)}</svg>{axis}'
+        )
+
+    worst = max(answered, key=lambda p: p["status"]["5xx"] / sum(p["status"].values()))
+    worst_share = percent(worst["status"]["5xx"], sum(worst["status"].values()))
+    return (
+        f"<section class=chart><h2>{html.escape(heading)}</h2>"
+        f"<p class=note>Error rate: 5xx (red) and 4xx (orange) of the answers; the worst"
+        f" bucket's 5xx share is {worst_share}.</p>"
+        + svg(f"{heading}: error rate", errors)
+        + f"<p class=note>Latency: mean (dark) and p90 (light, its histogram bucket's"
+        f" upper bound); the tallest is {milliseconds(float(slowest))}.</p>"
+        + svg(f"{heading}: latency", latency)
+        + "<details><summary>Every bucket</summary><div class=scroll><table><thead><tr><th>"
+        "Start (UTC)</th><th class=n>Answers</th><th class=n>5xx</th><th class=n>4xx</th><th"
+        f" class=n>Mean</th><th class=n>p90</th></tr></thead><tbody>{answer_rows(points, hourly)}"
+        "</tbody></table></div></details></section>"
     )
 
 
@@ -622,6 +825,35 @@ def top_panel(top, now, heading="Top routes of all time", what="By count", empty
     )
 
 
+def mean_latency(route):
+    mean = route["latencyMs"]["mean"]
+    return mean, milliseconds(float(mean))
+
+
+def error_rate(route):
+    rates = route["errorRate"]
+    return rates["5xx"], f"5xx {rates['5xx']:.1%}, 4xx {rates['4xx']:.1%}"
+
+
+def monitoring_panels(top, period):
+    """The slowest routes and those of the highest error rate among the ranked routes with
+    at least DEFAULT_MIN_ANSWERS answers (ordered()); nothing without a backend's answers."""
+    shown = []
+    for by, heading, measure in (
+        ("latency", "Slowest routes", mean_latency),
+        ("errors", "Highest error rate", error_rate),
+    ):
+        routes = ordered(top.get("routes") or [], by, DEFAULT_MIN_ANSWERS)[:TOP_LIMIT]
+        if routes:
+            shown.append(
+                f"<section><h2>{heading} {period}</h2><p class=note>"
+                + ("By mean latency" if by == "latency" else "By 5xx share, then 4xx")
+                + f" of the answers, among the top routes with at least {DEFAULT_MIN_ANSWERS}"
+                f" answers.</p>{ranked_bars(routes, linked=True, measure=measure)}</section>"
+            )
+    return f"<div class=cols>{''.join(shown)}</div>" if shown else ""
+
+
 def summary_panels(summary, charts, now):
     """The front page's view of every route, from the aggregator (read_summary, and
     route_charts of ALL_ROUTES): totals, hits over time, the top routes of all time and of
@@ -644,6 +876,7 @@ def summary_panels(summary, charts, now):
         " on are only in the routes' counts below.</p></section>"
     )
     charts_html = "".join(series_chart(points, heading) for heading, points in charts)
+    charts_html += "".join(answers_chart(p, answers_heading(h)) for h, p in charts)
     tops = top_panel(top, now) + top_panel(
         today,
         now,
@@ -651,7 +884,23 @@ def summary_panels(summary, charts, now):
         f"By hits on {today['day']} (UTC)",  # the day whose item was read
         "No hits counted today yet.",
     )
-    return f"{head}<div class=cols>{charts_html}</div><div class=cols>{tops}</div>"
+    watch = monitoring_panels(top, "of all time") + monitoring_panels(today, "today")
+    return f"{head}<div class=cols>{charts_html}</div><div class=cols>{tops}</div>{watch}"
+
+
+def all_time_answers(route):
+    """A route's answers of all time, from its counter item (record())."""
+    classes = route["status"]
+    n = sum(classes.values())
+    shares = ", ".join(f"{name} {percent(count, n)}" for name, count in classes.items())
+    return (
+        "<section><h2>Answers of all time</h2><div class=totals>"
+        f"<p><b>{n:,}</b> {plural(n, 'answer')}</p>"
+        f"<p><b>{percent(classes['5xx'], n)}</b> 5xx</p>"
+        f"<p><b>{percent(classes['4xx'], n)}</b> 4xx</p>"
+        f"<p><b>{milliseconds(float(route['latencyMs']['mean']))}</b> mean latency</p>"
+        f"</div><p class=note>By status class: {shares}.</p></section>"
+    )
 
 
 def page_link(limit, stale, position=None):
@@ -771,6 +1020,10 @@ def dashboard(
     else:
         charts = "".join(series_chart(points, heading) for heading, points in series or [])
         panels = f"<div class=cols>{charts}</div>" if charts else ""
+        watch = "".join(answers_chart(p, answers_heading(h)) for h, p in series or [])
+        panels += f"<div class=cols>{watch}</div>" if watch else ""
+    if single and routes and routes[0].get("status"):
+        panels = all_time_answers(routes[0]) + panels
     rows = "".join(
         f'<tr><td class="r">'
         f"{shown(r['route']) if single else route_link(r['route'], shown(r['route']))}</td>"

@@ -251,7 +251,18 @@ class StreamTables:
 def stream_tables(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamTables]:
     """In-process moto, with the emulator's stream fixes (local/moto_fidelity.py): the counter
     table with the template's stream, and the series table."""
+    with tables_with_stream(template, monkeypatch) as tables:
+        yield tables
+
+
+@contextmanager
+def tables_with_stream(
+    template: dict, monkeypatch: pytest.MonkeyPatch, view: str | None = None
+) -> Iterator[StreamTables]:
+    """stream_tables, with the stream's view the template's or `view`."""
     stream = template["Resources"]["CounterTable"]["Properties"]["StreamSpecification"]
+    if view is not None:
+        stream = {**stream, "StreamViewType": view}
     moto_fidelity.apply()
     with mock_aws():
         client = boto3.client("dynamodb")

@@ -18,10 +18,12 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import pytest
 
 from local.faultproxy import DROP, FORWARD, SERVER_ERROR, THROTTLE, FaultProxy
 from tests.conftest import emulator_process, local_stack
+from tests.unit.test_backend_monitoring import answer_hit
 
 ROUTES = [f"/exact/{name}" for name in ("a", "b", "c", "d", "e", "f")]
 HITS = 240
@@ -67,15 +69,18 @@ def stats(stack, path: str = "/_stats", **query: str) -> dict:
     return hit(f"{stack.url}{path}?{urllib.parse.urlencode(query)}")
 
 
-def test_every_bucket_equals_the_hits_sent_in_it_through_failing_retried_batches(stack, proxy):
-    rng = random.Random(11)  # noqa: S311 (a reproducible plan, not a secret)
-    # Runs of faults longer than the SDK's 3 attempts fail whole invocations; DROP and
-    # SERVER_ERROR come after the emulator applied the transaction, THROTTLE before.
+def fault_plan(rng: random.Random) -> list[str]:
+    """Runs of faults longer than the SDK's 3 attempts fail whole invocations; DROP and
+    SERVER_ERROR come after the emulator applied the transaction, THROTTLE before."""
     plan = []
     for _ in range(12):
         plan += [rng.choice([DROP, SERVER_ERROR, THROTTLE]) for _ in range(rng.randint(1, 5))]
         plan += [FORWARD] * rng.randint(0, 2)
-    proxy.plan(*plan)
+    return plan
+
+
+def test_every_bucket_equals_the_hits_sent_in_it_through_failing_retried_batches(stack, proxy):
+    proxy.plan(*fault_plan(random.Random(11)))  # noqa: S311 (a reproducible plan)
 
     answers = []
     lock = threading.Lock()
@@ -135,3 +140,55 @@ def test_every_bucket_equals_the_hits_sent_in_it_through_failing_retried_batches
     assert {route: top.get(route) for route in ROUTES} == {
         route: sum(n for (r, _), n in sent["day"].items() if r == route) for route in ROUTES
     }
+
+
+def test_answers_stay_exact_by_class_and_latency_through_failing_retried_batches(
+    stack, proxy, emulator
+):
+    """docs/monitoring.md: each hit's status class and latency count once in its buckets,
+    however the aggregator's transactions fail and its batches are retried and bisected."""
+    client = boto3.client("dynamodb", endpoint_url=emulator)
+    (table,) = [
+        name
+        for name in client.list_tables()["TableNames"]
+        if len(client.describe_table(TableName=name)["Table"]["KeySchema"]) == 1
+    ]
+    rng = random.Random(11)  # noqa: S311 (reproducible data, not a secret)
+    proxy.plan(*fault_plan(rng))
+    routes = ["/answered/a", "/answered/b", "/answered/c"]
+    sent = [
+        (routes[i % 3], rng.choice([200, 200, 200, 404, 503]), rng.randrange(300))
+        for i in range(90)
+    ]
+    before = len(proxy.forwarded)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with ThreadPoolExecutor(8) as pool:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        list(pool.map(lambda s: answer_hit(table, s[0], now, *s[1:], client=client), sent))
+    ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def day_point(route: str) -> dict:
+        query = {"series": "day", "from": started, "to": ended, "route": route}
+        return {"count": 0} | next((p for p in stats(stack, **query)["points"] if p["count"]), {})
+
+    deadline = time.monotonic() + BOUND
+    while sum(day_point(route)["count"] for route in routes) < len(sent):
+        assert time.monotonic() < deadline, stack.output.read_text()[-3000:]
+        time.sleep(0.5)
+    for route in routes:
+        mine = [(status, ms) for r, status, ms in sent if r == route]
+        point = day_point(route)
+        classes = collections.Counter(f"{status // 100}xx" for status, _ in mine)
+        assert point["status"] == {c: classes.get(c, 0) for c in ("2xx", "3xx", "4xx", "5xx")}
+        assert point["latencyMs"]["mean"] == round(sum(ms for _, ms in mine) / len(mine), 1)
+        record = stats(stack, route=route)
+        assert record["status"] == point["status"]  # the counter item's, all time
+    assert any(  # the faults happened: an applied transaction lost its answer
+        f.target.endswith(".TransactWriteItems") and f.status == 200 and f.action != FORWARD
+        for f in proxy.forwarded[before:]
+    )
+    top = {r["route"]: r for r in stats(stack, "/_stats/top", limit="100")["routes"]}
+    for route in routes:
+        mine = [status for r, status, _ in sent if r == route]
+        assert top[route]["answered"] == len(mine)
+        assert top[route]["errorRate"]["5xx"] == round(mine.count(503) / len(mine), 4)

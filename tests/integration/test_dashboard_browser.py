@@ -6,7 +6,9 @@ import time
 import pytest
 
 from local import browser
-from tests.conftest import ROOT, api_event, lambda_context, load_module
+from local.streams import stream_event
+from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
+from tests.unit.test_backend_monitoring import answer_hit
 from tests.unit.test_stats import BROWSER_ACCEPT, seed
 from tests.unit.test_stats_series import count_and_aggregate
 
@@ -81,23 +83,73 @@ def test_the_front_page_and_a_routes_page_after_real_hits_fit_a_phone(stream_tab
     hits += [(UNBROKEN_ROUTE, now - days * 86400) for days in (2, 9)]
     count_and_aggregate(counter, aggregator, stream_tables, hits)
 
-    for query, panels in (
-        ({"route": LONG_ROUTE}, ["Hits per hour, last 24 hours", "Hits per day, last 30 days"]),
-        (
-            None,
-            [
-                "All routes, since the stream was turned on",
-                "Hits per hour, last 24 hours, all routes",
-                "Hits per day, last 30 days, all routes",
-                "Top routes of all time",
-                "Top routes today",
-                "Not seen for 7 days or more",
-            ],
-        ),
-    ):
+    assert_pages_readable(
+        stats,
+        {
+            "route": (
+                {"route": LONG_ROUTE},
+                ["Hits per hour, last 24 hours", "Hits per day, last 30 days"],
+            ),
+            "front": (
+                None,
+                [
+                    "All routes, since the stream was turned on",
+                    "Hits per hour, last 24 hours, all routes",
+                    "Hits per day, last 30 days, all routes",
+                    "Top routes of all time",
+                    "Top routes today",
+                    "Not seen for 7 days or more",
+                ],
+            ),
+        },
+    )
+
+
+def assert_pages_readable(stats, pages: dict, widths: tuple = ()) -> None:
+    """Each page (name -> (query, its headings)) has its panels and is readable at 375 px;
+    at each of `widths` it does not scroll sideways either."""
+    for query, panels in pages.values():
         event = api_event("/_stats", query=query, headers={"Accept": BROWSER_ACCEPT})
         result = stats.handler(event, lambda_context("StatsFunction"))
         assert result["statusCode"] == 200
         for heading in panels:
             assert f"<h2>{heading}</h2>" in result["body"]
         assert_readable(at_phone_width(200, result["headers"], result["body"]))
+        with browser.serve({"/_stats": (200, result["headers"], result["body"])}) as url:
+            for width in widths:
+                seen = browser.measure(f"{url}/_stats", width)
+                assert seen["scrollWidth"] <= width and seen["styled"] == 1, width
+
+
+def test_a_backends_answers_on_the_front_page_and_a_routes_page_fit_a_phone(
+    stream_tables, aggregator
+):
+    # docs/monitoring.md: hits answered by a backend (the counter's contract write), then
+    # the answers charts and the slowest / highest error rate panels at 375 and 1280 px.
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_for_browser_answers")
+    now = time.time()
+    for i in range(36):
+        route = (LONG_ROUTE, UNBROKEN_ROUTE, "/home")[i % 3]
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - (i % 12) * 3600 * 30))
+        answer_hit(stream_tables.counter, route, at, (200, 404, 503)[i % 5 % 3], 7 * i)
+    records = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    assert aggregator.handler(records, lambda_context()) == {"batchItemFailures": []}
+
+    assert_pages_readable(
+        stats,
+        {
+            "route": (
+                {"route": LONG_ROUTE},
+                ["Answers of all time", "Answers per hour, last 24 hours"],
+            ),
+            "front": (
+                None,
+                [
+                    "Answers per day, last 30 days, all routes",
+                    "Slowest routes of all time",
+                    "Highest error rate of all time",
+                ],
+            ),
+        },
+        widths=(1280,),
+    )
