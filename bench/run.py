@@ -53,6 +53,7 @@ BENCHMARKS = [
     Benchmark("5", "stats_read", "Read endpoint: GET /_stats"),
     Benchmark("6", "template_time", "Template: generate.py and cfn-lint"),
     Benchmark("7", "analytics", "Analytics: aggregator writes and read costs"),
+    Benchmark("8", "scale", "Scale: the aggregator on 1, 4 and 16 shards"),
 ]
 
 

@@ -47,6 +47,26 @@ ROW_NAMES = {
     "7i": "Read: all-routes series, DynamoDB calls",
     "7j": "Read: dashboard, DynamoDB calls",
     "7k": "Read: route page, DynamoDB calls",
+    "8a": "Scale: 1 shard, 1,000 hits/s: buckets that differ from the hits sent",
+    "8b": "Scale: 1 shard, 1,000 hits/s: transactions cancelled for a conflict",
+    "8c": "Scale: 1 shard, 1,000 hits/s: analytics write units per hit (estimate)",
+    "8d": "Scale: 1 shard, 1,000 hits/s: hottest item's share of a partition's writes",
+    "8e": "Scale: 1 shard, 1,000 hits/s: behind the stream (simulated)",
+    "8f": "Scale: 4 shards, 4,000 hits/s: buckets that differ from the hits sent",
+    "8g": "Scale: 4 shards, 4,000 hits/s: transactions cancelled for a conflict",
+    "8h": "Scale: 4 shards, 4,000 hits/s: analytics write units per hit (estimate)",
+    "8i": "Scale: 4 shards, 4,000 hits/s: hottest item's share of a partition's writes",
+    "8j": "Scale: 4 shards, 4,000 hits/s: behind the stream (simulated)",
+    "8k": "Scale: 16 shards, 16,000 hits/s: buckets that differ from the hits sent",
+    "8l": "Scale: 16 shards, 16,000 hits/s: transactions cancelled for a conflict",
+    "8m": "Scale: 16 shards, 16,000 hits/s: analytics write units per hit (estimate)",
+    "8n": "Scale: 16 shards, 16,000 hits/s: hottest item's share of a partition's writes",
+    "8o": "Scale: 16 shards, 16,000 hits/s: behind the stream (simulated)",
+    "8p": "Scale: 1 shard, 100 hits/s: buckets that differ from the hits sent",
+    "8q": "Scale: 1 shard, 100 hits/s: transactions cancelled for a conflict",
+    "8r": "Scale: 1 shard, 100 hits/s: analytics write units per hit (estimate)",
+    "8s": "Scale: 1 shard, 100 hits/s: hottest item's share of a partition's writes",
+    "8t": "Scale: 1 shard, 100 hits/s: behind the stream (simulated)",
 }
 
 
@@ -132,6 +152,9 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert rows["7e"]["value"] == 0.0 and rows["7e"]["status"] == "pass"
     for row_id in ("7f", "7g", "7h", "7i", "7j", "7k"):
         assert rows[row_id]["status"] == "pass", rows[row_id]
+    # At scale, with conflicts cancelled as on DynamoDB, every bucket is still exact.
+    for row_id in ("8a", "8f", "8k", "8p"):
+        assert rows[row_id]["value"] == 0.0 and rows[row_id]["status"] == "pass", rows[row_id]
 
 
 def test_benchmark_that_crashes_is_reported_as_an_error_not_a_number():
