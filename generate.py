@@ -12,7 +12,7 @@ import json
 import sys
 
 from awacs import dynamodb, sqs
-from troposphere import GetAtt, Ref, Sub, Template
+from troposphere import GetAtt, If, Ref, Sub, Template
 
 from templates import api, iam, monitoring, parameters, scaling, storage, streaming
 from templates.constructs import add_lambda, add_routes, add_stage
@@ -31,7 +31,8 @@ def build_template() -> Template:
     for kind in ("Read", "Write"):
         template.add_resource(list(scaling.table_scaling(kind, table, params)))
     table_arn = GetAtt(table, "Arn")
-    # Hits over time, filled from the counter table's stream by the aggregator
+    # Hits over time, filled from the counter table's stream by the aggregator (Analytics on)
+    analytics = params.has_analytics
     series = template.add_resource(storage.series_table(params))
     series_arn = GetAtt(series, "Arn")
 
@@ -66,19 +67,27 @@ def build_template() -> Template:
             "TABLE_NAME": Ref(table),
             "STATS_ROUTE": stats_route,
             "ALLOWED_ORIGIN": Ref(params.allowed_origin),
-            "SERIES_TABLE": Ref(series),
+            # Empty with Analytics off: the stats function then answers that they are off
+            "SERIES_TABLE": If(analytics, Ref(series), ""),
         },
-        statements=[
-            iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),
-            # BatchGetItem: the dashboard reads its three summary items in one call
+        statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
+        **shared,
+    )
+    # BatchGetItem: the dashboard reads its three summary items in one call
+    template.add_resource(
+        iam.conditional_policy(
+            "StatsReadSeriesPolicy",
+            analytics,
+            stats.role,
             iam.allow(
                 "ReadSeries", [dynamodb.Query, dynamodb.GetItem, dynamodb.BatchGetItem], series_arn
             ),
-        ],
-        **shared,
+        )
     )
     # The aggregator: the counter table's stream -> the series table, failures to a queue
-    failures = template.add_resource(streaming.failure_queue(params))
+    failures = streaming.failure_queue(params)
+    failures.Condition = analytics
+    template.add_resource(failures)
     stream_arn = GetAtt(table, "StreamArn")
     aggregator = add_lambda(
         template,
@@ -111,11 +120,14 @@ def build_template() -> Template:
             iam.allow("KeepFailedBatches", [sqs.SendMessage], GetAtt(failures, "Arn")),
         ],
         **{**shared, "rest_api": None},
+        condition=analytics,
     )
-    template.add_resource(streaming.stream_mapping(table, aggregator.function, failures))
-    template.add_resource(streaming.aggregator_alarms(aggregator.function, failures, topic))
+    mapping = streaming.stream_mapping(table, aggregator.function, failures)
+    for resource in [mapping, *streaming.aggregator_alarms(aggregator.function, failures, topic)]:
+        resource.Condition = analytics
+        template.add_resource(resource)
     kms_policy = template.add_resource(
-        iam.kms_key_policy([counter.role, stats.role, aggregator.role], params)
+        iam.kms_key_policy([counter.role, stats.role], params, [(analytics, aggregator.role)])
     )
 
     # The API: routes, their deployment, the stage (access logs, account role)
@@ -125,11 +137,11 @@ def build_template() -> Template:
     # Alarms and the dashboard
     template.add_resource(monitoring.api_alarms(stage, topic))
     template.add_resource(monitoring.table_alarms(table, topic))
-    functions = [counter.function, stats.function, aggregator.function]
+    functions = [counter.function, stats.function, (analytics, aggregator.function)]
     template.add_resource(monitoring.dashboard(stage, functions, table))
 
     template.add_output(api.outputs(rest_api, stage, table, counter.function))
-    template.add_output(streaming.outputs(series, failures))
+    template.add_output(streaming.outputs(series, failures, analytics))
     return template
 
 

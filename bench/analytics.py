@@ -161,7 +161,11 @@ def run(quick: bool = False) -> dict:
             AttributeDefinitions=counter_props["AttributeDefinitions"],
             KeySchema=counter_props["KeySchema"],
             BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, **counter_props["StreamSpecification"]},
+            # the stream with Analytics on (the default)
+            StreamSpecification={
+                "StreamEnabled": True,
+                **counter_props["StreamSpecification"]["Fn::If"][1],
+            },
         )["TableDescription"]["LatestStreamArn"]
         client.create_table(
             TableName=SERIES_TABLE,

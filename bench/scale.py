@@ -45,7 +45,7 @@ ROUTES = 1000
 ZIPF_S = 1.0
 PARTITION_UNITS = 1000  # write units a second one partition (and one item) takes
 SHARDS = (1, 4, 16)
-SECONDS, SECONDS_QUICK = 2.0, 0.2  # simulated seconds of traffic at full load
+SECONDS, SECONDS_QUICK = 1.5, 0.2  # simulated seconds of traffic at full load
 QUIET_RATE = 100  # hits/s of the quiet run (one partition, one shard)
 QUIET_SECONDS, QUIET_SECONDS_QUICK = 20.0, 3.0
 INVOKE_MS = 20.0  # assumed: Lambda's poller hands a batch to a warm function
@@ -338,7 +338,7 @@ def rows_of(case: dict, full: bool) -> list[dict]:
             status="info",
             note=f"caught up {max(case['caught_up_after_seconds'], 0):.2f} s after the "
             f"traffic ended (the last batch waits out the {case['window']} s batching "
-            "window); invocation {INVOKE_MS:.0f} ms + {CALL_MS:.0f} ms a call, "
+            f"window); invocation {INVOKE_MS:.0f} ms + {CALL_MS:.0f} ms a call, "
             f"{TRANSACTION_MS:.0f} ms a transaction (assumed); {case['wall_seconds']} s wall",
         ),
     ]

@@ -18,7 +18,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
+# Empty when the stack's Analytics parameter is off: no series, no top routes.
 SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
+ANALYTICS_OFF = "analytics are off for this stack (Analytics=off): no hits over time, no top routes"
 ALLOWED_ORIGIN = os.environ.get("ALLOWED_ORIGIN", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE") or "/_stats"
 DEFAULT_LIMIT = 100
@@ -268,7 +270,7 @@ def read_series(route, series, first, last, points):
     had none."""
     prefix, width, key_format, _, _ = SERIES[series]
     request = {
-        "TableName": SERIES_TABLE,
+        "TableName": series_table(),
         # "bucket" is one of DynamoDB's reserved words: it is named through #bucket
         "KeyConditionExpression": "route = :r AND #bucket BETWEEN :lo AND :hi",
         "ExpressionAttributeNames": {"#bucket": "bucket"},
@@ -295,10 +297,18 @@ def read_series(route, series, first, last, points):
     ]
 
 
+def series_table():
+    if not SERIES_TABLE:
+        raise HttpError(404, ANALYTICS_OFF)
+    return SERIES_TABLE
+
+
 def route_charts(route, now):
     """A route's (ALL_ROUTES: every route's) dashboard charts: the last 24 hours by hour,
-    the last 30 days by day (one Query each)."""
+    the last 30 days by day (one Query each); none with the analytics off."""
     charts = []
+    if not SERIES_TABLE:
+        return charts
     for series in ("hour", "day"):
         first, last, points = series_range(series, {}, now)
         charts.append(
@@ -339,7 +349,7 @@ def read_top(query, now):
         if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_TOP_LIMIT:
             raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_TOP_LIMIT}")
         limit = int(text)
-    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=series_key(TOP, bucket)).get("Item")
+    item = dynamodb.get_item(TableName=series_table(), Key=series_key(TOP, bucket)).get("Item")
     answer = {**ranked(item, limit), "period": period}
     return {**answer, "day": bucket[2:]} if period == "day" else answer
 
@@ -814,7 +824,8 @@ def answer(method, path, query, headers):
     routes, next_token, calls = read_page(limit, position and decode_token(position[0]))
     page = None
     if as_html:  # 1 BatchGetItem and 2 Query besides the page's Scan, whatever the table size
-        summary, charts = read_summary(now), route_charts(ALL_ROUTES, now)
+        summary = read_summary(now) if SERIES_TABLE else None  # off: the routes alone
+        charts = route_charts(ALL_ROUTES, now)
         page = dashboard(
             routes,
             "Route Counter",

@@ -32,42 +32,45 @@ def add_lambda(
     params: StackParameters,
     rest_api: RestApi | None,
     alarm_topic: Topic,
+    condition: str | None = None,
 ) -> LambdaFunction:
     """A function: <name>LogGroup, <name>FunctionRole (the given statements, plus writing
     its own logs and sending traces), <name>Function (runs handler/<source>.py, hardened),
     <name>InvokePermission (API Gateway may invoke it, from rest_api only; none when
     rest_api is None: a stream mapping invokes it with its role), and the alarms
-    <name>Errors and <name>Throttles."""
-    log_group = template.add_resource(function.function_log_group(f"{name}LogGroup", params))
-    role = template.add_resource(
-        iam.function_role(
-            f"{name}FunctionRole",
-            [*statements, iam.write_logs_statement(log_group), iam.tracing_statement()],
-        )
+    <name>Errors and <name>Throttles. With a condition, each of them exists only when it
+    holds."""
+    log_group = function.function_log_group(f"{name}LogGroup", params)
+    role = iam.function_role(
+        f"{name}FunctionRole",
+        [*statements, iam.write_logs_statement(log_group), iam.tracing_statement()],
     )
     if rest_api is not None:
         skips, timeout = function.FUNCTION_SCAN_SKIPS, function.TIMEOUT_SECONDS
     else:
         skips = function.STREAM_CONSUMER_SCAN_SKIPS
         timeout = function.STREAM_CONSUMER_TIMEOUT_SECONDS
-    lambda_function = template.add_resource(
-        function.hardened_function(
-            f"{name}Function",
-            source,
-            description,
-            role,
-            log_group,
-            environment,
-            params,
-            skips,
-            timeout=timeout,
-        )
+    lambda_function = function.hardened_function(
+        f"{name}Function",
+        source,
+        description,
+        role,
+        log_group,
+        environment,
+        params,
+        skips,
+        timeout=timeout,
     )
+    resources = [log_group, role, lambda_function]
     if rest_api is not None:
-        template.add_resource(
+        resources.append(
             api.invoke_permission(f"{name}InvokePermission", lambda_function, rest_api, params)
         )
-    template.add_resource(monitoring.function_alarms(name, lambda_function, alarm_topic))
+    resources += monitoring.function_alarms(name, lambda_function, alarm_topic)
+    for resource in resources:
+        if condition is not None:
+            resource.Condition = condition
+        template.add_resource(resource)
     return LambdaFunction(lambda_function, role, log_group)
 
 

@@ -3,7 +3,7 @@
 from awacs import kms, logs, xray
 from awacs.aws import Allow, Policy, Principal, Statement
 from awacs.sts import AssumeRole
-from troposphere import GetAtt, Ref, Sub
+from troposphere import GetAtt, If, NoValue, Ref, Sub
 from troposphere.iam import Policy as InlinePolicy
 from troposphere.iam import PolicyType as PolicyResource
 from troposphere.iam import Role
@@ -42,8 +42,11 @@ def tracing_statement() -> Statement:
     )
 
 
-def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource:
-    """Use of the KmsKeyArn key by the given roles; the resource exists only when one is given.
+def kms_key_policy(
+    roles: list[Role], params: StackParameters, conditional_roles: list[tuple[str, Role]] = ()
+) -> PolicyResource:
+    """Use of the KmsKeyArn key by the given roles, and by each (condition, role) of
+    conditional_roles when its condition holds; the resource exists only when a key is given.
 
     kms:Decrypt reads the encrypted environment variables and the table's key on each
     access; kms:GenerateDataKey lets DynamoDB encrypt what the function writes. One
@@ -53,7 +56,8 @@ def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource
         "UseKmsKeyPolicy",
         Condition=params.has_kms_key,
         PolicyName="use-kms-key",
-        Roles=[Ref(role) for role in roles],
+        Roles=[Ref(role) for role in roles]
+        + [If(condition, Ref(role), NoValue) for condition, role in conditional_roles],
         PolicyDocument=Policy(
             Version="2012-10-17",
             Statement=[
@@ -65,6 +69,20 @@ def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource
                 )
             ],
         ),
+    )
+
+
+def conditional_policy(
+    title: str, condition: str, role: Role, statement: Statement
+) -> PolicyResource:
+    """One statement more for a role, only when the condition holds (awacs takes no Fn::If
+    among a policy's statements)."""
+    return PolicyResource(
+        title,
+        Condition=condition,
+        PolicyName=title,
+        Roles=[Ref(role)],
+        PolicyDocument=Policy(Version="2012-10-17", Statement=[statement]),
     )
 
 

@@ -162,9 +162,24 @@ def sub_ref(resource: AWSObject) -> str:
     return "${" + resource.title + "}"
 
 
-def dashboard(stage: Stage, functions: list[Function], table: Table) -> Dashboard:
+def dashboard(
+    stage: Stage, functions: list[Function | tuple[str, Function]], table: Table
+) -> Dashboard:
     """Hits, latency percentiles, errors of the API and of every function, and consumed
-    capacity on one page. Dashboards are global to the account: the name has the region."""
+    capacity on one page. Dashboards are global to the account: the name has the region.
+    A (condition, function) is shown only when its condition holds (one body for each)."""
+    always = [f for f in functions if not isinstance(f, tuple)]
+    body = dashboard_body(stage, always, table)
+    conditional = [f for f in functions if isinstance(f, tuple)]
+    if conditional:
+        ((condition, extra),) = conditional  # one condition is all the stack needs
+        body = If(condition, dashboard_body(stage, [*always, extra], table), body)
+    return Dashboard(
+        "Dashboard", DashboardName=Sub("${AWS::StackName}-${AWS::Region}"), DashboardBody=body
+    )
+
+
+def dashboard_body(stage: Stage, functions: list[Function], table: Table) -> Sub:
 
     def widget(x: int, y: int, title: str, metrics: list, stat: str = "Sum") -> dict:
         return {
@@ -212,8 +227,4 @@ def dashboard(stage: Stage, functions: list[Function], table: Table) -> Dashboar
             ),
         ]
     }
-    return Dashboard(
-        "Dashboard",
-        DashboardName=Sub("${AWS::StackName}-${AWS::Region}"),
-        DashboardBody=Sub(json.dumps(body, separators=(",", ":"))),
-    )
+    return Sub(json.dumps(body, separators=(",", ":")))

@@ -32,6 +32,7 @@ class StackParameters:
     alarm_email: Parameter
     reserved_concurrency: Parameter
     series_hourly_days: Parameter
+    analytics: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -40,6 +41,7 @@ class StackParameters:
     has_access_logs: str
     has_alarm_email: str
     has_reserved_concurrency: str
+    has_analytics: str
 
 
 def number(title: str, default: int, description: str, **limits) -> Parameter:
@@ -214,6 +216,14 @@ def declarations() -> dict[str, Parameter]:
             MinValue=1,
             MaxValue=3650,
         ),
+        # Added by issue 19 (analytics at scale); new parameters go after this block.
+        "analytics": text(
+            "Analytics",
+            "on",
+            "Hits over time and top routes. 'off': the counter alone, with no stream, "
+            "aggregator or series table (an existing series table is kept, not deleted).",
+            AllowedValues=["on", "off"],
+        ),
     }
 
 
@@ -233,6 +243,7 @@ def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
         ),
         "has_access_logs": ("HasAccessLogs", is_not("api_gateway_account_role", "none")),
         "has_alarm_email": ("HasAlarmEmail", is_not("alarm_email", "")),
+        "has_analytics": ("HasAnalytics", Equals(Ref(p["analytics"]), "on")),
         "has_reserved_concurrency": (
             "HasReservedConcurrency",
             Not(

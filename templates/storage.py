@@ -52,9 +52,12 @@ def counter_table(params: StackParameters) -> Table:
         ),
         DeletionProtectionEnabled=If(params.protects_table, True, False),
         SSESpecification=table_encryption(params),
-        # What the aggregator reads. Turning a stream on is an in-place update of the table
-        # (StreamSpecification: "Update requires: No interruption"), never a replacement.
-        StreamSpecification=StreamSpecification(StreamViewType="NEW_IMAGE"),
+        # What the aggregator reads, with Analytics on. Turning a stream on or off is an
+        # in-place update of the table (StreamSpecification: "Update requires: No
+        # interruption"), never a replacement; turned off, the stream's records go with it.
+        StreamSpecification=If(
+            params.has_analytics, StreamSpecification(StreamViewType="NEW_IMAGE"), NoValue
+        ),
     )
 
 
@@ -65,9 +68,14 @@ def series_table(params: StackParameters) -> Table:
 
     Always on-demand: its writes follow the stream in batches, and provisioned capacity
     without auto scaling would throttle the aggregator behind a burst.
+
+    Only with Analytics on. Turned off, CloudFormation removes it from the stack, and
+    RetainExceptOnCreate keeps it (removal is not the rollback of its create): the history is
+    never deleted by a parameter. Turned on again, the stack creates a new, empty one.
     """
     return Table(
         SERIES_TABLE_ID,
+        Condition=params.has_analytics,
         DeletionPolicy="RetainExceptOnCreate",
         UpdateReplacePolicy="Retain",
         AttributeDefinitions=[

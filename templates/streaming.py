@@ -87,11 +87,17 @@ def aggregator_alarms(function, queue: Queue, topic: Topic) -> list[Alarm]:
     ]
 
 
-def outputs(series: Table, queue: Queue) -> list[Output]:
+def outputs(series: Table, queue: Queue, condition: str) -> list[Output]:
     return [
-        Output("SeriesTableName", Description="DynamoDB series table", Value=Ref(series)),
+        Output(
+            "SeriesTableName",
+            Condition=condition,
+            Description="DynamoDB series table",
+            Value=Ref(series),
+        ),
         Output(
             "AggregatorFailureQueueUrl",
+            Condition=condition,
             Description="Batches the aggregator gave up on",
             Value=Ref(queue),
         ),

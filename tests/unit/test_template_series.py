@@ -19,7 +19,9 @@ def test_counter_table_streams_new_images(resources):
     """The aggregator needs each new count and lastSeen; the key schema stays (see
     test_data_protection) and turning a stream on is an in-place update."""
     props = resources["CounterTable"]["Properties"]
-    assert props["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert props["StreamSpecification"] == {
+        "Fn::If": ["HasAnalytics", {"StreamViewType": "NEW_IMAGE"}, {"Ref": "AWS::NoValue"}]
+    }
 
 
 def test_series_table_is_route_and_bucket_with_hourly_ttl(resources, template):
@@ -83,7 +85,12 @@ def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_
     assert json.dumps(SERIES_ARN) not in json.dumps(
         role_statements(resources["CounterFunctionRole"])
     )
-    assert grants(resources, "StatsFunctionRole")["ReadSeries"] == (
+    series = resources["StatsReadSeriesPolicy"]  # only with Analytics on
+    assert series["Condition"] == "HasAnalytics"
+    assert series["Properties"]["Roles"] == [{"Ref": "StatsFunctionRole"}]
+    ((statement),) = series["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Sid"], statement["Action"], statement["Resource"]) == (
+        "ReadSeries",
         ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
         [SERIES_ARN],
     )
