@@ -4,12 +4,13 @@ stream, so hits sent through the API show up in the series and the top routes, o
 import datetime
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from tests.conftest import local_stack
+from tests.conftest import counter_table_name, emulator_client, local_stack
 
 # The mapping's batching window is 5 s and the poller reads four times a second; a bound
 # well past that keeps a slow shared machine from failing the test, never a fixed sleep.
@@ -84,3 +85,31 @@ def test_the_top_routes_rank_what_was_counted(stack):
 
 def test_the_banner_names_the_aggregators_mapping(stack):
     assert "AggregatorStreamMapping" in stack.output.read_text()
+
+
+def test_with_analytics_off_the_local_stack_counts_and_has_no_stream_or_series(tmp_path):
+    """--param Analytics=off: the emulator's CloudFormation makes no stream, no aggregator,
+    no series table; the counter counts and the stats say the analytics are off."""
+    with local_stack(tmp_path, "--param", "Analytics=off") as off:
+        hit(off, "/plain", 2)
+        ddb = emulator_client(off, "dynamodb")
+        resources = emulator_client(off, "cloudformation").list_stack_resources(
+            StackName="route-counter"
+        )["StackResourceSummaries"]
+        table = counter_table_name(off)
+        description = ddb.describe_table(TableName=table)["Table"]
+        other_tables = [name for name in ddb.list_tables()["TableNames"] if name != table]
+        routes = get(off, "/_stats")["routes"]
+        with pytest.raises(urllib.error.HTTPError) as top:
+            urllib.request.urlopen(f"{off.url}/_stats/top", timeout=20)
+        output = off.output.read_text()
+
+    logical = {r["LogicalResourceId"] for r in resources}
+    assert not logical & {"SeriesTable", "AggregatorFunction", "AggregatorStreamMapping"}
+    assert "StreamSpecification" not in description and "LatestStreamArn" not in description
+    assert other_tables == []
+    assert [(r["route"], r["count"]) for r in routes] == [("/plain", 2)]
+    assert top.value.code == 404
+    assert "analytics are off" in json.loads(top.value.read())["error"]
+    assert "AggregatorStreamMapping" not in output
+
