@@ -112,4 +112,3 @@ def test_with_analytics_off_the_local_stack_counts_and_has_no_stream_or_series(t
     assert top.value.code == 404
     assert "analytics are off" in json.loads(top.value.read())["error"]
     assert "AggregatorStreamMapping" not in output
-
