@@ -122,7 +122,7 @@ def build_template() -> Template:
         **{**shared, "rest_api": None},
         condition=analytics,
     )
-    mapping = streaming.stream_mapping(table, aggregator.function, failures)
+    mapping = streaming.stream_mapping(table, aggregator.function, failures, params)
     for resource in [mapping, *streaming.aggregator_alarms(aggregator.function, failures, topic)]:
         resource.Condition = analytics
         template.add_resource(resource)

@@ -26,6 +26,7 @@ from moto import mock_aws
 
 from bench.common import (
     TABLE_NAME,
+    aggregator_batching,
     api_event,
     generated_template,
     lambda_context,
@@ -148,10 +149,11 @@ def run(quick: bool = False) -> dict:
     from local import moto_fidelity
 
     hits, routes = (HITS_QUICK, ROUTES_QUICK) if quick else (HITS, ROUTES)
-    resources = generated_template()["Resources"]
+    template = generated_template()
+    resources = template["Resources"]
     counter_props = resources["CounterTable"]["Properties"]
     series_props = resources["SeriesTable"]["Properties"]
-    batch_size = resources["AggregatorStreamMapping"]["Properties"]["BatchSize"]
+    batch_size = aggregator_batching(template)["BatchSize"]
     moto_fidelity.apply()
     rng = random.Random(7)
     with mock_aws():

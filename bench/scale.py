@@ -39,15 +39,15 @@ from botocore.config import Config
 from moto import mock_aws
 
 from bench.analytics import item_bytes
-from bench.common import generated_template, lambda_context, load_handler, row
+from bench.common import aggregator_batching, generated_template, lambda_context, load_handler, row
 
 ROUTES = 1000
 ZIPF_S = 1.0
 PARTITION_UNITS = 1000  # write units a second one partition (and one item) takes
 SHARDS = (1, 4, 16)
-SECONDS, SECONDS_QUICK = 1.5, 0.2  # simulated seconds of traffic at full load
+SECONDS, SECONDS_QUICK = 12.0, 0.2  # simulated seconds at full load: a batch fills in 10
 QUIET_RATE = 100  # hits/s of the quiet run (one partition, one shard)
-QUIET_SECONDS, QUIET_SECONDS_QUICK = 20.0, 3.0
+QUIET_SECONDS, QUIET_SECONDS_QUICK = 95.0, 3.0
 INVOKE_MS = 20.0  # assumed: Lambda's poller hands a batch to a warm function
 CALL_MS = 8.0  # assumed: a DynamoDB read or single-item write, in the same region
 TRANSACTION_MS = 20.0  # assumed: a TransactWriteItems of up to 100 items
@@ -348,9 +348,9 @@ def rows_of(case: dict, full: bool) -> list[dict]:
 def run(quick: bool = False) -> dict:
     from local import atomic_moto, moto_fidelity
 
-    resources = generated_template()["Resources"]
-    series_props = resources["SeriesTable"]["Properties"]
-    mapping = resources["AggregatorStreamMapping"]["Properties"]
+    template = generated_template()
+    series_props = template["Resources"]["SeriesTable"]["Properties"]
+    mapping = aggregator_batching(template)
     moto_fidelity.apply()
     atomic_moto.make_dynamodb_atomic()
     atomic_moto.configure(conflicts="cancel")

@@ -46,7 +46,7 @@ def test_a_routes_records_are_in_one_shard_in_order_with_their_old_and_new_count
 def emulator(monkeypatch):
     from moto import mock_aws
 
-    from bench.common import FAKE_AWS_ENV, UNSET_AWS_ENV, generated_template
+    from bench.common import FAKE_AWS_ENV, UNSET_AWS_ENV, aggregator_batching, generated_template
     from local import atomic_moto, moto_fidelity
 
     for name in UNSET_AWS_ENV:
@@ -56,14 +56,14 @@ def emulator(monkeypatch):
     moto_fidelity.apply()
     atomic_moto.make_dynamodb_atomic()
     atomic_moto.configure(conflicts="cancel")
-    resources = generated_template()["Resources"]
+    template = generated_template()
     with mock_aws():
         import boto3
 
         yield (
             boto3.client("dynamodb"),
-            resources["SeriesTable"]["Properties"],
-            resources["AggregatorStreamMapping"]["Properties"],
+            template["Resources"]["SeriesTable"]["Properties"],
+            aggregator_batching(template),
         )
     atomic_moto.configure()
 

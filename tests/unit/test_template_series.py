@@ -98,13 +98,18 @@ def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_
 
 def test_stream_mapping_batches_reports_item_failures_bisects_and_keeps_what_it_gave_up(
     resources,
+    template,
 ):
     props = resources["AggregatorStreamMapping"]["Properties"]
     assert props["EventSourceArn"] == STREAM_ARN
     assert props["FunctionName"] == {"Ref": "AggregatorFunction"}
     assert props["StartingPosition"] == "TRIM_HORIZON"  # nothing counted before it is skipped
-    assert 1 < props["BatchSize"] <= 10000
-    assert 0 < props["MaximumBatchingWindowInSeconds"] <= 300
+    assert props["BatchSize"] == {"Ref": "AggregatorBatchSize"}
+    assert props["MaximumBatchingWindowInSeconds"] == {"Ref": "AggregatorBatchingWindowSeconds"}
+    size = template["Parameters"]["AggregatorBatchSize"]
+    window = template["Parameters"]["AggregatorBatchingWindowSeconds"]
+    assert (size["MinValue"], size["Default"], size["MaxValue"]) == (1, 10000, 10000)
+    assert (window["MinValue"], window["Default"], window["MaxValue"]) == (0, 30, 300)
     assert props["BisectBatchOnFunctionError"] is True
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 0 <= props["MaximumRetryAttempts"] <= 10000
