@@ -15,28 +15,20 @@ from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
 from local import atomic_moto
+from tests.conftest import series_definition
 
 TABLE = "limits"
 HELD = "/held"  # the item whose read, inside a transaction, waits until released
 
 
 @pytest.fixture
-def ddb(monkeypatch):
+def ddb(template):
+    """The emulator's DynamoDB in process, with a table shaped as the series table; the SDK
+    retries nothing, so each refusal is seen."""
     atomic_moto.make_dynamodb_atomic()
     with mock_aws():
         client = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
-        client.create_table(
-            TableName=TABLE,
-            AttributeDefinitions=[
-                {"AttributeName": "route", "AttributeType": "S"},
-                {"AttributeName": "bucket", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "route", "KeyType": "HASH"},
-                {"AttributeName": "bucket", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName=TABLE, **series_definition(template))
         yield client
     atomic_moto.configure()
 
