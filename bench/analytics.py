@@ -32,6 +32,7 @@ from bench.common import (
     lambda_context,
     load_handler,
     row,
+    series_definition,
 )
 
 HITS, HITS_QUICK = 3000, 400
@@ -152,7 +153,6 @@ def run(quick: bool = False) -> dict:
     template = generated_template()
     resources = template["Resources"]
     counter_props = resources["CounterTable"]["Properties"]
-    series_props = resources["SeriesTable"]["Properties"]
     batch_size = aggregator_batching(template)["BatchSize"]
     moto_fidelity.apply()
     rng = random.Random(7)
@@ -169,12 +169,7 @@ def run(quick: bool = False) -> dict:
                 **counter_props["StreamSpecification"]["Fn::If"][1],
             },
         )["TableDescription"]["LatestStreamArn"]
-        client.create_table(
-            TableName=SERIES_TABLE,
-            AttributeDefinitions=series_props["AttributeDefinitions"],
-            KeySchema=series_props["KeySchema"],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName=SERIES_TABLE, **series_definition(template))
         os.environ["SERIES_TABLE"] = SERIES_TABLE
         counter = load_handler("counter", "counter_bench_analytics")
         aggregator = load_handler("aggregator", "aggregator_bench")

@@ -52,6 +52,16 @@ def generated_template() -> dict:
     return json.loads(render(build_template()))
 
 
+def series_definition(template: dict) -> dict:
+    """CreateTable arguments read from the generated template's series table."""
+    props = template["Resources"]["SeriesTable"]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
 def aggregator_batching(template: dict) -> dict:
     """The aggregator mapping's BatchSize and MaximumBatchingWindowInSeconds, each a
     parameter's default when the template Refs one."""

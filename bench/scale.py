@@ -39,7 +39,14 @@ from botocore.config import Config
 from moto import mock_aws
 
 from bench.analytics import item_bytes
-from bench.common import aggregator_batching, generated_template, lambda_context, load_handler, row
+from bench.common import (
+    aggregator_batching,
+    generated_template,
+    lambda_context,
+    load_handler,
+    row,
+    series_definition,
+)
 
 ROUTES = 1000
 ZIPF_S = 1.0
@@ -224,17 +231,11 @@ def stored_hits(client, table: str) -> dict:
     return hits
 
 
-def run_case(
-    client, series_props: dict, mapping: dict, shards: int, rate: float, seconds: float
-) -> dict:
-    """Traffic at `rate` hits/s for `seconds` over `shards` shards, aggregated in parallel."""
+def run_case(client, series: dict, mapping: dict, shards: int, rate: float, seconds: float) -> dict:
+    """Traffic at `rate` hits/s for `seconds` over `shards` shards, aggregated in parallel
+    into a new series table (`series`: its CreateTable arguments)."""
     table = f"scale-series-{shards}-{int(rate)}"
-    client.create_table(
-        TableName=table,
-        AttributeDefinitions=series_props["AttributeDefinitions"],
-        KeySchema=series_props["KeySchema"],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client.create_table(TableName=table, **series)
     os.environ["SERIES_TABLE"] = table
     players = [
         Shard(n, load_handler("aggregator", f"aggregator_scale_{table}_{n}")) for n in range(shards)
@@ -349,7 +350,7 @@ def run(quick: bool = False) -> dict:
     from local import atomic_moto, moto_fidelity
 
     template = generated_template()
-    series_props = template["Resources"]["SeriesTable"]["Properties"]
+    series = series_definition(template)
     mapping = aggregator_batching(template)
     moto_fidelity.apply()
     atomic_moto.make_dynamodb_atomic()
@@ -360,11 +361,11 @@ def run(quick: bool = False) -> dict:
         client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
         for shards in SHARDS:
             cases.append(
-                run_case(client, series_props, mapping, shards, shards * PARTITION_UNITS, seconds)
+                run_case(client, series, mapping, shards, shards * PARTITION_UNITS, seconds)
             )
         quiet = run_case(
             client,
-            series_props,
+            series,
             mapping,
             1,
             QUIET_RATE,

@@ -46,7 +46,13 @@ def test_a_routes_records_are_in_one_shard_in_order_with_their_old_and_new_count
 def emulator(monkeypatch):
     from moto import mock_aws
 
-    from bench.common import FAKE_AWS_ENV, UNSET_AWS_ENV, aggregator_batching, generated_template
+    from bench.common import (
+        FAKE_AWS_ENV,
+        UNSET_AWS_ENV,
+        aggregator_batching,
+        generated_template,
+        series_definition,
+    )
     from local import atomic_moto, moto_fidelity
 
     for name in UNSET_AWS_ENV:
@@ -62,7 +68,7 @@ def emulator(monkeypatch):
 
         yield (
             boto3.client("dynamodb"),
-            template["Resources"]["SeriesTable"]["Properties"],
+            series_definition(template),
             aggregator_batching(template),
         )
     atomic_moto.configure()
