@@ -12,7 +12,7 @@ import json
 import sys
 
 from awacs import dynamodb, sqs
-from troposphere import GetAtt, Ref, Sub, Template
+from troposphere import GetAtt, If, Ref, Sub, Template
 
 from templates import (
     api,
@@ -41,8 +41,11 @@ def build_template() -> Template:
     for kind in ("Read", "Write"):
         template.add_resource(list(scaling.table_scaling(kind, table, params)))
     table_arn = GetAtt(table, "Arn")
-    # Hits over time, filled from the counter table's stream by the aggregator
+    # Hits over time, filled from the counter table's stream by the aggregator (Analytics on);
+    # the series table also keeps MaxRoutes' ledger, so it exists for either
+    analytics = params.has_analytics
     series = template.add_resource(storage.series_table(params))
+    series_name = If(params.has_series_table, Ref(series), "")
     series_arn = GetAtt(series, "Arn")
 
     # Where alarms notify, and the API the functions serve
@@ -72,12 +75,9 @@ def build_template() -> Template:
             "ROUTE_TEMPLATES": Ref(params.route_templates),
             "UNMATCHED_ROUTE": Ref(params.unmatched_routes),
             "MAX_ROUTES": Ref(params.max_routes),
-            "SERIES_TABLE": Ref(series),
+            "SERIES_TABLE": series_name,
         },
-        statements=[
-            iam.allow("CountHits", [dynamodb.UpdateItem], table_arn),
-            iam.route_ledger_statement(series_arn),
-        ],
+        statements=[iam.allow("CountHits", [dynamodb.UpdateItem], table_arn)],
         # The one function whose capacity matters (a hit it cannot take is lost) and whose
         # cost a flood drives: ReservedConcurrency guarantees and caps it. The stats reads
         # and the aggregator (one invocation per stream shard) use the unreserved pool, so
@@ -96,24 +96,42 @@ def build_template() -> Template:
             "TABLE_NAME": Ref(table),
             "STATS_ROUTE": stats_route,
             "ALLOWED_ORIGIN": Ref(params.allowed_origin),
-            "SERIES_TABLE": Ref(series),
+            # Empty with Analytics off: the stats function then answers that they are off
+            "SERIES_TABLE": If(analytics, Ref(series), ""),
             "STATS_TOKEN_SECRET": private_stats.secret_arn_variable(stats_token, params),
             "MAX_ROUTES": Ref(params.max_routes),
+            "LEDGER_TABLE": If(params.has_max_routes, Ref(series), ""),
         },
-        statements=[
-            iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn),
-            # BatchGetItem: the dashboard reads its three summary items in one call
+        statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
+        **shared,
+    )
+    # BatchGetItem: the dashboard reads its three summary items in one call
+    template.add_resource(
+        iam.conditional_policy(
+            "StatsReadSeriesPolicy",
+            analytics,
+            stats.role,
             iam.allow(
                 "ReadSeries", [dynamodb.Query, dynamodb.GetItem, dynamodb.BatchGetItem], series_arn
             ),
-        ],
-        **shared,
+        )
+    )
+    # MaxRoutes: the stats read the ledger's one item (Analytics on or off)
+    template.add_resource(
+        iam.conditional_policy(
+            "StatsReadLedgerPolicy",
+            params.has_max_routes,
+            stats.role,
+            iam.route_ledger_statement(series_arn, read=True),
+        )
     )
     token_policy = template.add_resource(
         private_stats.read_token_policy(stats.role, stats_token, params)
     )
     # The aggregator: the counter table's stream -> the series table, failures to a queue
-    failures = template.add_resource(streaming.failure_queue(params))
+    failures = streaming.failure_queue(params)
+    failures.Condition = analytics
+    template.add_resource(failures)
     stream_arn = GetAtt(table, "StreamArn")
     aggregator = add_lambda(
         template,
@@ -142,36 +160,61 @@ def build_template() -> Template:
             iam.allow("KeepFailedBatches", [sqs.SendMessage], GetAtt(failures, "Arn")),
         ],
         **{**shared, "rest_api": None},
+        condition=analytics,
     )
-    template.add_resource(streaming.stream_mapping(table, aggregator.function, failures))
-    template.add_resource(streaming.aggregator_alarms(aggregator.function, failures, topic, table))
+    mapping = streaming.stream_mapping(table, aggregator.function, failures, params)
+    alarms = streaming.aggregator_alarms(aggregator.function, failures, topic, table)
+    for resource in [mapping, *alarms]:
+        resource.Condition = analytics
+        template.add_resource(resource)
+    # MaxRoutes: the counter adds each new route to one series-table item, its ledger
+    ledger_policy = template.add_resource(
+        iam.conditional_policy(
+            "RouteLedgerPolicy",
+            params.has_max_routes,
+            counter.role,
+            iam.route_ledger_statement(series_arn),
+        )
+    )
     kms_policy = template.add_resource(
-        iam.kms_key_policy([counter.role, stats.role, aggregator.role], params)
+        iam.kms_key_policy([counter.role, stats.role], params, [(analytics, aggregator.role)])
     )
 
     # The API: routes, their deployment, the stage (access logs, account role)
     deployment = add_routes(template, rest_api, params, counter.function, stats.function)
-    stage = add_stage(template, rest_api, deployment, params, kms_policy, token_policy)
+    stage = add_stage(
+        template,
+        rest_api,
+        deployment,
+        params,
+        {
+            "KmsKeyPolicy": kms_policy,
+            "StatsTokenPolicy": token_policy,
+            "RouteLedgerPolicy": ledger_policy,
+        },
+    )
 
     # Alarms and the dashboard
     template.add_resource(monitoring.api_alarms(stage, topic))
     template.add_resource(monitoring.table_alarms(table, topic))
     template.add_resource(monitoring.uncounted_hits(counter.log_group, topic, params))
-    functions = [counter.function, stats.function, aggregator.function]
     template.add_resource(
         monitoring.dashboard(
             stage,
-            functions,
+            [counter.function, stats.function],
             table,
-            series,
-            aggregator.function,
-            streaming.METRICS_NAMESPACE,
-            streaming.RECORDS_NOT_AGGREGATED,
+            monitoring.AnalyticsPanels(
+                analytics,
+                series,
+                aggregator.function,
+                streaming.METRICS_NAMESPACE,
+                streaming.RECORDS_NOT_AGGREGATED,
+            ),
         )
     )
 
     template.add_output(api.outputs(rest_api, stage, table, counter.function))
-    template.add_output(streaming.outputs(series, failures))
+    template.add_output(streaming.outputs(series, failures, params.has_series_table, analytics))
     template.add_output(private_stats.outputs(stats_token, params))
     return template
 

@@ -26,11 +26,13 @@ from moto import mock_aws
 
 from bench.common import (
     TABLE_NAME,
+    aggregator_batching,
     api_event,
     generated_template,
     lambda_context,
     load_handler,
     row,
+    series_definition,
 )
 
 HITS, HITS_QUICK = 3000, 400
@@ -150,10 +152,10 @@ def run(quick: bool = False) -> dict:
     from local import moto_fidelity
 
     hits, routes = (HITS_QUICK, ROUTES_QUICK) if quick else (HITS, ROUTES)
-    resources = generated_template()["Resources"]
+    template = generated_template()
+    resources = template["Resources"]
     counter_props = resources["CounterTable"]["Properties"]
-    series_props = resources["SeriesTable"]["Properties"]
-    batch_size = resources["AggregatorStreamMapping"]["Properties"]["BatchSize"]
+    batch_size = aggregator_batching(template)["BatchSize"]
     moto_fidelity.apply()
     rng = random.Random(7)
     with mock_aws():
@@ -163,14 +165,13 @@ def run(quick: bool = False) -> dict:
             AttributeDefinitions=counter_props["AttributeDefinitions"],
             KeySchema=counter_props["KeySchema"],
             BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, **counter_props["StreamSpecification"]},
+            # the stream with Analytics on (the default)
+            StreamSpecification={
+                "StreamEnabled": True,
+                **counter_props["StreamSpecification"]["Fn::If"][1],
+            },
         )["TableDescription"]["LatestStreamArn"]
-        client.create_table(
-            TableName=SERIES_TABLE,
-            AttributeDefinitions=series_props["AttributeDefinitions"],
-            KeySchema=series_props["KeySchema"],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName=SERIES_TABLE, **series_definition(template))
         os.environ["SERIES_TABLE"] = SERIES_TABLE
         counter = load_handler("counter", "counter_bench_analytics")
         aggregator = load_handler("aggregator", "aggregator_bench")

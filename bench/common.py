@@ -52,6 +52,29 @@ def generated_template() -> dict:
     return json.loads(render(build_template()))
 
 
+def series_definition(template: dict) -> dict:
+    """CreateTable arguments read from the generated template's series table."""
+    props = template["Resources"]["SeriesTable"]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def aggregator_batching(template: dict) -> dict:
+    """The aggregator mapping's BatchSize and MaximumBatchingWindowInSeconds, each a
+    parameter's default when the template Refs one."""
+    props = template["Resources"]["AggregatorStreamMapping"]["Properties"]
+    settings = {}
+    for name in ("BatchSize", "MaximumBatchingWindowInSeconds"):
+        value = props[name]
+        if isinstance(value, dict):
+            value = template["Parameters"][value["Ref"]]["Default"]
+        settings[name] = value
+    return settings
+
+
 def table_definition() -> dict:
     """CreateTable arguments read from the generated template's own table."""
     props = generated_template()["Resources"]["CounterTable"]["Properties"]

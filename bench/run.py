@@ -54,6 +54,7 @@ BENCHMARKS = [
     Benchmark("6", "template_time", "Template: generate.py and cfn-lint"),
     Benchmark("7", "analytics", "Analytics: aggregator writes and read costs"),
     Benchmark("8", "backend", "Backend: latency the counter adds in front of a backend"),
+    Benchmark("9", "scale", "Scale: the aggregator on 1, 4 and 16 shards"),
 ]
 
 

@@ -19,7 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 TABLE_NAME = os.environ.get("TABLE_NAME", "")
+# Empty when the stack's Analytics parameter is off: no series, no top routes.
 SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
+ANALYTICS_OFF = "analytics are off for this stack (Analytics=off): no hits over time, no top routes"
 ALLOWED_ORIGIN = os.environ.get("ALLOWED_ORIGIN", "")
 STATS_ROUTE = os.environ.get("STATS_ROUTE") or "/_stats"
 # PrivateStats: the ARN of the secret holding the stats token; empty: the stats are public.
@@ -71,6 +73,8 @@ TOP, ALL_ROUTES = "#top", "#all"
 # MaxRoutes (docs/routes.md): past it, new routes count as OVERFLOW_ROUTE; the counter keeps
 # how many routes it let in on this series-table item (handler/counter.py's ledger).
 MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
+# MaxRoutes' ledger lives in the series table, which has it even with Analytics off
+LEDGER_TABLE = os.environ.get("LEDGER_TABLE", "")
 OVERFLOW_ROUTE = "/{overflow}"
 LEDGER_KEY = {"route": {"S": "#routes"}, "bucket": {"S": "cap"}}
 TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
@@ -304,7 +308,7 @@ def read_overflow():
     """MaxRoutes as the stats say it, or None without a cap: one GetItem of the ledger."""
     if MAX_ROUTES <= 0:
         return None
-    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=LEDGER_KEY).get("Item") or {}
+    item = dynamodb.get_item(TableName=LEDGER_TABLE, Key=LEDGER_KEY).get("Item") or {}
     taken = int(item.get("routes", {}).get("N", 0))
     return {
         "route": OVERFLOW_ROUTE,
@@ -382,7 +386,7 @@ def read_series(route, series, first, last, points):
     had none."""
     prefix, width, key_format, _, _ = SERIES[series]
     request = {
-        "TableName": SERIES_TABLE,
+        "TableName": series_table(),
         # "bucket" is one of DynamoDB's reserved words: it is named through #bucket
         "KeyConditionExpression": "route = :r AND #bucket BETWEEN :lo AND :hi",
         "ExpressionAttributeNames": {"#bucket": "bucket"},
@@ -408,10 +412,18 @@ def read_series(route, series, first, last, points):
     return series
 
 
+def series_table():
+    if not SERIES_TABLE:
+        raise HttpError(404, ANALYTICS_OFF)
+    return SERIES_TABLE
+
+
 def route_charts(route, now):
     """A route's (ALL_ROUTES: every route's) dashboard charts: the last 24 hours by hour,
-    the last 30 days by day (one Query each)."""
+    the last 30 days by day (one Query each); none with the analytics off."""
     charts = []
+    if not SERIES_TABLE:
+        return charts
     for series in ("hour", "day"):
         first, last, points = series_range(series, {}, now)
         charts.append(
@@ -496,7 +508,7 @@ def read_top(query, now):
     if "min" in query and by == "hits":
         raise HttpError(400, "'min' only comes with by=errors or by=latency")
     least = whole_number(query, "min", DEFAULT_MIN_ANSWERS, 9999)
-    item = dynamodb.get_item(TableName=SERIES_TABLE, Key=series_key(TOP, bucket)).get("Item")
+    item = dynamodb.get_item(TableName=series_table(), Key=series_key(TOP, bucket)).get("Item")
     answer = {**ranked(item, limit, by, least), "period": period}
     if by != "hits":
         answer.update(by=by, min=least)
@@ -1199,7 +1211,8 @@ def answer(method, path, query, headers):
     overflow = read_overflow()
     page = None
     if as_html:  # 1 BatchGetItem and 2 Query besides the page's Scan, whatever the table size
-        summary, charts = read_summary(now), route_charts(ALL_ROUTES, now)
+        summary = read_summary(now) if SERIES_TABLE else None  # off: the routes alone
+        charts = route_charts(ALL_ROUTES, now)
         page = dashboard(
             routes,
             "Route Counter",

@@ -23,6 +23,15 @@ writes for reads, as on DynamoDB:
   table, lost concurrent hits that way).
 - Everything else that changes DynamoDB (CreateTable, UpdateTable, ...) runs alone.
 
+Two of DynamoDB's limits are options (configure(); both off by default, as the local stack
+has run so far, and on in bench/scale.py; `--transaction-conflicts cancel` on the command
+line): a TransactWriteItems that touches an item of another transaction under way is
+cancelled (reason `TransactionConflict`) instead of waiting for it, and a PutItem,
+UpdateItem or DeleteItem of such an item is refused with TransactionConflictException, as
+DynamoDB's "transaction conflict handling" documents; and an item takes at most so many write
+units a second (DynamoDB: 1,000 per partition), beyond which a write is refused with
+ProvisionedThroughputExceededException and a transaction cancelled (`ThrottlingError`).
+
 Everything else moto serves concurrently, as moto_server does.
 """
 
@@ -31,6 +40,7 @@ import base64
 import contextlib
 import copy
 import json
+import math
 import os
 import signal
 import sys
@@ -39,6 +49,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -50,7 +61,12 @@ from moto.core.exceptions import JsonRESTError
 from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.comparisons import get_filter_expression
-from moto.dynamodb.exceptions import ConditionalCheckFailed, TransactionCanceledException
+from moto.dynamodb.exceptions import (
+    ERROR_TYPE_PREFIX,
+    ConditionalCheckFailed,
+    DynamodbException,
+    TransactionCanceledException,
+)
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
@@ -186,6 +202,124 @@ class _TableCopies:
         return copy.deepcopy(value, *args)
 
 
+@dataclass
+class WriteLimits:
+    """DynamoDB's limits the emulator applies (see the module docstring)."""
+
+    conflicts: str = "wait"  # "cancel": as DynamoDB, a transaction never waits for another
+    units_per_second: int | None = None  # write units per item per second; None: no limit
+    clock: Callable[[], float] = time.monotonic  # whose seconds the limit counts
+
+
+LIMITS = WriteLimits()
+_in_flight: set[tuple] = set()  # (table, hash key, range key) of transactions under way
+_in_flight_lock = threading.Lock()
+_units_used: dict[tuple, list] = {}  # item -> [second, write units used in it]
+_in_transaction = threading.local()  # set while this thread runs a transaction's own writes
+UNIT_BYTES = 1024  # a write unit per KB of the item
+
+
+def configure(
+    conflicts: str = "wait",
+    units_per_second: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Set the emulator's write limits (the defaults turn both off)."""
+    if conflicts not in ("wait", "cancel"):
+        raise ValueError(f"conflicts is 'wait' or 'cancel', not {conflicts!r}")
+    LIMITS.conflicts, LIMITS.units_per_second, LIMITS.clock = conflicts, units_per_second, clock
+    with _in_flight_lock:
+        _units_used.clear()
+
+
+class TransactionConflict(DynamodbException):
+    def __init__(self) -> None:
+        super().__init__(
+            ERROR_TYPE_PREFIX + "TransactionConflictException",
+            "Transaction is ongoing for the item",
+        )
+
+
+class ThroughputExceeded(DynamodbException):
+    def __init__(self) -> None:
+        super().__init__(
+            ERROR_TYPE_PREFIX + "ProvisionedThroughputExceededException",
+            "Throughput exceeds the current capacity of your table or index.",
+        )
+
+
+def _item_id(table: Table, hash_key: Any, range_key: Any) -> tuple:
+    return (id(table), hash_key, range_key)
+
+
+def _write_units(table: Table, hash_key: Any, range_key: Any) -> int:
+    """A write's units, sized by the item as it is before the write (at least 1)."""
+    item = table.get_item(hash_key, range_key)
+    return max(1, math.ceil(item.size() / UNIT_BYTES)) if item is not None else 1
+
+
+def _over_limit(items: list[tuple[tuple, int]]) -> list[bool]:
+    """Charge each (item, units) to its second unless one of them would exceed the limit:
+    then nothing is charged, and which ones would is returned. Caller holds _in_flight_lock."""
+    limit = LIMITS.units_per_second
+    if limit is None:
+        return [False] * len(items)
+    second = int(LIMITS.clock())
+    used = {i: _units_used.get(i, [second, 0]) for i, _ in items}
+    over = [(used[i][1] if used[i][0] == second else 0) + units > limit for i, units in items]
+    if not any(over):
+        for item, units in items:
+            spent = used[item][1] if used[item][0] == second else 0
+            _units_used[item] = [second, spent + units]
+    return over
+
+
+def _single_write(table: Table, hash_key: Any, range_key: Any) -> None:
+    """Refuse a single-item write as DynamoDB would: its item is in a transaction under way,
+    or it would take the item over its write units this second. A transaction's own writes
+    were checked with it."""
+    if getattr(_in_transaction, "active", False):
+        return
+    if LIMITS.conflicts == "wait" and LIMITS.units_per_second is None:
+        return
+    item = _item_id(table, hash_key, range_key)
+    units = _write_units(table, hash_key, range_key) if LIMITS.units_per_second else 0
+    with _in_flight_lock:
+        if LIMITS.conflicts == "cancel" and item in _in_flight:
+            raise TransactionConflict()
+        if _over_limit([(item, units)])[0]:
+            raise ThroughputExceeded()
+
+
+@contextmanager
+def _transaction_admitted(targets: list[tuple]) -> Iterator[None]:
+    """Hold a transaction's items as under way, or cancel it as DynamoDB does: an item in
+    another transaction under way (TransactionConflict, with conflicts="cancel"), or one
+    that would exceed its write units (ThrottlingError; a transactional write costs 2)."""
+    items = [_item_id(t, h, r) for t, h, r in targets]
+    cancel = LIMITS.conflicts == "cancel"
+    units = [2 * _write_units(t, h, r) if LIMITS.units_per_second else 0 for t, h, r in targets]
+    with _in_flight_lock:
+        busy = [cancel and item in _in_flight for item in items]
+        if any(busy):
+            reason = ("TransactionConflict", "Transaction is ongoing for the item", None)
+            raise TransactionCanceledException([reason if b else (None, None, None) for b in busy])
+        over = _over_limit(list(zip(items, units, strict=True)))
+        if any(over):
+            reason = ("ThrottlingError", "Throughput exceeds the current capacity.", None)
+            raise TransactionCanceledException([reason if o else (None, None, None) for o in over])
+        if cancel:
+            _in_flight.update(items)
+    _in_transaction.active = True
+    try:
+        yield
+    finally:
+        _in_transaction.active = False
+        if cancel:
+            with _in_flight_lock:
+                _in_flight.difference_update(items)
+
+
 def _transaction_target(backend: DynamoDBBackend, entry: dict) -> tuple:
     """(table, hash key, range key) of one action of a TransactWriteItems."""
     ((kind, action),) = entry.items()
@@ -284,6 +418,7 @@ def make_dynamodb_atomic() -> None:
             hash_key, range_key = self.get_keys_value(table, key)
         except Exception:  # a bad key: moto's own error, nothing written
             return backend_update(self, table_name, key, *args, **kw)
+        _single_write(table, hash_key, range_key)  # before waiting for a transaction's lock
         with _partition_lock(table, hash_key):
             current = table_get(table, hash_key, range_key)
             _drafts.draft = [table, hash_key, range_key, copy.deepcopy(current)]
@@ -298,15 +433,20 @@ def make_dynamodb_atomic() -> None:
         table = self.get_table(table_name)
         if table.hash_key_attr not in item_attrs:  # moto's own validation error
             return backend_put(self, table_name, item_attrs, *args, **kw)
-        with _partition_lock(table, DynamoType(item_attrs[table.hash_key_attr])):
+        hash_key = DynamoType(item_attrs[table.hash_key_attr])
+        range_attr = table.range_key_attr
+        range_key = DynamoType(item_attrs[range_attr]) if item_attrs.get(range_attr) else None
+        _single_write(table, hash_key, range_key)  # before waiting for a transaction's lock
+        with _partition_lock(table, hash_key):
             return backend_put(self, table_name, item_attrs, *args, **kw)
 
     def delete_one(self: DynamoDBBackend, table_name: str, key: dict, *args: Any, **kw: Any):
         table = self.get_table(table_name)
         try:
-            hash_key, _ = self.get_keys_value(table, key)
+            hash_key, range_key = self.get_keys_value(table, key)
         except Exception:  # a bad key: moto's own error, nothing deleted
             return backend_delete(self, table_name, key, *args, **kw)
+        _single_write(table, hash_key, range_key)  # before waiting for a transaction's lock
         with _partition_lock(table, hash_key):
             return backend_delete(self, table_name, key, *args, **kw)
 
@@ -335,6 +475,10 @@ def make_dynamodb_atomic() -> None:
         if not targets:
             with TRANSACTIONS_ALONE:  # moto copies and restores the whole tables
                 return backend_transact(self, transact_items)
+        with _transaction_admitted(targets):
+            return locked_transaction(self, transact_items, targets)
+
+    def locked_transaction(self: DynamoDBBackend, transact_items: list[dict], targets: list):
         stripes = sorted({_stripe(table, hash_key) for table, hash_key, _ in targets})
         with contextlib.ExitStack() as held:
             for stripe in stripes:
@@ -520,7 +664,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--parent-pid", type=int, help="exit when this process (our parent) is gone"
     )
+    parser.add_argument(
+        "--transaction-conflicts",
+        choices=("wait", "cancel"),
+        default="wait",
+        help="a transaction that meets another on an item: waits for it, or is cancelled "
+        "(TransactionConflict) as on DynamoDB",
+    )
+    parser.add_argument(
+        "--item-write-units",
+        type=int,
+        metavar="N",
+        help="refuse writes beyond N write units per item per second (DynamoDB: 1,000 per "
+        "partition)",
+    )
     args = parser.parse_args(argv)
+    configure(args.transaction_conflicts, args.item_write_units)
     if args.parent_pid is not None:
         exit_with_parent(args.parent_pid)
     # A waiting thread gets the interpreter lock after this long (5 ms by default). A write

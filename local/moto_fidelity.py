@@ -212,7 +212,16 @@ def _update_resource(
     account_id: str,
     region_name: str,
 ) -> Any:
-    """moto's update; a resource whose type moto cannot update stays as it was (not dropped)."""
+    """moto's update; a resource whose type moto cannot update stays as it was (not dropped).
+
+    moto 5.2.5 holds no object for a conditional AWS::IAM::Policy it deployed (the stats
+    role's series reads, with Analytics on), and its update then fails on None (a 500 for
+    the whole update); AWS updates the inline policy in place: here it is put again.
+    """
+    if resources_map._parsed_resources.get(logical_id) is None:
+        return parsing.parse_and_create_resource(
+            logical_id, resource_json, resources_map, account_id, region_name
+        )
     updated = _moto_update_resource(
         logical_id, resource_json, resources_map, account_id, region_name
     )

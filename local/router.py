@@ -62,6 +62,33 @@ def parameter_values(template: dict, given: dict[str, str]) -> dict[str, str]:
     return values | given
 
 
+def condition_holds(template: dict, name: str, values: dict[str, str]) -> bool:
+    """Whether the template's condition `name` holds for these parameter values (the
+    defaults for the others), as CloudFormation evaluates it."""
+    values = parameter_values(template, values)
+
+    def evaluate(node: object) -> object:
+        if not isinstance(node, dict) or len(node) != 1:
+            return node
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return values.get(argument, argument)
+        if function == "Condition":
+            return condition_holds(template, argument, values)
+        arguments = [evaluate(a) for a in argument]
+        if function == "Fn::Equals":
+            return str(arguments[0]) == str(arguments[1])
+        if function == "Fn::Not":
+            return not arguments[0]
+        if function == "Fn::And":
+            return all(arguments)
+        if function == "Fn::Or":
+            return any(arguments)
+        raise TemplateError(f"condition {name}: {function} is not evaluated locally")
+
+    return bool(evaluate(template.get("Conditions", {})[name]))
+
+
 def _ref_target(value: object) -> str | None:
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return value["Ref"]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from local.router import TemplateError
+from local.router import TemplateError, condition_holds, parameter_values
 from local.runtime import Function
 
 POLL_EVERY = 0.25  # Lambda polls a DynamoDB stream's shards four times a second
@@ -83,9 +83,13 @@ def stream_mappings(
     with params (every parameter's value) resolved; warn names each mapping from another
     source (it does not run locally)."""
     resources = template.get("Resources", {})
+    params = parameter_values(template, params or {})  # a parameter not given: its default
     found = []
     for logical_id, resource in sorted(resources.items()):
         if resource.get("Type") != MAPPING_TYPE:
+            continue
+        condition = resource.get("Condition")  # e.g. HasAnalytics: Analytics=off has none
+        if condition and not condition_holds(template, condition, params or {}):
             continue
         props = resource.get("Properties", {})
         source = props.get("EventSourceArn")

@@ -36,6 +36,7 @@ def add_lambda(
     reserves_concurrency: bool = False,
     role_policy: Callable[[Role], PolicyType] | None = None,
     timeout: object = None,
+    condition: str | None = None,
 ) -> LambdaFunction:
     """A function: <name>LogGroup, <name>FunctionRole (the given statements, plus writing
     its own logs and sending traces), <name>Function (runs handler/<source>.py, hardened),
@@ -44,40 +45,41 @@ def add_lambda(
     <name>Errors and <name>Throttles. reserves_concurrency: ReservedConcurrency applies to it;
     role_policy: a conditional policy resource of the
     role, which the function waits for (its first call may need it); timeout: instead of
-    the default for its kind."""
-    log_group = template.add_resource(function.function_log_group(f"{name}LogGroup", params))
-    role = template.add_resource(
-        iam.function_role(
-            f"{name}FunctionRole",
-            [*statements, iam.write_logs_statement(log_group), iam.tracing_statement()],
-        )
+    the default for its kind. With a condition, each of them exists only when it holds."""
+    log_group = function.function_log_group(f"{name}LogGroup", params)
+    role = iam.function_role(
+        f"{name}FunctionRole",
+        [*statements, iam.write_logs_statement(log_group), iam.tracing_statement()],
     )
     if rest_api is not None:
         skips, default_timeout = function.FUNCTION_SCAN_SKIPS, function.TIMEOUT_SECONDS
     else:
         skips = function.STREAM_CONSUMER_SCAN_SKIPS
         default_timeout = function.STREAM_CONSUMER_TIMEOUT_SECONDS
-    policy = template.add_resource(role_policy(role)) if role_policy else None
-    lambda_function = template.add_resource(
-        function.hardened_function(
-            f"{name}Function",
-            source,
-            description,
-            role,
-            log_group,
-            environment,
-            params,
-            skips,
-            timeout=timeout or default_timeout,
-            reserves_concurrency=reserves_concurrency,
-            waits_for=policy,
-        )
+    policy = role_policy(role) if role_policy else None
+    lambda_function = function.hardened_function(
+        f"{name}Function",
+        source,
+        description,
+        role,
+        log_group,
+        environment,
+        params,
+        skips,
+        timeout=timeout or default_timeout,
+        reserves_concurrency=reserves_concurrency,
+        waits_for=policy,
     )
+    resources = [log_group, role, *([policy] if policy else []), lambda_function]
     if rest_api is not None:
-        template.add_resource(
+        resources.append(
             api.invoke_permission(f"{name}InvokePermission", lambda_function, rest_api, params)
         )
-    template.add_resource(monitoring.function_alarms(name, lambda_function, alarm_topic))
+    resources += monitoring.function_alarms(name, lambda_function, alarm_topic)
+    for resource in resources:
+        if condition is not None and resource is not policy:  # a policy has its own
+            resource.Condition = condition
+        template.add_resource(resource)
     return LambdaFunction(lambda_function, role, log_group)
 
 
@@ -118,12 +120,12 @@ def add_stage(
     rest_api: RestApi,
     deployment: Deployment,
     params: StackParameters,
-    kms_policy: PolicyType,
-    token_policy: PolicyType,
+    policies: dict[str, PolicyType],
 ) -> Stage:
     """The stage, its access log group, and the region's API Gateway CloudWatch role with
     the account setting that names it (when ApiGatewayAccountRole is 'create'). The first
-    request waits for the conditional policies the functions need (KMS key, stats token)."""
+    request waits for the conditional policies the functions need (name -> policy: the KMS
+    key, the stats token, MaxRoutes' ledger)."""
     access_logs = template.add_resource(api.access_log_group(params))
     logs_role = template.add_resource(iam.api_gateway_logs_role(params))
     account = template.add_resource(api.account_settings(logs_role, rest_api, params))
@@ -133,10 +135,6 @@ def add_stage(
             deployment,
             params,
             access_logs,
-            waits_for={
-                "AccountSettings": account,
-                "KmsKeyPolicy": kms_policy,
-                "StatsTokenPolicy": token_policy,
-            },
+            waits_for={"AccountSettings": account, **policies},
         )
     )

@@ -3,7 +3,7 @@
 from awacs import awslambda, dynamodb, kms, logs, xray
 from awacs.aws import Allow, Condition, ForAllValuesStringEquals, Policy, Principal, Statement
 from awacs.sts import AssumeRole
-from troposphere import GetAtt, Ref, Sub
+from troposphere import GetAtt, If, NoValue, Ref, Sub
 from troposphere.iam import Policy as InlinePolicy
 from troposphere.iam import PolicyType as PolicyResource
 from troposphere.iam import Role
@@ -64,8 +64,11 @@ def list_streams_statement() -> Statement:
     )
 
 
-def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource:
-    """Use of the KmsKeyArn key by the given roles; the resource exists only when one is given.
+def kms_key_policy(
+    roles: list[Role], params: StackParameters, conditional_roles: list[tuple[str, Role]] = ()
+) -> PolicyResource:
+    """Use of the KmsKeyArn key by the given roles, and by each (condition, role) of
+    conditional_roles when its condition holds; the resource exists only when a key is given.
 
     kms:Decrypt reads the encrypted environment variables and the table's key on each
     access; kms:GenerateDataKey lets DynamoDB encrypt what the function writes. One
@@ -75,7 +78,8 @@ def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource
         "UseKmsKeyPolicy",
         Condition=params.has_kms_key,
         PolicyName="use-kms-key",
-        Roles=[Ref(role) for role in roles],
+        Roles=[Ref(role) for role in roles]
+        + [If(condition, Ref(role), NoValue) for condition, role in conditional_roles],
         PolicyDocument=Policy(
             Version="2012-10-17",
             Statement=[
@@ -90,20 +94,31 @@ def kms_key_policy(roles: list[Role], params: StackParameters) -> PolicyResource
     )
 
 
+def conditional_policy(
+    title: str, condition: str, role: Role, statement: Statement, name: str | None = None
+) -> PolicyResource:
+    """One statement more for a role, only when the condition holds (awacs takes no Fn::If
+    among a policy's statements)."""
+    return PolicyResource(
+        title,
+        Condition=condition,
+        PolicyName=name or title,
+        Roles=[Ref(role)],
+        PolicyDocument=Policy(Version="2012-10-17", Statement=[statement]),
+    )
+
+
 def invoke_backend_policy(role: Role, params: StackParameters) -> PolicyResource:
     """With a Lambda Backend only: the role may invoke exactly that ARN. Lambda authorises
     an Invoke on the ARN it is called with (a qualified ARN is a resource of its own: the
     unqualified ARN does not grant it, nor it the unqualified one), and the counter invokes
     the very ARN given: so the grant is that ARN, qualifier included, and nothing else."""
-    return PolicyResource(
+    return conditional_policy(
         "InvokeBackendPolicy",
-        Condition=params.has_lambda_backend,
-        PolicyName="invoke-backend",
-        Roles=[Ref(role)],
-        PolicyDocument=Policy(
-            Version="2012-10-17",
-            Statement=[allow("InvokeBackend", [awslambda.InvokeFunction], Ref(params.backend))],
-        ),
+        params.has_lambda_backend,
+        role,
+        allow("InvokeBackend", [awslambda.InvokeFunction], Ref(params.backend)),
+        name="invoke-backend",
     )
 
 
@@ -161,13 +176,14 @@ def allow(sid: str, actions: list, resource) -> Statement:
 ROUTE_LEDGER = "#routes"  # partition key of MaxRoutes' ledger item (handler/counter.py)
 
 
-def route_ledger_statement(series_arn) -> Statement:
+def route_ledger_statement(series_arn, read: bool = False) -> Statement:
     """MaxRoutes: the counter's transaction adds to one series-table item, the ledger of the
-    routes it let in (IAM checks a transaction's Update as UpdateItem); no other item."""
+    routes it let in (IAM checks a transaction's Update as UpdateItem); read: the stats read
+    that item (GetItem). No other item."""
     return Statement(
-        Sid="KeepRouteLedger",
+        Sid="ReadRouteLedger" if read else "KeepRouteLedger",
         Effect=Allow,
-        Action=[dynamodb.UpdateItem],
+        Action=[dynamodb.GetItem] if read else [dynamodb.UpdateItem],
         Resource=[series_arn],
         Condition=Condition(ForAllValuesStringEquals("dynamodb:LeadingKeys", [ROUTE_LEDGER])),
     )

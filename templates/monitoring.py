@@ -1,6 +1,7 @@
 """Alarms, their SNS topic and the stack's CloudWatch dashboard."""
 
 import json
+from dataclasses import dataclass
 
 from troposphere import AWSObject, If, NoValue, Ref, Sub
 from troposphere.apigateway import Stage
@@ -201,19 +202,37 @@ def sub_ref(resource: AWSObject) -> str:
     return "${" + resource.title + "}"
 
 
+@dataclass(frozen=True)
+class AnalyticsPanels:
+    """What the dashboard shows of the analytics, which exist only when `condition` holds."""
+
+    condition: str
+    series: Table
+    aggregator: Function
+    metrics_namespace: str
+    records_not_aggregated: str
+
+
 def dashboard(
-    stage: Stage,
-    functions: list[Function],
-    table: Table,
-    series: Table,
-    aggregator: Function,
-    metrics_namespace: str,
-    records_not_aggregated: str,
+    stage: Stage, functions: list[Function], table: Table, analytics: AnalyticsPanels
 ) -> Dashboard:
     """Hits, latency percentiles, errors of the API and of every function, consumed
-    capacity, and the aggregator's transaction conflicts (on the series table) and records
-    handed back on one page. Dashboards are global to the account: the name has the region."""
+    capacity and, with the analytics on, the aggregator's errors, its transaction conflicts
+    (on the series table) and the records it handed back, on one page. Dashboards are global
+    to the account: the name has the region. One body for each value of the condition."""
+    body = If(
+        analytics.condition,
+        dashboard_body(stage, [*functions, analytics.aggregator], table, analytics),
+        dashboard_body(stage, functions, table, None),
+    )
+    return Dashboard(
+        "Dashboard", DashboardName=Sub("${AWS::StackName}-${AWS::Region}"), DashboardBody=body
+    )
 
+
+def dashboard_body(
+    stage: Stage, functions: list[Function], table: Table, analytics: AnalyticsPanels | None
+) -> Sub:
     def widget(x: int, y: int, title: str, metrics: list, stat: str = "Sum") -> dict:
         return {
             "type": "metric",
@@ -258,12 +277,16 @@ def dashboard(
                     ["AWS/DynamoDB", "ConsumedReadCapacityUnits", *table_dims],
                 ],
             ),
+        ]
+    }
+    if analytics is not None:
+        body["widgets"] += [
             # Each conflict cancels an aggregator transaction, which reads again and retries.
             widget(
                 0,
                 12,
                 "Series transaction conflicts",
-                [["AWS/DynamoDB", "TransactionConflict", "TableName", sub_ref(series)]],
+                [["AWS/DynamoDB", "TransactionConflict", "TableName", sub_ref(analytics.series)]],
             ),
             widget(
                 12,
@@ -271,17 +294,12 @@ def dashboard(
                 "Aggregator: records handed back to retry",
                 [
                     [
-                        metrics_namespace,
-                        records_not_aggregated,
+                        analytics.metrics_namespace,
+                        analytics.records_not_aggregated,
                         "FunctionName",
-                        sub_ref(aggregator),
+                        sub_ref(analytics.aggregator),
                     ]
                 ],
             ),
         ]
-    }
-    return Dashboard(
-        "Dashboard",
-        DashboardName=Sub("${AWS::StackName}-${AWS::Region}"),
-        DashboardBody=Sub(json.dumps(body, separators=(",", ":"))),
-    )
+    return Sub(json.dumps(body, separators=(",", ":")))

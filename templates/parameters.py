@@ -54,6 +54,9 @@ class StackParameters:
     route_templates: Parameter
     unmatched_routes: Parameter
     max_routes: Parameter
+    analytics: Parameter
+    aggregator_batch_size: Parameter
+    aggregator_batching_window: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -66,6 +69,9 @@ class StackParameters:
     has_backend: str
     has_lambda_backend: str
     has_binary_media_types: str
+    has_analytics: str
+    has_max_routes: str
+    has_series_table: str
 
 
 # Backend: a function ARN (the IAM statement grants exactly it, qualifier included) or a URL.
@@ -376,6 +382,32 @@ def declarations() -> dict[str, Parameter]:
             0,
             999_999_999,
         ),
+        # Added by issue 19 (analytics at scale); new parameters go after this block.
+        "analytics": text(
+            "Analytics",
+            "on",
+            "Hits over time and top routes. 'off': the counter alone, with no stream, "
+            "aggregator or series table (an existing series table is kept, not deleted).",
+            AllowedValues=["on", "off"],
+        ),
+        # Defaults from bench 8 (docs/analytics-at-scale.md): a (route, bucket) item is
+        # written once per batch however many of its hits the batch holds, so long batches
+        # cost less per hit: at most 0.5 write units a hit at 1,000 hits/s a shard, 1 at 100.
+        "aggregator_batch_size": whole_in_range(
+            "AggregatorBatchSize",
+            10000,
+            "Most stream records the aggregator gets in one invocation (Lambda: 1-10000).",
+            1,
+            10000,
+        ),
+        "aggregator_batching_window": whole_in_range(
+            "AggregatorBatchingWindowSeconds",
+            30,
+            "Longest wait (s) to fill a batch: the series and top routes lag by up to this; "
+            "longer batches cost fewer write units per hit.",
+            0,
+            300,
+        ),
     }
 
 
@@ -395,6 +427,7 @@ def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
         ),
         "has_access_logs": ("HasAccessLogs", is_not("api_gateway_account_role", "none")),
         "has_alarm_email": ("HasAlarmEmail", is_not("alarm_email", "")),
+        "has_analytics": ("HasAnalytics", Equals(Ref(p["analytics"]), "on")),
         "has_reserved_concurrency": (
             "HasReservedConcurrency",
             Not(
@@ -421,6 +454,12 @@ def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
         "has_binary_media_types": (
             "HasBinaryMediaTypes",
             And(Condition("HasBackend"), is_not("binary_media_types", "")),
+        ),
+        "has_max_routes": ("HasMaxRoutes", is_not("max_routes", "0")),
+        # The series table holds the analytics and MaxRoutes' ledger: it exists for either.
+        "has_series_table": (
+            "HasSeriesTable",
+            Or(Condition("HasAnalytics"), Condition("HasMaxRoutes")),
         ),
     }
 

@@ -52,12 +52,17 @@ def counter_table(params: StackParameters) -> Table:
         ),
         DeletionProtectionEnabled=If(params.protects_table, True, False),
         SSESpecification=table_encryption(params),
-        # What the aggregator reads; the old image tells it a hit (count + 1) from a count
-        # set by hand or an import. Turning a stream on or changing its view type is an
-        # in-place update of the table (StreamSpecification: "Update requires: No
-        # interruption"), never a replacement; a new view type is a new stream (new
-        # StreamArn), so CloudFormation replaces the event source mapping (docs/exactness.md).
-        StreamSpecification=StreamSpecification(StreamViewType="NEW_AND_OLD_IMAGES"),
+        # What the aggregator reads, with Analytics on; the old image tells it a hit (count
+        # + 1) from a count set by hand or an import. Turning a stream on or off, or changing
+        # its view type, is an in-place update of the table (StreamSpecification: "Update
+        # requires: No interruption"), never a replacement; turned off, the stream's records
+        # go with it; a new view type is a new stream (new StreamArn), so CloudFormation
+        # replaces the event source mapping (docs/exactness.md).
+        StreamSpecification=If(
+            params.has_analytics,
+            StreamSpecification(StreamViewType="NEW_AND_OLD_IMAGES"),
+            NoValue,
+        ),
     )
 
 
@@ -68,9 +73,15 @@ def series_table(params: StackParameters) -> Table:
 
     Always on-demand: its writes follow the stream in batches, and provisioned capacity
     without auto scaling would throttle the aggregator behind a burst.
+
+    Only with Analytics on, or MaxRoutes (whose ledger it holds). Turned off, CloudFormation
+    removes it from the stack, and RetainExceptOnCreate keeps it (removal is not the rollback
+    of its create): the history is never deleted by a parameter. Turned on again, the stack
+    creates a new, empty one.
     """
     return Table(
         SERIES_TABLE_ID,
+        Condition=params.has_series_table,
         DeletionPolicy="RetainExceptOnCreate",
         UpdateReplacePolicy="Retain",
         AttributeDefinitions=[

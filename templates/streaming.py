@@ -13,10 +13,6 @@ from templates.parameters import StackParameters
 
 # SQS's longest retention: time to read what failed and replay it from the table.
 FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
-# Records per invocation and the longest wait to fill a batch: at most 1 write per
-# (route, bucket) pair in it, so bigger batches of a busy route write less.
-BATCH_SIZE = 100
-BATCHING_WINDOW_SECONDS = 5
 # Attempts before a batch goes to the failure queue. Each write is idempotent, so retries
 # are harmless; the stream keeps records 24 hours, which bounds them anyway.
 MAXIMUM_RETRY_ATTEMPTS = 50
@@ -48,8 +44,12 @@ def failure_queue(params: StackParameters) -> Queue:
     )
 
 
-def stream_mapping(table: Table, function, queue: Queue) -> EventSourceMapping:
-    """The counter table's stream into the aggregator, from the oldest record kept.
+def stream_mapping(
+    table: Table, function, queue: Queue, params: StackParameters
+) -> EventSourceMapping:
+    """The counter table's stream into the aggregator, from the oldest record kept, in
+    batches of AggregatorBatchSize records or AggregatorBatchingWindowSeconds: at most 1
+    write per (route, bucket) pair of a batch, so longer batches write less per hit.
 
     A fault reports the first failed record (ReportBatchItemFailures): Lambda retries from
     it. An exception bisects the batch, so one poison record cannot stall the shard.
@@ -59,8 +59,8 @@ def stream_mapping(table: Table, function, queue: Queue) -> EventSourceMapping:
         EventSourceArn=GetAtt(table, "StreamArn"),
         FunctionName=Ref(function),
         StartingPosition="TRIM_HORIZON",
-        BatchSize=BATCH_SIZE,
-        MaximumBatchingWindowInSeconds=BATCHING_WINDOW_SECONDS,
+        BatchSize=Ref(params.aggregator_batch_size),
+        MaximumBatchingWindowInSeconds=Ref(params.aggregator_batching_window),
         BisectBatchOnFunctionError=True,
         FunctionResponseTypes=["ReportBatchItemFailures"],
         MaximumRetryAttempts=MAXIMUM_RETRY_ATTEMPTS,
@@ -172,11 +172,19 @@ def silent_stream_alarms(function, topic: Topic, table: Table) -> list:
     return [writes, idle, silent]
 
 
-def outputs(series: Table, queue: Queue) -> list[Output]:
+def outputs(series: Table, queue: Queue, series_condition: str, condition: str) -> list[Output]:
+    """The series table's name (when it exists: series_condition) and the failure queue's URL
+    (when the aggregator does: condition)."""
     return [
-        Output("SeriesTableName", Description="DynamoDB series table", Value=Ref(series)),
+        Output(
+            "SeriesTableName",
+            Condition=series_condition,
+            Description="DynamoDB series table",
+            Value=Ref(series),
+        ),
         Output(
             "AggregatorFailureQueueUrl",
+            Condition=condition,
             Description="Batches the aggregator gave up on",
             Value=Ref(queue),
         ),

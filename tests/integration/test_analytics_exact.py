@@ -53,8 +53,16 @@ def stack(template, emulator, proxy, tmp_path_factory):
     variables["Variables"]["AWS_ENDPOINT_URL_DYNAMODB"] = proxy.url
     path = tmp / "template.json"
     path.write_text(json.dumps(faulty))
+    # Batches of 100 records within 5 s (the defaults are 10,000 and 30 s): many
+    # invocations, so that faults fail some of them.
+    batching = [
+        "--param",
+        "AggregatorBatchSize=100",
+        "--param",
+        "AggregatorBatchingWindowSeconds=5",
+    ]
     with local_stack(
-        tmp, "--template", str(path), "--fresh", env={"AWS_ENDPOINT_URL": emulator}
+        tmp, "--template", str(path), "--fresh", *batching, env={"AWS_ENDPOINT_URL": emulator}
     ) as running:
         yield running
 

@@ -4,6 +4,7 @@ stream, so hits sent through the API show up in the series and the top routes, o
 import datetime
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -124,3 +125,30 @@ def test_a_count_set_by_hand_and_an_imported_item_change_no_bucket(stack):
     assert series("/not-hits/x") == 3
     assert series("/not-hits/imported") == 0
     assert series(None) == all_before + 4
+
+
+def test_with_analytics_off_the_local_stack_counts_and_has_no_stream_or_series(tmp_path):
+    """--param Analytics=off: the emulator's CloudFormation makes no stream, no aggregator,
+    no series table; the counter counts and the stats say the analytics are off."""
+    with local_stack(tmp_path, "--param", "Analytics=off") as off:
+        hit(off, "/plain", 2)
+        ddb = emulator_client(off, "dynamodb")
+        resources = emulator_client(off, "cloudformation").list_stack_resources(
+            StackName="route-counter"
+        )["StackResourceSummaries"]
+        table = counter_table_name(off)
+        description = ddb.describe_table(TableName=table)["Table"]
+        other_tables = [name for name in ddb.list_tables()["TableNames"] if name != table]
+        routes = get(off, "/_stats")["routes"]
+        with pytest.raises(urllib.error.HTTPError) as top:
+            urllib.request.urlopen(f"{off.url}/_stats/top", timeout=20)
+        output = off.output.read_text()
+
+    logical = {r["LogicalResourceId"] for r in resources}
+    assert not logical & {"SeriesTable", "AggregatorFunction", "AggregatorStreamMapping"}
+    assert "StreamSpecification" not in description and "LatestStreamArn" not in description
+    assert other_tables == []
+    assert [(r["route"], r["count"]) for r in routes] == [("/plain", 2)]
+    assert top.value.code == 404
+    assert "analytics are off" in json.loads(top.value.read())["error"]
+    assert "AggregatorStreamMapping" not in output

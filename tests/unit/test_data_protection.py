@@ -62,7 +62,8 @@ def test_table_is_never_conditional(resources):
 
 def test_series_table_is_kept_and_protected_like_the_counter_table(template, resources):
     """Its history cannot be rebuilt (the stream holds 24 hours): retained on delete and
-    replacement, PITR, never conditional, no name. Deletion protection follows the same
+    replacement, PITR, no name; conditional only on Analytics (turned off, the stack drops it
+    and RetainExceptOnCreate keeps it). Deletion protection follows the same
     parameter as the counter table's. The table first appears in an update, possibly of a
     stack already protected, and that update's rollback must be able to delete it: deploy.sh
     runs any update that adds a table with TableDeletionProtection=false, then turns it on
@@ -71,7 +72,7 @@ def test_series_table_is_kept_and_protected_like_the_counter_table(template, res
     props = series["Properties"]
     assert series["DeletionPolicy"] == "RetainExceptOnCreate"
     assert series["UpdateReplacePolicy"] == "Retain"
-    assert "Condition" not in series
+    assert series["Condition"] == "HasAnalytics"
     assert "TableName" not in props
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectsTable", True, False]}

@@ -45,8 +45,8 @@ def test_the_aggregators_mapping_runs_locally_with_the_templates_settings(templa
     )
     assert (mapping.starting_position, mapping.batch_size, mapping.window) == (
         "TRIM_HORIZON",
-        100,
-        5,
+        10000,
+        30,
     )
     assert (mapping.report_item_failures, mapping.bisect, mapping.max_retries) == (True, True, 50)
     assert mapping.on_failure == "AggregatorFailureQueue"

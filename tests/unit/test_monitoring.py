@@ -77,8 +77,11 @@ def test_email_is_subscribed_only_when_given(template, resources):
     assert "Condition" not in resources["AlarmTopic"]
 
 
-def dashboard_body(resources: dict) -> dict:
-    text = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+def dashboard_body(resources: dict, analytics: bool = True) -> dict:
+    """The dashboard as deployed with Analytics on (the default) or off."""
+    condition, on, off = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::If"]
+    assert condition == "HasAnalytics"
+    text = (on if analytics else off)["Fn::Sub"]
     known = {"AWS::Region": "eu-west-1", "AWS::StackName": "rc"} | {
         name: f"<{name}>" for name in resources
     }
@@ -112,6 +115,16 @@ def test_dashboard_errors_widget_shows_every_function(resources):
     functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
     assert len(functions) == 3  # counter, stats, aggregator
     assert lambda_errors == {f"<{name}>" for name in functions}
+    # With Analytics off there is no aggregator, and the dashboard names none.
+    (errors,) = [
+        w
+        for w in dashboard_body(resources, analytics=False)["widgets"]
+        if w["properties"]["title"] == "Errors"
+    ]
+    assert {m[3] for m in errors["properties"]["metrics"] if m[0] == "AWS/Lambda"} == {
+        "<CounterFunction>",
+        "<StatsFunction>",
+    }
 
 
 def test_dashboard_name_is_unique_per_region(resources):

@@ -93,7 +93,13 @@ FUNCTION_ROLES = ("CounterFunctionRole", "StatsFunctionRole", "AggregatorFunctio
 def test_kms_key_use_is_one_policy_for_every_function_only_when_a_key_is_given(resources):
     kms = resources["UseKmsKeyPolicy"]
     assert kms["Condition"] == "HasKmsKey"
-    assert kms["Properties"]["Roles"] == [{"Ref": role} for role in FUNCTION_ROLES]
+    counter, stats, aggregator = ({"Ref": role} for role in FUNCTION_ROLES)
+    no_value = {"Ref": "AWS::NoValue"}
+    assert kms["Properties"]["Roles"] == [
+        counter,
+        stats,
+        {"Fn::If": ["HasAnalytics", aggregator, no_value]},
+    ]
     assert kms["Properties"]["PolicyDocument"]["Statement"] == [
         {
             "Sid": "UseStackKey",

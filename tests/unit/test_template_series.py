@@ -22,10 +22,16 @@ def test_counter_table_streams_new_and_old_images_updated_in_place(template, res
     test_data_protection), and a stack of the NEW_IMAGE version updates the table in place:
     StreamSpecification is no property whose change replaces a table."""
     props = resources["CounterTable"]["Properties"]
-    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert props["StreamSpecification"] == {
+        "Fn::If": [
+            "HasAnalytics",
+            {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
     before = json.loads(json.dumps(template))
     before["Resources"]["CounterTable"]["Properties"]["StreamSpecification"] = {
-        "StreamViewType": "NEW_IMAGE"
+        "Fn::If": ["HasAnalytics", {"StreamViewType": "NEW_IMAGE"}, {"Ref": "AWS::NoValue"}]
     }
     assert replacements(before, template, {}, {})["CounterTable"] == "False"
 
@@ -88,19 +94,33 @@ def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_
         text = json.dumps(role_statements(resources[role]))
         for arn in (STREAM_ARN, QUEUE_ARN):
             assert json.dumps(arn) not in text, role
-    # The counter reaches the series table only to update MaxRoutes' ledger item
-    counter_series = [
-        s
-        for s in role_statements(resources["CounterFunctionRole"])
-        if json.dumps(SERIES_ARN) in json.dumps(s)
-    ]
-    assert [(s["Action"], s["Condition"]) for s in counter_series] == [
-        (
-            ["dynamodb:UpdateItem"],
-            {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["#routes"]}},
+    # The counter's own role never reaches the series table: MaxRoutes' ledger is a
+    # conditional policy of its own (only with MaxRoutes), on that one item
+    assert json.dumps(SERIES_ARN) not in json.dumps(
+        role_statements(resources["CounterFunctionRole"])
+    )
+    for title, role, sid, action in (
+        ("RouteLedgerPolicy", "CounterFunctionRole", "KeepRouteLedger", "dynamodb:UpdateItem"),
+        ("StatsReadLedgerPolicy", "StatsFunctionRole", "ReadRouteLedger", "dynamodb:GetItem"),
+    ):
+        ledger = resources[title]
+        assert ledger["Condition"] == "HasMaxRoutes"
+        assert ledger["Properties"]["Roles"] == [{"Ref": role}]
+        ((statement),) = ledger["Properties"]["PolicyDocument"]["Statement"]
+        assert (statement["Sid"], statement["Action"], statement["Resource"]) == (
+            sid,
+            [action],
+            [SERIES_ARN],
         )
-    ]
-    assert grants(resources, "StatsFunctionRole")["ReadSeries"] == (
+        assert statement["Condition"] == {
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["#routes"]}
+        }
+    series = resources["StatsReadSeriesPolicy"]  # only with Analytics on
+    assert series["Condition"] == "HasAnalytics"
+    assert series["Properties"]["Roles"] == [{"Ref": "StatsFunctionRole"}]
+    ((statement),) = series["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Sid"], statement["Action"], statement["Resource"]) == (
+        "ReadSeries",
         ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
         [SERIES_ARN],
     )
@@ -108,13 +128,18 @@ def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_
 
 def test_stream_mapping_batches_reports_item_failures_bisects_and_keeps_what_it_gave_up(
     resources,
+    template,
 ):
     props = resources["AggregatorStreamMapping"]["Properties"]
     assert props["EventSourceArn"] == STREAM_ARN
     assert props["FunctionName"] == {"Ref": "AggregatorFunction"}
     assert props["StartingPosition"] == "TRIM_HORIZON"  # nothing counted before it is skipped
-    assert 1 < props["BatchSize"] <= 10000
-    assert 0 < props["MaximumBatchingWindowInSeconds"] <= 300
+    assert props["BatchSize"] == {"Ref": "AggregatorBatchSize"}
+    assert props["MaximumBatchingWindowInSeconds"] == {"Ref": "AggregatorBatchingWindowSeconds"}
+    size = template["Parameters"]["AggregatorBatchSize"]
+    window = template["Parameters"]["AggregatorBatchingWindowSeconds"]
+    assert (size["MinValue"], size["Default"], size["MaxValue"]) == (1, 10000, 10000)
+    assert (window["MinValue"], window["Default"], window["MaxValue"]) == (0, 30, 300)
     assert props["BisectBatchOnFunctionError"] is True
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 0 <= props["MaximumRetryAttempts"] <= 10000

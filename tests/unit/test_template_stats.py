@@ -36,15 +36,20 @@ def test_stats_function_runs_handler_stats_py_byte_for_byte(resources):
         "TABLE_NAME": {"Ref": "CounterTable"},
         "STATS_ROUTE": {"Fn::Sub": "/${StatsPath}"},
         "ALLOWED_ORIGIN": {"Ref": "AllowedOrigin"},
-        "SERIES_TABLE": {"Ref": "SeriesTable"},
+        "SERIES_TABLE": {"Fn::If": ["HasAnalytics", {"Ref": "SeriesTable"}, ""]},
         # PrivateStats: where the token is (the secret's ARN), never the token
         "STATS_TOKEN_SECRET": {"Fn::If": ["StatsArePrivate", {"Ref": "StatsTokenSecret"}, ""]},
         "MAX_ROUTES": {"Ref": "MaxRoutes"},
+        "LEDGER_TABLE": {"Fn::If": ["HasMaxRoutes", {"Ref": "SeriesTable"}, ""]},
     }
 
 
 def test_stats_role_may_only_read_the_tables_and_write_its_own_logs(resources):
-    reads, series, logs, traces = statements(resources, "StatsFunctionRole")
+    reads, logs, traces = statements(resources, "StatsFunctionRole")
+    # The series table's reads: a policy of their own, only with Analytics on
+    policy = resources["StatsReadSeriesPolicy"]
+    assert policy["Condition"] == "HasAnalytics"
+    (series,) = policy["Properties"]["PolicyDocument"]["Statement"]
 
     assert reads["Action"] == ["dynamodb:Scan", "dynamodb:GetItem"]
     assert reads["Resource"] == [TABLE_ARN]

@@ -1,0 +1,84 @@
+"""bench/scale.py (benchmark 8): its traffic is what a sharded stream delivers, and its
+numbers come from the real aggregator against the emulator with conflicts cancelled."""
+
+import collections
+import random
+
+import pytest
+
+from bench import scale
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.records: list = []
+
+
+def test_a_routes_records_are_in_one_shard_in_order_with_their_old_and_new_counts():
+    shards = [Recorder() for _ in range(4)]
+
+    truth = scale.traffic(2000, 1.0, shards, random.Random(1))  # noqa: S311
+
+    seen: dict[str, int] = {}
+    for number, shard in enumerate(shards):
+        arrivals = [at for at, _ in shard.records]
+        assert arrivals == sorted(arrivals)
+        for _, record in shard.records:
+            change = record["dynamodb"]
+            route = change["NewImage"]["route"]["S"]
+            assert seen.setdefault(route, number) == number  # one shard per route
+            count = int(change["NewImage"]["count"]["N"])
+            if count == 1:
+                assert record["eventName"] == "INSERT" and "OldImage" not in change
+            else:
+                assert record["eventName"] == "MODIFY"
+                assert int(change["OldImage"]["count"]["N"]) == count - 1
+    per_route = collections.Counter(
+        r["dynamodb"]["NewImage"]["route"]["S"] for s in shards for _, r in s.records
+    )
+    assert sum(per_route.values()) == 2000 == truth[("#all", "all")]
+    # Zipf: the first route takes about 1 / H(1000) of the hits (13%)
+    assert 0.10 < per_route["/r/0"] / 2000 < 0.17
+    assert all(len(s.records) for s in shards)
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    from moto import mock_aws
+
+    from bench.common import (
+        FAKE_AWS_ENV,
+        UNSET_AWS_ENV,
+        aggregator_batching,
+        generated_template,
+        series_definition,
+    )
+    from local import atomic_moto, moto_fidelity
+
+    for name in UNSET_AWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**FAKE_AWS_ENV, "SERIES_TABLE": ""}.items():
+        monkeypatch.setenv(name, value)  # run_case sets SERIES_TABLE: put back after
+    moto_fidelity.apply()
+    atomic_moto.make_dynamodb_atomic()
+    atomic_moto.configure(conflicts="cancel")
+    template = generated_template()
+    with mock_aws():
+        import boto3
+
+        yield (
+            boto3.client("dynamodb"),
+            series_definition(template),
+            aggregator_batching(template),
+        )
+    atomic_moto.configure()
+
+
+def test_four_shards_in_parallel_count_every_bucket_exactly(emulator):
+    client, series, mapping = emulator
+
+    case = scale.run_case(client, series, mapping, 4, 4000, 0.1)
+
+    assert case["hits"] == 400 and case["wrong_buckets"] == 0 and case["lost_records"] == 0
+    assert case["transactions"] >= case["invocations"] >= 4
+    assert case["write_units"] > 0 and case["hottest_units_per_second"] > 0
