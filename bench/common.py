@@ -71,7 +71,7 @@ def aggregator_batching(template: dict) -> dict:
         value = props[name]
         if isinstance(value, dict):
             value = template["Parameters"][value["Ref"]]["Default"]
-        settings[name] = value
+        settings[name] = int(value)  # a whole-number parameter is text
     return settings
 
 

@@ -21,6 +21,7 @@ from moto import backend_index
 from moto.apigateway.models import RestAPI
 from moto.awslambda import responses as lambda_responses
 from moto.awslambda import urls as lambda_urls
+from moto.awslambda.models import EventSourceMapping
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
@@ -627,6 +628,44 @@ def _update_rest_api(
     return original_resource
 
 
+# A String parameter given to an Integer property: CloudFormation converts "10000" to 10000
+# (our whole-number parameters are Strings with an exact pattern, as a Number parameter takes
+# 1.5); moto hands the event source mapping the text, which it then compares with numbers.
+MAPPING_INTEGERS = (
+    "BatchSize",
+    "MaximumBatchingWindowInSeconds",
+    "MaximumRecordAgeInSeconds",
+    "MaximumRetryAttempts",
+    "ParallelizationFactor",
+    "TumblingWindowInSeconds",
+)
+
+
+def _integer_properties(cloudformation_json: dict[str, Any]) -> dict[str, Any]:
+    properties = dict(cloudformation_json.get("Properties", {}))
+    for name in MAPPING_INTEGERS:
+        value = properties.get(name)
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+            properties[name] = int(value)
+    return {**cloudformation_json, "Properties": properties}
+
+
+_moto_create_mapping = EventSourceMapping.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+_moto_update_mapping = EventSourceMapping.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _create_mapping(
+    cls: type, resource_name: str, cloudformation_json: dict, *args: Any, **kwargs: Any
+) -> Any:
+    converted = _integer_properties(cloudformation_json)
+    return _moto_create_mapping(cls, resource_name, converted, *args, **kwargs)
+
+
+def _update_mapping(cls: type, *args: Any, **kwargs: Any) -> Any:
+    kwargs["cloudformation_json"] = _integer_properties(kwargs["cloudformation_json"])
+    return _moto_update_mapping(cls, *args, **kwargs)
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -646,3 +685,5 @@ def apply() -> None:
     dynamodb_responses.parse_expression = _parse_key_condition
     _serve_stack_secrets()
     _serve_lambda_account_settings()
+    EventSourceMapping.create_from_cloudformation_json = classmethod(_create_mapping)  # type: ignore[assignment]
+    EventSourceMapping.update_from_cloudformation_json = classmethod(_update_mapping)  # type: ignore[assignment]

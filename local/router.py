@@ -84,6 +84,10 @@ def condition_holds(template: dict, name: str, values: dict[str, str]) -> bool:
             return all(arguments)
         if function == "Fn::Or":
             return any(arguments)
+        if function == "Fn::Split":
+            return str(arguments[1]).split(str(arguments[0]))
+        if function == "Fn::Select":
+            return arguments[1][int(arguments[0])]
         raise TemplateError(f"condition {name}: {function} is not evaluated locally")
 
     return bool(evaluate(template.get("Conditions", {})[name]))

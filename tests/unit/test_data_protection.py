@@ -72,7 +72,8 @@ def test_series_table_is_kept_and_protected_like_the_counter_table(template, res
     props = series["Properties"]
     assert series["DeletionPolicy"] == "RetainExceptOnCreate"
     assert series["UpdateReplacePolicy"] == "Retain"
-    assert series["Condition"] == "HasAnalytics"
+    # With Analytics on, or MaxRoutes (the series table keeps its ledger)
+    assert series["Condition"] == "HasSeriesTable"
     assert "TableName" not in props
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectsTable", True, False]}

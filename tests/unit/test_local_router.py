@@ -141,3 +141,16 @@ def test_a_method_on_a_resource_of_another_shape_is_refused(template):
 
     with pytest.raises(TemplateError, match="ProxyMethod"):
         Router(broken)
+
+
+def test_conditions_are_evaluated_as_cloudformation_does_select_and_split_included(template):
+    """HasLambdaBackend reads the Backend's text before its first ':' (Fn::Select of an
+    Fn::Split): true for a function ARN, false for a URL or nothing."""
+    from local.router import condition_holds
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
+    assert condition_holds(template, "HasLambdaBackend", {"Backend": arn})
+    assert not condition_holds(template, "HasLambdaBackend", {"Backend": "http://127.0.0.1:8000"})
+    assert not condition_holds(template, "HasLambdaBackend", {})
+    assert condition_holds(template, "HasSeriesTable", {"Analytics": "off", "MaxRoutes": "5"})
+    assert not condition_holds(template, "HasSeriesTable", {"Analytics": "off"})
