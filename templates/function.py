@@ -60,6 +60,13 @@ FUNCTION_SCAN_SKIPS = [
     {"id": "CKV_AWS_116", "comment": "Invoked synchronously by API Gateway: no async DLQ"},
     {"id": "CKV_AWS_117", "comment": "Reaches AWS APIs and the public Backend: no VPC needed"},
 ]
+# Each reservation comes out of the account's pool (Lambda keeps 100 unreserved): the counter,
+# whose capacity decides what is counted, is the one function ReservedConcurrency reserves for.
+UNRESERVED_SCAN_SKIP = {
+    "id": "CKV_AWS_115",
+    "comment": "ReservedConcurrency reserves for the counter alone: a reservation per function "
+    "would take three times the value from the account's unreserved pool",
+}
 # A stream consumer has no asynchronous invocations either: what it gives up on goes to its
 # event source mapping's on-failure queue (templates/streaming.py).
 STREAM_CONSUMER_SCAN_SKIPS = [
@@ -97,6 +104,8 @@ def hardened_function(
         if reserves_concurrency
         else {}
     )
+    if not reserves_concurrency:
+        scan_skips = [*scan_skips, UNRESERVED_SCAN_SKIP]
     metadata: dict = {"checkov": {"skip": scan_skips}}
     if waits_for is not None:
         metadata[waits_for.title] = If(waits_for.Condition, Ref(waits_for), "")

@@ -1,6 +1,6 @@
 """Backend monitoring (docs/monitoring.md): a backend's answers per route, per hour and day, exact.
 
-Each hit is written by the counter's UpdateItem as contract.md (item 2) fixes it for a stack
+Each hit is written by the counter's UpdateItem as docs/monitoring.md describes it for a stack
 with a backend (its count, status class and latency in one write), into an in-process moto
 table with a stream of either view; the records go through the aggregator as Lambda delivers
 them, and the stats handler reads what it wrote.
@@ -92,7 +92,7 @@ def stats(tables):
 
 
 def answer_hit(table: str, route: str, at: str, status: int, ms: int, client=None) -> None:
-    """The counter's one write for a hit answered by a backend (contract.md, item 2)."""
+    """The counter's one write for a hit answered by a backend (docs/monitoring.md)."""
     (client or boto3.client("dynamodb")).update_item(
         TableName=table,
         Key={"route": {"S": route}},

@@ -12,6 +12,7 @@ ALLOWED_SKIPS = {
     "CKV_AWS_59",  # public API: no authorizer
     "CKV_AWS_116",  # synchronous invocation: no dead-letter queue
     "CKV_AWS_117",  # no VPC
+    "CKV_AWS_115",  # ReservedConcurrency reserves for the counter alone (the account's pool)
     "CKV_AWS_120",  # no cache in front of a counter
     "CKV_AWS_76",  # access logs are on unless ApiGatewayAccountRole=none (Fn::If)
     "CKV_AWS_26",  # alias/aws/sns would drop alarm notifications; KmsKeyArn when set
@@ -198,3 +199,14 @@ def test_every_scan_skip_is_a_design_decision_with_a_reason(resources):
             assert skip["comment"]
             skipped.add(skip["id"])
     assert skipped <= ALLOWED_SKIPS
+
+
+def test_only_the_counter_reserves_concurrency_and_the_others_say_why(resources):
+    """checkov's CKV_AWS_115 wants a reservation on every function; one per function took
+    three times ReservedConcurrency from the account's pool (issue 19)."""
+    for name in ("CounterFunction", "StatsFunction", "AggregatorFunction"):
+        function = resources[name]
+        skips = {s["id"] for s in function["Metadata"]["checkov"]["skip"]}
+        reserves = "ReservedConcurrentExecutions" in function["Properties"]
+        assert reserves == (name == "CounterFunction"), name
+        assert ("CKV_AWS_115" in skips) == (not reserves), name
