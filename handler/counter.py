@@ -689,7 +689,11 @@ def fetch(event, deadline):
             if size > MAX_ANSWER_BYTES:
                 raise BackendFailure(502, too_large(size, "over"))
             chunks.append(chunk)
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            # An answer that closes its connection (HTTP/1.0, Connection: close): http.client
+            # has closed our socket object and reads on through the answer's own file, under
+            # the timeout last set.
+            if connection.sock is not None:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
         if answer.length:  # read(n) returns b"" when the backend closed before its end
             raise http.client.IncompleteRead(b"", answer.length)
     except BackendFailure:

@@ -120,8 +120,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def backend_server(tls: tuple[str, str] | None = None) -> Iterator[Backend]:
-    """Serve on 127.0.0.1 and a free port (over TLS with tls=(cert, key)); always stopped."""
+def backend_server(
+    tls: tuple[str, str] | None = None, protocol: str = "HTTP/1.1"
+) -> Iterator[Backend]:
+    """Serve on 127.0.0.1 and a free port (over TLS with tls=(cert, key)); always stopped.
+    protocol "HTTP/1.0": every answer closes its connection, as http.server's default does."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     scheme = "http"
@@ -131,7 +134,9 @@ def backend_server(tls: tuple[str, str] | None = None) -> Iterator[Backend]:
         server.socket = context.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     backend = Backend(f"{scheme}://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = type("BoundHandler", (Handler,), {"backend": backend})
+    server.RequestHandlerClass = type(
+        "BoundHandler", (Handler,), {"backend": backend, "protocol_version": protocol}
+    )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:

@@ -311,3 +311,15 @@ def test_options_is_forwarded_and_not_counted(front, backend, counter_table):
     assert result["statusCode"] == 200
     assert backend.requests[-1]["method"] == "OPTIONS"
     assert read_item(counter_table, "/echo") is None
+
+
+def test_a_backend_that_closes_each_connection_is_answered_every_time(front):
+    """http.server's default (HTTP/1.0): each answer closes its connection. The counter read
+    it through a socket http.client had closed: every request was a 502 (EBADF)."""
+    with backend_server(protocol="HTTP/1.0") as old:
+        counter = front(url=old.url)
+        results = [call(counter, event(f"/echo/{i}")) for i in range(3)]
+
+    assert [r["statusCode"] for r in results] == [200, 200, 200]
+    assert [json.loads(body_of(r))["path"] for r in results] == ["/echo/0", "/echo/1", "/echo/2"]
+    assert len(old.connections) == 3  # one connection each: none reused once closed
