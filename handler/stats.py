@@ -158,7 +158,17 @@ def route_of(path):
     return path, None
 
 
+# A route RouteTemplates names (/users/{id}, /files/{path+}) or a route of its own
+# (/{overflow}, /{unmatched}): braces a real path never keeps (route_of escapes them), so such
+# a name is looked up as it is written.
+NAMED_ROUTE = re.compile(
+    r"(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-F]{2})+|/\{[A-Za-z0-9._~-]+\+?\})+"
+)
+
+
 def routed(path, what):
+    if "{" in path and NAMED_ROUTE.fullmatch(path):
+        return path
     route, problem = route_of(path)
     if problem:
         raise HttpError(400, f"invalid {what}: {problem[1]}")

@@ -445,3 +445,23 @@ def test_a_transaction_refused_for_good_is_not_retried(start, tables):
     assert json.loads(result["body"])["error"] == "counter unavailable"
     assert sent == [1]
     assert counts(tables) == {}
+
+
+def test_a_template_route_is_read_back_by_its_name(start):
+    """/_stats?route=/users/{id}: the stats looked up /users/%7Bid%7D (the route rule escapes
+    the braces of a real path), so a template route's record and series were never found."""
+    counter = start(ROUTE_TEMPLATES="/users/{id}", MAX_ROUTES="5")
+    for path in ("/users/42", "/users/7"):
+        hit(counter, path)
+    stats = load_module(ROOT / "handler" / "stats.py", "stats_under_test")
+
+    def read(route: str) -> dict:
+        answer = stats.handler(
+            api_event("/_stats", query={"route": route}), lambda_context("StatsFunction")
+        )
+        return {"status": answer["statusCode"], **json.loads(answer["body"])}
+
+    assert (read("/users/{id}")["status"], read("/users/{id}")["count"]) == (200, 2)
+    # A real path with braces is still its escaped self: never the template's record
+    assert read("/users/{id}x")["status"] == 404
+    assert read("/{overflow}")["status"] == 404  # under the cap: not counted yet
