@@ -10,7 +10,8 @@ sequence number), BisectBatchOnFunctionError, MaximumRetryAttempts and an SQS On
 destination (the invocation record Lambda sends there), and TumblingWindowInSeconds: a batch
 holds the records of one window (by their ApproximateCreationDateTime), and its event names
 the shard, the window and the state the function returned for it (window_event(); an answer
-without `state` fails the invocation). README.md says what it does not.
+without `state` fails the invocation); the window's final invocation comes when the next
+window's records do. README.md says what it does not.
 """
 
 from __future__ import annotations

@@ -180,3 +180,43 @@ def test_a_batch_holds_the_records_of_one_tumbling_window(template):
 
     assert poller._one_window(records) == records[:2]
     assert [window_of(r, 900) for r in records] == [at - 890] * 2 + [at + 10] * 2
+
+
+def test_a_windows_final_invocation_comes_with_its_state_before_the_next_windows_records(
+    template, stream_tables, tmp_path
+):
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_final")
+    counter.count_hit("/a", time.time(), time.monotonic() + 4)
+    second = int(time.time())
+    while int(time.time()) == second:  # the next record in the next 1 s window
+        time.sleep(0.01)
+    counter.count_hit("/b", time.time(), time.monotonic() + 4)
+    (mapping,) = stream_mappings(template)
+    mapping = dataclasses.replace(mapping, batch_size=10, window=0, tumbling_window=1)
+    log = tmp_path / "events.jsonl"
+    code = RECORDING_CODE.replace("if calls == 1:", "if calls == 0:")  # every answer: state
+    spec = FunctionSpec("Recorder", f"PATH = {str(log)!r}\n" + code, timeout=5)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        poller = StreamPoller(
+            mapping,
+            Function(spec, tmp_path / "code", pool),
+            stream_tables.stream_arn,
+            boto3.client("dynamodbstreams"),
+            None,
+            print,
+        )
+        poller.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+            len(log.read_text().splitlines()) < 3 if log.exists() else True
+        ):
+            time.sleep(0.05)
+        poller.stop()
+
+    first, final, after = [json.loads(line) for line in log.read_text().splitlines()[:3]]
+    assert [r["dynamodb"]["NewImage"]["route"]["S"] for r in first["Records"]] == ["/a"]
+    assert final["Records"] == [] and final["isFinalInvokeForWindow"] is True
+    assert final["window"] == first["window"] and final["state"] == {"calls": 1}
+    assert [r["dynamodb"]["NewImage"]["route"]["S"] for r in after["Records"]] == ["/b"]
+    assert after["window"] != first["window"] and after["state"] == {}
+    assert after["isFinalInvokeForWindow"] is False
