@@ -299,7 +299,7 @@ def run(quick: bool = False) -> dict:
         "top today": {"GetItem": 1},
         "series": {"Query": 1},
         "all-routes series": {"Query": 1},
-        "dashboard": {"BatchGetItem": 1, "Query": 2, "Scan": 1},
+        "dashboard": {"BatchGetItem": 1, "Query": 3, "Scan": 1},
         "route page": {"GetItem": 1, "Query": 2},
     }
     for name, got in reads.items():

@@ -63,12 +63,13 @@ def series_definition(template: dict) -> dict:
 
 
 def aggregator_batching(template: dict) -> dict:
-    """The aggregator mapping's BatchSize and MaximumBatchingWindowInSeconds, each a
-    parameter's default when the template Refs one."""
+    """The aggregator mapping's BatchSize, MaximumBatchingWindowInSeconds and
+    TumblingWindowInSeconds (0 when it has none), each a parameter's default when the
+    template Refs one."""
     props = template["Resources"]["AggregatorStreamMapping"]["Properties"]
     settings = {}
-    for name in ("BatchSize", "MaximumBatchingWindowInSeconds"):
-        value = props[name]
+    for name in ("BatchSize", "MaximumBatchingWindowInSeconds", "TumblingWindowInSeconds"):
+        value = props.get(name, 0)
         if isinstance(value, dict):
             value = template["Parameters"][value["Ref"]]["Default"]
         settings[name] = int(value)  # a whole-number parameter is text

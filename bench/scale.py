@@ -47,6 +47,7 @@ from bench.common import (
     row,
     series_definition,
 )
+from local.streams import window_event, window_of
 
 ROUTES = 1000
 ZIPF_S = 1.0
@@ -60,6 +61,7 @@ CALL_MS = 8.0  # assumed: a DynamoDB read or single-item write, in the same regi
 TRANSACTION_MS = 20.0  # assumed: a TransactWriteItems of up to 100 items
 FAILED_AFTER = 50  # Lambda's attempts (the mapping's MaximumRetryAttempts) before giving up
 START = 1_796_097_590  # 2026-12-01T03:59:50Z: the traffic crosses an hour
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/counter/stream/2026-12-01T00:00:00.000"
 
 
 class Shard:
@@ -67,6 +69,8 @@ class Shard:
 
     def __init__(self, number: int, aggregator) -> None:
         self.number = number
+        # as DynamoDB names a stream's shards: a creation time and a random part
+        self.shard_id = f"shardId-{START * 1000 + number:020d}-{zlib.crc32(bytes([number])):08x}"
         self.aggregator = aggregator
         self.records: list[tuple[float, dict]] = []  # (arrival, stream record)
         self.clock = 0.0  # simulated seconds since START
@@ -188,9 +192,11 @@ def traffic(rate: float, seconds: float, shards: list[Shard], rng: random.Random
     return truth
 
 
-def poll(shard: Shard, batch_size: int, window: float) -> None:
+def poll(shard: Shard, batch_size: int, window: float, tumbling: int = 0) -> None:
     """Lambda's poller for one shard: a batch when full or `window` after its first record
-    arrived; the function's reported failure retried from its record."""
+    arrived; the function's reported failure retried from its record. With a tumbling
+    window (`tumbling` seconds), a batch holds one window's records and its event names the
+    shard and the window (local/streams.py's window_event)."""
     records, position, attempts = shard.records, 0, 0
     while position < len(records):
         first = records[position][0]
@@ -200,12 +206,17 @@ def poll(shard: Shard, batch_size: int, window: float) -> None:
         due = first + window if full is None else min(first + window, full)
         ready = max(shard.clock, due)
         batch = [r for t, r in records[position : position + batch_size] if t <= ready]
+        event = {"Records": batch}
+        if tumbling:
+            start = window_of(batch[0], tumbling)
+            batch = [r for r in batch if window_of(r, tumbling) == start]
+            event = window_event(batch, STREAM_ARN, shard.shard_id, start, tumbling, {})
         shard.lags.append(ready - due)
         shard.clock = ready + INVOKE_MS / 1000
         shard.invocations += 1
-        failures = shard.aggregator.handler({"Records": batch}, lambda_context())[
-            "batchItemFailures"
-        ]
+        answer = shard.aggregator.handler(event, lambda_context())
+        assert not tumbling or answer.get("state") == {}, answer  # else Lambda: failed
+        failures = answer["batchItemFailures"]
         if not failures:
             position += len(batch)
             attempts = 0
@@ -223,12 +234,16 @@ def poll(shard: Shard, batch_size: int, window: float) -> None:
 
 
 def stored_hits(client, table: str) -> dict:
-    hits = {}
+    """(route, bucket) -> hits stored, all routes' parts (one per shard) summed."""
+    hits: collections.Counter[tuple] = collections.Counter()
     for page in client.get_paginator("scan").paginate(TableName=table):
         for item in page["Items"]:
             if "hits" in item:
-                hits[(item["route"]["S"], item["bucket"]["S"])] = int(item["hits"]["N"])
-    return hits
+                bucket = item["bucket"]["S"]
+                if item["route"]["S"] == "#all":
+                    bucket = "#".join(bucket.split("#")[: 1 if bucket.startswith("all") else 2])
+                hits[(item["route"]["S"], bucket)] += int(item["hits"]["N"])
+    return dict(hits)
 
 
 def run_case(client, series: dict, mapping: dict, shards: int, rate: float, seconds: float) -> dict:
@@ -244,7 +259,13 @@ def run_case(client, series: dict, mapping: dict, shards: int, rate: float, seco
     started = time.monotonic()
     threads = [
         threading.Thread(
-            target=poll, args=(p, mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"])
+            target=poll,
+            args=(
+                p,
+                mapping["BatchSize"],
+                mapping["MaximumBatchingWindowInSeconds"],
+                mapping.get("TumblingWindowInSeconds", 0),
+            ),
         )
         for p in players
     ]

@@ -11,7 +11,12 @@ or an imported item is none. Each hit is counted once, in the hour and the day o
 - a (route, bucket) item holds the ranges of counts it has counted per life (`counted`)
   and their number (`hits`); a record is new to it only when its count is in none;
 - the all-routes item of that bucket (route "#all") and the all-time item ("#all", "all")
-  add the same new hits, and the routes counted for the first time (count 1);
+  add the same new hits, and the routes counted for the first time (count 1). With a
+  tumbling window on the mapping, Lambda names the batch's stream shard (`shardId`), and
+  each shard adds to its own part of them ("h#<hour>#<part>", "all#<part>": SHARD_PARTS
+  parts, summed on read by handler/stats.py): two shards meet on an item only when their ids
+  hash to the same part, and Lambda runs one batch of a shard at a time;
+  a batch that names no shard adds to the un-suffixed items, as before;
 - all of a chunk's items change in one TransactWriteItems, each route's conditioned on the
   ranges read just before. A union of ranges does not depend on order, so a batch that is
   retried, duplicated, split or delivered out of order counts nothing twice and misses
@@ -35,6 +40,7 @@ import json
 import os
 import random
 import time
+import zlib
 
 import boto3
 from botocore import exceptions as aws
@@ -66,6 +72,11 @@ LATENCY_BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 3
 # retries from there), rather than be stopped mid-batch (a timeout: the whole batch again,
 # bisected).
 RESERVE_MS = 10_000
+# The all-routes items are split in this many parts, one per stream shard (a hash of its id):
+# shards run in parallel and DynamoDB cancels transactions that meet on an item. Shards close
+# and are replaced over time, so the part is a hash modulo this bound, not the id: a read sums
+# at most this many items per bucket (docs/analytics-at-scale.md).
+SHARD_PARTS = 1024
 # TransactWriteItems takes at most 100 items; BatchGetItem 100 keys.
 MOST_ITEMS = 100
 # Another batch changed an item between our read and our write (another shard's totals, a
@@ -319,7 +330,15 @@ def pair_update(route, bucket, pair, item, counted, fresh):
     }
 
 
-def total_update(bucket, hits, routes, expires, added):
+def shard_part(shard_id):
+    """The suffix of the all-routes items a stream shard adds to ("#3a7"), or "" when the
+    event names no shard (a mapping without a tumbling window)."""
+    if not isinstance(shard_id, str) or not shard_id:
+        return ""
+    return f"#{zlib.crc32(shard_id.encode()) % SHARD_PARTS:03x}"
+
+
+def total_update(bucket, hits, routes, expires, added, part=""):
     values = {":hits": {"N": str(hits)}, ":routes": {"N": str(routes)}}
     update = "ADD " + ", ".join(["hits :hits", "routes :routes", *adds(values, added)])
     if expires is not None:
@@ -328,7 +347,7 @@ def total_update(bucket, hits, routes, expires, added):
     return {
         "Update": {
             "TableName": SERIES_TABLE,
-            "Key": key(ALL_ROUTES, bucket),
+            "Key": key(ALL_ROUTES, bucket + part),
             "UpdateExpression": update,
             "ExpressionAttributeValues": values,
         }
@@ -356,7 +375,7 @@ def chunks(pairs):
         yield group
 
 
-def write_chunk(pairs, group, stored):
+def write_chunk(pairs, group, stored, part=""):
     """Count the group's new records in one transaction; re-read and retry when another
     write got there first. Returns the number of buckets changed."""
     for attempt in range(ATTEMPTS):
@@ -382,7 +401,7 @@ def write_chunk(pairs, group, stored):
                     entry[2] = pair["expires"]
         if not actions:
             return 0
-        actions += [total_update(b, *entry) for b, entry in totals.items()]
+        actions += [total_update(b, *entry, part=part) for b, entry in totals.items()]
         try:
             client().transact_write_items(TransactItems=actions)
         except aws.ClientError as error:
@@ -527,7 +546,9 @@ def out_of_time(context):
 
 def handler(event, context):
     started = time.monotonic()
-    records = (event or {}).get("Records") or []
+    event = event or {}
+    records = event.get("Records") or []
+    part = shard_part(event.get("shardId"))
     pairs, skipped = counted_hits(records)
     changed = 0
     failed = set()  # pairs whose records were not counted
@@ -545,7 +566,7 @@ def handler(event, context):
             failed.update(group)
             continue
         try:
-            changed += write_chunk(pairs, group, stored)
+            changed += write_chunk(pairs, group, stored, part)
             written.update(group)
         except FAULTS as fault:
             errors.append(f"{type(fault).__name__}: {fault}")
@@ -584,6 +605,8 @@ def handler(event, context):
     if failures:
         line.update(records_not_aggregated_metric(len(records) - first, context))
     print(json.dumps(line))
+    if "window" in event:  # a tumbling window: an answer without `state` is a failed one
+        return {"state": {}, "batchItemFailures": failures}
     return {"batchItemFailures": failures}
 
 

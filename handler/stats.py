@@ -70,6 +70,10 @@ SERIES_PARAMETERS = {"series", "from", "to"}
 # The aggregator's items (handler/aggregator.py): bucket "all" of the top routes and of
 # all routes' totals, "d#<day>" of a day's top routes, and the series of all routes.
 TOP, ALL_ROUTES = "#top", "#all"
+# All routes' items come in parts, one per stream shard: "<bucket>#<part>" (and the
+# un-suffixed "<bucket>" of batches that named no shard); a read sums them. "~" sorts after
+# every part, so "<bucket>#~" ends a Query range that holds them all.
+PARTS_END = "#~"
 # MaxRoutes (docs/routes.md): past it, new routes count as OVERFLOW_ROUTE; the counter keeps
 # how many routes it let in on this series-table item (handler/counter.py's ledger).
 MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
@@ -390,10 +394,28 @@ def four_digit_year(moment, layout):
     return moment.strftime(layout.replace("%Y", f"{moment.year:04d}"))
 
 
+def whole_bucket(bucket):
+    """The bucket an all-routes item counts for: its name without a shard part."""
+    kept = 2 if bucket[:2] in ("h#", "d#") else 1  # "h#<hour>", "d#<day>" or "all"
+    return "#".join(bucket.split("#")[:kept])
+
+
+def summed(items):
+    """bucket -> one item whose numbers are the sums of the items of that bucket's parts."""
+    found = {}
+    for item in items:
+        whole = found.setdefault(whole_bucket(item["bucket"]["S"]), {})
+        for name, value in item.items():
+            if "N" in value:
+                total = int(whole.get(name, {"N": "0"})["N"]) + int(value["N"])
+                whole[name] = {"N": str(total)}
+    return found
+
+
 def read_series(route, series, first, last, points):
-    """Hits per bucket of a route (ALL_ROUTES: of every route) from one Query: the
-    aggregator keeps each bucket's hits (handler/aggregator.py); a bucket without an item
-    had none."""
+    """Hits per bucket of a route (ALL_ROUTES: of every route, its parts summed) from one
+    Query: the aggregator keeps each bucket's hits (handler/aggregator.py); a bucket without
+    an item had none."""
     prefix, width, key_format, _, _ = SERIES[series]
     request = {
         "TableName": series_table(),
@@ -403,23 +425,52 @@ def read_series(route, series, first, last, points):
         "ExpressionAttributeValues": {
             ":r": {"S": route},
             ":lo": {"S": prefix + four_digit_year(first, key_format)},
-            ":hi": {"S": prefix + four_digit_year(last, key_format)},
+            ":hi": {
+                "S": prefix
+                + four_digit_year(last, key_format)
+                + (PARTS_END if route == ALL_ROUTES else "")
+            },
         },
         "ProjectionExpression": ", ".join(("#bucket", "hits", *CLASSES, "ms", *HISTOGRAM)),
     }
-    found = {}
-    while True:  # one page holds a year of buckets; a second only past 1 MB
-        page = dynamodb.query(**request)
-        found.update((i["bucket"]["S"], i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            break
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    found = summed(query_all(request))
     series = []
     for i in range(points):
         item = found.get(prefix + four_digit_year(first + i * width, key_format), {})
         start = four_digit_year(first + i * width, "%Y-%m-%dT%H:%M:%SZ")
         series.append({"start": start, "count": number(item, "hits"), **answers(item)})
     return series
+
+
+def query_all(request):
+    """Every item a Query finds: one page holds a year of buckets, or a month of 16 shards'
+    parts; a second only past 1 MB."""
+    items = []
+    while True:
+        page = dynamodb.query(**request)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return items
+        request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+def read_totals():
+    """All routes' totals of all time: the parts of ("#all", "all") summed, from one Query
+    (at most SHARD_PARTS + 1 small items: one page)."""
+    items = query_all(
+        {
+            "TableName": SERIES_TABLE,
+            "KeyConditionExpression": "route = :r AND #bucket BETWEEN :lo AND :hi",
+            "ExpressionAttributeNames": {"#bucket": "bucket"},
+            "ExpressionAttributeValues": {
+                ":r": {"S": ALL_ROUTES},
+                ":lo": {"S": "all"},
+                ":hi": {"S": "all" + PARTS_END},
+            },
+            "ProjectionExpression": "#bucket, hits, routes",
+        }
+    )
+    return summed(items).get("all", {})
 
 
 def series_table():
@@ -527,12 +578,11 @@ def read_top(query, now):
 
 def read_summary(now):
     """What the dashboard's front page shows besides its page of routes, in one
-    BatchGetItem: the top routes of all time and of today, and the totals of every route
-    (hits and routes counted since the stream was turned on)."""
+    BatchGetItem and one Query: the top routes of all time and of today, and the totals of
+    every route (hits and routes counted since the stream was turned on)."""
     wanted = {
         "top": series_key(TOP, "all"),
         "today": series_key(TOP, top_bucket("day", now)),
-        "totals": series_key(ALL_ROUTES, "all"),
     }
     request = {SERIES_TABLE: {"Keys": list(wanted.values())}}
     found = {}
@@ -550,7 +600,7 @@ def read_summary(now):
         error = {"Code": "ProvisionedThroughputExceededException", "Message": "keys unprocessed"}
         raise ClientError({"Error": error}, "BatchGetItem")
     items = {name: found.get((k["route"]["S"], k["bucket"]["S"])) for name, k in wanted.items()}
-    totals = items["totals"] or {}
+    totals = read_totals()
     return {
         "top": ranked(items["top"]),
         "today": {**ranked(items["today"]), "day": wanted["today"]["bucket"]["S"][2:]},

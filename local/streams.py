@@ -7,7 +7,11 @@ event shape ({"Records": [...]}, each with eventSourceARN and ApproximateCreatio
 epoch seconds). It honours BatchSize, MaximumBatchingWindowInSeconds, StartingPosition,
 FunctionResponseTypes ReportBatchItemFailures (the batch is retried from the first failed
 sequence number), BisectBatchOnFunctionError, MaximumRetryAttempts and an SQS OnFailure
-destination (the invocation record Lambda sends there). README.md says what it does not.
+destination (the invocation record Lambda sends there), and TumblingWindowInSeconds: a batch
+holds the records of one window (by their ApproximateCreationDateTime), and its event names
+the shard, the window and the state the function returned for it (window_event(); an answer
+without `state` fails the invocation); the window's final invocation comes when the next
+window's records do. README.md says what it does not.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ POLL_EVERY = 0.25  # Lambda polls a DynamoDB stream's shards four times a second
 MAPPING_TYPE = "AWS::Lambda::EventSourceMapping"
 # Properties that change which records reach the function, or the event's shape: a mapping
 # that declares one is refused rather than run differently from AWS.
-NOT_EMULATED = ("FilterCriteria", "TumblingWindowInSeconds")
+NOT_EMULATED = ("FilterCriteria",)
 
 
 @dataclass
@@ -48,6 +52,7 @@ class StreamMapping:
     bisect: bool = False
     max_retries: int = -1  # -1: until the record expires (24 hours on AWS)
     on_failure: str | None = None  # the OnFailure destination's logical id
+    tumbling_window: int = 0  # TumblingWindowInSeconds (0: none)
 
 
 def _logical_id(value: Any) -> str | None:
@@ -130,6 +135,7 @@ def stream_mappings(
                 bisect=_flag(setting("BisectBatchOnFunctionError", False)),
                 max_retries=int(setting("MaximumRetryAttempts", -1)),
                 on_failure=_logical_id(on_failure) if on_failure else None,
+                tumbling_window=int(setting("TumblingWindowInSeconds", 0)),
             )
         )
     return found
@@ -152,6 +158,42 @@ def stream_event(records: list[dict], stream_arn: str) -> dict:
     """The event one invocation of a mapping from a table's stream receives: the GetRecords
     records as sent on the wire, each naming the stream (eventSourceARN)."""
     return {"Records": [{**_wire(record), "eventSourceARN": stream_arn} for record in records]}
+
+
+def window_of(record: dict, seconds: int) -> int:
+    """The start (epoch seconds) of the tumbling window a record belongs to: Lambda draws the
+    boundaries by the time the record was put in the stream."""
+    created = record["dynamodb"]["ApproximateCreationDateTime"]
+    created = created.timestamp() if isinstance(created, dt.datetime) else float(created)
+    return int(created) // seconds * seconds
+
+
+def window_event(
+    records: list[dict],
+    stream_arn: str,
+    shard_id: str,
+    start: int,
+    seconds: int,
+    state: dict,
+    final: bool = False,
+) -> dict:
+    """The event of an invocation of a mapping with a tumbling window (TumblingWindowInSeconds):
+    the records, and beside them the shard they come from, the window, the state the function
+    returned last in that window ({} at its start), and whether this is the window's final
+    invocation (no records: the window is over)."""
+
+    def iso(moment: int) -> str:
+        return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return {
+        **stream_event(records, stream_arn),
+        "window": {"start": iso(start), "end": iso(start + seconds)},
+        "state": state,
+        "shardId": shard_id,
+        "eventSourceARN": stream_arn,
+        "isFinalInvokeForWindow": final,
+        "isWindowTerminatedEarly": False,
+    }
 
 
 def _iso(moment: dt.datetime | float) -> str:
@@ -214,6 +256,8 @@ class StreamPoller:
         self._in_flight: list[dict] = []  # the batch being delivered
         self._first_buffered = time.monotonic() if replay else 0.0  # the oldest's read time
         self._failing = False  # the last read failed (said once per run of failures)
+        self._window: int | None = None  # the tumbling window being delivered, its state
+        self._state: dict = {}
         self._thread = threading.Thread(
             target=self._run, name=f"stream-{mapping.logical_id}", daemon=True
         )
@@ -245,7 +289,9 @@ class StreamPoller:
                 waited = time.monotonic() - self._first_buffered
                 if self._buffer and (full or waited >= self.mapping.window):
                     with self._lock:
-                        batch = self._in_flight = self._buffer[: self.mapping.batch_size]
+                        batch = self._in_flight = self._one_window(
+                            self._buffer[: self.mapping.batch_size]
+                        )
                         del self._buffer[: len(batch)]
                     self._first_buffered = time.monotonic()
                     self._deliver(batch)
@@ -311,8 +357,38 @@ class StreamPoller:
                 iterator = answer.get("NextShardIterator")
         return [_wire(record) for record in found]
 
+    def _one_window(self, records: list[dict]) -> list[dict]:
+        """The first records that share a tumbling window (all of them without one)."""
+        seconds = self.mapping.tumbling_window
+        if not seconds or not records:
+            return records
+        first = window_of(records[0], seconds)
+        return [r for r in records if window_of(r, seconds) == first]
+
     def _event(self, batch: list[dict]) -> dict:
-        return stream_event(batch, self.stream_arn)
+        seconds = self.mapping.tumbling_window
+        if not seconds:
+            return stream_event(batch, self.stream_arn)
+        start = window_of(batch[0], seconds)
+        if self._window is not None and start != self._window:
+            self._close_window()
+        if start != self._window:
+            self._window, self._state = start, {}
+        return window_event(batch, self.stream_arn, self.shard_id, start, seconds, self._state)
+
+    def _close_window(self) -> None:
+        """The window's final invocation (no records, isFinalInvokeForWindow): sent once the
+        next window's records come. Unlike Lambda, which stops the shard until it succeeds,
+        a failed one is logged and the window dropped."""
+        seconds, start = self.mapping.tumbling_window, self._window
+        event = window_event(
+            [], self.stream_arn, self.shard_id, start or 0, seconds, self._state, True
+        )
+        try:
+            self.function.invoke(event, str(uuid.uuid4()))
+        except Exception as error:
+            self._log(f"{self.mapping.logical_id}: a window's final invocation failed: {error}")
+        self._window, self._state = None, {}
 
     def _invoke(self, batch: list[dict]) -> None:
         """One invocation; BatchFailed says from which record to retry."""
@@ -332,6 +408,13 @@ class StreamPoller:
                 )
             )
             raise BatchFailed(0, "Unhandled") from None
+        if self.mapping.tumbling_window:
+            if not isinstance(answer, dict) or not isinstance(answer.get("state"), dict):
+                # Lambda: "If the response does not contain a state property, Lambda
+                # considers this a failed invocation."
+                self._log(f"{self.mapping.logical_id}: the answer has no state: {answer!r}")
+                raise BatchFailed(0, "Unhandled")
+            self._state = answer["state"]
         if not self.mapping.report_item_failures:
             return
         first = self._first_failed(batch, answer)

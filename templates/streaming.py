@@ -16,6 +16,12 @@ FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
 # Attempts before a batch goes to the failure queue. Each write is idempotent, so retries
 # are harmless; the stream keeps records 24 hours, which bounds them anyway.
 MAXIMUM_RETRY_ATTEMPTS = 50
+# A tumbling window makes Lambda name the batch's shard in the event (`shardId`): the
+# aggregator adds each shard's hits to its own part of the all-routes items, so parallel
+# shards do not cancel each other's transactions. The aggregator keeps no window state (it
+# answers an empty one); the longest window (Lambda's maximum, 15 minutes) cuts batches
+# at its boundaries least often.
+TUMBLING_WINDOW_SECONDS = 900
 # IteratorAge: how far behind the stream the aggregator is (ms); the series lag by as much.
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
 # The metric handler/aggregator.py writes (CloudWatch embedded metric format, in its log
@@ -52,7 +58,8 @@ def stream_mapping(
     write per (route, bucket) pair of a batch, so longer batches write less per hit.
 
     A fault reports the first failed record (ReportBatchItemFailures): Lambda retries from
-    it. An exception bisects the batch, so one poison record cannot stall the shard.
+    it. An exception bisects the batch, so one poison record cannot stall the shard. The
+    tumbling window is there for the shard's id in the event (TUMBLING_WINDOW_SECONDS).
     """
     return EventSourceMapping(
         "AggregatorStreamMapping",
@@ -64,6 +71,7 @@ def stream_mapping(
         BisectBatchOnFunctionError=True,
         FunctionResponseTypes=["ReportBatchItemFailures"],
         MaximumRetryAttempts=MAXIMUM_RETRY_ATTEMPTS,
+        TumblingWindowInSeconds=TUMBLING_WINDOW_SECONDS,
         DestinationConfig=DestinationConfig(OnFailure=OnFailure(Destination=GetAtt(queue, "Arn"))),
     )
 

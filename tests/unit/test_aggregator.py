@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
-from local.streams import stream_event
+from local.streams import stream_event, window_event
 from tests.conftest import ROOT, lambda_context, load_module, stream_records
 
 HOUR = 3600
@@ -218,6 +218,49 @@ def pairs_of(record: dict) -> set:
     image = record["dynamodb"]["NewImage"]
     route, at = image["route"]["S"], image["lastSeen"]["S"]
     return {(route, f"h#{at[:13]}"), (route, f"d#{at[:10]}")}
+
+
+def test_each_shard_adds_to_its_own_parts_of_the_all_routes_items(
+    aggregator, stream_tables, counted
+):
+    """With a tumbling window, Lambda names the batch's shard: two shards' transactions
+    share no all-routes item (DynamoDB would cancel one of two that meet), and the parts
+    sum to the totals however the batches are split, duplicated and ordered."""
+    records, arn = counted["Records"], stream_tables.stream_arn
+    shards = ["shardId-00000001796097590000-0a1b2c3d", "shardId-00000001796097590001-9f8e7d6c"]
+    written: dict[str, set] = {shard: set() for shard in shards}
+    batches = [(shards[i // 3 % 2], records[i : i + 3]) for i in range(0, len(records), 3)]
+    order = batches * 2
+    random.Random(17).shuffle(order)  # noqa: S311 (a reproducible order, not a secret)
+    keys: list = []  # every TransactWriteItems' item keys, in order
+    aggregator.dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.TransactWriteItems",
+        lambda params, **_: keys.extend(
+            (a["Update"]["Key"]["route"]["S"], a["Update"]["Key"]["bucket"]["S"])
+            for a in params["TransactItems"]
+        ),
+    )
+    for shard, batch in order:
+        before = len(keys)
+        event = window_event(batch, arn, shard, epoch("2026-12-01T00:00:00Z"), 900, {})
+        assert aggregator.handler(event, lambda_context()) == {
+            "state": {},
+            "batchItemFailures": [],
+        }
+        written[shard] |= {key for key in keys[before:] if key[0] == "#all"}
+    assert written[shards[0]] and written[shards[1]]
+    assert not written[shards[0]] & written[shards[1]]
+    assert all(
+        bucket.count("#") == (1 if bucket.startswith("all") else 2)
+        for _, bucket in written[shards[0]]
+    )
+    summed: dict = {}
+    for bucket, (hit_count, routes) in totals(stream_tables.series).items():
+        whole = "#".join(bucket.split("#")[: 1 if bucket.startswith("all") else 2])
+        was = summed.get(whole, (0, 0))
+        summed[whole] = (was[0] + hit_count, was[1] + routes)
+    assert summed == TOTALS
+    assert hits(stream_tables.series) == EXPECTED
 
 
 def test_a_fault_mid_batch_reports_the_first_record_of_the_failed_transaction(

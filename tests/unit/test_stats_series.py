@@ -9,16 +9,19 @@ import collections
 import datetime
 import html
 import json
+import os
 import random
 import re
 import time
 import urllib.parse
 
+import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from local.streams import stream_event
+from local.streams import stream_event, window_event
 from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, stream_records
 from tests.unit.test_aggregator import HITS, epoch
 
@@ -388,8 +391,9 @@ def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_the
     totals = section(shown, "All routes, since the stream was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
-    # The page of routes (Scan), the summary (one BatchGetItem), a Query per chart.
-    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", "Query", "Query"]
+    # The page of routes (Scan), the summary (one BatchGetItem for the tops, one Query for
+    # the totals' parts), a Query per chart.
+    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", *["Query"] * 3]
 
 
 def test_the_front_page_ranks_all_time_by_count_and_today_by_todays_hits(
@@ -449,7 +453,7 @@ def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hi
     # No chart of zeros, no "0 hits": the hit is counted, only not aggregated yet.
     assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
     assert '<a href="?route=/first"><bdi dir="ltr">/first</bdi></a>' in shown  # the table has it
-    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", "Query", "Query"]
+    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", *["Query"] * 3]
 
 
 class Body:
@@ -489,3 +493,54 @@ def test_keys_dynamodb_leaves_unprocessed_are_read_again_or_the_page_is_a_503_no
     assert len(unprocessed) == 3
     assert result["statusCode"] == 503 and result["headers"]["Retry-After"] == "1"
     assert "Nothing has been aggregated" not in result["body"]
+
+
+def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
+    counter, aggregator, stats, stream_tables
+):
+    """Batches of three shards (a tumbling window names each one's shard: window_event), and
+    batches from before the mapping had one (no shard: the un-suffixed items), shuffled and
+    each delivered twice: the all-routes series and totals still equal the hits sent."""
+    start = epoch("2026-12-01T00:00:00Z")
+    rng = random.Random(11)  # noqa: S311 (reproducible data, not a secret)
+    hits = sorted(
+        (
+            (rng.choice(["/a", "/b", "/c/d", "/e"]), start + rng.randrange(2 * 86400))
+            for _ in range(120)
+        ),
+        key=lambda hit: hit[1],
+    )
+    for route, at in hits:
+        counter.count_hit(route, at, time.monotonic() + 4)
+    arn = stream_tables.stream_arn
+    records = stream_event(stream_records(arn), arn)["Records"]
+    shards = ["shardId-00000001796097590000-0a1b2c3d", "shardId-00000001796097590001-9f8e7d6c"]
+    shards.append("shardId-00000001796097590002-44556677")
+    events = []
+    for i in range(0, len(records), 9):
+        batch = records[i : i + 9]
+        if i < len(records) // 3:  # before the change: Lambda named no shard
+            events.append({"Records": batch})
+        else:
+            events.append(window_event(batch, arn, rng.choice(shards), start, 900, {}))
+    events *= 2
+    rng.shuffle(events)
+    for event in events:
+        expected = {"batchItemFailures": []} | ({"state": {}} if "window" in event else {})
+        assert aggregator.handler(event, lambda_context()) == expected
+
+    table = boto3.resource("dynamodb").Table(os.environ["SERIES_TABLE"])
+    buckets = [
+        i["bucket"] for i in table.query(KeyConditionExpression=Key("route").eq("#all"))["Items"]
+    ]
+    assert "all" in buckets and len([b for b in buckets if b.startswith("all#")]) == 3
+    for series, width in (("hour", "%Y-%m-%dT%H:00:00Z"), ("day", "%Y-%m-%dT00:00:00Z")):
+        sent = collections.Counter(time.strftime(width, time.gmtime(at)) for _, at in hits)
+        status, body = get(
+            stats, {"series": series, "from": "2026-12-01T00:00:00Z", "to": "2026-12-02T23:00:00Z"}
+        )
+        assert status == 200
+        assert {p["start"]: p["count"] for p in body["points"] if p["count"]} == dict(sent)
+    totals = section(page(stats), "All routes, since the stream was turned on")
+    assert f"<b>{len(hits)}</b> hits" in totals
+    assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals

@@ -143,6 +143,10 @@ def test_stream_mapping_batches_reports_item_failures_bisects_and_keeps_what_it_
     assert (window["Type"], window["Default"]) == ("String", "30")
     assert props["BisectBatchOnFunctionError"] is True
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # A tumbling window, for the shard's id in each event (the aggregator's all-routes
+    # parts): Lambda's longest, so batches are cut at its boundaries least often.
+    assert props["TumblingWindowInSeconds"] == 900
+    assert "ParallelizationFactor" not in props  # one batch of a shard at a time
     assert 0 <= props["MaximumRetryAttempts"] <= 10000
     assert props["DestinationConfig"] == {"OnFailure": {"Destination": QUEUE_ARN}}
 
