@@ -86,3 +86,17 @@ def test_four_shards_in_parallel_count_every_bucket_exactly(emulator):
     assert mapping["TumblingWindowInSeconds"] > 0
     assert case["conflicts"] == 0 and case["failed_batches"] == 0
     assert case["write_units"] > 0 and case["hottest_units_per_second"] > 0
+
+
+def test_a_top_merge_that_loses_a_race_is_counted_as_a_retry(emulator):
+    """The conflict row counts both ways a shard loses a race: its transaction cancelled, or
+    its top merge refused because another shard moved the item's version first."""
+    client, series, mapping = emulator
+
+    case = scale.run_case(client, series, mapping, 4, 4000, 0.1)
+
+    assert case["top_merges"] >= case["invocations"]  # each batch merges the rankings
+    assert 0 <= case["top_retries"] <= case["top_merges"]
+    (retried,) = [r for r in scale.rows_of(case, full=True) if "retried" in r["name"]]
+    lost = case["conflicts"] + case["top_retries"]
+    assert retried["value"] == 100 * lost / (case["transactions"] + case["top_merges"])
