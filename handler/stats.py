@@ -245,12 +245,17 @@ def decode_token(token, name="'next' token"):
     return {"route": {"S": route}}
 
 
-def parse_limit(text):
+def whole_number(text, name, default, most):
+    """A query parameter's whole number from 1 to most, or default when it is absent."""
     if text is None:
-        return DEFAULT_LIMIT
-    if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
-        raise HttpError(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
+        return default
+    if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= most:
+        raise HttpError(400, f"'{name}' must be a whole number from 1 to {most}")
     return int(text)
+
+
+def parse_limit(text):
+    return whole_number(text, "limit", DEFAULT_LIMIT, MAX_LIMIT)
 
 
 def parse_days(text):
@@ -548,27 +553,18 @@ def ranked(item, limit=MAX_TOP_LIMIT, by="hits", least=DEFAULT_MIN_ANSWERS):
     return {"routes": routes[:limit], "asOf": (item or {}).get("asOf", {}).get("S")}
 
 
-def whole_number(query, name, default, most):
-    text = query.get(name)
-    if text is None:
-        return default
-    if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= most:
-        raise HttpError(400, f"'{name}' must be a whole number from 1 to {most}")
-    return int(text)
-
-
 def read_top(query, now):
     """The global top routes of all time or of today: one GetItem of the aggregator's item,
     whatever the table size; by hits, or its routes by error rate or mean latency."""
     period = query.get("period", "all")
     bucket = top_bucket(period, now)
-    limit = whole_number(query, "limit", TOP_LIMIT, MAX_TOP_LIMIT)
+    limit = whole_number(query.get("limit"), "limit", TOP_LIMIT, MAX_TOP_LIMIT)
     by = query.get("by", "hits")
     if by not in TOP_ORDERS:
         raise HttpError(400, "'by' must be 'hits', 'errors' or 'latency'")
     if "min" in query and by == "hits":
         raise HttpError(400, "'min' only comes with by=errors or by=latency")
-    least = whole_number(query, "min", DEFAULT_MIN_ANSWERS, 9999)
+    least = whole_number(query.get("min"), "min", DEFAULT_MIN_ANSWERS, 9999)
     item = dynamodb.get_item(TableName=series_table(), Key=series_key(TOP, bucket)).get("Item")
     answer = {**ranked(item, limit, by, least), "period": period}
     if by != "hits":

@@ -6,11 +6,11 @@ and ./deploy.sh --stats-token prints it for its owner (docs/security-private-sta
 """
 
 from awacs import secretsmanager
-from awacs.aws import Allow, Policy, Statement
 from troposphere import If, NoValue, Output, Ref
 from troposphere.iam import PolicyType, Role
 from troposphere.secretsmanager import GenerateSecretString, Secret
 
+from templates import iam
 from templates.parameters import StackParameters
 
 # 40 letters and digits: about 238 bits, and nothing a shell, a URL or Basic's user:password
@@ -54,22 +54,12 @@ def read_token_policy(role: Role, secret: Secret, params: StackParameters) -> Po
     Manager. No kms statement: the aws/secretsmanager key lets any principal of the account
     that may call Secrets Manager decrypt through it; with KmsKeyArn, UseKmsKeyPolicy already
     grants the stats role kms:Decrypt on that key, which GetSecretValue needs."""
-    return PolicyType(
+    return iam.conditional_policy(
         "ReadStatsTokenPolicy",
-        Condition=params.stats_are_private,
-        PolicyName="read-stats-token",
-        Roles=[Ref(role)],
-        PolicyDocument=Policy(
-            Version="2012-10-17",
-            Statement=[
-                Statement(
-                    Sid="ReadStatsToken",
-                    Effect=Allow,
-                    Action=[secretsmanager.GetSecretValue],
-                    Resource=[Ref(secret)],
-                )
-            ],
-        ),
+        params.stats_are_private,
+        role,
+        iam.allow("ReadStatsToken", [secretsmanager.GetSecretValue], Ref(secret)),
+        name="read-stats-token",
     )
 
 
