@@ -11,7 +11,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,6 +30,7 @@ from deployer.parameters import (
     protection_on_update,
     protection_value,
     tables_added,
+    tables_leaving,
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, changed_ids
@@ -40,20 +41,31 @@ NO_CHANGES = ("No updates are to be performed", "didn't contain changes")
 # The tables whose data no stack update may lose: the counts, and their history by hour and
 # day (the stream holds only 24 hours, so the series cannot be rebuilt).
 KEPT_TABLES = (TABLE_ID, SERIES_TABLE_ID)
-STACK_POLICY = {
-    "Statement": [
-        {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
-        *(
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": ["Update:Replace", "Update:Delete"],
-                "Resource": f"LogicalResourceId/{table}",
-            }
-            for table in KEPT_TABLES
-        ),
-    ]
-}
+
+
+def stack_policy(leaving: Iterable[str] = ()) -> dict:
+    """No update may replace or delete a kept table; one that `leaving` names may leave the
+    stack in this update (tables_leaving: its own condition turned off, its data kept)."""
+    leaving = set(leaving)
+    return {
+        "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
+            *(
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": ["Update:Replace"]
+                    if table in leaving
+                    else ["Update:Replace", "Update:Delete"],
+                    "Resource": f"LogicalResourceId/{table}",
+                }
+                for table in KEPT_TABLES
+            ),
+        ]
+    }
+
+
+STACK_POLICY = stack_policy()
 
 # API Gateway routes what a stage's deployment snapshotted. An update that removes or replaces
 # one of these leaves the old one in CloudFormation's deployment (see routes_replaced).
@@ -415,7 +427,20 @@ class Deployer:
             else:
                 self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
             return "DRY_RUN", stack
-        stack = self._execute(stack_id, name, change_set)
+        leaving = tables_leaving(change_set["Changes"], template, self.deployed_template(stack_id))
+        if leaving:
+            self.say(
+                f"    {', '.join(leaving)} leaves the stack (its condition is off) and keeps its "
+                "data (DeletionPolicy); the stack policy lets this update remove it, then "
+                "denies it again"
+            )
+            self.set_stack_policy(stack_id, leaving)
+            try:
+                stack = self._execute(stack_id, name, change_set)
+            finally:
+                self.set_stack_policy(stack_id)
+        else:
+            stack = self._execute(stack_id, name, change_set)
         if protect_after:
             stack = self.protect_tables(template, stack, kind)
         if kind == "UPDATE":
@@ -665,13 +690,16 @@ class Deployer:
 
     # --- after a deploy, and delete ----------------------------------------------------------
 
-    def set_stack_policy(self, stack_id: str) -> None:
+    def set_stack_policy(self, stack_id: str, leaving: Iterable[str] = ()) -> None:
         call(
             "set-stack-policy",
             self.cfn.set_stack_policy,
             StackName=stack_id,
-            StackPolicyBody=json.dumps(STACK_POLICY),
+            StackPolicyBody=json.dumps(stack_policy(leaving)),
         )
+        if leaving:
+            self.step(f"Stack policy set for this update: {', '.join(leaving)} may leave it.")
+            return
         self.step(
             f"Stack policy set: no stack update may replace or delete {' or '.join(KEPT_TABLES)}."
         )

@@ -241,6 +241,31 @@ def tables_added(changes: list[dict]) -> list[str]:
     ]
 
 
+# DeletionPolicy values that keep a table's data when an update takes it out of the stack.
+KEEPING_POLICIES = ("Retain", "RetainExceptOnCreate")
+
+
+def tables_leaving(changes: list[dict], template: dict, deployed: dict | None) -> list[str]:
+    """Logical ids of the tables an update takes out of the stack on purpose, their data kept.
+
+    Turning Analytics and MaxRoutes off removes the series table by its condition; the stack
+    policy denies Update:Delete of it (a fail-safe against a removal nobody meant, such as a
+    renamed logical id), and AWS checks the policy when the change set runs, so such an
+    update would be rolled back. A removal is meant when the new template still declares the
+    table under a condition, and the DeletionPolicy it was deployed with keeps its data.
+    """
+    resources = template.get("Resources", {})
+    old = (deployed or {}).get("Resources", {})
+    return [
+        change["ResourceChange"]["LogicalResourceId"]
+        for change in changes
+        if (rc := change.get("ResourceChange") or {}).get("Action") == "Remove"
+        and rc.get("ResourceType") == TABLE_TYPE
+        and "Condition" in resources.get(rc["LogicalResourceId"], {})
+        and old.get(rc["LogicalResourceId"], {}).get("DeletionPolicy") in KEEPING_POLICIES
+    ]
+
+
 def protected_tables(template: dict) -> list[str]:
     """Logical ids of the tables whose deletion protection follows TableDeletionProtection."""
     conditions = template.get("Conditions", {})

@@ -133,7 +133,64 @@ def _resource_diff(
         if "Condition" in other_template["Resources"][name]:
             diff["Modify"].remove(name)
             diff["Add"].append(name)
+    # A resource whose condition turns false: AWS removes it from the stack (deleting it unless
+    # its DeletionPolicy keeps it); moto keeps it, as if the condition still held.
+    if parameters is not None:
+        for name in turned_off(self, other_template, parameters):
+            for action in ("Modify", "Add"):
+                if name in diff[action]:
+                    diff[action].remove(name)
+            if name not in diff["Remove"]:
+                diff["Remove"].append(name)
     return diff
+
+
+_moto_update_map = parsing.ResourceMap.update
+
+
+def _update_map(
+    self: parsing.ResourceMap, template: dict[str, Any], parameters: dict[str, Any] | None = None
+) -> None:
+    """moto's update; then the resources whose condition is now false are out of the stack
+    (moto removed them, and kept listing them)."""
+    _moto_update_map(self, template, parameters)
+    for name, resource in template.get("Resources", {}).items():
+        condition = resource.get("Condition")
+        if condition and not self.lazy_condition_map[condition]:
+            self._parsed_resources.pop(name, None)
+
+
+def turned_off(
+    deployed: parsing.ResourceMap, template: dict[str, Any], values: dict[str, Any]
+) -> list[str]:
+    """The resources of the stack (created, still declared) whose condition is false in
+    `template` with the parameter `values` (the rest: the template's defaults)."""
+    conditional = [
+        name
+        for name, resource in template.get("Resources", {}).items()
+        if "Condition" in resource and deployed._parsed_resources.get(name) is not None
+    ]
+    if not conditional:
+        return []
+    declared = template.get("Parameters", {})
+    new = parsing.ResourceMap(
+        deployed.stack_id,
+        str(deployed["AWS::StackName"]),
+        {k: v for k, v in values.items() if k in declared},
+        {},
+        account_id=deployed._account_id,
+        region_name=deployed._region_name,
+        template=template,
+        cross_stack_resources={},
+    )
+    new.load_mapping()
+    new.load_parameters()
+    new.load_conditions()
+    return [
+        name
+        for name in conditional
+        if not new.lazy_condition_map[template["Resources"][name]["Condition"]]
+    ]
 
 
 def replacements(
@@ -192,6 +249,14 @@ def _change_set_diff(self: cfn_models.ChangeSet) -> list[cfn_models.Change]:
     deployed = self.stack.resource_map._template  # the stack's template now
     replaced = replacements(deployed, self.template_dict, old_values, new_values)
     listed = {c.logical_resource_id: c for c in changes}
+    for name in turned_off(self.stack.resource_map, self.template_dict, new_values):
+        change = listed.get(name)
+        if change is not None:
+            changes.remove(change)
+        resource_type = deployed["Resources"][name]["Type"]
+        listed[name] = cfn_models.Change("Remove", name, resource_type)
+        changes.append(listed[name])
+        replaced.pop(name, None)
     for name, replacement in replaced.items():
         change = listed.get(name)
         if change is None:
@@ -201,6 +266,121 @@ def _change_set_diff(self: cfn_models.ChangeSet) -> list[cfn_models.Change]:
         if change.action == "Modify":
             change.replacement = replacement  # type: ignore[attr-defined]
     return changes
+
+
+# Stack policies. moto 5.2.5 stores a stack's policy and enforces nothing; AWS checks every
+# change of an update against it, and a change it does not allow fails the update, which is
+# rolled back (the change set is made all the same: the policy is checked on execution).
+# The policy language (AWS CloudFormation User Guide, "Prevent updates to stack resources"):
+# Effect, Action or NotAction (Update:Modify, Update:Replace, Update:Delete, Update:*),
+# Principal "*", Resource or NotResource ("LogicalResourceId/<id>", with * wildcards), and a
+# Condition on ResourceType (StringEquals, StringLike); an explicit Deny wins, and with a
+# policy set a change no statement allows is denied. Adding a resource is never checked.
+# A replacement listed as "Conditional" is checked as Update:Replace (what it may do).
+_moto_execute_change_set = cfn_models.CloudFormationBackend.execute_change_set
+
+
+def _policy_action(change: cfn_models.Change) -> str | None:
+    if change.action == "Remove":
+        return "Update:Delete"
+    if change.action == "Modify":
+        replacement = getattr(change, "replacement", "False")
+        return "Update:Replace" if replacement in ("True", "Conditional", True) else "Update:Modify"
+    return None
+
+
+def _policy_matches(pattern: str | list[str], value: str) -> bool:
+    patterns = [pattern] if isinstance(pattern, str) else pattern
+    return any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), value) for p in patterns)
+
+
+def _statement_applies(statement: dict[str, Any], action: str, change: cfn_models.Change) -> bool:
+    resource = f"LogicalResourceId/{change.logical_resource_id}"
+    if "Action" in statement and not _policy_matches(statement["Action"], action):
+        return False
+    if "NotAction" in statement and _policy_matches(statement["NotAction"], action):
+        return False
+    if "Resource" in statement and not _policy_matches(statement["Resource"], resource):
+        return False
+    if "NotResource" in statement and _policy_matches(statement["NotResource"], resource):
+        return False
+    for operator, tests in (statement.get("Condition") or {}).items():
+        wanted = tests.get("ResourceType", [])
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        if operator == "StringEquals" and change.resource_type not in wanted:
+            return False
+        if operator == "StringLike" and not _policy_matches(wanted, change.resource_type):
+            return False
+    return True
+
+
+def stack_policy_denial(policy_body: str, change: cfn_models.Change) -> str | None:
+    """Why the stack policy denies this change of an update, or None when it allows it."""
+    action = _policy_action(change)
+    if not policy_body or action is None:
+        return None
+    statements = json.loads(policy_body).get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    resource = f"LogicalResourceId/{change.logical_resource_id}"
+    applying = [
+        (number, s)
+        for number, s in enumerate(statements, start=1)
+        if _statement_applies(s, action, change)
+    ]
+    for number, statement in applying:
+        if statement.get("Effect") == "Deny":
+            return (
+                f"Action denied by stack policy: Statement [#{number}] does not allow "
+                f"[{action}] for resource [{resource}]"
+            )
+    if any(statement.get("Effect") == "Allow" for _, statement in applying):
+        return None
+    return f"Action not allowed by stack policy: no statement allows [{action}] for [{resource}]"
+
+
+def _execute_change_set(
+    self: cfn_models.CloudFormationBackend, change_set_name: str, stack_name: str | None = None
+) -> None:
+    """moto's execution, but an update that the stack's policy denies fails and rolls back:
+    the stack keeps its resources and template, and is UPDATE_ROLLBACK_COMPLETE."""
+    change_set = self.change_sets.get(change_set_name) or next(
+        (c for c in self.change_sets.values() if c.change_set_name == change_set_name), None
+    )
+    stack = self.stacks.get(change_set.stack_id) if change_set is not None else None
+    if change_set is None or stack is None or change_set.change_set_type != "UPDATE":
+        return _moto_execute_change_set(self, change_set_name, stack_name)
+    denied = [
+        (change, reason)
+        for change in change_set.changes or []
+        if (reason := stack_policy_denial(stack.policy, change))
+    ]
+    if not denied:
+        return _moto_execute_change_set(self, change_set_name, stack_name)
+    stack._add_stack_event("UPDATE_IN_PROGRESS", resource_status_reason="User Initiated")
+    for change, reason in denied:
+        stack.events.append(
+            cfn_models.Event(
+                stack_id=stack.stack_id,
+                stack_name=stack.name,
+                logical_resource_id=change.logical_resource_id,
+                physical_resource_id="",
+                resource_type=change.resource_type,
+                resource_status="UPDATE_FAILED",
+                resource_status_reason=reason,
+                resource_properties=None,
+            )
+        )
+    stack._add_stack_event(
+        "UPDATE_ROLLBACK_IN_PROGRESS",
+        resource_status_reason="The following resource(s) failed to update: ["
+        + ", ".join(c.logical_resource_id for c, _ in denied)
+        + "].",
+    )
+    stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+    stack.status = "UPDATE_ROLLBACK_COMPLETE"
+    change_set.execution_status = "EXECUTE_FAILED"
+    return None
 
 
 _moto_update_resource = parsing.parse_and_update_resource
@@ -674,7 +854,9 @@ def apply() -> None:
     s3_models.FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
     parsing.ResourceMap.build_resource_diff = _resource_diff  # type: ignore[method-assign]
     parsing.parse_and_update_resource = _update_resource
+    parsing.ResourceMap.update = _update_map  # type: ignore[method-assign]
     cfn_models.ChangeSet.diff = _change_set_diff  # type: ignore[method-assign]
+    cfn_models.CloudFormationBackend.execute_change_set = _execute_change_set  # type: ignore[method-assign]
     Table.update_from_cloudformation_json = classmethod(_update_table)  # type: ignore[assignment]
     RestAPI.create_from_cloudformation_json = classmethod(_create_rest_api)  # type: ignore[assignment]
     RestAPI.update_from_cloudformation_json = classmethod(_update_rest_api)  # type: ignore[assignment]

@@ -223,3 +223,47 @@ def test_a_plain_http_endpoint_is_named_before_the_bucket_is_touched():
     said = str(refused.value)
     assert said.startswith(f"the S3 endpoint {endpoint} is plain HTTP, and the deployment ")
     assert "aws:SecureTransport" in said and "permission" not in said and "\n" not in said
+
+
+# --- the stack policy on AWS (emulated: moto enforces none) ---------------------------------
+
+
+def stack_policy_denies() -> dict[str, list[str]]:
+    policy = json.loads(
+        boto3.client("cloudformation").get_stack_policy(StackName="demo")["StackPolicyBody"]
+    )
+    return {
+        s["Resource"]: sorted(s["Action"]) for s in policy["Statement"] if s["Effect"] == "Deny"
+    }
+
+
+def test_analytics_off_takes_the_series_table_out_of_the_stack_and_keeps_it(account):
+    """The stack policy denies Update:Delete of SeriesTable, and AWS checks it when the change
+    set runs: without lifting it for this one update, Analytics=off is rolled back."""
+    deploy()
+    series = physical_ids()["SeriesTable"]
+
+    deploy("--param", "Analytics=off")
+
+    stack = boto3.client("cloudformation").describe_stacks(StackName="demo")["Stacks"][0]
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert "SeriesTable" not in physical_ids()
+    assert series in boto3.client("dynamodb").list_tables()["TableNames"]  # retained
+    assert stack_policy_denies() == {  # the fail-safe is back for the next update
+        f"LogicalResourceId/{table}": ["Update:Delete", "Update:Replace"] for table in TABLES
+    }
+
+
+def test_an_update_that_would_delete_the_counter_table_is_still_refused_by_the_policy(account):
+    """Only a kept table that its own condition turns off, and that its DeletionPolicy keeps,
+    leaves the stack; anything else the policy denies still fails the update."""
+    deploy()
+    template = json.loads(BODY)
+    del template["Resources"]["CounterTable"]  # e.g. a renamed logical id
+    for resource in template["Resources"].values():
+        resource.pop("DependsOn", None)
+    flow = cli.Deploy(parse(["--stack-name", "demo", "--no-smoke", "--s3-bucket", BUCKET], False))
+    flow.aws = cli.connect(flow.options)
+    with pytest.raises(DeployError, match="deploying stack demo failed"):
+        flow.deploy_template(json.dumps(template).encode())
+    assert "CounterTable" in physical_ids()

@@ -485,3 +485,94 @@ def test_a_rest_api_keeps_its_binary_media_types_from_the_template_and_updates_t
     assert created["binaryMediaTypes"] == ["*/*"]
     assert updated["binaryMediaTypes"] == ["image/png", "application/octet-stream"]
     assert removed.get("binaryMediaTypes", []) == []
+
+
+# --- stack policies ---------------------------------------------------------------------------
+
+KEEP_TABLE = {
+    "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["Update:Replace", "Update:Delete"],
+            "Resource": "LogicalResourceId/Kept",
+        },
+    ]
+}
+
+
+def execute(cfn, resources: dict, name: str) -> str:
+    """Update stack s to `resources` through a change set; the stack's status after."""
+    cfn.create_change_set(
+        StackName="s",
+        ChangeSetName=name,
+        ChangeSetType="UPDATE",
+        TemplateBody=json.dumps({"Resources": resources}),
+    )
+    cfn.execute_change_set(StackName="s", ChangeSetName=name)
+    return cfn.describe_stacks(StackName="s")["Stacks"][0]["StackStatus"]
+
+
+def test_an_update_the_stack_policy_denies_fails_and_rolls_back_with_the_reason(aws):
+    cfn, _ = aws
+    deploy(cfn, {**table("Kept", "Retain"), **table("Other", "Delete")})
+    cfn.set_stack_policy(StackName="s", StackPolicyBody=json.dumps(KEEP_TABLE))
+
+    status = execute(cfn, table("Other", "Delete"), "drop-kept")
+
+    assert status == "UPDATE_ROLLBACK_COMPLETE"
+    ids = {
+        r["LogicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName="s")["StackResources"]
+    }
+    assert "Kept" in ids  # still in the stack: nothing was applied
+    reasons = [
+        e.get("ResourceStatusReason", "")
+        for e in cfn.describe_stack_events(StackName="s")["StackEvents"]
+        if e["LogicalResourceId"] == "Kept"
+    ]
+    assert any("Action denied by stack policy" in r and "[Update:Delete]" in r for r in reasons), (
+        reasons
+    )
+
+
+def test_an_update_the_stack_policy_allows_is_applied(aws):
+    cfn, _ = aws
+    deploy(cfn, {**table("Kept", "Retain"), **table("Other", "Delete")})
+    cfn.set_stack_policy(StackName="s", StackPolicyBody=json.dumps(KEEP_TABLE))
+
+    status = execute(cfn, table("Kept", "Retain"), "drop-other")
+
+    assert status == "UPDATE_COMPLETE"
+    ids = {
+        r["LogicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName="s")["StackResources"]
+    }
+    assert ids == {"Kept"}
+
+
+@pytest.mark.parametrize(
+    ("statement", "denied"),
+    [
+        ({"Effect": "Allow", "Action": "Update:Modify", "Resource": "*"}, True),  # no allow
+        ({"Effect": "Allow", "NotAction": "Update:Delete", "Resource": "*"}, True),
+        ({"Effect": "Allow", "Action": "Update:*", "NotResource": "LogicalResourceId/K*"}, True),
+        ({"Effect": "Allow", "Action": "Update:*", "Resource": "LogicalResourceId/K*"}, False),
+        (
+            {
+                "Effect": "Allow",
+                "Action": "Update:*",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"ResourceType": ["AWS::S3::Bucket"]}},
+            },
+            True,
+        ),
+    ],
+)
+def test_a_stack_policy_is_read_as_aws_documents_it(statement, denied):
+    from moto.cloudformation.models import Change
+
+    body = json.dumps({"Statement": [{"Principal": "*", **statement}]})
+    removal = Change("Remove", "Kept", "AWS::DynamoDB::Table")
+    assert (moto_fidelity.stack_policy_denial(body, removal) is not None) is denied
