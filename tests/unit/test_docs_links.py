@@ -71,7 +71,9 @@ def test_every_relative_link_resolves(doc: Path):
         linked = (doc.parent / file_part).resolve() if file_part else doc
         if not linked.exists() and linked not in WRITTEN_ELSEWHERE:
             broken.append(f"{target}: no such file")
-        elif anchor and linked.exists() and linked.suffix == ".md" and anchor not in anchors(linked):
+        elif (
+            anchor and linked.exists() and linked.suffix == ".md" and anchor not in anchors(linked)
+        ):
             broken.append(f"{target}: no heading #{anchor} in {linked.relative_to(ROOT)}")
     assert not broken, "\n".join(broken)
 
