@@ -14,7 +14,7 @@ WRITTEN_ELSEWHERE = {ROOT / "docs" / "deploying.md"}
 
 # [text](target) outside code; images too. Targets with a scheme are not ours to check.
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-FENCE = re.compile(r"^(```|~~~)")
+FENCE = re.compile(r"^(```+|~~~+)[^`]*$")  # a fence line: no backtick after the fence
 
 
 def prose(text: str) -> str:
