@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help venv template lint scan test unit integration pytest bench screenshots lock clean
+.PHONY: help venv template lint scan test unit integration pytest bench docs screenshots lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,8 +53,12 @@ pytest: $(STAMP)
 test: lint scan pytest  ## everything CI runs: lint, cfn-lint, checkov, both test tiers
 
 BENCH_ARGS ?=
-bench: $(STAMP)  ## benchmarks: print the table, write bench/results.json (BENCH_ARGS=--quick)
+bench: $(STAMP)  ## benchmarks: print the table, write bench/results.json (BENCH_ARGS=--quick: a smoke run, to bench/results-quick.json)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The committed bench/results.json is the source of docs/performance.md's table.
+docs: $(STAMP)  ## rewrite docs/performance.md's table from bench/results.json
+	$(BIN)/python bench/report.py
 
 # Headless Chromium (Debian's `chromium` package) on a sample dashboard served on 127.0.0.1.
 screenshots: $(STAMP)  ## screenshots of the dashboard at 1280 and 375 px wide, in screenshots/

@@ -247,7 +247,7 @@ def render(template: Template, indent: int | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Print the Route Counter CloudFormation template (JSON) on stdout. "
-        "Deploy-time settings are template Parameters: see README.md or "
+        "Deploy-time settings are template Parameters: see docs/parameters.md or "
         "'./deploy.sh --param Key=Value'.",
     )
     parser.add_argument(

@@ -169,7 +169,7 @@ def billing_mode_refusal(
     return (
         f"refusing to switch BillingMode of stack {stack_name} from {was} to {wanted} in one "
         "deploy (CloudFormation cannot do it safely): switch the table first, then deploy; "
-        "see 'Switching BillingMode' in README.md"
+        "see 'Switching BillingMode' in docs/operations.md"
     )
 
 

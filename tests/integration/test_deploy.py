@@ -240,7 +240,7 @@ def test_switching_billing_mode_in_one_deploy_is_refused_and_changes_nothing(
         result,
         1,
         f"refusing to switch BillingMode of stack {name} from PAY_PER_REQUEST to PROVISIONED",
-        "'Switching BillingMode' in README.md",
+        "'Switching BillingMode' in docs/operations.md",
     )
     assert event_count(moto_server, name) == events_before
     assert change_sets(moto_server, name) == change_sets_before
