@@ -20,6 +20,7 @@ from tests.conftest import (
     lambda_context,
     load_module,
     read_item,
+    route_item,
     stream_records,
 )
 
@@ -207,16 +208,6 @@ def test_golden_stream_records_of_another_table_are_skipped_and_write_nothing(
     assert line["records"] == line["skipped"] == len(event["Records"])
 
 
-def our_image(route: str, count: int) -> dict:
-    """A counter item's attributes, as the counter writes them."""
-    return {
-        "route": {"S": route},
-        "count": {"N": str(count)},
-        "firstSeen": {"S": "2026-12-01T03:00:00Z"},
-        "lastSeen": {"S": "2026-12-01T03:30:00Z"},
-    }
-
-
 @pytest.mark.parametrize("source", ["sam", "powertools"])
 def test_golden_stream_records_with_our_items_are_counted_in_their_hour_and_day(
     aggregator, stream_tables, source
@@ -227,13 +218,13 @@ def test_golden_stream_records_with_our_items_are_counted_in_their_hour_and_day(
     event = golden_stream_events()[source]
     for record in event["Records"]:
         if "NewImage" in record["dynamodb"]:
-            record["dynamodb"]["NewImage"] = our_image("/golden", 1)
+            record["dynamodb"]["NewImage"] = route_item("/golden", 1)  # a counter item
 
     result = aggregator.handler(event, lambda_context("AggregatorFunction"))
 
     assert result == {"batchItemFailures": []}
     ddb = boto3.client("dynamodb")
-    for bucket in ("h#2026-12-01T03", "d#2026-12-01"):
+    for bucket in ("h#2026-01-02T00", "d#2026-01-02"):  # its lastSeen's hour and day
         key = {"route": {"S": "/golden"}, "bucket": {"S": bucket}}
         item = ddb.get_item(TableName=stream_tables.series, Key=key)["Item"]
         # INSERT and MODIFY of the same (firstSeen, count): one hit, counted once
