@@ -62,7 +62,7 @@ docs: $(STAMP)  ## rewrite docs/performance.md's table from bench/results.json
 
 # Headless Chromium (Debian's `chromium` package) on a sample dashboard served on 127.0.0.1.
 screenshots: $(STAMP)  ## screenshots of the dashboard at 1280 and 375 px wide, in screenshots/
-	$(BIN)/python -m local.browser screenshots
+	$(BIN)/python -m tools.browser screenshots
 
 # The locks must install on every Python the README promises: resolved for the lowest
 # (3.11.0) across platforms, with markers where a package needs a newer Python.

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
+from deployer.template_reading import parameter_values, resolve_ref
 from local.events import proxy_event
 from local.router import Router
 
@@ -67,11 +68,10 @@ def aggregator_batching(template: dict) -> dict:
     TumblingWindowInSeconds (0 when it has none), each a parameter's default when the
     template Refs one."""
     props = template["Resources"]["AggregatorStreamMapping"]["Properties"]
+    defaults = parameter_values(template, {})
     settings = {}
     for name in ("BatchSize", "MaximumBatchingWindowInSeconds", "TumblingWindowInSeconds"):
-        value = props.get(name, 0)
-        if isinstance(value, dict):
-            value = template["Parameters"][value["Ref"]]["Default"]
+        value = resolve_ref(props.get(name, 0), defaults)
         settings[name] = int(value)  # a whole-number parameter is text
     return settings
 

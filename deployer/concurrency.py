@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from deployer.template_reading import declared, default_value
+
 RESERVATION = "ReservedConcurrency"
 FUNCTION_TYPE = "AWS::Lambda::Function"
 MINIMUM_UNRESERVED = 100  # Lambda keeps at least this many concurrent executions unreserved
@@ -22,12 +24,12 @@ def wanted_reservation(
 ) -> int:
     """The reservation the deploy would set: given, else the stack's (an update keeps it),
     else the template's default; empty is none."""
-    rule = template.get("Parameters", {}).get(RESERVATION)
+    rule = declared(template).get(RESERVATION)
     if rule is None:
         return 0
     value = given.get(RESERVATION)
     if value is None:
-        value = (previous or {}).get(RESERVATION) or str(rule.get("Default", ""))
+        value = (previous or {}).get(RESERVATION) or default_value(rule)
     return int(value) if value.isdigit() else 0
 
 

@@ -34,6 +34,7 @@ from deployer.parameters import (
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, changed_ids
+from deployer.template_reading import resolve_ref
 
 POLL_SECONDS = 3.0  # between describe calls while waiting on CloudFormation
 CAPABILITIES = ["CAPABILITY_IAM"]
@@ -125,8 +126,7 @@ def stage_targets(
     """(rest api id, stage name) of each AWS::ApiGateway::Stage of the template, as deployed."""
 
     def resolve(value: object, known: dict[str, str]) -> str | None:
-        if isinstance(value, dict) and "Ref" in value:
-            return known.get(value["Ref"])
+        value = resolve_ref(value, known)
         return value if isinstance(value, str) else None
 
     targets = []

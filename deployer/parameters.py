@@ -11,6 +11,7 @@ import math
 import re
 
 from deployer.errors import ParameterError
+from deployer.template_reading import declared, default_value, if_condition, parameter_values
 
 ACCOUNT_ROLE = "ApiGatewayAccountRole"
 BILLING_MODE = "BillingMode"
@@ -18,10 +19,6 @@ TABLE_PROTECTION = "TableDeletionProtection"
 TABLE_ID = "CounterTable"  # logical id of the counter table
 SERIES_TABLE_ID = "SeriesTable"  # logical id of the series table (hits per hour and day)
 TABLE_TYPE = "AWS::DynamoDB::Table"
-
-
-def declared(template: dict) -> dict[str, dict]:
-    return template.get("Parameters", {})
 
 
 def check_parameters(template: dict, given: dict[str, str]) -> None:
@@ -113,8 +110,7 @@ def is_unchanged(
 
 def with_defaults(template: dict, given: dict[str, str]) -> dict[str, str]:
     """Every parameter's value when those not given take their defaults (not their previous)."""
-    defaults = {k: str(rule.get("Default", "")) for k, rule in declared(template).items()}
-    return defaults | given
+    return parameter_values(template, given)
 
 
 def needs_account_role(
@@ -189,7 +185,7 @@ def protection_on_create(
     rule = declared(template).get(TABLE_PROTECTION)
     if rule is None:
         return given, False
-    default = "true" if keep_previous else str(rule.get("Default", "false"))
+    default = "true" if keep_previous else default_value(rule)
     wanted = given.get(TABLE_PROTECTION, default)
     return {**given, TABLE_PROTECTION: "false"}, wanted == "true"
 
@@ -221,7 +217,7 @@ def protection_value(
         return given[TABLE_PROTECTION]
     if keep_previous and previous.get(TABLE_PROTECTION):
         return previous[TABLE_PROTECTION]
-    return str(declared(template)[TABLE_PROTECTION].get("Default", ""))
+    return default_value(declared(template)[TABLE_PROTECTION])
 
 
 def tables_added(changes: list[dict]) -> list[str]:
@@ -274,7 +270,7 @@ def protected_tables(template: dict) -> list[str]:
         setting = resource.get("Properties", {}).get("DeletionProtectionEnabled")
         if resource.get("Type") != TABLE_TYPE or not isinstance(setting, dict):
             continue
-        condition = setting.get("Fn::If", [None])[0]
+        condition = if_condition(setting)
         used = json.dumps([setting, conditions.get(condition)])
         if json.dumps({"Ref": TABLE_PROTECTION}) in used:
             found.append(logical_id)

@@ -529,6 +529,9 @@ HOP_BY_HOP = frozenset(
 NOT_FORWARDED = frozenset(
     ("host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
 )
+# A header name HTTP can carry (RFC 9110 token). API Gateway may hand over others (its own
+# documentation's example event has a header named ""), which no request can send.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A hit with its answer: the status class, the latency total and the last of each.
 COUNT_ANSWER = (
     "ADD #count :one, #class :one, latencyMsTotal :ms SET lastStatus = :status, "
@@ -629,6 +632,7 @@ def forwarded_headers(event):
         for name, values in given.items()
         if name.lower() not in HOP_BY_HOP | NOT_FORWARDED | named | {COUNT_HEADER}
         and not name.lower().startswith("proxy-")
+        and HEADER_NAME.fullmatch(name)
         for value in values
     ]
     source = (event["requestContext"].get("identity") or {}).get("sourceIp") or ""

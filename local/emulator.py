@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from deployer.errors import DeployError
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -22,10 +24,6 @@ FAKE_CREDENTIALS = {
 }
 DEFAULT_REGION = "us-east-1"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
-
-
-class DeployError(RuntimeError):
-    """The stack could not be deployed to the emulator."""
 
 
 def free_port() -> int:
@@ -154,7 +152,6 @@ def deploy(
     import json
 
     from deployer.deployer import Deployer
-    from deployer.errors import DeployError as Refused
 
     deadline = time.monotonic() + timeout
 
@@ -178,8 +175,11 @@ def deploy(
             lambda: {"TemplateBody": template_body},
             keep_previous=False,  # the local API is served with the defaults of those not given
         )
-    except Refused as error:
-        reason = str(error) or f"stack {stack_name} is in ROLLBACK_COMPLETE: delete it, then retry"
+    except DeployError as error:
+        if str(error):
+            raise
+        # AlreadyExplained: ./deploy.sh explains a ROLLBACK_COMPLETE stack on stderr; here, quiet
+        reason = f"stack {stack_name} is in ROLLBACK_COMPLETE: delete it, then retry"
         raise DeployError(reason) from error
     return outcome
 

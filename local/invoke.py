@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from deployer.template_reading import TemplateError
 from local.emulator import DEFAULT_REGION
-from local.router import TemplateError
 from local.runtime import Function, FunctionSpec, FunctionTimeout
 
 FILE_PREFIX = "file:"

@@ -39,6 +39,9 @@ from moto.iam import access_control, policy_conditions
 from moto.s3 import models as s3_models
 from moto.secretsmanager.models import secretsmanager_backends
 
+from deployer import template_reading
+from deployer.template_reading import names_used
+
 # AWS keeps a resource with these DeletionPolicy values when its stack is deleted or when an
 # update removes it from the template (RetainExceptOnCreate deletes it only when the stack's
 # first create rolls back, which moto never does). moto 5.2.5 keeps only "Retain", and only
@@ -80,34 +83,6 @@ REPLACED_BY = {
     "AWS::CloudWatch::Alarm": {"AlarmName"},
     "AWS::CloudWatch::Dashboard": {"DashboardName"},
 }
-SUB_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_:]+)(?:\.[A-Za-z0-9_.]+)?\}")
-
-
-def names_used(node: Any, conditions: dict[str, Any]) -> set[str]:
-    """Parameters and resources a template fragment uses: Ref, GetAtt, Fn::Sub's ${X}, and,
-    through Fn::If and Condition, what its conditions use."""
-    found: set[str] = set()
-    if isinstance(node, list):
-        for item in node:
-            found |= names_used(item, conditions)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Ref" and isinstance(value, str):
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
-            elif key == "Fn::Sub":
-                text, variables = (value, {}) if isinstance(value, str) else value
-                found |= set(SUB_VARIABLE.findall(text)) - set(variables)
-                found |= names_used(variables, conditions)
-            elif key == "Fn::If":
-                found |= names_used(conditions.get(value[0]), conditions)
-                found |= names_used(value[1:], conditions)
-            elif key == "Condition" and isinstance(value, str):
-                found |= names_used(conditions.get(value), conditions)
-            else:
-                found |= names_used(value, conditions)
-    return found
 
 
 _moto_resource_diff = parsing.ResourceMap.build_resource_diff
@@ -242,9 +217,9 @@ def _change_set_diff(self: cfn_models.ChangeSet) -> list[cfn_models.Change]:
     changes = _moto_change_set_diff(self)
     if self.change_set_type != "UPDATE":
         return changes
-    declared = self.template_dict.get("Parameters", {})
-    new_values = {k: str(v.get("Default", "")) for k, v in declared.items()}
-    new_values |= {k: str(v) for k, v in (self.parameters or {}).items()}
+    declared = template_reading.declared(self.template_dict)
+    given = {k: str(v) for k, v in (self.parameters or {}).items()}
+    new_values = template_reading.parameter_values(self.template_dict, given)
     old_values = {k: str(v) for k, v in self.stack.stack_parameters.items() if k in declared}
     deployed = self.stack.resource_map._template  # the stack's template now
     replaced = replacements(deployed, self.template_dict, old_values, new_values)

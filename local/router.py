@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from deployer.template_reading import TemplateError, parameter_values, ref_name
+
 ROOT = "/"
 SUPPORTED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
@@ -46,57 +48,6 @@ class Match:
     resource: ApiResource
     method: Method | None  # None: the resource exists but has no such method
     path_parameters: dict[str, str] | None
-
-
-class TemplateError(ValueError):
-    """The template's API cannot be served locally."""
-
-
-def parameter_values(template: dict, given: dict[str, str]) -> dict[str, str]:
-    """Every parameter's value for a deploy: the given ones, else the defaults."""
-    values = {
-        name: str(p["Default"])
-        for name, p in template.get("Parameters", {}).items()
-        if "Default" in p
-    }
-    return values | given
-
-
-def condition_holds(template: dict, name: str, values: dict[str, str]) -> bool:
-    """Whether the template's condition `name` holds for these parameter values (the
-    defaults for the others), as CloudFormation evaluates it."""
-    values = parameter_values(template, values)
-
-    def evaluate(node: object) -> object:
-        if not isinstance(node, dict) or len(node) != 1:
-            return node
-        ((function, argument),) = node.items()
-        if function == "Ref":
-            return values.get(argument, argument)
-        if function == "Condition":
-            return condition_holds(template, argument, values)
-        arguments = [evaluate(a) for a in argument]
-        if function == "Fn::Equals":
-            return str(arguments[0]) == str(arguments[1])
-        if function == "Fn::Not":
-            return not arguments[0]
-        if function == "Fn::And":
-            return all(arguments)
-        if function == "Fn::Or":
-            return any(arguments)
-        if function == "Fn::Split":
-            return str(arguments[1]).split(str(arguments[0]))
-        if function == "Fn::Select":
-            return arguments[1][int(arguments[0])]
-        raise TemplateError(f"condition {name}: {function} is not evaluated locally")
-
-    return bool(evaluate(template.get("Conditions", {})[name]))
-
-
-def _ref_target(value: object) -> str | None:
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        return value["Ref"]
-    return None
 
 
 def _is_root_ref(value: object) -> bool:
@@ -168,7 +119,7 @@ class Router:
         of_api = {
             k: v
             for k, v in resources.items()
-            if _ref_target(v.get("Properties", {}).get("RestApiId")) == api_logical_id
+            if ref_name(v.get("Properties", {}).get("RestApiId")) == api_logical_id
         }
         declared = {k: v for k, v in of_api.items() if v["Type"] == "AWS::ApiGateway::Resource"}
         for logical_id in declared:
@@ -180,7 +131,7 @@ class Router:
             if _is_root_ref(props.get("ResourceId")):
                 resource = self.root
             else:
-                target = _ref_target(props.get("ResourceId"))
+                target = ref_name(props.get("ResourceId"))
                 if target not in declared:
                     raise TemplateError(f"{logical_id}: ResourceId is not a resource of the API")
                 resource = self.resources[target]
@@ -204,7 +155,7 @@ class Router:
         if _is_root_ref(parent_ref):
             parent = self.root
         else:
-            target = _ref_target(parent_ref)
+            target = ref_name(parent_ref)
             if target not in declared:
                 raise TemplateError(f"{logical_id}: ParentId is not a resource of the API")
             parent = self._resource(target, declared, seen | {logical_id})
@@ -218,7 +169,7 @@ class Router:
     def _path_part(self, logical_id: str, value: object) -> str:
         if isinstance(value, str):
             return value
-        name = _ref_target(value)
+        name = ref_name(value)
         if name in self.parameters:
             return self.parameters[name]
         raise TemplateError(f"{logical_id}: PathPart must be a string or a parameter's Ref")

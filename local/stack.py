@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployer.template_reading import TemplateError, parameter_values, ref_name
 from local import emulator
 from local.events import ApiInfo
 from local.invoke import InvokeServer, file_backend_spec, is_file_backend, region
-from local.router import Router, TemplateError, parameter_values
+from local.router import Router
 from local.runtime import Function, FunctionSpec
 from local.state import (
     DEFAULT_STATE_ROOT,
@@ -78,19 +79,19 @@ def default_template() -> dict:
 
 
 def _resolve(value: object, params: dict[str, str], physical: dict[str, str]) -> object:
-    """A property value with Refs to parameters and resources resolved (best effort)."""
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        name = value["Ref"]
-        return params.get(name, physical.get(name, name))
-    return value
+    """A property value with Refs to parameters and resources resolved (best effort: a Ref
+    to a name neither knows reads as the name)."""
+    name = ref_name(value)
+    return value if name is None else params.get(name, physical.get(name, name))
 
 
 def _stage_name(template: dict, api_id: str, params: dict[str, str]) -> str:
     for resource in template["Resources"].values():
         props = resource.get("Properties", {})
-        if resource.get("Type") == "AWS::ApiGateway::Stage" and props.get("RestApiId") == {
-            "Ref": api_id
-        }:
+        if (
+            resource.get("Type") == "AWS::ApiGateway::Stage"
+            and ref_name(props.get("RestApiId")) == api_id
+        ):
             return str(_resolve(props.get("StageName"), params, {}))
     return "prod"
 

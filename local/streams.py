@@ -28,7 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from local.router import TemplateError, condition_holds, parameter_values
+from deployer.template_reading import (
+    TemplateError,
+    condition_holds,
+    parameter_values,
+    ref_name,
+    resolve_ref,
+)
 from local.runtime import Function
 
 POLL_EVERY = 0.25  # Lambda polls a DynamoDB stream's shards four times a second
@@ -57,8 +63,8 @@ class StreamMapping:
 
 def _logical_id(value: Any) -> str | None:
     """The resource a Ref or Fn::GetAtt names (None for anything else)."""
-    if isinstance(value, dict) and "Ref" in value:
-        return value["Ref"]
+    if ref_name(value) is not None:
+        return ref_name(value)
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         target = value["Fn::GetAtt"]
         return target[0] if isinstance(target, list) else target.split(".")[0]
@@ -71,9 +77,7 @@ def _flag(value: Any) -> bool:
 
 def _setting(logical_id: str, props: dict, name: str, default: Any, params: dict) -> Any:
     """A property's value: as written, or the parameter it Refs."""
-    value = props.get(name, default)
-    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in params:
-        return params[value["Ref"]]
+    value = resolve_ref(props.get(name, default), params)
     if isinstance(value, dict):
         raise TemplateError(f"{logical_id}: {name} must be a value or a Ref to a parameter")
     return value

@@ -2,7 +2,7 @@
 
 The whole local stack runs (`python -m local`: the API over HTTP, the counter, the emulator,
 the stream poller with the template's own mapping and the aggregator's inline code). Only the
-aggregator's DynamoDB traffic goes through local/faultproxy.py, which loses answers of
+aggregator's DynamoDB traffic goes through tools/faultproxy.py, which loses answers of
 transactions the emulator applied, answers 500 after applying them, and throttles, so its
 calls fail past the SDK's retries and Lambda's mapping retries and bisects its batches. Every
 bucket must still equal the hits the API answered 200 for in it.
@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from local.faultproxy import DROP, FORWARD, SERVER_ERROR, THROTTLE, FaultProxy
 from tests.conftest import emulator_process, local_stack
 from tests.unit.test_backend_monitoring import answer_hit
+from tools.faultproxy import DROP, FORWARD, SERVER_ERROR, THROTTLE, FaultProxy
 
 ROUTES = [f"/exact/{name}" for name in ("a", "b", "c", "d", "e", "f")]
 HITS = 240

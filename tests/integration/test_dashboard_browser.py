@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from local import browser
 from local.streams import stream_event
 from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
 from tests.unit.test_backend_monitoring import answer_hit
 from tests.unit.test_stats import BROWSER_ACCEPT, seed
 from tests.unit.test_stats_series import count_and_aggregate
+from tools import browser
 
 MISSING = "Chromium is not installed (Debian: apt-get install chromium)"
 

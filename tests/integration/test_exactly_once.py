@@ -1,7 +1,7 @@
 """A hit is counted at most once, whatever the network does between the function and DynamoDB.
 
 The faults are injected at the transport: the handler's real boto3 client talks HTTP to a
-real emulator (local/atomic_moto.py) through local/faultproxy.py, which loses answers
+real emulator (local/atomic_moto.py) through tools/faultproxy.py, which loses answers
 after the emulator applied the write, holds them past the client's read timeout, answers
 DynamoDB's 500 or throttling errors, or refuses connections. The proxy records which writes
 reached the emulator, so each test checks that the stored count is exactly the number of
@@ -18,9 +18,9 @@ import boto3
 import pytest
 
 from local.events import ApiInfo, build_event
-from local.faultproxy import DROP, SERVER_ERROR, STALL, THROTTLE, THROTTLE_RATE, FaultProxy
 from local.router import Router
 from tests.conftest import ROOT, lambda_context, load_module, table_definition
+from tools.faultproxy import DROP, SERVER_ERROR, STALL, THROTTLE, THROTTLE_RATE, FaultProxy
 
 ROUTE = "/exact"
 UNKNOWN = "the hit may have been counted"

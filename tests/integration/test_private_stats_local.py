@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from local import browser
 from tests.conftest import local_stack
+from tools import browser
 
 CHALLENGE = 'Basic realm="Route Counter stats", charset="UTF-8"'
 

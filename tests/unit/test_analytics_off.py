@@ -7,7 +7,7 @@ import subprocess
 import boto3
 import pytest
 
-from local.router import condition_holds
+from deployer.template_reading import as_deployed as deployed
 from local.streams import stream_mappings
 from tests.conftest import BIN, ROOT, api_event, lambda_context, load_module
 
@@ -24,35 +24,6 @@ ANALYTICS_RESOURCES = {
     "AggregatorGaveUp",
     "StatsReadSeriesPolicy",
 }
-
-
-def deployed(template: dict, values: dict[str, str]) -> dict:
-    """The template as CloudFormation deploys it with these parameter values: resources and
-    outputs whose condition is false dropped, each Fn::If resolved, AWS::NoValue removed."""
-    no_value = object()
-
-    def resolve(node):
-        if isinstance(node, list):
-            return [v for v in (resolve(i) for i in node) if v is not no_value]
-        if isinstance(node, dict):
-            if set(node) == {"Fn::If"}:
-                name, yes, no = node["Fn::If"]
-                return resolve(yes if condition_holds(template, name, values) else no)
-            if node == {"Ref": "AWS::NoValue"}:
-                return no_value
-            return {
-                k: v for k, v in ((k, resolve(v)) for k, v in node.items()) if v is not no_value
-            }
-        return node
-
-    def kept(section: str) -> dict:
-        return {
-            name: resolve(value)
-            for name, value in template.get(section, {}).items()
-            if "Condition" not in value or condition_holds(template, value["Condition"], values)
-        }
-
-    return {"Resources": kept("Resources"), "Outputs": kept("Outputs")}
 
 
 def test_analytics_on_is_the_default_and_has_every_analytics_resource(template):

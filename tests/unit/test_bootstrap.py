@@ -32,7 +32,8 @@ def project(tmp_path: Path) -> Path:
     for name in ("deploy.sh", "requirements.txt"):
         (project / name).write_bytes((ROOT / name).read_bytes())
     (project / "deploy.sh").chmod(0o755)
-    (project / "local").symlink_to(ROOT / "local")
+    for package in ("local", "deployer"):  # the local stack reads templates with deployer's
+        (project / package).symlink_to(ROOT / package)
     tools = tmp_path / "bin"
     tools.mkdir()
     (tools / "make").write_text(FAKE_MAKE)

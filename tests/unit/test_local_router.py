@@ -146,7 +146,7 @@ def test_a_method_on_a_resource_of_another_shape_is_refused(template):
 def test_conditions_are_evaluated_as_cloudformation_does_select_and_split_included(template):
     """HasLambdaBackend reads the Backend's text before its first ':' (Fn::Select of an
     Fn::Split): true for a function ARN, false for a URL or nothing."""
-    from local.router import condition_holds
+    from deployer.template_reading import condition_holds
 
     arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
     assert condition_holds(template, "HasLambdaBackend", {"Backend": arn})

@@ -1,6 +1,6 @@
 """The dashboard in a real browser: Debian's headless Chromium, a page served on 127.0.0.1.
 
-`python -m local.browser OUT_DIR` (`make screenshots`) writes screenshots of a sample
+`python -m tools.browser OUT_DIR` (`make screenshots`) writes screenshots of a sample
 dashboard at 1280 and 375 px wide; with `--url URL`, of the page a running stack serves; with
 `--local-stack`, of a local stack it starts, sends real hits to and stops (the README's
 screenshot). tests/integration/test_dashboard_browser.py measures the page as a user at
@@ -403,7 +403,7 @@ def local_stack_screenshots(out: Path, timeout: float = 120) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m local.browser",
+        prog="python -m tools.browser",
         description="Screenshots of the dashboard in headless Chromium at 1280 and 375 px.",
     )
     parser.add_argument("out", nargs="?", default="screenshots", type=Path, help="directory")
