@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from generate import build_template, render  # noqa: E402
 from local import moto_fidelity  # noqa: E402
 from local.emulator import Emulator, free_port  # noqa: E402
-from local.events import proxy_event  # noqa: E402
+from local.events import ApiKeyUsed, proxy_event  # noqa: E402
 from local.router import Router  # noqa: E402
 
 FAKE_CREDENTIALS = {
@@ -124,10 +124,23 @@ def api_event(
     query: dict | None = None,
     headers: dict | None = None,
     body: str | None = None,
+    api_key_id: str | None = None,
+    principal_id: str | None = None,
 ) -> dict:
     """The REST API proxy event (payload 1.0) the local API builds for this request,
-    routed through the generated template's own API (local.events.build_event)."""
-    return proxy_event(default_router(), path, method, query=query, headers=headers, body=body)
+    routed through the generated template's own API (local.events.build_event).
+    api_key_id: the request came with an API key of this id; principal_id: an authorizer
+    let it through as this principal."""
+    return proxy_event(
+        default_router(),
+        path,
+        method,
+        query=query,
+        headers=headers,
+        body=body,
+        api_key=ApiKeyUsed(api_key_id, f"value-of-{api_key_id}") if api_key_id else None,
+        authorizer={"principalId": principal_id} if principal_id is not None else None,
+    )
 
 
 @functools.cache
