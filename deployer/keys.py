@@ -34,7 +34,7 @@ def usage_plan_of(cloudformation: Any, stack: str) -> str:
             raise DeployError(f"stack {stack} does not exist: no API keys") from None
         raise
     plan = next(
-        (r.get("PhysicalResourceId") for r in found if r["LogicalResourceId"] == USAGE_PLAN_ID),
+        (r.get("PhysicalResourceId") for r in found if r.get("LogicalResourceId") == USAGE_PLAN_ID),
         None,
     )
     if not plan:

@@ -7,10 +7,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from local.stack import DEFAULT_STACK_NAME, LocalStack
 from local.state import DEFAULT_STATE_ROOT, SNAPSHOT_EVERY
@@ -101,6 +103,14 @@ def key_clients(args: argparse.Namespace) -> tuple[object, object]:
                 "./deploy.sh --local --param ClientIdentity=apikey"
             )
         endpoint = path.read_text(encoding="utf-8").strip()
+        address = urlsplit(endpoint)
+        try:  # a stack that was killed left its file behind
+            socket.create_connection((address.hostname, address.port), timeout=2).close()
+        except OSError:
+            raise DeployError(
+                f"no local stack {args.stack_name} is running (its emulator at {endpoint} does "
+                "not answer): start it with ./deploy.sh --local --param ClientIdentity=apikey"
+            ) from None
     emulator.use_emulator_environment(endpoint, fake_credentials=fake)
     return emulator.client("apigateway", endpoint), emulator.client("cloudformation", endpoint)
 
