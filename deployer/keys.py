@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, apigateway: Any, cloudformation: Any) -> list[
     keys = list_keys(apigateway, plan)
     if not keys:
         return [f"No API keys for stack {stack} yet: ./deploy.sh keys create NAME"]
-    width = max(len(k["name"]) for k in keys)
+    width = max(len("NAME"), *(len(k["name"]) for k in keys))
     lines = [f"{'ID':<12} {'NAME':<{width}} {'STATE':<8} CREATED"]
     for key in keys:
         state = "enabled" if key["enabled"] else "revoked"
