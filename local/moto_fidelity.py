@@ -515,17 +515,29 @@ def generated_secret_string(spec: dict[str, Any]) -> str:
     return value
 
 
-class CloudFormationSecret(CloudFormationModel):
-    """A secret a stack made: its ARN is its physical id."""
+class KnownByPhysicalId:
+    """A resource our models make: its Ref and its GetAtt Id are its physical id. A mixin,
+    not a CloudFormationModel: moto lists only that class's direct subclasses."""
 
-    def __init__(self, arn: str, account_id: str, region_name: str) -> None:
-        self.arn = arn
-        self.account_id = account_id
-        self.region_name = region_name
+    def __init__(self, physical_id: str) -> None:
+        self.physical_id = physical_id
 
     @property
     def physical_resource_id(self) -> str:
-        return self.arn
+        return self.physical_id
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Id"
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Id":
+            return self.physical_id
+        raise UnformattedGetAttTemplateException()
+
+
+class CloudFormationSecret(KnownByPhysicalId, CloudFormationModel):
+    """A secret a stack made: its ARN is its physical id."""
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -534,15 +546,6 @@ class CloudFormationSecret(CloudFormationModel):
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::SecretsManager::Secret"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Id"
-
-    def get_cfn_attribute(self, attribute_name: str) -> str:
-        if attribute_name == "Id":
-            return self.arn
-        raise UnformattedGetAttTemplateException()
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
@@ -568,7 +571,7 @@ class CloudFormationSecret(CloudFormationModel):
             replica_regions=[],
             force_overwrite=False,
         )
-        return cls(json.loads(created)["ARN"], account_id, region_name)
+        return cls(json.loads(created)["ARN"])
 
     @classmethod
     def update_from_cloudformation_json(  # type: ignore[misc]
@@ -701,15 +704,8 @@ def usage_plan_payload(properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class CloudFormationUsagePlan(CloudFormationModel):
+class CloudFormationUsagePlan(KnownByPhysicalId, CloudFormationModel):
     """A usage plan a stack made: its id is its physical id (Ref)."""
-
-    def __init__(self, plan_id: str) -> None:
-        self.plan_id = plan_id
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.plan_id
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -718,15 +714,6 @@ class CloudFormationUsagePlan(CloudFormationModel):
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::ApiGateway::UsagePlan"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Id"
-
-    def get_cfn_attribute(self, attribute_name: str) -> str:
-        if attribute_name == "Id":
-            return self.plan_id
-        raise UnformattedGetAttTemplateException()
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
@@ -753,7 +740,7 @@ class CloudFormationUsagePlan(CloudFormationModel):
     ) -> CloudFormationUsagePlan:
         """In place, as AWS updates a plan (its keys stay in it)."""
         plan = apigateway_backends[account_id][region_name].get_usage_plan(
-            original_resource.plan_id
+            original_resource.physical_id
         )
         payload = usage_plan_payload(cloudformation_json.get("Properties", {}))
         plan.description = payload["description"]

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from generate import build_template, render  # noqa: E402
 from local import moto_fidelity  # noqa: E402
+from local.atomic_moto import make_dynamodb_atomic  # noqa: E402
 from local.emulator import Emulator, free_port  # noqa: E402
 from local.events import ApiKeyUsed, proxy_event  # noqa: E402
 from local.router import Router  # noqa: E402
@@ -162,6 +163,34 @@ def counter_table(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 def counter(counter_table: str):
     """The counter handler module, imported fresh against the moto table."""
     return load_module(ROOT / "handler" / "counter.py", "counter_under_test")
+
+
+@pytest.fixture
+def tables(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """In-process moto with DynamoDB's atomic writes: the counter table and the series table
+    (MaxRoutes' ledger too); its DynamoDB client."""
+    make_dynamodb_atomic()  # DynamoDB's transactions and item writes are atomic: moto's not
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(TableName="route-counter-test", **table_definition(template))
+        client.create_table(TableName="route-counter-series", **series_definition(template))
+        monkeypatch.setenv("TABLE_NAME", "route-counter-test")
+        monkeypatch.setenv("SERIES_TABLE", "route-counter-series")
+        monkeypatch.setenv("LEDGER_TABLE", "route-counter-series")
+        monkeypatch.setenv("STATS_ROUTE", "/_stats")
+        yield client
+
+
+@pytest.fixture
+def start(tables, monkeypatch: pytest.MonkeyPatch):
+    """A fresh container of the counter, with these parameters' environment variables."""
+
+    def started(**environment):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        return load_module(ROOT / "handler" / "counter.py", "counter_under_test")
+
+    return started
 
 
 def read_item(table: str, route: str) -> dict | None:

@@ -7,11 +7,8 @@ counted where they leave the client (before-send).
 
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from local.atomic_moto import make_dynamodb_atomic
 from tests.backend_server import backend_server
 from tests.conftest import (
     ROOT,
@@ -19,38 +16,11 @@ from tests.conftest import (
     lambda_context,
     load_module,
     read_item,
-    series_definition,
     stream_records,
-    table_definition,
     tables_with_stream,
 )
 
 TABLE, SERIES = "route-counter-test", "route-counter-series"
-
-
-@pytest.fixture
-def tables(template, monkeypatch):
-    make_dynamodb_atomic()
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        client.create_table(TableName=TABLE, **table_definition(template))
-        client.create_table(TableName=SERIES, **series_definition(template))
-        monkeypatch.setenv("TABLE_NAME", TABLE)
-        monkeypatch.setenv("SERIES_TABLE", SERIES)
-        monkeypatch.setenv("STATS_ROUTE", "/_stats")
-        yield client
-
-
-@pytest.fixture
-def start(tables, monkeypatch):
-    """A fresh container of the counter with these environment variables."""
-
-    def started(**environment):
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        return load_module(ROOT / "handler" / "counter.py", "counter_with_clients")
-
-    return started
 
 
 def hit(counter, event):
