@@ -617,6 +617,9 @@ class LocalApiServer(socketserver.TCPServer):
                 api_key = self.usage_plans.admit(headers, request_id)
             except Refused as refused:
                 return refused.response
+            except Exception as error:  # the emulator's API Gateway did not answer
+                _stderr(f"{request_id} API key check failed: {type(error).__name__}: {error}")
+                return internal_server_error(request_id)
         event = build_event(
             method=method,
             target=target,
