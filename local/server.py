@@ -605,12 +605,8 @@ class LocalApiServer(socketserver.TCPServer):
         match = self.router.match(method, target.partition("?")[0])
         if match is None or match.method is None:
             return missing_authentication_token(request_id)
-        function = self.functions.get(match.method.function or "")
-        if match.method.integration_type != "AWS_PROXY" or function is None:
-            _stderr(f"{match.method.logical_id}: only AWS_PROXY Lambda integrations run locally")
-            return internal_server_error(request_id)
         api_key = None
-        if match.method.api_key_required:
+        if match.method.api_key_required:  # before the integration, as API Gateway checks
             try:
                 if self.usage_plans is None:
                     raise forbidden(request_id)
@@ -620,6 +616,10 @@ class LocalApiServer(socketserver.TCPServer):
             except Exception as error:  # the emulator's API Gateway did not answer
                 _stderr(f"{request_id} API key check failed: {type(error).__name__}: {error}")
                 return internal_server_error(request_id)
+        function = self.functions.get(match.method.function or "")
+        if match.method.integration_type != "AWS_PROXY" or function is None:
+            _stderr(f"{match.method.logical_id}: only AWS_PROXY Lambda integrations run locally")
+            return internal_server_error(request_id)
         event = build_event(
             method=method,
             target=target,
