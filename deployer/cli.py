@@ -322,7 +322,10 @@ class Deploy:
         elif not url:
             raise DeployError("smoke test: no ApiUrl to test (pass --no-smoke to skip it)")
         else:
-            smoke_test(url, say)
+            given = {
+                p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []
+            }
+            smoke_test(url, say, client_identity=given.get("ClientIdentity") or "none")
 
 
 # --- the stats token ----------------------------------------------------------------------------

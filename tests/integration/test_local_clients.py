@@ -9,6 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from deployer.smoke import smoke_test
 from tests.conftest import (
     FAKE_CREDENTIALS,
     ROOT,
@@ -67,6 +68,10 @@ def test_api_keys_are_checked_counted_and_limited_as_api_gateway_does(tmp_path):
             403,
             {"message": "Forbidden"},
         )
+        # The deployer's smoke test: refused without a key, nothing counted
+        said: list[str] = []
+        smoke_test(f"{stack.url}/", said.append, client_identity="apikey")
+        assert said[-1].endswith("refused by API Gateway (403 Forbidden).")
         assert stored_counts(stack) == {}
 
         acme, acme_value = created(tmp_path, "acme")
@@ -114,6 +119,9 @@ def test_a_header_identity_is_required_and_written_locally(tmp_path):
     with local_stack(tmp_path, *params) as stack:
         status, body = request(f"{stack.url}/hello")
         assert status == 401 and "X-Client-Id header is required" in body["error"]
+        said: list[str] = []
+        smoke_test(f"{stack.url}/", said.append, client_identity="header:X-Client-Id")
+        assert said[-1].endswith("refused with 401.")
         assert stored_counts(stack) == {}
         assert request(f"{stack.url}/hello", {"x-client-id": "acme"})[0] == 200
         assert last_client(stack, "/hello") == "acme"
