@@ -16,6 +16,7 @@ from troposphere import GetAtt, If, Ref, Sub, Template
 
 from templates import (
     api,
+    clients,
     function,
     iam,
     monitoring,
@@ -76,6 +77,7 @@ def build_template() -> Template:
             "UNMATCHED_ROUTE": Ref(params.unmatched_routes),
             "MAX_ROUTES": Ref(params.max_routes),
             "SERIES_TABLE": series_name,
+            "CLIENT_IDENTITY": Ref(params.client_identity),
         },
         statements=[iam.allow("CountHits", [dynamodb.UpdateItem], table_arn)],
         # The one function whose capacity matters (a hit it cannot take is lost) and whose
@@ -181,11 +183,11 @@ def build_template() -> Template:
     )
 
     # The API: routes, their deployment, the stage (access logs, account role)
-    deployment = add_routes(template, rest_api, params, counter.function, stats.function)
+    deployments = add_routes(template, rest_api, params, counter.function, stats.function)
     stage = add_stage(
         template,
         rest_api,
-        deployment,
+        deployments,
         params,
         {
             "KmsKeyPolicy": kms_policy,
@@ -193,6 +195,9 @@ def build_template() -> Template:
             "RouteLedgerPolicy": ledger_policy,
         },
     )
+
+    # ClientIdentity apikey: the usage plan whose keys may call the counted methods
+    usage_plan = template.add_resource(clients.usage_plan(rest_api, stage, params))
 
     # Alarms and the dashboard
     template.add_resource(monitoring.api_alarms(stage, topic))
@@ -216,6 +221,7 @@ def build_template() -> Template:
     template.add_output(api.outputs(rest_api, stage, table, counter.function))
     template.add_output(streaming.outputs(series, failures, params.has_series_table, analytics))
     template.add_output(private_stats.outputs(stats_token, params))
+    template.add_output(clients.outputs(usage_plan, params))
     return template
 
 

@@ -322,7 +322,10 @@ class Deploy:
         elif not url:
             raise DeployError("smoke test: no ApiUrl to test (pass --no-smoke to skip it)")
         else:
-            smoke_test(url, say)
+            given = {
+                p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []
+            }
+            smoke_test(url, say, client_identity=given.get("ClientIdentity") or "none")
 
 
 # --- the stats token ----------------------------------------------------------------------------
@@ -482,10 +485,22 @@ def kept_table_lines(dynamodb: object, fate: Fate, extra: str) -> list[str]:
 # --- main ---------------------------------------------------------------------------------------
 
 
+def aws_key_clients(args: object) -> tuple[object, object]:
+    """./deploy.sh keys: the API Gateway and CloudFormation clients of the stack's account."""
+    options = Options(stack=args.stack_name, region=args.region, profile=args.profile)
+    aws = connect(options)
+    return aws.client("apigateway"), aws.client("cloudformation")
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        from deployer import keys
+
+        return keys.main(argv[1:], aws_key_clients, local=False)
     try:
-        options = parse(sys.argv[1:] if argv is None else argv, sys.stdin.isatty())
+        options = parse(argv, sys.stdin.isatty())
         if options.help:
             print(USAGE)
             return 0

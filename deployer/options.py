@@ -19,6 +19,8 @@ Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=V
        ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
        ./deploy.sh --stats-token [--stack-name NAME] [--region R] [--profile P]
        ./deploy.sh --local [--port N] [--param Key=Value]... [--openapi FILE] [--stack-name NAME]
+       ./deploy.sh keys create NAME | list | revoke ID [--stack-name NAME] [--region R]
+                   [--profile P] [--local]   (ClientIdentity apikey: docs/clients.md)
 
 Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
 or updates the CloudFormation stack through a change set while showing its events, sets

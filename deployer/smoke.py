@@ -2,6 +2,11 @@
 
 With RateLimit=1 the second is refused: a 429 that carries the RateLimit headers is the
 counter itself answering, so it passes too.
+
+With a ClientIdentity (docs/clients.md) the smoke test has no client to count for, and
+counting one would bill a made-up client: one request without an identity must be refused
+before anything is counted, by API Gateway (403 Forbidden: the stage requires an API key)
+or by the counter (its 401).
 """
 
 from __future__ import annotations
@@ -92,24 +97,70 @@ def judge(url: str, path: str, first: Answer, second: Answer) -> str:
     return f"    OK: /{path} counted 1, then 2."
 
 
+def message_of(answer: Answer) -> str:
+    """API Gateway's {"message": ...}, or the counter's {"error": ...}, or ''."""
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        return ""
+    return str(body.get("message") or body.get("error") or "") if isinstance(body, dict) else ""
+
+
+def not_routed(answer: Answer, anonymous: bool) -> bool:
+    """No request reached the counter: no connection, or a gateway that does not route yet
+    (403 or 404), and no answer lost. Without a client, API Gateway's 403 Forbidden is the
+    answer awaited: only its Missing Authentication Token is a stage not routing yet."""
+    if answer.answer_lost:
+        return False
+    if anonymous and answer.status == 403:
+        return message_of(answer) == "Missing Authentication Token"
+    return answer.status in (0, 403, 404)
+
+
+def judge_anonymous(url: str, path: str, answer: Answer, client_identity: str) -> str:
+    """The OK line when a request without an identity was refused as it must be."""
+    if answer.answer_lost:
+        raise DeployError(
+            f"smoke test failed: the request to {url} was sent but its answer was lost "
+            f"({answer.error})"
+        )
+    if client_identity == "apikey":
+        if (answer.status, message_of(answer)) == (403, "Forbidden"):
+            return f"    OK: /{path} without an API key refused by API Gateway (403 Forbidden)."
+        expected = "403 Forbidden from API Gateway (the stage requires an API key)"
+    else:
+        if answer.status == 401 and "per client" in message_of(answer):
+            return f"    OK: /{path} without a client ({client_identity}) refused with 401."
+        expected = f"the counter's 401 (ClientIdentity {client_identity})"
+    raise DeployError(
+        f"smoke test failed: a request without a client got HTTP {answer.status:03d}, not "
+        f"{expected}: {_start(answer)}{answer.error}"
+    )
+
+
 def smoke_test(
     api_url: str,
     say: Callable[[str], None],
     get: Callable[[str, float], Answer] = fetch,
     sleep: Callable[[float], None] = time.sleep,
     timeout: float = TIMEOUT_SECONDS,
+    client_identity: str = "none",
 ) -> None:
     path = f"smoke-test-{int(time.time())}-{random.randrange(10**9)}"  # noqa: S311
     url = f"{api_url}{path}"
-    say(f"==> Smoke test: two requests to {url}")
+    anonymous = client_identity != "none"
+    what = "a request without a client" if anonymous else "two requests"
+    say(f"==> Smoke test: {what} to {url}")
     # Retry only failures in which no request reached the counter (no connection, or
     # 403/404 from a gateway that does not route yet): a request sent whole whose answer
     # was lost may have been counted, and a retry would count it twice.
     for attempt in range(1, TRIES + 1):
         first = get(url, timeout)
-        not_routed = first.status in (0, 403, 404) and not first.answer_lost
-        if not not_routed or attempt == TRIES:
+        if not not_routed(first, anonymous) or attempt == TRIES:
             break
         sleep(RETRY_SECONDS)
+    if anonymous:
+        say(judge_anonymous(url, path, first, client_identity))
+        return
     second = get(url, timeout) if first.status == 200 else Answer(0)
     say(judge(url, path, first, second))

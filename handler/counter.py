@@ -26,6 +26,7 @@ ROUTE_TEMPLATES = os.environ.get("ROUTE_TEMPLATES", "")
 UNMATCHED_ROUTE = os.environ.get("UNMATCHED_ROUTE") or "self"
 MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
 SERIES_TABLE = os.environ.get("SERIES_TABLE", "")
+CLIENT_IDENTITY = os.environ.get("CLIENT_IDENTITY") or "none"
 THROTTLING_CODES = {
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
@@ -208,6 +209,56 @@ class HttpError(Exception):
         self.log = {"outcome": outcome, **log}
 
 
+# ClientIdentity (docs/clients.md): who made the hit, written on the route's item with it
+# (lastClient) so that its stream record names the client.
+MAX_CLIENT_CHARS = 256
+IDENTITY_SOURCES = {
+    "apikey": ("identity", "apiKeyId", "an API key (x-api-key)"),
+    "authorizer": ("authorizer", "principalId", "an authorizer's principal"),
+}
+
+
+def client_of(event):
+    """The client the hit is counted for, or None when ClientIdentity is none. Raises
+    HttpError 401 when the identity is missing or empty, 403 when it is unusable (over
+    MAX_CLIENT_CHARS, or a header given twice with different values)."""
+    if CLIENT_IDENTITY == "none":
+        return None
+    if CLIENT_IDENTITY.startswith("header:"):
+        name = CLIENT_IDENTITY[len("header:") :]
+        what = f"the {name} header"
+        given = event.get("multiValueHeaders") or {
+            key: [value] for key, value in (event.get("headers") or {}).items()
+        }
+        values = {
+            value.strip()
+            for key, listed in given.items()
+            if key.lower() == name.lower()
+            for value in listed or []
+            if isinstance(value, str)
+        }
+        if len(values) > 1:
+            raise HttpError(403, f"{what} is given more than once, with different values")
+        client = values.pop() if values else None
+    else:
+        part, field, what = IDENTITY_SOURCES[CLIENT_IDENTITY]
+        client = (event["requestContext"].get(part) or {}).get(field)
+    if not isinstance(client, str) or not client:
+        raise HttpError(401, f"this API counts hits per client: {what} is required")
+    if len(client) > MAX_CLIENT_CHARS:
+        raise HttpError(403, f"the client id ({what}) is over {MAX_CLIENT_CHARS} characters")
+    return client
+
+
+def with_client(update, values, client):
+    """The update expression also naming the hit's client (SET lastClient), when there is
+    one: every update here ends in its SET clause."""
+    if client is None:
+        return update
+    values[":client"] = {"S": client}
+    return update + ", lastClient = :client"
+
+
 class AnswerCutOff(Exception):
     """DynamoDB's answer arrived without its body."""
 
@@ -250,9 +301,10 @@ def iso(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def count_hit(route, now, deadline, must_exist=False, answer=None):
+def count_hit(route, now, deadline, must_exist=False, answer=None, client=None):
     """Add one hit to the route's counter: one UpdateItem, atomic on the server. answer:
-    (status, latency in ms) of a backend's answer, recorded in that same write."""
+    (status, latency in ms) of a backend's answer, recorded in that same write; client: who
+    made the hit (lastClient), too."""
     values = {":one": {"N": "1"}, ":now": {"S": iso(now)}}
     update = "ADD #count :one SET lastSeen = :now, firstSeen = if_not_exists(firstSeen, :now)"
     names = None
@@ -263,7 +315,7 @@ def count_hit(route, now, deadline, must_exist=False, answer=None):
         deadline,
         names=names,
         Key={"route": {"S": route}},
-        UpdateExpression=update,
+        UpdateExpression=with_client(update, values, client),
         ExpressionAttributeValues=values,
         **({"ConditionExpression": EXISTING} if must_exist else {}),
     )
@@ -322,7 +374,7 @@ def first_update(seen, start, now):
     return COUNT_IN_WINDOW if started else START_WINDOW
 
 
-def count_limited(route, now, deadline, must_exist=False):
+def count_limited(route, now, deadline, must_exist=False, client=None):
     """Count the hit, unless the route used up RATE_LIMIT in its window: (body, headers)."""
     key, start = hash(route), int(now // WINDOW * WINDOW)
     seen = window_hint.get(key)
@@ -336,7 +388,7 @@ def count_limited(route, now, deadline, must_exist=False):
             item = write(
                 deadline,
                 Key={"route": {"S": route}},
-                UpdateExpression=update,
+                UpdateExpression=with_client(update, values, client),
                 ConditionExpression=f"{EXISTING} AND ({condition})" if must_exist else condition,
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -393,25 +445,26 @@ TRANSIENT_REASONS = {
 places = {"full": False}  # once DynamoDB said the cap is reached: the ledger never goes down
 
 
-def counted(route, now, deadline, must_exist=False, answer=None):
+def counted(route, now, deadline, must_exist=False, answer=None, client=None):
     """The hit counted under the rate limit, if any: (body, headers). A rate-limited hit is
     counted before its backend is called: it has no answer to record."""
     if RATE_LIMIT > 0:
-        return count_limited(route, now, deadline, must_exist)
-    return count_hit(route, now, deadline, must_exist, answer), None
+        return count_limited(route, now, deadline, must_exist, client)
+    return count_hit(route, now, deadline, must_exist, answer, client), None
 
 
-def count(route, now, deadline, answer=None):
+def count(route, now, deadline, answer=None, client=None):
     """Count the hit under MaxRoutes: a route already counted in one conditional UpdateItem,
     as without the cap; a new one also takes a place (claim), or counts as OVERFLOW_ROUTE.
-    answer: the backend's (status, latency ms), recorded with the hit (FailurePolicy monitor)."""
+    answer: the backend's (status, latency ms), recorded with the hit (FailurePolicy monitor);
+    client: who made it (ClientIdentity), recorded by whichever write counts it."""
     if MAX_ROUTES <= 0 or route == OVERFLOW_ROUTE:
-        return counted(route, now, deadline, answer=answer)
+        return counted(route, now, deadline, answer=answer, client=client)
     try:
-        return counted(route, now, deadline, must_exist=True, answer=answer)
+        return counted(route, now, deadline, must_exist=True, answer=answer, client=client)
     except aws.ClientError:  # write() lets only ConditionalCheckFailed through: a new route
         pass
-    outcome = "full" if places["full"] else claim(route, now, deadline, answer)
+    outcome = "full" if places["full"] else claim(route, now, deadline, answer, client)
     if outcome == "claimed":
         body = {"route": route, "count": 1, "firstSeen": iso(now), "lastSeen": iso(now)}
         if RATE_LIMIT <= 0:
@@ -420,12 +473,12 @@ def count(route, now, deadline, answer=None):
         learn(hash(route), window, 1, now, True)
         return body, rate_headers(1, window, now)
     if outcome == "exists":  # another container created it meanwhile
-        return counted(route, now, deadline, answer=answer)
+        return counted(route, now, deadline, answer=answer, client=client)
     places["full"] = True
-    return counted(OVERFLOW_ROUTE, now, deadline, answer=answer)
+    return counted(OVERFLOW_ROUTE, now, deadline, answer=answer, client=client)
 
 
-def claim(route, now, deadline, answer=None):
+def claim(route, now, deadline, answer=None, client=None):
     """Create the route's item with its first hit (and its answer, if any) and add one to the
     ledger, while it is under MAX_ROUTES, in one TransactWriteItems: "claimed", "exists" or
     "full"."""
@@ -444,7 +497,7 @@ def claim(route, now, deadline, answer=None):
             "Update": {
                 "TableName": TABLE_NAME,
                 "Key": {"route": {"S": route}},
-                "UpdateExpression": update,
+                "UpdateExpression": with_client(update, values, client),
                 "ConditionExpression": "attribute_not_exists(firstSeen)",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
@@ -761,7 +814,7 @@ def header_of(event, name):
     return None
 
 
-def serve_backend(event, route, method, started, request_id, line):
+def serve_backend(event, route, method, started, request_id, line, client=None):
     """Count and forward: the backend's answer, or a 502/504 JSON error.
 
     A rate-limited stack and FailurePolicy meter count first (a refused hit never reaches
@@ -772,7 +825,7 @@ def serve_backend(event, route, method, started, request_id, line):
     counted, limits, first = None, {}, RATE_LIMIT > 0 or METERING
     if first and method != "OPTIONS":
         try:
-            counted, limits = count(route, time.time(), started + RETRY_SECONDS)
+            counted, limits = count(route, time.time(), started + RETRY_SECONDS, client=client)
             limits = limits or {}
         except HttpError as error:
             if error.status == 429 or METERING:
@@ -793,7 +846,8 @@ def serve_backend(event, route, method, started, request_id, line):
     if not first and method != "OPTIONS":
         try:
             deadline = time.monotonic() + RETRY_SECONDS
-            counted, _ = count(route, time.time(), deadline, answer=(status, latency))
+            answer = (status, latency)
+            counted, _ = count(route, time.time(), deadline, answer=answer, client=client)
         except HttpError as error:
             line.update(level="ERROR", counted=False, countError=error.log)
     line.update(backendStatus=status, backendLatencyMs=latency)
@@ -839,12 +893,15 @@ def handler(event, context):
             raise HttpError(404, f"{STATS_ROUTE} is the stats endpoint; not counted")
         if (named := named_route(route)) != route:
             line.update(route=named, path=route)
+        client = client_of(event)  # before anything is counted or forwarded
+        if client is not None:
+            line["client"] = client
         if BACKEND:
-            result = serve_backend(event, named, method, started, request_id, line)
+            result = serve_backend(event, named, method, started, request_id, line, client)
         elif method == "OPTIONS":
             result = response(204)
         else:
-            body, headers = count(named, time.time(), started + RETRY_SECONDS)
+            body, headers = count(named, time.time(), started + RETRY_SECONDS, client=client)
             line["route"] = body["route"]  # OVERFLOW_ROUTE past MaxRoutes
             result = response(200, body, headers)
     except HttpError as error:

@@ -7,10 +7,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from local.stack import DEFAULT_STACK_NAME, LocalStack
 from local.state import DEFAULT_STATE_ROOT, SNAPSHOT_EVERY
@@ -84,7 +86,41 @@ class Stop(BaseException):
     """A signal asked us to stop (a BaseException: no `except Exception` swallows it)."""
 
 
+def key_clients(args: argparse.Namespace) -> tuple[object, object]:
+    """./deploy.sh keys --local: the clients of the emulator the running local stack named
+    in its state directory (or of AWS_ENDPOINT_URL's)."""
+    from deployer.errors import DeployError
+    from local import emulator
+    from local.stack import EMULATOR_FILE
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    fake = not endpoint
+    if not endpoint:
+        path = (args.state_dir or DEFAULT_STATE_ROOT) / args.stack_name / EMULATOR_FILE
+        if not path.is_file():
+            raise DeployError(
+                f"no local stack {args.stack_name} is running (no {path}): start it with "
+                "./deploy.sh --local --param ClientIdentity=apikey"
+            )
+        endpoint = path.read_text(encoding="utf-8").strip()
+        address = urlsplit(endpoint)
+        try:  # a stack that was killed left its file behind
+            socket.create_connection((address.hostname, address.port), timeout=2).close()
+        except OSError:
+            raise DeployError(
+                f"no local stack {args.stack_name} is running (its emulator at {endpoint} does "
+                "not answer): start it with ./deploy.sh --local --param ClientIdentity=apikey"
+            ) from None
+    emulator.use_emulator_environment(endpoint, fake_credentials=fake)
+    return emulator.client("apigateway", endpoint), emulator.client("cloudformation", endpoint)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        from deployer import keys
+
+        return keys.main(argv[1:], key_clients, local=True)
     args = parse_args(argv)
     # The functions' own log lines (print) show as they happen, even through a pipe.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -137,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             f"  counts:    {kept(stack, args.fresh)}\n"
             + private_stats_lines(stack)
             + (f"  backend:   {stack.backend}\n" if stack.backend else "")
+            + (
+                f"  api keys:  required (usage plan {stack.usage_plan}); make one: "
+                "./deploy.sh keys create NAME --local\n"
+                if stack.usage_plan
+                else ""
+            )
             + "".join(
                 f"  stream:    {m.table} -> {m.function} "
                 f"({m.logical_id}, BatchSize {m.batch_size})\n"

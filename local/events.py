@@ -24,6 +24,14 @@ class ApiInfo:
     binary_media_types: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ApiKeyUsed:
+    """The API key a request was let through with: its id and its value."""
+
+    id: str
+    value: str
+
+
 @dataclass
 class HttpResponse:
     status: int
@@ -82,8 +90,14 @@ def build_event(
     source_ip: str,
     request_id: str | None = None,
     now: float | None = None,
+    api_key: ApiKeyUsed | None = None,
+    authorizer: dict | None = None,
 ) -> dict:
     """The event API Gateway sends a Lambda proxy integration for this HTTP request.
+
+    api_key: the key API Gateway checked for a method with ApiKeyRequired (the event's
+    identity then carries apiKey and apiKeyId); authorizer: the requestContext.authorizer
+    an authorizer returned (its principalId and context).
 
     target is the request target as sent ("/a%20b/c?x=1&x=2"). Like API Gateway's REST
     API, `path` keeps the percent-encoding of the request while `pathParameters` and the
@@ -156,7 +170,9 @@ def build_event(
                 "userArn": None,
                 "userAgent": lower.get("user-agent"),
                 "user": None,
+                **({"apiKey": api_key.value, "apiKeyId": api_key.id} if api_key else {}),
             },
+            **({"authorizer": authorizer} if authorizer is not None else {}),
             "domainName": lower.get("host", "localhost"),
             "apiId": api.api_id,
         },
@@ -281,6 +297,8 @@ def proxy_event(
     headers: dict[str, str] | None = None,
     body: str | None = None,
     api: ApiInfo | None = None,
+    api_key: ApiKeyUsed | None = None,
+    authorizer: dict | None = None,
 ) -> dict:
     """build_event for a request given by its parts, routed through the template's API.
 
@@ -300,4 +318,6 @@ def proxy_event(
         match=match,
         api=api or ApiInfo(api_id="abc123"),
         source_ip="203.0.113.7",
+        api_key=api_key,
+        authorizer=authorizer,
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto import backend_index
-from moto.apigateway.models import RestAPI
+from moto.apigateway.models import RestAPI, apigateway_backends
 from moto.awslambda import responses as lambda_responses
 from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import EventSourceMapping
@@ -670,17 +670,29 @@ def generated_secret_string(spec: dict[str, Any]) -> str:
     return value
 
 
-class CloudFormationSecret(CloudFormationModel):
-    """A secret a stack made: its ARN is its physical id."""
+class KnownByPhysicalId:
+    """A resource our models make: its Ref and its GetAtt Id are its physical id. A mixin,
+    not a CloudFormationModel: moto lists only that class's direct subclasses."""
 
-    def __init__(self, arn: str, account_id: str, region_name: str) -> None:
-        self.arn = arn
-        self.account_id = account_id
-        self.region_name = region_name
+    def __init__(self, physical_id: str) -> None:
+        self.physical_id = physical_id
 
     @property
     def physical_resource_id(self) -> str:
-        return self.arn
+        return self.physical_id
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Id"
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Id":
+            return self.physical_id
+        raise UnformattedGetAttTemplateException()
+
+
+class CloudFormationSecret(KnownByPhysicalId, CloudFormationModel):
+    """A secret a stack made: its ARN is its physical id."""
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -689,15 +701,6 @@ class CloudFormationSecret(CloudFormationModel):
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::SecretsManager::Secret"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Id"
-
-    def get_cfn_attribute(self, attribute_name: str) -> str:
-        if attribute_name == "Id":
-            return self.arn
-        raise UnformattedGetAttTemplateException()
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
@@ -723,7 +726,7 @@ class CloudFormationSecret(CloudFormationModel):
             replica_regions=[],
             force_overwrite=False,
         )
-        return cls(json.loads(created)["ARN"], account_id, region_name)
+        return cls(json.loads(created)["ARN"])
 
     @classmethod
     def update_from_cloudformation_json(  # type: ignore[misc]
@@ -750,8 +753,9 @@ class CloudFormationSecret(CloudFormationModel):
         backend.delete_secret(resource_name, None, force_delete_without_recovery=True)
 
 
-def _serve_stack_secrets() -> None:
-    # moto lists its CloudFormation models once (lru_cache): list ours too
+def _serve_stack_models() -> None:
+    # moto lists its CloudFormation models once (lru_cache): list ours (the secret, the
+    # usage plan) too
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
 
@@ -821,6 +825,96 @@ def _update_mapping(cls: type, *args: Any, **kwargs: Any) -> Any:
     return _moto_update_mapping(cls, *args, **kwargs)
 
 
+# ClientIdentity apikey's usage plan (templates/clients.py): moto 5.2.5 has the API's usage
+# plans but no CloudFormation type for them (a template's plan is skipped, never made). This
+# makes it in the emulator's API Gateway, its numbers as CloudFormation converts a String
+# parameter given to an Integer or Double property; the local API enforces it
+# (local/api_keys.py).
+
+
+def usage_plan_payload(properties: dict[str, Any]) -> dict[str, Any]:
+    """CreateUsagePlan's input for an AWS::ApiGateway::UsagePlan's properties."""
+    quota = properties.get("Quota") or {}
+    throttle = properties.get("Throttle") or {}
+    return {
+        "name": properties.get("UsagePlanName"),
+        "description": properties.get("Description"),
+        "apiStages": [
+            {"apiId": stage.get("ApiId"), "stage": stage.get("Stage")}
+            for stage in properties.get("ApiStages") or []
+        ],
+        "quota": {
+            key: int(quota[name]) if name != "Period" else quota[name]
+            for name, key in (("Limit", "limit"), ("Period", "period"), ("Offset", "offset"))
+            if name in quota
+        },
+        "throttle": {
+            key: convert(throttle[name])
+            for name, key, convert in (
+                ("RateLimit", "rateLimit", float),
+                ("BurstLimit", "burstLimit", int),
+            )
+            if name in throttle
+        },
+    }
+
+
+class CloudFormationUsagePlan(KnownByPhysicalId, CloudFormationModel):
+    """A usage plan a stack made: its id is its physical id (Ref)."""
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "UsagePlanName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ApiGateway::UsagePlan"
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> CloudFormationUsagePlan:
+        payload = usage_plan_payload(cloudformation_json.get("Properties", {}))
+        payload["name"] = payload["name"] or resource_name
+        plan = apigateway_backends[account_id][region_name].create_usage_plan(payload)
+        return cls(plan.id)
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        original_resource: CloudFormationUsagePlan,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> CloudFormationUsagePlan:
+        """In place, as AWS updates a plan (its keys stay in it)."""
+        plan = apigateway_backends[account_id][region_name].get_usage_plan(
+            original_resource.physical_id
+        )
+        payload = usage_plan_payload(cloudformation_json.get("Properties", {}))
+        plan.description = payload["description"]
+        plan.quota, plan.throttle = payload["quota"], payload["throttle"]
+        return original_resource
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        backend = apigateway_backends[account_id][region_name]
+        backend.usage_plans.pop(resource_name, None)
+        backend.usage_plan_keys.pop(resource_name, None)
+
+
 def apply() -> None:
     """Patch moto in this process (idempotent); serve the app through wrap()."""
     parsing.ResourceMap._delete_resource = _delete_unless_retained  # type: ignore[method-assign]
@@ -840,7 +934,7 @@ def apply() -> None:
     streams_models.ShardIterator.__init__ = _issue_iterator  # type: ignore[method-assign]
     streams_models.DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]
     dynamodb_responses.parse_expression = _parse_key_condition
-    _serve_stack_secrets()
+    _serve_stack_models()
     _serve_lambda_account_settings()
     EventSourceMapping.create_from_cloudformation_json = classmethod(_create_mapping)  # type: ignore[assignment]
     EventSourceMapping.update_from_cloudformation_json = classmethod(_update_mapping)  # type: ignore[assignment]

@@ -22,6 +22,7 @@ class Method:
     http_method: str  # GET, POST, ... or ANY
     integration_type: str
     function: str | None  # logical id of the AWS::Lambda::Function behind an AWS_PROXY
+    api_key_required: bool = False  # its ApiKeyRequired, as deployed with the parameters
 
 
 @dataclass
@@ -141,6 +142,7 @@ class Router:
                 http_method=str(props.get("HttpMethod", "")).upper(),
                 integration_type=str(integration.get("Type", "")),
                 function=integration_function(integration.get("Uri"), functions),
+                api_key_required=self._flag(template, props.get("ApiKeyRequired", False)),
             )
             resource.methods[method.http_method] = method
             self.methods.append(method)
@@ -165,6 +167,14 @@ class Router:
         parent.children.append(resource)
         self.resources[logical_id] = resource
         return resource
+
+    def _flag(self, template: dict, value: object) -> bool:
+        """A boolean property: true, "true", or an Fn::If of the template's conditions."""
+        if isinstance(value, dict) and set(value) == {"Fn::If"}:
+            condition, when_true, when_false = value["Fn::If"]
+            holds = condition_holds(template, condition, self.parameters)
+            return self._flag(template, when_true if holds else when_false)
+        return value is True or str(value).lower() == "true"
 
     def _path_part(self, logical_id: str, value: object) -> str:
         if isinstance(value, str):

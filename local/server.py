@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import h11
 
+from local.api_keys import Refused, UsagePlans, forbidden
 from local.console import install_line_writer, printable
 from local.events import (
     ApiInfo,
@@ -424,11 +425,13 @@ class LocalApiServer(socketserver.TCPServer):
         api: ApiInfo,
         log: Callable[[str], None] | None = None,
         sock: socket.socket | None = None,
+        usage_plans: UsagePlans | None = None,
     ) -> None:
         """sock: a socket bound and listening already (local/stack.py holds the port from
         the first instant), served as it is: a connection made while the stack starts
         waits in its backlog and is answered once this serves, where closing it and
-        binding anew would reset that connection."""
+        binding anew would reset that connection. usage_plans: the stack's, which a
+        method with ApiKeyRequired applies (local/api_keys.py; None: no key works)."""
         super().__init__(address, socketserver.BaseRequestHandler, bind_and_activate=sock is None)
         if sock is not None:
             self.socket.close()
@@ -438,6 +441,7 @@ class LocalApiServer(socketserver.TCPServer):
         self.router = router
         self.functions = functions
         self.api = api
+        self.usage_plans = usage_plans
         install_line_writer()  # the functions print from many threads: one line, one write
         self.log = log or (lambda line: print(line, flush=True))
         self.draining = False
@@ -601,6 +605,17 @@ class LocalApiServer(socketserver.TCPServer):
         match = self.router.match(method, target.partition("?")[0])
         if match is None or match.method is None:
             return missing_authentication_token(request_id)
+        api_key = None
+        if match.method.api_key_required:  # before the integration, as API Gateway checks
+            try:
+                if self.usage_plans is None:
+                    raise forbidden(request_id)
+                api_key = self.usage_plans.admit(headers, request_id)
+            except Refused as refused:
+                return refused.response
+            except Exception as error:  # the emulator's API Gateway did not answer
+                _stderr(f"{request_id} API key check failed: {type(error).__name__}: {error}")
+                return internal_server_error(request_id)
         function = self.functions.get(match.method.function or "")
         if match.method.integration_type != "AWS_PROXY" or function is None:
             _stderr(f"{match.method.logical_id}: only AWS_PROXY Lambda integrations run locally")
@@ -614,6 +629,7 @@ class LocalApiServer(socketserver.TCPServer):
             api=self.api,
             source_ip=ip,
             request_id=request_id,
+            api_key=api_key,
         )
         try:
             result = function.invoke(event, request_id)

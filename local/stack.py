@@ -18,6 +18,7 @@ from typing import Any
 
 from deployer.template_reading import TemplateError, parameter_values, ref_name
 from local import emulator
+from local.api_keys import UsagePlans
 from local.events import ApiInfo
 from local.invoke import InvokeServer, file_backend_spec, is_file_backend, region
 from local.router import Router
@@ -41,6 +42,8 @@ MAX_CONCURRENCY = 64
 # Names, not values (templates/private_stats.py's secret; the file that holds its value)
 STATS_TOKEN_ID = "StatsTokenSecret"  # noqa: S105
 STATS_TOKEN_FILE = "stats-token"  # noqa: S105
+USAGE_PLAN_ID = "UsagePlan"  # templates/clients.py's plan (ClientIdentity apikey)
+EMULATOR_FILE = "emulator"  # in the state directory while the stack runs: its endpoint
 
 
 class PortInUse(OSError):
@@ -246,6 +249,7 @@ class LocalStack:
     save_failure: str | None = None  # why the last save failed (None: it worked)
     _kept: Saved = field(default_factory=Saved)  # saved, not in the template: saved as it was
     backend: str = ""  # what the counter forwards to, as the banner says it
+    usage_plan: str = ""  # ClientIdentity apikey: the plan whose keys the API takes
     _invoke_server: InvokeServer | None = None
 
     @property
@@ -324,6 +328,8 @@ class LocalStack:
             self._server = None
         for poller in self._pollers:  # what the last hits wrote reaches its functions
             poller.stop(drain_timeout)
+        if self.state is not None:  # ./deploy.sh keys --local finds no stack from now on
+            (self.state.path / EMULATOR_FILE).unlink(missing_ok=True)
         if self._saver is not None:
             self._saver.join()
         try:
@@ -463,7 +469,16 @@ def start_local_stack(
         )
         for poller in pollers:
             undo.callback(poller.stop, 0)
-        server = LocalApiServer(("127.0.0.1", port), router, functions, api, log, reserved)
+        usage_plan = physical.get(USAGE_PLAN_ID, "")
+        plans = UsagePlans(
+            emulator.client("apigateway", endpoint), [usage_plan] if usage_plan else []
+        )
+        if state is not None:  # where ./deploy.sh keys --local finds this stack's emulator
+            (state.path / EMULATOR_FILE).write_text(endpoint + "\n", encoding="utf-8")
+            undo.callback((state.path / EMULATOR_FILE).unlink, missing_ok=True)
+        server = LocalApiServer(
+            ("127.0.0.1", port), router, functions, api, log, reserved, usage_plans=plans
+        )
         undo.callback(server.server_close)
         thread = threading.Thread(
             target=server.serve_forever,
@@ -495,6 +510,7 @@ def start_local_stack(
         _kept=kept,
         backend=backend,
         _invoke_server=invoke_server,
+        usage_plan=usage_plan,
     )
     stack.start_saving()
     return stack

@@ -47,15 +47,20 @@ def path_resource(title: str, api: RestApi, path_part: str, parent=None) -> Reso
     return Resource(title, RestApiId=Ref(api), ParentId=parent_id, PathPart=path_part)
 
 
-def proxy_method(title: str, api: RestApi, resource, function: Function) -> Method:
-    """ANY method whose requests reach the function as REST proxy events (payload 1.0)."""
+def proxy_method(
+    title: str, api: RestApi, resource, function: Function, api_key_required: object = None
+) -> Method:
+    """ANY method whose requests reach the function as REST proxy events (payload 1.0);
+    api_key_required: its ApiKeyRequired (unset: none required)."""
     resource_id = GetAtt(api, "RootResourceId") if resource is None else Ref(resource)
+    key = {} if api_key_required is None else {"ApiKeyRequired": api_key_required}
     return Method(
         title,
         RestApiId=Ref(api),
         ResourceId=resource_id,
         HttpMethod="ANY",
         AuthorizationType="NONE",
+        **key,
         Metadata={
             "checkov": {
                 "skip": [{"id": "CKV_AWS_59", "comment": "Public API by design; stage throttled"}]
@@ -73,7 +78,9 @@ def proxy_method(title: str, api: RestApi, resource, function: Function) -> Meth
     )
 
 
-def api_deployment(api: RestApi, methods: list[Method], resources: list[Resource]) -> Deployment:
+def api_deployment(
+    api: RestApi, methods: list[Method], resources: list[Resource], prefix: str = "Api"
+) -> Deployment:
     """A deployment whose logical id hashes the API's shape.
 
     CloudFormation never redeploys an unchanged Deployment resource, so a change to any
@@ -82,7 +89,7 @@ def api_deployment(api: RestApi, methods: list[Method], resources: list[Resource
     shape = [r.to_dict() for r in resources] + [m.to_dict() for m in methods]
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
     return Deployment(
-        f"ApiDeployment{digest}",
+        f"{prefix}Deployment{digest}",
         RestApiId=Ref(api),
         Description=f"API shape {digest}",
         DependsOn=[m.title for m in methods],
@@ -138,9 +145,29 @@ def account_settings(role: Role, api: RestApi, params: StackParameters) -> Accou
     )
 
 
+def api_deployments(
+    api: RestApi, methods: list[Method], resources: list[Resource], params: StackParameters
+) -> tuple[Deployment, Deployment]:
+    """Two deployments of the same shape, one per value of RequiresApiKey: the methods'
+    ApiKeyRequired follows a parameter, which changes no logical id, so changing
+    ClientIdentity to or from apikey on a stack creates the other deployment and moves
+    the stage to it (one Deployment would leave the stage serving the old snapshot)."""
+    without_keys = api_deployment(api, methods, resources)
+    without_keys.Condition = params.requires_no_api_key
+    with_keys = api_deployment(api, methods, resources, prefix="ApiKey")
+    with_keys.Condition = params.requires_api_key
+    return without_keys, with_keys
+
+
+def deployment_id(deployments: tuple[Deployment, Deployment], params: StackParameters) -> If:
+    """The stage's deployment: the one of api_deployments whose condition holds."""
+    without_keys, with_keys = deployments
+    return If(params.requires_api_key, Ref(with_keys), Ref(without_keys))
+
+
 def api_stage(
     api: RestApi,
-    deployment: Deployment,
+    deployment: object,
     params: StackParameters,
     log_group: LogGroup,
     waits_for: dict[str, AWSObject],
@@ -166,7 +193,7 @@ def api_stage(
             **{key: If(r.Condition, Ref(r), "") for key, r in waits_for.items()},
         },
         RestApiId=Ref(api),
-        DeploymentId=Ref(deployment),
+        DeploymentId=deployment,
         StageName=Ref(params.stage_name),
         TracingEnabled=True,
         MethodSettings=[

@@ -11,7 +11,7 @@ from troposphere.iam import PolicyType, Role
 from troposphere.logs import LogGroup
 from troposphere.sns import Topic
 
-from templates import api, function, iam, monitoring
+from templates import api, clients, function, iam, monitoring
 from templates.parameters import StackParameters
 
 
@@ -89,10 +89,11 @@ def add_routes(
     params: StackParameters,
     counter: Function,
     stats: Function,
-) -> Deployment:
-    """ANY / and ANY /{proxy+} to the counter; ANY /<StatsPath> and ANY /<StatsPath>/{proxy+}
-    to the stats function (a specific resource beats {proxy+}); and the deployment of
-    that shape."""
+) -> tuple[Deployment, Deployment]:
+    """ANY / and ANY /{proxy+} to the counter (an API key required with ClientIdentity
+    apikey); ANY /<StatsPath> and ANY /<StatsPath>/{proxy+} to the stats function (a
+    specific resource beats {proxy+}; never a key: the stats follow PrivateStats); and the
+    deployments of that shape (api.api_deployments)."""
     proxy = template.add_resource(api.path_resource("ProxyResource", rest_api, "{proxy+}"))
     stats_path = template.add_resource(
         api.path_resource("StatsResource", rest_api, Ref(params.stats_path))
@@ -100,25 +101,26 @@ def add_routes(
     stats_proxy = template.add_resource(
         api.path_resource("StatsProxyResource", rest_api, "{proxy+}", stats_path)
     )
+    counted = clients.api_key_required(params)
     routes = [
-        ("RootMethod", None, counter),
-        ("ProxyMethod", proxy, counter),
-        ("StatsMethod", stats_path, stats),
-        ("StatsProxyMethod", stats_proxy, stats),
+        ("RootMethod", None, counter, counted),
+        ("ProxyMethod", proxy, counter, counted),
+        ("StatsMethod", stats_path, stats, None),
+        ("StatsProxyMethod", stats_proxy, stats, None),
     ]
     methods = [
-        template.add_resource(api.proxy_method(title, rest_api, resource, target))
-        for title, resource, target in routes
+        template.add_resource(api.proxy_method(title, rest_api, resource, target, key))
+        for title, resource, target, key in routes
     ]
-    return template.add_resource(
-        api.api_deployment(rest_api, methods, [proxy, stats_path, stats_proxy])
-    )
+    deployments = api.api_deployments(rest_api, methods, [proxy, stats_path, stats_proxy], params)
+    template.add_resource(list(deployments))
+    return deployments
 
 
 def add_stage(
     template: Template,
     rest_api: RestApi,
-    deployment: Deployment,
+    deployments: tuple[Deployment, Deployment],
     params: StackParameters,
     policies: dict[str, PolicyType],
 ) -> Stage:
@@ -132,7 +134,7 @@ def add_stage(
     return template.add_resource(
         api.api_stage(
             rest_api,
-            deployment,
+            api.deployment_id(deployments, params),
             params,
             access_logs,
             waits_for={"AccountSettings": account, **policies},

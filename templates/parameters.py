@@ -57,6 +57,10 @@ class StackParameters:
     analytics: Parameter
     aggregator_batch_size: Parameter
     aggregator_batching_window: Parameter
+    client_identity: Parameter
+    usage_quota_per_month: Parameter
+    usage_rate_limit: Parameter
+    usage_burst_limit: Parameter
     # condition names
     is_provisioned: str
     protects_table: str
@@ -72,6 +76,12 @@ class StackParameters:
     has_analytics: str
     has_max_routes: str
     has_series_table: str
+    requires_api_key: str
+    requires_no_api_key: str
+    has_usage_quota: str
+    has_usage_rate_limit: str
+    has_usage_burst_limit: str
+    has_usage_throttle: str
 
 
 # Backend: a function ARN (the IAM statement grants exactly it, qualifier included) or a URL.
@@ -81,6 +91,8 @@ BACKEND_PATTERN = (
 )
 MAX_BACKEND_TIMEOUT_SECONDS = 20
 MEDIA_TYPE = "[A-Za-z0-9*!#$&^_.+~-]+/[A-Za-z0-9*!#$&^_.+~-]+"
+# ClientIdentity (docs/clients.md): a header's name is an RFC 7230 token.
+HEADER_NAME = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 
 
 def number(title: str, default: int, description: str, **limits) -> Parameter:
@@ -408,6 +420,43 @@ def declarations() -> dict[str, Parameter]:
             0,
             300,
         ),
+        # Added by issue 20 (usage per client, the edge): who the client is, and the usage
+        # plan API Gateway enforces per API key (docs/clients.md).
+        "client_identity": text(
+            "ClientIdentity",
+            "none",
+            "Who made each hit, written with it (lastClient): 'none'; 'apikey' (the counted "
+            "methods require an API key of this stack's usage plan: ./deploy.sh keys); "
+            "'authorizer' (the authorizer's principalId); 'header:<Name>' (a header set by a "
+            "trusted upstream). A hit without one gets 401.",
+            AllowedPattern=f"^(none|apikey|authorizer|header:{HEADER_NAME})$",
+            ConstraintDescription="none, apikey, authorizer, or header: and a header name "
+            "(letters, digits and !#$%&'*+.^_`|~-)",
+        ),
+        "usage_quota_per_month": whole_in_range(
+            "UsageQuotaPerMonth",
+            0,
+            "ClientIdentity apikey: requests each API key may make per calendar month (UTC); "
+            "more get 429. 0: no quota.",
+            0,
+            NO_UPPER_BOUND,
+        ),
+        "usage_rate_limit": whole_in_range(
+            "UsageRateLimit",
+            0,
+            "ClientIdentity apikey: steady requests per second each API key may make; more "
+            "get 429. 0: none (the stage's throttling applies).",
+            0,
+            NO_UPPER_BOUND,
+        ),
+        "usage_burst_limit": whole_in_range(
+            "UsageBurstLimit",
+            0,
+            "ClientIdentity apikey: requests each API key may make in a burst above its "
+            "steady rate. 0: none (the stage's throttling applies).",
+            0,
+            NO_UPPER_BOUND,
+        ),
     }
 
 
@@ -460,6 +509,21 @@ def conditions(p: dict[str, Parameter]) -> dict[str, tuple[str, object]]:
         "has_series_table": (
             "HasSeriesTable",
             Or(Condition("HasAnalytics"), Condition("HasMaxRoutes")),
+        ),
+        "requires_api_key": ("RequiresApiKey", Equals(Ref(p["client_identity"]), "apikey")),
+        "requires_no_api_key": ("RequiresNoApiKey", is_not("client_identity", "apikey")),
+        "has_usage_quota": (
+            "HasUsageQuota",
+            And(Condition("RequiresApiKey"), is_not("usage_quota_per_month", "0")),
+        ),
+        "has_usage_rate_limit": ("HasUsageRateLimit", is_not("usage_rate_limit", "0")),
+        "has_usage_burst_limit": ("HasUsageBurstLimit", is_not("usage_burst_limit", "0")),
+        "has_usage_throttle": (
+            "HasUsageThrottle",
+            And(
+                Condition("RequiresApiKey"),
+                Or(Condition("HasUsageRateLimit"), Condition("HasUsageBurstLimit")),
+            ),
         ),
     }
 

@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from generate import build_template, render  # noqa: E402
 from local import moto_fidelity  # noqa: E402
+from local.atomic_moto import make_dynamodb_atomic  # noqa: E402
 from local.emulator import Emulator, free_port  # noqa: E402
-from local.events import proxy_event  # noqa: E402
+from local.events import ApiKeyUsed, proxy_event  # noqa: E402
 from local.router import Router  # noqa: E402
 
 FAKE_CREDENTIALS = {
@@ -124,10 +125,23 @@ def api_event(
     query: dict | None = None,
     headers: dict | None = None,
     body: str | None = None,
+    api_key_id: str | None = None,
+    principal_id: str | None = None,
 ) -> dict:
     """The REST API proxy event (payload 1.0) the local API builds for this request,
-    routed through the generated template's own API (local.events.build_event)."""
-    return proxy_event(default_router(), path, method, query=query, headers=headers, body=body)
+    routed through the generated template's own API (local.events.build_event).
+    api_key_id: the request came with an API key of this id; principal_id: an authorizer
+    let it through as this principal."""
+    return proxy_event(
+        default_router(),
+        path,
+        method,
+        query=query,
+        headers=headers,
+        body=body,
+        api_key=ApiKeyUsed(api_key_id, f"value-of-{api_key_id}") if api_key_id else None,
+        authorizer={"principalId": principal_id} if principal_id is not None else None,
+    )
 
 
 @functools.cache
@@ -149,6 +163,34 @@ def counter_table(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 def counter(counter_table: str):
     """The counter handler module, imported fresh against the moto table."""
     return load_module(ROOT / "handler" / "counter.py", "counter_under_test")
+
+
+@pytest.fixture
+def tables(template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """In-process moto with DynamoDB's atomic writes: the counter table and the series table
+    (MaxRoutes' ledger too); its DynamoDB client."""
+    make_dynamodb_atomic()  # DynamoDB's transactions and item writes are atomic: moto's not
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(TableName="route-counter-test", **table_definition(template))
+        client.create_table(TableName="route-counter-series", **series_definition(template))
+        monkeypatch.setenv("TABLE_NAME", "route-counter-test")
+        monkeypatch.setenv("SERIES_TABLE", "route-counter-series")
+        monkeypatch.setenv("LEDGER_TABLE", "route-counter-series")
+        monkeypatch.setenv("STATS_ROUTE", "/_stats")
+        yield client
+
+
+@pytest.fixture
+def start(tables, monkeypatch: pytest.MonkeyPatch):
+    """A fresh container of the counter, with these parameters' environment variables."""
+
+    def started(**environment):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        return load_module(ROOT / "handler" / "counter.py", "counter_under_test")
+
+    return started
 
 
 def read_item(table: str, route: str) -> dict | None:

@@ -989,3 +989,69 @@ def test_an_aws_error_no_step_explains_is_one_line_and_exit_1(monkeypatch, capsy
         "error: AWS call failed: An error occurred (AccessDenied) when calling the ListBuckets "
         "operation: not authorized: s3:ListAllMyBuckets"
     ]
+
+
+# --- the smoke test with a ClientIdentity (docs/clients.md) ----------------------------------
+
+
+def gateway(status: int, message: str) -> Answer:
+    return Answer(status, json.dumps({"message": message}).encode())
+
+
+@pytest.mark.parametrize(
+    "identity, answers, said",
+    [
+        (
+            "apikey",
+            [gateway(403, "Missing Authentication Token"), gateway(403, "Forbidden")],
+            "without an API key refused by API Gateway (403 Forbidden).",
+        ),
+        (
+            "header:X-Client-Id",
+            [
+                Answer(404),
+                Answer(
+                    401,
+                    b'{"error": "this API counts hits per client: the X-Client-Id'
+                    b' header is required"}',
+                ),
+            ],
+            "without a client (header:X-Client-Id) refused with 401.",
+        ),
+    ],
+)
+def test_with_a_client_identity_the_smoke_test_sends_one_request_that_must_be_refused(
+    identity, answers, said
+):
+    sent, slept, lines = [], [], []
+
+    def get(url, timeout):
+        sent.append(url)
+        return answers[len(sent) - 1]
+
+    smoke_test("https://x/prod/", lines.append, get, slept.append, client_identity=identity)
+    assert len(sent) == 2 and len(slept) == 1  # the stage routed at the second try
+    assert lines[-1].endswith(said)
+
+
+@pytest.mark.parametrize(
+    "identity, answer, words",
+    [
+        ("apikey", counted(1), "HTTP 200, not 403 Forbidden from API Gateway"),
+        ("authorizer", counted(1), "HTTP 200, not the counter's 401 (ClientIdentity authorizer)"),
+        ("apikey", Answer(0, error="timed out", answer_lost=True), "its answer was lost"),
+    ],
+)
+def test_with_a_client_identity_a_request_counted_without_one_fails_the_smoke_test(
+    identity, answer, words
+):
+    sent = []
+
+    def get(url, timeout):
+        sent.append(url)
+        return answer
+
+    with pytest.raises(DeployError) as failed:
+        smoke_test("https://x/prod/", lambda _: None, get, lambda _: None, client_identity=identity)
+    assert words in str(failed.value)
+    assert len(sent) == 1  # nothing retried that reached the counter

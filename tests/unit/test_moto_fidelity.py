@@ -576,3 +576,56 @@ def test_a_stack_policy_is_read_as_aws_documents_it(statement, denied):
     body = json.dumps({"Statement": [{"Principal": "*", **statement}]})
     removal = Change("Remove", "Kept", "AWS::DynamoDB::Table")
     assert (moto_fidelity.stack_policy_denial(body, removal) is not None) is denied
+
+
+# --- AWS::ApiGateway::UsagePlan in a stack -------------------------------------------------
+
+
+def plan_stack(quota: str, rate: str) -> dict:
+    """A plan whose numbers come from String parameters, as the template's do."""
+    return {
+        "Parameters": {"Quota": {"Type": "String"}, "Rate": {"Type": "String"}},
+        "Resources": {
+            "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "keys"}},
+            "UsagePlan": {
+                "Type": "AWS::ApiGateway::UsagePlan",
+                "Properties": {
+                    "UsagePlanName": "plan",
+                    "ApiStages": [{"ApiId": {"Ref": "Api"}, "Stage": "prod"}],
+                    "Quota": {"Limit": {"Ref": "Quota"}, "Period": "MONTH"},
+                    "Throttle": {"RateLimit": {"Ref": "Rate"}, "BurstLimit": "3"},
+                },
+            },
+        },
+        "Outputs": {"Plan": {"Value": {"Ref": "UsagePlan"}}},
+    }
+
+
+def test_a_stacks_usage_plan_exists_with_its_numbers_and_keeps_its_keys_on_update(aws):
+    cfn, apigw = boto3.client("cloudformation"), boto3.client("apigateway")
+
+    def deployed(quota: str, rate: str, update: bool = False) -> None:
+        params = [
+            {"ParameterKey": "Quota", "ParameterValue": quota},
+            {"ParameterKey": "Rate", "ParameterValue": rate},
+        ]
+        call = cfn.update_stack if update else cfn.create_stack
+        call(StackName="k", TemplateBody=json.dumps(plan_stack(quota, rate)), Parameters=params)
+
+    deployed("1000", "5")
+    outputs = cfn.describe_stacks(StackName="k")["Stacks"][0]["Outputs"]
+    plan_id = outputs[0]["OutputValue"]
+    plan = apigw.get_usage_plan(usagePlanId=plan_id)
+    (api,) = apigw.get_rest_apis()["items"]
+    assert plan["quota"] == {"limit": 1000, "period": "MONTH"}
+    assert plan["throttle"] == {"rateLimit": 5.0, "burstLimit": 3}
+    assert plan["apiStages"] == [{"apiId": api["id"], "stage": "prod"}]
+
+    key = apigw.create_api_key(name="acme", enabled=True)
+    apigw.create_usage_plan_key(usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY")
+    deployed("2000", "5", update=True)
+    assert apigw.get_usage_plan(usagePlanId=plan_id)["quota"]["limit"] == 2000
+    assert [k["id"] for k in apigw.get_usage_plan_keys(usagePlanId=plan_id)["items"]] == [key["id"]]
+
+    cfn.delete_stack(StackName="k")
+    assert apigw.get_usage_plans()["items"] == []

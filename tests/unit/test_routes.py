@@ -23,39 +23,12 @@ from tests.conftest import (
     load_module,
     on_send,
     read_item,
-    series_definition,
     stream_records,
     table_definition,
 )
 from tests.unit.test_aggregator import hits, run, stream_event, totals
 
-TABLE, SERIES = "route-counter-test", "route-counter-series"
-
-
-@pytest.fixture
-def tables(template, monkeypatch):
-    make_dynamodb_atomic()  # DynamoDB's transactions and item writes are atomic: moto's not
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        client.create_table(TableName=TABLE, **table_definition(template))
-        client.create_table(TableName=SERIES, **series_definition(template))
-        monkeypatch.setenv("TABLE_NAME", TABLE)
-        monkeypatch.setenv("SERIES_TABLE", SERIES)
-        monkeypatch.setenv("LEDGER_TABLE", SERIES)
-        monkeypatch.setenv("STATS_ROUTE", "/_stats")
-        yield client
-
-
-@pytest.fixture
-def start(tables, monkeypatch):
-    """A fresh container of the counter, with these parameters' environment variables."""
-
-    def started(**environment):
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        return load_module(ROOT / "handler" / "counter.py", "counter_under_test")
-
-    return started
+TABLE, SERIES = "route-counter-test", "route-counter-series"  # conftest's tables
 
 
 def hit(counter, path, method="GET"):

@@ -179,16 +179,18 @@ def test_api_changes_make_a_new_deployment(monkeypatch):
 
     monkeypatch.setattr(api, "proxy_method", with_api_key)
     after = deployment_ids(build_template())
-    assert len(before) == len(after) == 1
-    assert before != after
+    assert len(before) == len(after) == 2  # one per value of RequiresApiKey
+    assert not before & after
 
 
 def test_stage_and_outputs(resources, template):
     stage = next(iter(of_type(resources, "AWS::ApiGateway::Stage").values()))["Properties"]
     assert stage["StageName"] == {"Ref": "StageName"}
     assert template["Parameters"]["StageName"]["Default"] == "prod"
-    deployment = next(iter(of_type(resources, "AWS::ApiGateway::Deployment")))
-    assert stage["DeploymentId"] == {"Ref": deployment}
+    without_keys, with_keys = of_type(resources, "AWS::ApiGateway::Deployment")
+    assert stage["DeploymentId"] == {
+        "Fn::If": ["RequiresApiKey", {"Ref": with_keys}, {"Ref": without_keys}]
+    }
     assert {"ApiUrl", "TableName", "CounterFunctionName"} <= set(template["Outputs"])
 
 

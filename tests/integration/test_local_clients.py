@@ -1,0 +1,130 @@
+"""ClientIdentity end to end on the local stack (docs/clients.md): API keys made with the
+deployer's keys command, checked as API Gateway checks them, the monthly quota, a revoked
+key; and a header identity. Real HTTP to `python -m local`."""
+
+import json
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+from deployer.smoke import smoke_test
+from tests.conftest import (
+    FAKE_CREDENTIALS,
+    ROOT,
+    counter_table_name,
+    emulator_client,
+    local_stack,
+    stored_counts,
+)
+
+
+def request(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=20
+        ) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def keys(tmp_path, *argv: str) -> subprocess.CompletedProcess:
+    """./deploy.sh keys ... --local, as deploy.sh runs it (python -m local keys ...)."""
+    return subprocess.run(
+        [sys.executable, "-m", "local", "keys", "--state-dir", str(tmp_path / "state"), *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**FAKE_CREDENTIALS, "PATH": "/usr/bin:/bin"},
+    )
+
+
+def created(tmp_path, name: str) -> tuple[str, str]:
+    """(id, value) of a new key, as create prints them."""
+    made = keys(tmp_path, "create", name)
+    assert made.returncode == 0, made.stderr
+    key_id = re.search(r"\(id (\w+)\)", made.stdout)[1]
+    value = re.search(r"^value: (\S+)$", made.stdout, flags=re.MULTILINE)[1]
+    return key_id, value
+
+
+def last_client(stack, route: str) -> str | None:
+    item = emulator_client(stack, "dynamodb").get_item(
+        TableName=counter_table_name(stack), Key={"route": {"S": route}}
+    )["Item"]
+    return item.get("lastClient", {}).get("S")
+
+
+def test_api_keys_are_checked_counted_and_limited_as_api_gateway_does(tmp_path):
+    params = ("--param", "ClientIdentity=apikey", "--param", "UsageQuotaPerMonth=3")
+    with local_stack(tmp_path, *params, "--param", "Analytics=off") as stack:
+        assert "api keys:  required" in stack.output.read_text()
+        # No key, or one nobody has: API Gateway's own 403, before the function
+        assert request(f"{stack.url}/hello") == (403, {"message": "Forbidden"})
+        assert request(f"{stack.url}/hello", {"x-api-key": "x" * 40}) == (
+            403,
+            {"message": "Forbidden"},
+        )
+        # The deployer's smoke test: refused without a key, nothing counted
+        said: list[str] = []
+        smoke_test(f"{stack.url}/", said.append, client_identity="apikey")
+        assert said[-1].endswith("refused by API Gateway (403 Forbidden).")
+        assert stored_counts(stack) == {}
+
+        acme, acme_value = created(tmp_path, "acme")
+        status, body = request(f"{stack.url}/hello", {"x-api-key": acme_value})
+        assert (status, body["count"]) == (200, 1)
+        assert last_client(stack, "/hello") == acme
+        # The stats need no key (they follow PrivateStats) and are not counted
+        status, body = request(f"{stack.url}/_stats")
+        assert status == 200 and [r["route"] for r in body["routes"]] == ["/hello"]
+
+        # The quota: 3 a month per key, this one's third request is its last
+        assert request(f"{stack.url}/a", {"x-api-key": acme_value})[0] == 200
+        assert request(f"{stack.url}/b", {"x-api-key": acme_value})[0] == 200
+        assert request(f"{stack.url}/c", {"x-api-key": acme_value}) == (
+            429,
+            {"message": "Limit Exceeded"},
+        )
+        assert stored_counts(stack) == {"/hello": 1, "/a": 1, "/b": 1}
+
+        globex, globex_value = created(tmp_path, "globex")
+        assert request(f"{stack.url}/hello", {"x-api-key": globex_value})[0] == 200
+        assert last_client(stack, "/hello") == globex
+        revoked = keys(tmp_path, "revoke", globex)
+        assert revoked.returncode == 0, revoked.stderr
+        assert request(f"{stack.url}/hello", {"x-api-key": globex_value}) == (
+            403,
+            {"message": "Forbidden"},
+        )
+        assert stored_counts(stack)["/hello"] == 2
+
+        listed = keys(tmp_path, "list")
+        assert listed.returncode == 0, listed.stderr
+        rows = [line.split()[:3] for line in listed.stdout.splitlines()[1:]]
+        assert rows == [[acme, "acme", "enabled"], [globex, "globex", "revoked"]]
+        assert acme_value not in listed.stdout and globex_value not in listed.stdout
+        output = stack.output.read_text()
+    assert acme_value not in output and globex_value not in output  # never logged
+    # The stack stopped: keys --local says there is none to talk to
+    gone = keys(tmp_path, "list")
+    assert gone.returncode == 1 and "no local stack route-counter is running" in gone.stderr
+
+
+def test_a_header_identity_is_required_and_written_locally(tmp_path):
+    params = ("--param", "ClientIdentity=header:X-Client-Id", "--param", "Analytics=off")
+    with local_stack(tmp_path, *params) as stack:
+        status, body = request(f"{stack.url}/hello")
+        assert status == 401 and "X-Client-Id header is required" in body["error"]
+        said: list[str] = []
+        smoke_test(f"{stack.url}/", said.append, client_identity="header:X-Client-Id")
+        assert said[-1].endswith("refused with 401.")
+        assert stored_counts(stack) == {}
+        assert request(f"{stack.url}/hello", {"x-client-id": "acme"})[0] == 200
+        assert last_client(stack, "/hello") == "acme"
+        # keys are for ClientIdentity apikey only
+        refused = keys(tmp_path, "create", "acme")
+        assert refused.returncode == 1 and "--param ClientIdentity=apikey" in refused.stderr
