@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from deployer.template_reading import TemplateError, parameter_values, ref_name
+from deployer.template_reading import TemplateError, condition_holds, parameter_values, ref_name
 
 ROOT = "/"
 SUPPORTED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

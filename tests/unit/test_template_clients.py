@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from local.router import condition_holds
+from deployer.template_reading import condition_holds
 
 APIKEY = {"ClientIdentity": "apikey"}
 
