@@ -1,0 +1,57 @@
+"""./deploy.sh against emulators: one that lacks calls as LocalStack does, and the rehearsal
+(./deploy.sh --emulator) that starts its own."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.emulator import Emulator
+from local.tls import write_self_signed_certificate
+from tests.conftest import ROOT, TlsEmulator
+from tests.integration.test_deploy import client, physical_id, run_deploy, stack_parameters
+
+
+@pytest.fixture(scope="module")
+def localstack_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEmulator]:
+    """The emulator over TLS, answering SetStackPolicy and a change set made with
+    UsePreviousTemplate as LocalStack 4.14 does (tests/localstack_gaps.py)."""
+    cert, key = write_self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    emulator = Emulator(tls=(str(cert), str(key)), server=ROOT / "tests" / "localstack_gaps.py")
+    try:
+        emulator.wait_ready()
+        yield TlsEmulator(emulator.endpoint, str(cert))
+    finally:
+        emulator.stop()
+
+
+def test_an_emulator_that_lacks_set_stack_policy_is_one_warning_and_the_deploy_completes(
+    localstack_like: TlsEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("AWS_CA_BUNDLE", localstack_like.ca_bundle)
+    endpoint = localstack_like.endpoint
+
+    result = run_deploy(tmp_path, endpoint, "--stack-name", "gaps")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"warning: the endpoint {endpoint} does not implement SetStackPolicy "
+        "(InternalFailure): no stack policy set (on AWS it keeps updates from replacing or "
+        "deleting CounterTable or SeriesTable); the deploy goes on (against AWS this is an "
+        "error)"
+    ]
+    # the create, then deletion protection turned on with the template sent again
+    assert "Deletion protection of CounterTable and SeriesTable is on" in result.stdout
+    assert stack_parameters(endpoint, "gaps")["TableDeletionProtection"] == "true"
+    for table in ("CounterTable", "SeriesTable"):
+        described = client("dynamodb", endpoint).describe_table(
+            TableName=physical_id(endpoint, "gaps", table)
+        )["Table"]
+        assert described["DeletionProtectionEnabled"] is True, table
+    assert "==> Outputs:" in result.stdout
+
+    update = run_deploy(tmp_path, endpoint, "--stack-name", "gaps", "--param", "RateLimit=5")
+
+    assert update.returncode == 0, update.stdout + update.stderr
+    assert len(update.stderr.splitlines()) == 1 and "SetStackPolicy" in update.stderr
+    assert stack_parameters(endpoint, "gaps")["RateLimit"] == "5"
