@@ -33,6 +33,7 @@ from deployer.parameters import (
     check_parameters,
     needs_account_role,
 )
+from deployer.rehearsal import rehearse
 from deployer.report import TABLE_TYPE, Fate, data_fates, fates_summary, output_lines
 from deployer.s3 import (
     INLINE_LIMIT,
@@ -489,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         if options.help:
             print(USAGE)
             return 0
-        if options.delete:
+        if options.emulator:
+            rehearse(options, Deploy, say)
+        elif options.delete:
             delete(options)
         elif options.stats_token:
             print_stats_token(options)

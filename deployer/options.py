@@ -19,6 +19,7 @@ Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=V
        ./deploy.sh --delete [--yes] [--stack-name NAME] [--region R] [--profile P]
        ./deploy.sh --stats-token [--stack-name NAME] [--region R] [--profile P]
        ./deploy.sh --local [--port N] [--param Key=Value]... [--openapi FILE] [--stack-name NAME]
+       ./deploy.sh --emulator [--stack-name NAME] [--region R] [--param Key=Value]... [--dry-run]
 
 Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
 or updates the CloudFormation stack through a change set while showing its events, sets
@@ -45,6 +46,9 @@ Options:
   --stats-token       print the token of private stats (PrivateStats) on stdout, and nothing
                       else there: the password of the dashboard (any user name), or
                       'Authorization: Bearer TOKEN' (docs/security-private-stats.md)
+  --emulator          rehearse the deploy with no AWS account: start an emulator
+                      (moto_server over TLS on 127.0.0.1, a free port), deploy to it as
+                      to AWS, print its endpoint, stop it (docs/deploying.md)
   --local [ARGS...]   run the API locally instead: every other argument goes to
                       'python -m local' (e.g. --port, --param, --stack-name)
   --port N            with --local: local port to listen on
@@ -62,6 +66,7 @@ FLAGS = {
     "--delete": "delete",
     "--yes": "yes",
     "--stats-token": "stats_token",
+    "--emulator": "emulator",
 }
 
 
@@ -78,6 +83,7 @@ class Options:
     delete: bool = False
     yes: bool = False
     stats_token: bool = False
+    emulator: bool = False
     help: bool = False
 
     def where(self) -> str:

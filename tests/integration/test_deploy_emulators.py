@@ -1,6 +1,7 @@
 """./deploy.sh against emulators: one that lacks calls as LocalStack does, and the rehearsal
 (./deploy.sh --emulator) that starts its own."""
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from local.emulator import Emulator
 from local.tls import write_self_signed_certificate
-from tests.conftest import ROOT, TlsEmulator
+from tests.conftest import ROOT, TlsEmulator, gone_within, port_is_free
 from tests.integration.test_deploy import client, physical_id, run_deploy, stack_parameters
 
 
@@ -55,3 +56,54 @@ def test_an_emulator_that_lacks_set_stack_policy_is_one_warning_and_the_deploy_c
     assert update.returncode == 0, update.stdout + update.stderr
     assert len(update.stderr.splitlines()) == 1 and "SetStackPolicy" in update.stderr
     assert stack_parameters(endpoint, "gaps")["RateLimit"] == "5"
+
+
+# --- ./deploy.sh --emulator ---------------------------------------------------------------------
+
+
+def rehearsal_emulator(out: str) -> tuple[str, int]:
+    """The endpoint and pid the rehearsal's first line names."""
+    found = re.search(
+        r"==> Emulator: (https://127\.0\.0\.1:(\d+)) \(moto_server over TLS, pid (\d+)\)", out
+    )
+    assert found, out
+    return found.group(1), int(found.group(3))
+
+
+def test_the_rehearsal_deploys_the_real_template_over_tls_and_stops_its_emulator(tmp_path):
+    result = run_deploy(
+        tmp_path,
+        None,
+        "--emulator",
+        "--stack-name",
+        "rehearsal",
+        "--param",
+        "RateLimit=5",
+        credentials=False,  # a user with no AWS account
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    endpoint, pid = rehearsal_emulator(result.stdout)
+    out = result.stdout
+    # the real deploy: through the deployment bucket (TLS only), change set, protection on
+    assert "==> Template uploaded to s3://route-counter-deploy-123456789012-us-east-1/" in out
+    assert "==> Stack rehearsal is CREATE_COMPLETE" in out
+    assert "Deletion protection of CounterTable and SeriesTable is on" in out
+    assert "==> Stack policy set" in out
+    assert "RateLimit = 5" in out
+    assert out.splitlines()[-1] == (
+        f"==> Rehearsal done: stack rehearsal deployed to the emulator at {endpoint}; "
+        "stopping it (nothing is kept)"
+    )
+    assert gone_within(pid, 5)
+    assert port_is_free(int(endpoint.rsplit(":", 1)[1]))
+
+
+def test_a_failed_rehearsal_stops_its_emulator_too(tmp_path):
+    result = run_deploy(tmp_path, None, "--emulator", "--param", "LogRetentionDays=8")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: parameter LogRetentionDays='8' ")
+    _, pid = rehearsal_emulator(result.stdout)
+    assert gone_within(pid, 5)

@@ -78,3 +78,19 @@ def test_only_not_implemented_answers_are_gaps():
     assert lacks_operation(error(500, "InternalFailure"))
     assert not lacks_operation(error(403, "AccessDenied"))
     assert not lacks_operation(error(400, "ValidationError"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--emulator", "--delete", "--yes"], "takes no --delete or --stats-token"),
+        (["--emulator", "--stats-token"], "takes no --delete or --stats-token"),
+        (["--emulator", "--profile", "work"], "uses fake credentials: it takes no --profile"),
+    ],
+)
+def test_a_rehearsal_refuses_what_an_emulator_that_starts_empty_cannot_do(argv, says, capsys):
+    from deployer import cli
+
+    assert cli.main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --emulator ") and says in line
