@@ -3,7 +3,6 @@ every call the deployer makes is allowed, on the resource it names; every resour
 the template has CloudFormation's create, update and delete actions in it, each one AWS
 publishes for the type."""
 
-import fnmatch
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import boto3
 import cfnlint.data.schemas
 import pytest
-from botocore import xform_name
 from moto import mock_aws
 
 from deployer import cli
@@ -20,7 +18,6 @@ from deployer.options import parse
 from deployer.policy import (
     DEPLOYER_ACTIONS,
     MANAGED_POLICY_LIMIT,
-    NEEDS_NO_PERMISSION,
     PHASES,
     READ_ONLY_VERBS,
     RESOURCE_ACTIONS,
@@ -30,91 +27,21 @@ from deployer.policy import (
     deployer_policy,
     render,
 )
-from deployer.s3 import PERMISSIONS
 from local import moto_fidelity
 from tests.conftest import FAKE_CREDENTIALS, ROOT
+from tests.policy_check import (
+    ACCOUNT,
+    REGION,
+    Recorder,
+    allows,
+    matches,
+    policy,
+    recording,
+    refused_calls,
+)
 from tests.unit.test_deploy_flow import BODY
 
-ACCOUNT, REGION = "123456789012", FAKE_CREDENTIALS["AWS_REGION"]
 SCHEMAS = Path(cfnlint.data.schemas.__file__).parent
-
-
-def policy(scope: Scope | None = None) -> dict:
-    return json.loads(render(deployer_policy(scope)))
-
-
-def matches(pattern: str, value: str, case: bool = True) -> bool:
-    """IAM's wildcards: * any run of characters, ? one; actions compare case-insensitively."""
-    if not case:
-        pattern, value = pattern.lower(), value.lower()
-    return fnmatch.fnmatchcase(value, pattern)
-
-
-def listed(value: object) -> list[str]:
-    return value if isinstance(value, list) else [value]
-
-
-def allows(document: dict, action: str, resource: str | None = None) -> bool:
-    """Whether an Allow statement grants action (on resource, if given: then only a
-    statement without a Condition counts, as the deployer's calls meet none)."""
-    for statement in document["Statement"]:
-        if statement["Effect"] != "Allow":
-            continue
-        if not any(matches(a, action, case=False) for a in listed(statement["Action"])):
-            continue
-        if resource is None:
-            return True
-        if "Condition" not in statement and any(
-            matches(r, resource) for r in listed(statement["Resource"])
-        ):
-            return True
-    return False
-
-
-# --- the calls the deployer makes -------------------------------------------------------------
-
-
-class Recorder:
-    """Every AWS call made through a boto3 session of this process: (action, resource)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self._params: dict = {}
-
-    def parameters(self, params: dict, **_: object) -> None:
-        self._params = dict(params)
-
-    def call(self, model, params: dict, **_: object) -> None:
-        service = model.service_model.signing_name
-        operation = model.name
-        given, self._params = self._params, {}
-        if service == "apigateway":
-            action = f"apigateway:{params['method']}"
-            resource = f"arn:aws:apigateway:{REGION}::{params['url_path'].split('?')[0]}"
-        elif service == "s3":
-            action = PERMISSIONS[xform_name(operation)]
-            resource = f"arn:aws:s3:::{given['Bucket']}"
-            if "Key" in given:
-                resource += f"/{given['Key']}"
-        else:
-            action = f"{service}:{operation}"
-            resource = self.resource(service, given)
-        self.calls.append((action, resource))
-
-    @staticmethod
-    def resource(service: str, given: dict) -> str:
-        if service == "cloudformation":
-            stack = given["StackName"]
-            if stack.startswith("arn:"):
-                return stack
-            return f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack}/0-0-0"
-        if service == "dynamodb":
-            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{given['TableName']}"
-        if service == "lambda" and "FunctionName" in given:
-            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{given['FunctionName']}"
-        if service == "secretsmanager":
-            return given["SecretId"]
-        return "*"
 
 
 @pytest.fixture(scope="module")
@@ -122,21 +49,11 @@ def recorded() -> Iterator[tuple[Recorder, dict[str, str]]]:
     """The deployer's calls in a create with the defaults (through the managed bucket), an
     update with every optional feature on, a dry run, a refused billing switch, the stats
     token and a delete: the recorder, and the resources' physical ids before the delete."""
-    recorder = Recorder()
-    real_session = boto3.Session
-
-    def session(*args, **kwargs):
-        made = real_session(*args, **kwargs)
-        made.events.register("before-parameter-build", recorder.parameters)
-        made.events.register("before-call", recorder.call)
-        return made
-
     moto_fidelity.apply()
-    with pytest.MonkeyPatch.context() as patch, mock_aws():
+    with pytest.MonkeyPatch.context() as patch, mock_aws(), recording(patch) as recorder:
         for key, value in FAKE_CREDENTIALS.items():
             patch.setenv(key, value)
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        patch.setattr(boto3, "Session", session)
         # In process no request crosses a socket; the deployer's clients speak https to
         # AWS's endpoints, so the deployment bucket's TLS-only policy lets them through.
         patch.setattr(moto_fidelity._request, "secure", True, raising=False)
@@ -170,9 +87,8 @@ def recorded() -> Iterator[tuple[Recorder, dict[str, str]]]:
         yield recorder, physical
 
 
-def test_every_call_the_deployer_makes_is_allowed_on_the_resource_it_names(recorded, capsys):
+def test_every_call_the_deployer_makes_is_allowed_on_the_resource_it_names(recorded):
     recorder, _ = recorded
-    exact = policy(Scope(region=REGION, account=ACCOUNT, stack="demo"))
     actions = {action for action, _ in recorder.calls}
 
     # what the flows above reach (a call no flow made would be untested here)
@@ -188,12 +104,7 @@ def test_every_call_the_deployer_makes_is_allowed_on_the_resource_it_names(recor
         "lambda:GetAccountSettings",
         "secretsmanager:GetSecretValue",
     } <= actions
-    refused = [
-        (action, resource)
-        for action, resource in recorder.calls
-        if action not in NEEDS_NO_PERMISSION and not allows(exact, action, resource)
-    ]
-    assert refused == []
+    assert refused_calls(recorder, Scope(region=REGION, account=ACCOUNT, stack="demo")) == []
     # and each is one the policy lists as the deployer's
     assert actions <= {a.JSONrepr() for a in DEPLOYER_ACTIONS}
 
