@@ -46,12 +46,6 @@ from deployer.s3 import KEY_PREFIX
 # --- what CloudFormation does with the caller's credentials, per resource type ----------------
 
 PHASES = ("create", "read", "update", "delete")
-TAGS = [apigateway.PUT, apigateway.DELETE]  # API Gateway tags: PUT/DELETE /tags/{arn}
-
-
-def same(actions: list[Action]) -> dict[str, list[Action]]:
-    return {phase: actions for phase in PHASES}
-
 
 RESOURCE_ACTIONS: dict[str, dict[str, list[Action]]] = {
     "AWS::ApiGateway::Account": {
@@ -551,6 +545,12 @@ def all_actions() -> list[Action]:
 AUTO_SCALING_SERVICE = "dynamodb.application-autoscaling.amazonaws.com"
 PASSED_TO = ["lambda.amazonaws.com", "apigateway.amazonaws.com"]
 
+# KmsKeyArn's key is used by the services the stack's resources live in, on the caller's
+# behalf (a table's grant, a function's environment): only through them.
+KMS_THROUGH_SERVICES = Condition(
+    StringLike("kms:ViaService", [f"{s}.*.amazonaws.com" for s in ("dynamodb", "lambda")])
+)
+
 # Actions granted with a condition, in a statement of their own.
 PASS_ROLE = iam.PassRole.JSONrepr()
 SERVICE_LINKED_ROLE = iam.CreateServiceLinkedRole.JSONrepr()
@@ -627,6 +627,7 @@ def deployer_policy(scope: Scope | None = None, kms_key_arn: str = "") -> Policy
             Effect=Allow,
             Action=read_only_as_wildcards(actions),
             Resource=resources[service],
+            **({"Condition": KMS_THROUGH_SERVICES} if service == "kms" else {}),
         )
         for service, actions in sorted(by_service.items())
     ]
