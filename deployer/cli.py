@@ -33,7 +33,6 @@ from deployer.parameters import (
     check_parameters,
     needs_account_role,
 )
-from deployer.rehearsal import rehearse
 from deployer.report import TABLE_TYPE, Fate, data_fates, fates_summary, output_lines
 from deployer.s3 import (
     INLINE_LIMIT,
@@ -491,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             print(USAGE)
             return 0
         if options.emulator:
+            from deployer.rehearsal import rehearse  # starts local/'s emulator: only when asked
+
             rehearse(options, Deploy, say)
         elif options.delete:
             delete(options)
