@@ -55,7 +55,8 @@ Options:
   -h, --help          show this help
 
 Environment:
-  AWS_ENDPOINT_URL    send every AWS call there (e.g. a moto_server); skips the smoke test
+  AWS_ENDPOINT_URL    send every AWS call there (e.g. a moto_server); skips the smoke test;
+                      a call such an emulator lacks (SetStackPolicy) is a warning there
   AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...  as for the AWS CLI
 
 Exit status: 0 done (also when there was nothing to change), 1 failed, 2 bad usage."""

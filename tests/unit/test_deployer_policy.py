@@ -212,3 +212,25 @@ def test_the_policy_fits_a_managed_policy_for_a_stack_name_of_20_characters():
     scope = Scope(region=longest, account=ACCOUNT, stack="r" * 20, bucket="")
     size = len("".join(render(deployer_policy(scope)).split()))
     assert size <= MANAGED_POLICY_LIMIT, (longest, size)
+
+
+def test_the_command_names_your_bucket_and_key_instead_of_the_patterns(capsys):
+    from deployer.policy import main
+
+    key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    main(
+        [
+            *("--account", ACCOUNT, "--region", "eu-west-1", "--stack-name", "counter"),
+            *("--s3-bucket", "my-templates", "--kms-key-arn", key),
+        ]
+    )
+
+    statements = {s["Sid"]: s for s in json.loads(capsys.readouterr().out)["Statement"]}
+    assert statements["S3"]["Resource"] == [
+        "arn:aws:s3:::my-templates",
+        "arn:aws:s3:::my-templates/route-counter/*",
+    ]
+    assert statements["Kms"]["Resource"] == [key]
+    assert statements["Lambda"]["Resource"] == [
+        f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:counter-*"
+    ]
