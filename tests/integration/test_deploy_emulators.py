@@ -1,7 +1,10 @@
 """./deploy.sh against emulators: one that lacks calls as LocalStack does, and the rehearsal
 (./deploy.sh --emulator) that starts its own."""
 
+import os
 import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,13 @@ import pytest
 from local.emulator import Emulator
 from local.tls import write_self_signed_certificate
 from tests.conftest import ROOT, TlsEmulator, gone_within, port_is_free
-from tests.integration.test_deploy import client, physical_id, run_deploy, stack_parameters
+from tests.integration.test_deploy import (
+    client,
+    deploy_env,
+    physical_id,
+    run_deploy,
+    stack_parameters,
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +116,30 @@ def test_a_failed_rehearsal_stops_its_emulator_too(tmp_path):
     assert result.stderr.splitlines()[-1].startswith("error: parameter LogRetentionDays='8' ")
     _, pid = rehearsal_emulator(result.stdout)
     assert gone_within(pid, 5)
+
+
+def test_ctrl_c_during_a_rehearsal_stops_its_emulator(tmp_path):
+    """Ctrl-C in the terminal: SIGINT to the whole foreground process group."""
+    process = subprocess.Popen(
+        [str(ROOT / "deploy.sh"), "--emulator", "--stack-name", "stopped"],
+        cwd=tmp_path,
+        env=deploy_env(tmp_path, None, credentials=False),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        first = process.stdout.readline()  # the emulator is up and named
+        _, pid = rehearsal_emulator(first)
+        os.killpg(process.pid, signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    assert process.returncode == 130, first + out
+    assert gone_within(pid, 5)
+    assert "Rehearsal done" not in out
