@@ -504,7 +504,11 @@ def main(argv: list[str] | None = None) -> int:
         if options.help:
             print(USAGE)
             return 0
-        if options.delete:
+        if options.emulator:
+            from deployer.rehearsal import rehearse  # starts local/'s emulator: only when asked
+
+            rehearse(options, Deploy, say)
+        elif options.delete:
             delete(options)
         elif options.stats_token:
             print_stats_token(options)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from deployer.endpoint import client_is_aws, gap_warning, lacks_operation
 from deployer.errors import PROG, AlreadyExplained, DeployError
 from deployer.parameters import (
     SERIES_TABLE_ID,
@@ -442,7 +443,7 @@ class Deployer:
         else:
             stack = self._execute(stack_id, name, change_set)
         if protect_after:
-            stack = self.protect_tables(template, stack, kind)
+            stack = self.protect_tables(template, stack, kind, place)
         if kind == "UPDATE":
             self.redeploy_stages(template, stack, change_set["Changes"])
         return kind, stack
@@ -580,9 +581,13 @@ class Deployer:
 
     # --- after a create or an update ----------------------------------------------------------
 
-    def protect_tables(self, template: dict, stack: dict, kind: str = "CREATE") -> dict:
+    def protect_tables(self, template: dict, stack: dict, kind: str, place: dict) -> dict:
         """Turn on the tables' deletion protection: a parameter-only update of the stack just
-        created or updated (same template, every other value kept). The stack after it."""
+        created or updated (same template, every other value kept). The stack after it.
+
+        place is where the deploy's change set read the template (TemplateBody or
+        TemplateURL): sent again, not UsePreviousTemplate, which some emulators refuse
+        (LocalStack) and which AWS treats the same."""
         tables = " and ".join(protected_tables(template)) or TABLE_ID
         self.step(
             f"Turning on the deletion protection of {tables} ({TABLE_PROTECTION}=true, "
@@ -591,9 +596,7 @@ class Deployer:
         name = f"protect-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         given, previous = {TABLE_PROTECTION: "true"}, parameter_values(stack)
         try:
-            made = self._make_change_set(
-                name, "UPDATE", {"UsePreviousTemplate": True}, template, given, previous, True
-            )
+            made = self._make_change_set(name, "UPDATE", place, template, given, previous, True)
             if made is None:
                 raise DeployError("the endpoint found nothing to change")
             stack_id, change_set = made
@@ -691,12 +694,25 @@ class Deployer:
     # --- after a deploy, and delete ----------------------------------------------------------
 
     def set_stack_policy(self, stack_id: str, leaving: Iterable[str] = ()) -> None:
-        call(
-            "set-stack-policy",
-            self.cfn.set_stack_policy,
-            StackName=stack_id,
-            StackPolicyBody=json.dumps(stack_policy(leaving)),
-        )
+        """The stack policy (stack_policy(leaving)); an emulator that lacks SetStackPolicy
+        (LocalStack) is one warning line and no policy, AWS's refusal an error."""
+        try:
+            self.cfn.set_stack_policy(
+                StackName=stack_id, StackPolicyBody=json.dumps(stack_policy(leaving))
+            )
+        except (ClientError, BotoCoreError) as error:
+            if not client_is_aws(self.cfn) and lacks_operation(error):
+                self.warn(
+                    gap_warning(
+                        self.cfn.meta.endpoint_url,
+                        "SetStackPolicy",
+                        error,
+                        "no stack policy set (on AWS it keeps updates from replacing or "
+                        f"deleting {' or '.join(KEPT_TABLES)})",
+                    )
+                )
+                return
+            raise DeployError(f"set-stack-policy: {error}") from None
         if leaving:
             self.step(f"Stack policy set for this update: {', '.join(leaving)} may leave it.")
             return

@@ -21,6 +21,7 @@ Usage: ./deploy.sh [--stack-name NAME] [--region R] [--profile P] [--param Key=V
        ./deploy.sh --local [--port N] [--param Key=Value]... [--openapi FILE] [--stack-name NAME]
        ./deploy.sh keys create NAME | list | revoke ID [--stack-name NAME] [--region R]
                    [--profile P] [--local]   (ClientIdentity apikey: docs/clients.md)
+       ./deploy.sh --emulator [--stack-name NAME] [--region R] [--param Key=Value]... [--dry-run]
 
 Generates the Route Counter template (python generate.py), lints it (cfn-lint), creates
 or updates the CloudFormation stack through a change set while showing its events, sets
@@ -47,13 +48,17 @@ Options:
   --stats-token       print the token of private stats (PrivateStats) on stdout, and nothing
                       else there: the password of the dashboard (any user name), or
                       'Authorization: Bearer TOKEN' (docs/security-private-stats.md)
+  --emulator          rehearse the deploy with no AWS account: start an emulator
+                      (moto_server over TLS on 127.0.0.1, a free port), deploy to it as
+                      to AWS, print its endpoint, stop it (docs/deploying.md)
   --local [ARGS...]   run the API locally instead: every other argument goes to
                       'python -m local' (e.g. --port, --param, --stack-name)
   --port N            with --local: local port to listen on
   -h, --help          show this help
 
 Environment:
-  AWS_ENDPOINT_URL    send every AWS call there (e.g. a moto_server); skips the smoke test
+  AWS_ENDPOINT_URL    send every AWS call there (e.g. a moto_server); skips the smoke test;
+                      a call such an emulator lacks (SetStackPolicy) is a warning there
   AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...  as for the AWS CLI
 
 Exit status: 0 done (also when there was nothing to change), 1 failed, 2 bad usage."""
@@ -64,6 +69,7 @@ FLAGS = {
     "--delete": "delete",
     "--yes": "yes",
     "--stats-token": "stats_token",
+    "--emulator": "emulator",
 }
 
 
@@ -80,6 +86,7 @@ class Options:
     delete: bool = False
     yes: bool = False
     stats_token: bool = False
+    emulator: bool = False
     help: bool = False
 
     def where(self) -> str:

@@ -24,14 +24,14 @@ NONCURRENT_DAYS = 7
 
 
 @functools.cache
-def _dns_suffixes() -> dict[str, str]:
+def dns_suffixes() -> dict[str, str]:
     """Each partition's domain, from botocore's own endpoint data (aws-cn: amazonaws.com.cn)."""
     partitions = create_loader().load_data("endpoints")["partitions"]
     return {p["partition"]: p["dnsSuffix"] for p in partitions}
 
 
 def dns_suffix(partition: str) -> str:
-    return _dns_suffixes().get(partition, "amazonaws.com")
+    return dns_suffixes().get(partition, "amazonaws.com")
 
 
 def template_url(bucket: str, key: str, region: str, partition: str) -> str:

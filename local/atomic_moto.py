@@ -655,7 +655,11 @@ def exit_with_parent(parent_pid: int, every: float = 0.2) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(
+    argv: list[str] | None = None, middleware: Callable[[WsgiApp], WsgiApp] | None = None
+) -> None:
+    """middleware: wraps the whole application (a test's emulator of another emulator's
+    gaps, tests/localstack_gaps.py)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("-p", "--port", type=int, default=5000, help="port to bind")
@@ -702,10 +706,11 @@ def main(argv: list[str] | None = None) -> None:
 
     moto_fidelity.apply()
 
+    application = moto_fidelity.wrap(moto_application())
     run_simple(
         args.host,
         args.port,
-        moto_fidelity.wrap(moto_application()),
+        middleware(application) if middleware else application,
         threaded=True,
         request_handler=QuietRequestHandler,
         ssl_context=(args.cert, args.key) if args.cert else None,

@@ -58,13 +58,21 @@ class Emulator:
     even a SIGKILL of the stack leaves it running.
     """
 
-    def __init__(self, port: int | None = None, tls: tuple[str, str] | None = None) -> None:
-        """tls=(certificate, key), both PEM files: serve HTTPS, as AWS does (the tests)."""
+    def __init__(
+        self,
+        port: int | None = None,
+        tls: tuple[str, str] | None = None,
+        server: Path | None = None,
+    ) -> None:
+        """tls=(certificate, key), both PEM files: serve HTTPS, as AWS does (the tests, and
+        ./deploy.sh --emulator). server: a script taking atomic_moto.py's arguments that
+        runs it otherwise (a test's)."""
         self.port = port or free_port()
         self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.ca_bundle = tls[0] if tls else None  # a self-signed certificate is its own CA
         # moto_server's app with DynamoDB's write atomicity: see atomic_moto.py for why.
-        command = [sys.executable, "-P", str(Path(__file__).with_name("atomic_moto.py"))]
+        script = server or Path(__file__).with_name("atomic_moto.py")
+        command = [sys.executable, "-P", str(script)]
         command += ["-H", "127.0.0.1", "-p", str(self.port), "--parent-pid", str(os.getpid())]
         if tls:
             command += ["--cert", tls[0], "--key", tls[1]]

@@ -1,10 +1,8 @@
 """Shared fixtures: the generated template, moto (in-process and as a server), events."""
 
 import contextlib
-import datetime
 import functools
 import importlib.util
-import ipaddress
 import json
 import os
 import re
@@ -23,10 +21,6 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +33,7 @@ from local.atomic_moto import make_dynamodb_atomic  # noqa: E402
 from local.emulator import Emulator, free_port  # noqa: E402
 from local.events import ApiKeyUsed, proxy_event  # noqa: E402
 from local.router import Router  # noqa: E402
+from local.tls import write_self_signed_certificate  # noqa: E402
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -238,38 +233,6 @@ def tls_moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEmu
     cert, key = write_self_signed_certificate(tmp_path_factory.mktemp("tls"))
     with emulator_process(tls=(str(cert), str(key))) as emulator:
         yield TlsEmulator(emulator.endpoint, str(cert))
-
-
-def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA (AWS_CA_BUNDLE trusts it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def series_definition(template: dict) -> dict:

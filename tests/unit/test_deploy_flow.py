@@ -14,11 +14,13 @@ from moto import mock_aws
 from deployer import cli, concurrency
 from deployer.errors import DeployError
 from deployer.options import parse
+from deployer.policy import Scope
 from deployer.s3 import ensure_managed_bucket
 from generate import build_template, render
 from local import moto_fidelity
 from local.emulator import free_port
 from tests.conftest import FAKE_CREDENTIALS
+from tests.policy_check import ACCOUNT, REGION, recording, refused_calls
 
 BODY = render(build_template()).encode()
 BUCKET = "my-templates"  # a bucket of the user's: --s3-bucket
@@ -49,11 +51,19 @@ def created() -> Iterator[None]:
 
 
 def deploy(*args: str, bucket: str | None = BUCKET) -> cli.Deploy:
+    """The deploy; then every AWS call it made must be one the deployer's IAM policy
+    (deployer/policy.py) allows on the resource it named, whether it succeeded or not."""
     where = ["--s3-bucket", bucket] if bucket else []
     options = parse(["--stack-name", "demo", "--no-smoke", *where, *args], has_terminal=False)
-    flow = cli.Deploy(options)
-    flow.aws = cli.connect(options)
-    flow.deploy_template(BODY)
+    with pytest.MonkeyPatch.context() as patch, recording(patch) as recorder:
+        try:
+            flow = cli.Deploy(options)
+            flow.aws = cli.connect(options)
+            flow.deploy_template(BODY)
+        finally:
+            scope = Scope(region=REGION, account=ACCOUNT, stack="demo", bucket=bucket or "")
+            assert recorder.calls
+            assert refused_calls(recorder, scope) == []
     return flow
 
 
