@@ -94,24 +94,45 @@ def revoke_key(apigateway: Any, plan: str, key_id: str) -> dict:
     return {"id": key_id, "name": key.get("name") or ""}
 
 
+def add_stack_options(
+    options: argparse.ArgumentParser, local: bool, default: Callable[[object], object]
+) -> None:
+    """Where the stack is; default(value): the value on the command line's parser, SUPPRESS
+    on a subcommand's (so what was given before the command stays)."""
+    options.add_argument(
+        "--stack-name", default=default(DEFAULT_STACK), help="default: route-counter"
+    )
+    if local:
+        options.add_argument(
+            "--state-dir", type=Path, default=default(None), help="the local stack's --state-dir"
+        )
+    else:
+        options.add_argument("--region", default=default(""), help="AWS region")
+        options.add_argument("--profile", default=default(""), help="AWS CLI profile")
+
+
 def parse(argv: list[str], local: bool) -> argparse.Namespace:
     prog = "./deploy.sh keys" + (" --local" if local else "")
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="API keys of a stack deployed with ClientIdentity apikey (docs/clients.md)"
-        + (": the local stack that runs now" if local else ""),
-    )
-    parser.add_argument("--stack-name", default=DEFAULT_STACK, help="default: route-counter")
-    if local:
-        parser.add_argument("--state-dir", type=Path, help="the local stack's --state-dir")
-    else:
-        parser.add_argument("--region", default="", help="AWS region")
-        parser.add_argument("--profile", default="", help="AWS CLI profile")
+    description = "API keys of a stack deployed with ClientIdentity apikey (docs/clients.md)"
+    description += ": the local stack that runs now" if local else ""
+    # The options are taken before the command and after it (`keys create acme --local`,
+    # `keys --stack-name s list`): each subcommand has them too, without defaults of its own
+    # (argparse would let a subcommand's default overwrite what was given before it).
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_stack_options(parser, local, lambda value: value)
+    common = argparse.ArgumentParser(add_help=False)
+    add_stack_options(common, local, lambda _: argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    create = commands.add_parser("create", help="make a key; its value is shown this once")
+    create = commands.add_parser(
+        "create", parents=[common], help="make a key; its value is shown this once"
+    )
     create.add_argument("name", help="who the key is for, e.g. acme")
-    commands.add_parser("list", help="the keys: id, name, state, created (never a value)")
-    revoke = commands.add_parser("revoke", help="disable a key: API Gateway answers it 403")
+    commands.add_parser(
+        "list", parents=[common], help="the keys: id, name, state, created (never a value)"
+    )
+    revoke = commands.add_parser(
+        "revoke", parents=[common], help="disable a key: API Gateway answers it 403"
+    )
     revoke.add_argument("id", help="the key's id, as list shows it")
     args = parser.parse_args(argv)
     check_stack_name(args.stack_name)

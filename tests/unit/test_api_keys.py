@@ -221,3 +221,14 @@ def test_the_local_api_checks_the_key_before_the_integration_and_survives_a_dead
         assert server.answer("GET", "/_stats", [], b"", "127.0.0.1").status == 502
     finally:
         server.server_close()
+
+
+def test_the_options_are_taken_before_the_command_and_after_it():
+    """`./deploy.sh keys create acme --stack-name s`, as the usage line writes it, and
+    `./deploy.sh keys --stack-name s list` both name stack s; none given: the default."""
+    after = keys.parse(["create", "acme", "--stack-name", "s", "--region", "eu-west-1"], False)
+    before = keys.parse(["--stack-name", "s", "list"], False)
+    neither = keys.parse(["list"], False)
+    assert (after.stack_name, after.region, after.name) == ("s", "eu-west-1", "acme")
+    assert (before.stack_name, before.command) == ("s", "list")
+    assert (neither.stack_name, neither.region, neither.profile) == ("route-counter", "", "")

@@ -234,3 +234,31 @@ def test_the_command_names_your_bucket_and_key_instead_of_the_patterns(capsys):
     assert statements["Lambda"]["Resource"] == [
         f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:counter-*"
     ]
+
+
+def test_the_keys_commands_calls_are_allowed_by_the_policy(capsys):
+    """./deploy.sh keys create, list and revoke, on a stack deployed with ClientIdentity
+    apikey, call only what the policy allows, on the resources it names."""
+    moto_fidelity.apply()
+    with pytest.MonkeyPatch.context() as patch, mock_aws(), recording(patch) as recorder:
+        for key, value in FAKE_CREDENTIALS.items():
+            patch.setenv(key, value)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        patch.setattr(moto_fidelity._request, "secure", True, raising=False)
+        options = parse(
+            ["--stack-name", "demo", "--no-smoke", "--param", "ClientIdentity=apikey"], False
+        )
+        flow = cli.Deploy(options)
+        flow.aws = cli.connect(options)
+        flow.deploy_template(BODY)
+        recorder.calls.clear()  # the deploy's calls are the test above's
+
+        assert cli.main(["keys", "create", "acme", "--stack-name", "demo"]) == 0
+        (key,) = boto3.client("apigateway").get_api_keys()["items"]
+        assert cli.main(["keys", "list", "--stack-name", "demo"]) == 0
+        assert cli.main(["keys", "revoke", key["id"], "--stack-name", "demo"]) == 0
+
+    actions = {action for action, _ in recorder.calls}
+    assert {"apigateway:POST", "apigateway:GET", "apigateway:PATCH"} <= actions
+    assert refused_calls(recorder, Scope(region=REGION, account=ACCOUNT, stack="demo")) == []
+    assert actions <= {a.JSONrepr() for a in DEPLOYER_ACTIONS}
