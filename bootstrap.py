@@ -100,9 +100,12 @@ def find_uv(venv: Path, log: Path) -> str:
 def install_with_uv(venv: Path, requirements: Path, log: Path, total: int) -> None:
     uv = find_uv(venv, log)
     python = str(venv / "bin" / "python")
-    # Compiled as pip compiles them: else every first import compiles (a start 10 s slower).
-    command = [uv, "pip", "install", "--compile-bytecode", "--python", python]
-    command += ["-r", str(requirements)]
+    command = [uv, "pip", "install", "--python", python, "-r", str(requirements)]
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # Python then never writes what it compiles on import: every start would compile
+        # again (15 s instead of 2): compile it all now, as pip does. Without it, the first
+        # start compiles what it imports, once, and at a fraction of the cost of it all.
+        command.append("--compile-bytecode")
     run_logged(command, log, "installing with uv", total, "")
 
 

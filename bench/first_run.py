@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -31,6 +32,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This machine's settings that a newcomer's shell does not have (Python then writes no
+# bytecode, which bootstrap.py has uv compile at install, as pip always does).
+NOT_A_NEWCOMERS = ("PYTHONDONTWRITEBYTECODE",)
 WARM_CACHE = Path(tempfile.gettempdir()) / "route-counter-first-run-cache"
 
 
@@ -73,6 +77,12 @@ def first_count(clone: Path, env: dict[str, str], log: Path) -> tuple[float, dic
         process.wait(timeout=30)
 
 
+def children_cpu() -> float:
+    """CPU seconds (user and system) of the children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--installer", choices=("uv", "pip"), default="uv")
@@ -83,17 +93,20 @@ def main() -> None:
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
         cache = Path(work) / "cache" if args.cache == "cold" else WARM_CACHE
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in NOT_A_NEWCOMERS},
             "ROUTE_COUNTER_INSTALLER": args.installer,
             "PIP_CACHE_DIR": str(cache / "pip"),
             "UV_CACHE_DIR": str(cache / "uv"),
         }
         log = Path(work) / "deploy.log"
+        cpu = children_cpu()
         seconds, answer, install = first_count(clone, env, log)
+        cpu = children_cpu() - cpu
         print(log.read_text(), file=sys.stderr)
         print(
             f"{args.installer}, {args.cache} cache: first count in {seconds:.1f} s "
-            f"(packages installed in {install:.1f} s); answer {answer}; load average "
+            f"(packages installed in {install:.1f} s; {cpu:.1f} CPU s in all); "
+            f"answer {answer}; load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
 
