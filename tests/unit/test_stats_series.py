@@ -320,7 +320,8 @@ def page(stats, query: dict | None = None) -> str:
 
 
 def chart_rows(html_page: str, heading: str) -> dict:
-    """The chart's "Every bucket" table under a heading: {label: hits} of its non-zero rows."""
+    """The chart's "Every hour" (or day) table under a heading: {label: hits} of its
+    non-zero rows."""
     section = html_page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
     rows = re.findall(r"<tr><td>([^<]+)</td><td class=n>([\d,]+)</td></tr>", section)
     return {label: int(hits.replace(",", "")) for label, hits in rows if hits != "0"}
@@ -345,7 +346,7 @@ def test_a_picked_routes_page_charts_its_hits_per_hour_and_per_day(
     }
     days = chart_rows(shown, "Hits per day, last 30 days")
     assert sum(days.values()) == 3 and time.strftime("%b %d", time.gmtime(now)) in days
-    assert "3 hits in 24 buckets" in shown and "3 hits in 30 buckets" in shown
+    assert "3 hits in 24 hours" in shown and "3 hits in 30 days" in shown
     # The route's record, then one Query per chart.
     assert [c["model"].name for c in calls] == ["GetItem", "Query", "Query"]
 
@@ -388,7 +389,7 @@ def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_the
     assert hourly == sent_per("%b %d %H:00", lambda at: at > now - 22 * 3600)
     daily = chart_rows(shown, "Hits per day, last 30 days, all routes")
     assert daily == sent_per("%b %d", lambda at: at > now - 28 * 86400)
-    totals = section(shown, "All routes, since the stream was turned on")
+    totals = section(shown, "All routes, since analytics was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
     # The page of routes (Scan), the summary (one BatchGetItem for the tops, one Query for
@@ -449,7 +450,7 @@ def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hi
 
     shown = page(stats)
 
-    assert "Nothing has been aggregated yet." in section(shown, "All routes")
+    assert "No totals yet." in section(shown, "All routes")
     # No chart of zeros, no "0 hits": the hit is counted, only not aggregated yet.
     assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
     assert '<a href="?route=/first"><bdi dir="ltr">/first</bdi></a>' in shown  # the table has it
@@ -483,7 +484,7 @@ def test_keys_dynamodb_leaves_unprocessed_are_read_again_or_the_page_is_a_503_no
     with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
         shown = page(stats)
     assert len(unprocessed) == 1
-    assert "<b>2</b> hits" in section(shown, "All routes, since the stream was turned on")
+    assert "<b>2</b> hits" in section(shown, "All routes, since analytics was turned on")
 
     unprocessed.clear()
     leave = 99  # every try: the page cannot say what it did not read
@@ -541,6 +542,6 @@ def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
         )
         assert status == 200
         assert {p["start"]: p["count"] for p in body["points"] if p["count"]} == dict(sent)
-    totals = section(page(stats), "All routes, since the stream was turned on")
+    totals = section(page(stats), "All routes, since analytics was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
