@@ -220,7 +220,7 @@ def parameter_lines(given: dict[str, str], values: dict[str, str]) -> str:
         for part in textwrap.wrap(line, PARAMETER_WIDTH, subsequent_indent="  ")
     ]
     return "".join(
-        f"  {'parameters:' if i == 0 else '':<11}{part}\n" for i, part in enumerate(wrapped)
+        f"  {'params:' if i == 0 else '':<11}{part}\n" for i, part in enumerate(wrapped)
     )
 
 
