@@ -12,7 +12,10 @@ from tests.unit.test_backend_monitoring import answer_hit
 from tests.unit.test_stats import BROWSER_ACCEPT, seed
 from tests.unit.test_stats_series import count_and_aggregate
 
-MISSING = "Chromium is not installed (Debian: apt-get install chromium)"
+MISSING = (
+    "Chromium is not installed (Debian: apt-get install chromium); it is optional: only the"
+    " dashboard's browser tests need it"
+)
 
 
 def in_ci() -> bool:
