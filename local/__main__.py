@@ -198,7 +198,7 @@ def start_failure(error: Exception) -> str:
     """What stopped the start, in words: the local stack's own errors say it already; a
     file or port the system refused is named with the system's reason."""
     if isinstance(error, OSError) and error.strerror and not isinstance(error, PortInUse):
-        where = f" {error.filename}" if error.filename else ""
+        where = f" {error.filename}:" if error.filename else ""
         return f"cannot start the local stack:{where} {error.strerror.lower()}"
     return str(error) or "the local stack stopped while starting, for no reason it gave"
 
