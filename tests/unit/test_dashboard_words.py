@@ -3,16 +3,12 @@ on hover), and none of the implementation's words (stream, aggregator, scan, buc
 
 import html
 import re
-import time
 import unicodedata
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, load_module
 from tests.unit.test_stats import BROWSER_ACCEPT, get, seed
-from tests.unit.test_stats_series import count_and_aggregate, page
 
 # What only someone who knows how the stack is built would say.
 IMPLEMENTATION_WORDS = re.compile(
@@ -110,37 +106,3 @@ def test_decoding_loses_nothing_and_shows_nothing_hidden(stats, text):
         assert c.isascii() or unicodedata.category(c) not in stats.KEPT_ESCAPED
     shown = stats.shown(stored)
     assert re.sub(r"<[^>]*>", "", shown).count("<") == 0  # no markup from a route
-
-
-@pytest.fixture
-def series_counter(stream_tables):
-    return load_module(ROOT / "handler" / "counter.py", "counter_for_words")
-
-
-@pytest.fixture
-def series_stats(stream_tables):
-    return load_module(ROOT / "handler" / "stats.py", "stats_for_words")
-
-
-def test_the_dashboard_says_nothing_of_how_it_is_built(
-    series_counter, aggregator, series_stats, stream_tables
-):
-    stats = series_stats
-    now = time.time()
-    series_counter.count_hit("/home", now - 3600, time.monotonic() + 4)
-    before = visible_text(page(stats))  # counted, not added up yet
-    hits = [("/home", now - 3600)] * 2 + [("/caf%C3%A9", now)] * 2
-    count_and_aggregate(series_counter, aggregator, stream_tables, hits)
-    pages = {
-        "before any total": before,
-        "front page": visible_text(page(stats)),
-        "paged": visible_text(page(stats, {"limit": "1"})),
-        "a route's page": visible_text(page(stats, {"route": "/home"})),
-    }
-
-    said = {name: IMPLEMENTATION_WORDS.findall(text) for name, text in pages.items()}
-
-    assert said == {name: [] for name in pages}
-    assert "No totals yet." in pages["before any total"]
-    assert "All routes, since analytics was turned on" in pages["front page"]
-    assert "in stored order" in pages["paged"]

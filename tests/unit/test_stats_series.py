@@ -24,6 +24,7 @@ from botocore.exceptions import ReadTimeoutError
 from local.streams import stream_event, window_event
 from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, stream_records
 from tests.unit.test_aggregator import HITS, epoch
+from tests.unit.test_dashboard_words import IMPLEMENTATION_WORDS, visible_text
 
 HOUR = datetime.timedelta(hours=1)
 
@@ -545,3 +546,26 @@ def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
     totals = section(page(stats), "All routes, since analytics was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
+
+
+def test_the_dashboard_says_nothing_of_how_it_is_built(counter, aggregator, stats, stream_tables):
+    """No stream, aggregator, scan, bucket... in what the pages show (the words' tests are in
+    test_dashboard_words.py; here, because the front page needs aggregated hits)."""
+    now = time.time()
+    counter.count_hit("/home", now - 3600, time.monotonic() + 4)
+    before = visible_text(page(stats))  # counted, not added up yet
+    hits = [("/home", now - 3600)] * 2 + [("/caf%C3%A9", now)] * 2
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+    pages = {
+        "before any total": before,
+        "front page": visible_text(page(stats)),
+        "paged": visible_text(page(stats, {"limit": "1"})),
+        "a route's page": visible_text(page(stats, {"route": "/home"})),
+    }
+
+    said = {name: IMPLEMENTATION_WORDS.findall(text) for name, text in pages.items()}
+
+    assert said == {name: [] for name in pages}
+    assert "No totals yet." in pages["before any total"]
+    assert "All routes, since analytics was turned on" in pages["front page"]
+    assert "in stored order" in pages["paged"]
