@@ -284,7 +284,9 @@ def test_make_venv_runs_bootstrap_and_nothing_else(tmp_path):
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
 
     # Run as from a shell, also when the suite itself runs under make (make test).
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    # PYTHON too: the Makefile's default interpreter is the one asserted.
+    unset = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "PYTHON")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     plan = subprocess.run(
         ["make", "--no-print-directory", "-n", "venv"],
         cwd=tmp_path,
