@@ -51,14 +51,21 @@ def pinned_packages(requirements: Path) -> int:
     return len(PINNED.findall(requirements.read_text()))
 
 
-def run_logged(command: list[str], log: Path, what: str, total: int, counted: str) -> None:
+def run_logged(
+    command: list[str],
+    log: Path,
+    what: str,
+    total: int,
+    counted: str,
+    env: dict[str, str] | None = None,
+) -> None:
     """Run command, its output appended to log, with a progress line until it ends: on a
     terminal one line rewritten every second, else one line every PROGRESS_EVERY seconds.
     counted: the log lines starting with it are packages done (pip's "Collecting")."""
     with log.open("a") as sink:
         sink.write(f"$ {' '.join(command)}\n")
         sink.flush()
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     started = time.monotonic()
     tty = sys.stdout.isatty()
     done = threading.Event()
@@ -106,7 +113,10 @@ def install_with_uv(venv: Path, requirements: Path, log: Path, total: int) -> No
         # again (15 s instead of 2): compile it all now, as pip does. Without it, the first
         # start compiles what it imports, once, and at a fraction of the cost of it all.
         command.append("--compile-bytecode")
-    run_logged(command, log, "installing with uv", total, "")
+    # The system's certificates, as pip, curl and git trust them: uv's own list lacks a
+    # company's TLS proxy ("invalid peer certificate: UnknownIssuer"). Older uv: NATIVE_TLS.
+    trust = {"UV_SYSTEM_CERTS": "1", "UV_NATIVE_TLS": "1"}
+    run_logged(command, log, "installing with uv", total, "", trust | dict(os.environ))
 
 
 def install_with_pip(venv: Path, requirements: Path, log: Path, total: int) -> None:
