@@ -75,23 +75,26 @@ def project(tmp_path: Path) -> Path:
     return project
 
 
-def environment(project: Path, **extra: str) -> dict[str, str]:
+def environment(project: Path, **extra: str | None) -> dict[str, str]:
+    """The user's environment, pip and uv finding the probe wheel; `extra` on top (None:
+    unset)."""
     wheels = str(project.parent / "wheels")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.pop("ROUTE_COUNTER_INSTALLER", None)
     env["PATH"] = f"{project.parent / 'bin'}{os.pathsep}{env['PATH']}"
-    return env | {
+    env |= {
         "PIP_FIND_LINKS": wheels,
         "PIP_NO_INDEX": "1",
         "PIP_CONFIG_FILE": os.devnull,  # this machine's pip.conf is not a newcomer's
         "UV_FIND_LINKS": wheels,
         "UV_NO_INDEX": "1",
         "UV_CACHE_DIR": str(project.parent / "uv-cache"),
-        **extra,
     }
+    env |= {key: value for key, value in extra.items() if value is not None}
+    return {key: value for key, value in env.items() if extra.get(key, "") is not None}
 
 
-def deploy_local_help(project: Path, **extra: str) -> subprocess.CompletedProcess:
+def deploy_local_help(project: Path, **extra: str | None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(project / "deploy.sh"), "--local", "--help"],
         cwd=project,
@@ -155,7 +158,8 @@ def test_when_uv_fails_pip_installs_them_and_it_says_so(project):
     either here, which is the same story.)"""
     put_uv_on_path(project)
 
-    result = deploy_local_help(project, UV_NO_INDEX="", UV_FIND_LINKS="", UV_OFFLINE="1")
+    result = deploy_local_help(project, UV_NO_INDEX=None, UV_FIND_LINKS=None, UV_OFFLINE="1")
+    log = (project / ".venv" / "install.log").read_text()
 
     assert result.returncode == 0, result.stderr
     lines = said(result)
@@ -163,6 +167,9 @@ def test_when_uv_fails_pip_installs_them_and_it_says_so(project):
     assert lines[2].endswith("): installing with pip instead")
     assert lines[3].endswith(" s (pip)")
     assert installed(project)
+    if uv_binary() is not None:  # uv ran, offline, and found nothing (pip did)
+        said_by_uv = log.split("uv pip install", 1)[1].split("\n$ ", 1)[0]
+        assert "route-counter-probe" in said_by_uv, log
 
 
 def test_an_install_that_fails_says_where_its_output_is(project):
