@@ -136,7 +136,8 @@ def make_venv(venv: Path, requirements: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     log = venv / LOG
     log.write_text("")
-    say(f"Installing {total} Python packages from {requirements.name} into {venv.name}/")
+    packages = f"{total} Python package{'' if total == 1 else 's'}"
+    say(f"Installing {packages} from {requirements.name} into {venv.name}/")
     used = "pip"
     if installer != "pip":
         try:
@@ -149,7 +150,7 @@ def make_venv(venv: Path, requirements: Path) -> None:
     if used == "pip":
         install_with_pip(venv, requirements, log, total)
     (venv / STAMP).touch()
-    say(f"Installed {total} packages in {time.monotonic() - started:.1f} s ({used})")
+    say(f"Installed {packages} in {time.monotonic() - started:.1f} s ({used})")
 
 
 def main(argv: list[str]) -> int:

@@ -70,7 +70,7 @@ def first_count(clone: Path, env: dict[str, str], log: Path) -> tuple[float, dic
                 time.sleep(0.01)
         connection.request("GET", "/first-run")
         answer = json.loads(connection.getresponse().read())
-        said = re.search(r"Installed \d+ packages in ([\d.]+) s", log.read_text())
+        said = re.search(r"Installed \d+ Python packages in ([\d.]+) s", log.read_text())
         return time.monotonic() - started, answer, float(said.group(1)) if said else 0.0
     finally:
         os.killpg(process.pid, signal.SIGINT)

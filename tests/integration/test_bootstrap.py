@@ -124,9 +124,10 @@ def test_a_fresh_clone_gets_its_venv_with_pip_saying_what_happens(project):
     lines = said(result)
     assert lines[:2] == [
         "==> First run: making .venv/, the Python packages this project runs on",
-        "==> Installing 1 Python packages from requirements.txt into .venv/",
+        "==> Installing 1 Python package from requirements.txt into .venv/",
     ]
-    assert lines[2].startswith("==> Installed 1 packages in ") and lines[2].endswith(" s (pip)")
+    assert lines[2].startswith("==> Installed 1 Python package in ")
+    assert lines[2].endswith(" s (pip)")
     assert "rm -rf" not in result.stdout + result.stderr
     assert "usage: ./deploy.sh --local" in result.stdout
     assert installed(project) and (project / ".venv" / ".installed").exists()
@@ -260,9 +261,9 @@ def test_a_first_run_says_what_it_installs_then_what_runs_with_which_parameters(
 
     assert err[:2] == [
         "==> First run: making .venv/, the Python packages this project runs on",
-        "==> Installing 1 Python packages from requirements.txt into .venv/",
+        "==> Installing 1 Python package from requirements.txt into .venv/",
     ]
-    assert err[2].startswith("==> Installed 1 packages in ")
+    assert err[2].startswith("==> Installed 1 Python package in ")
     assert not any("rm -rf" in line for line in out + err)
     banner = out[: out.index("Ctrl-C to stop.")]
     assert banner[0].startswith("Route Counter is running locally, ready in ")
