@@ -219,9 +219,7 @@ def parameter_lines(given: dict[str, str], values: dict[str, str]) -> str:
         for line in lines
         for part in textwrap.wrap(line, PARAMETER_WIDTH, subsequent_indent="  ")
     ]
-    return "".join(
-        f"  {'params:' if i == 0 else '':<11}{part}\n" for i, part in enumerate(wrapped)
-    )
+    return "".join(f"  {'params:' if i == 0 else '':<11}{part}\n" for i, part in enumerate(wrapped))
 
 
 def private_stats_lines(stack: LocalStack) -> str:
