@@ -12,13 +12,10 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# The venv is rebuilt from scratch whenever requirements.txt changes, or when an earlier
-# build was interrupted: the stamp is written last, so a half-built venv has none.
+# The venv is made anew whenever requirements.txt changes, or when an earlier build was
+# interrupted: bootstrap.py (uv, else pip) writes the stamp last, so a half-built venv has none.
 $(STAMP): requirements.txt
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $(STAMP)
+	@$(PYTHON) bootstrap.py $(VENV) requirements.txt
 
 venv: $(STAMP)  ## create .venv from requirements.txt (pinned)
 
@@ -32,10 +29,7 @@ lint: template  ## ruff and cfn-lint (informational checks included)
 
 # checkov has many pins of its own: it lives in its own venv, rebuilt when they change.
 $(CHECKOV_STAMP): requirements-checkov.txt
-	rm -rf $(CHECKOV_VENV)
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
-	touch $(CHECKOV_STAMP)
+	@$(PYTHON) bootstrap.py $(CHECKOV_VENV) requirements-checkov.txt
 
 scan: template $(CHECKOV_STAMP)  ## checkov security scan of template.json (no failed check)
 	$(CHECKOV_VENV)/bin/checkov -f template.json --framework cloudformation \
@@ -68,7 +62,7 @@ screenshots: $(STAMP)  ## screenshots of the dashboard at 1280 and 375 px wide, 
 # (3.11.0) across platforms, with markers where a package needs a newer Python.
 LOCK_PYTHON := 3.11.0
 LOCK_VENV   := .venv-lock
-UV_VERSION  := 0.13.9
+UV_VERSION  := $(shell sed -n 's/^UV_VERSION = "\([^"]*\)".*/\1/p' bootstrap.py)
 UV_COMPILE  = $(LOCK_VENV)/bin/uv pip compile --quiet --universal \
 	--python-version $(LOCK_PYTHON) --custom-compile-command "make lock"
 

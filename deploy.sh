@@ -12,22 +12,14 @@ die() { # die MESSAGE: print one line on stderr and exit 1
 	exit 1
 }
 
-step() { printf '==> %s\n' "$*"; }
 
-# .venv is complete once make wrote its stamp, after the last package installed; an older
-# stamp than requirements.txt, or none (a first or interrupted install), rebuilds it.
+# .venv made once, and again when requirements.txt changes or a first install was stopped:
+# bootstrap.py says what it does (on stderr, so that stdout keeps only the command's output).
 ensure_venv() {
-	local stamp=$ROOT/.venv/.installed
-	if [[ ! -f $stamp || $ROOT/requirements.txt -nt $stamp ]]; then
-		command -v make >/dev/null 2>&1 ||
-			die "$ROOT/.venv is missing or incomplete and make is not installed: install make, then run 'make venv'"
-		if [[ -d $ROOT/.venv ]]; then
-			step ".venv is incomplete or out of date: rebuilding it (make venv)"
-		else
-			step "No .venv yet: creating it (make venv)"
-		fi
-		make -C "$ROOT" --no-print-directory venv >&2 || die "make venv failed (see above)"
-	fi
+	local python=${PYTHON:-python3}
+	command -v "$python" >/dev/null 2>&1 ||
+		die "$python is not installed: install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)"
+	"$python" "$ROOT/bootstrap.py" "$ROOT/.venv" "$ROOT/requirements.txt" >&2 || exit $?
 }
 
 # --local: everything but --local itself goes to the local runner.

@@ -47,7 +47,8 @@ def read_paths(path: Path, where: str) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ParameterError(f"{where}: cannot read it ({error})") from None
+        why = getattr(error, "strerror", None) or "not UTF-8 text"  # the system's words
+        raise ParameterError(f"{where}: cannot read it ({why})") from None
     if path.suffix.lower() == ".json":
         try:
             document = json.loads(text)

@@ -672,13 +672,48 @@ def visible(text, mark):
     )
 
 
-def shown(route):
-    return f'<bdi dir="ltr">{visible(route, "<span class=cf>%s</span>")}</bdi>'
+# A stored route escapes every non-ASCII character (route_of): runs of such escapes.
+UTF8_ESCAPES = re.compile(r"(?:%[89A-Fa-f][0-9A-Fa-f])+")
+# Characters that hide, reorder or blur text, and those outside UTF-8: kept escaped.
+KEPT_ESCAPED = INVISIBLE | {"Cn", "Co", "Cs", "Zs"}
+
+
+def readable(route):
+    """The route as people write it: "/caf%C3%A9" reads "/café". Only escapes of non-ASCII
+    characters are decoded: an ASCII one (%2F, %20, %25) decoded would read as another
+    route. Bytes that are not UTF-8, invisible or bidi characters, spaces, and a combining
+    mark that would sit on the "/" before it stay as stored."""
+    if "%" not in route:
+        return route
+
+    def decode(match):
+        text = bytes.fromhex(match[0].replace("%", "")).decode("utf-8", "surrogateescape")
+        out = []
+        for c in text:
+            kind = unicodedata.category(c)
+            after = out[-1] if out else route[: match.start()][-1:]
+            if kind in KEPT_ESCAPED or (kind[0] == "M" and after in ("/", "")):
+                raw = c.encode("utf-8", "surrogateescape")
+                out.append("".join(f"%{byte:02X}" for byte in raw))
+            else:
+                out.append(c)
+        return "".join(out)
+
+    return UTF8_ESCAPES.sub(decode, route)
+
+
+def shown(route, limit=None):
+    """A route as readable() shows it, at most `limit` characters (a chart label: the table
+    below shows it whole); its stored form on hover when it reads otherwise."""
+    text = readable(route)
+    cut = limit is not None and len(text) > limit
+    hover = f' title="{visible(route, "[%s]")}"' if cut or text != route else ""
+    body = visible(text[:limit] if cut else text, "<span class=cf>%s</span>")
+    return f'<bdi dir="ltr"{hover}>{body}</bdi>' + ("\u2026" if cut else "")
 
 
 def label(route):
-    # A chart label stays short; the table below shows the whole route.
-    return shown(route) if len(route) <= CHART_LABEL else shown(route[:CHART_LABEL]) + "\u2026"
+    return shown(route, CHART_LABEL)
 
 
 def stored_seconds(text):
@@ -828,16 +863,20 @@ def answers_chart(points, heading):
     return (
         f"<section class=chart><h2>{html.escape(heading)}</h2>"
         f"<p class=note>Error rate: 5xx (red) and 4xx (orange) of the answers; the worst"
-        f" bucket's 5xx share is {worst_share}.</p>"
+        f" {period(hourly)}'s 5xx share is {worst_share}.</p>"
         + svg(f"{heading}: error rate", errors)
-        + f"<p class=note>Latency: mean (dark) and p90 (light, its histogram bucket's"
-        f" upper bound); the tallest is {milliseconds(float(slowest))}.</p>"
+        + f"<p class=note>Latency: mean (dark) and p90 (light, rounded up: latencies are"
+        f" counted in ranges); the tallest is {milliseconds(float(slowest))}.</p>"
         + svg(f"{heading}: latency", latency)
-        + "<details><summary>Every bucket</summary><div class=scroll><table><thead><tr><th>"
-        "Start (UTC)</th><th class=n>Answers</th><th class=n>5xx</th><th class=n>4xx</th><th"
-        f" class=n>Mean</th><th class=n>p90</th></tr></thead><tbody>{answer_rows(points, hourly)}"
-        "</tbody></table></div></details></section>"
+        + f"<details><summary>Every {period(hourly)}</summary><div class=scroll><table><thead>"
+        "<tr><th>Start (UTC)</th><th class=n>Answers</th><th class=n>5xx</th><th class=n>4xx"
+        "</th><th class=n>Mean</th><th class=n>p90</th></tr></thead><tbody>"
+        f"{answer_rows(points, hourly)}</tbody></table></div></details></section>"
     )
+
+
+def period(hourly):
+    return "hour" if hourly else "day"
 
 
 def point_label(start, hourly):
@@ -869,13 +908,14 @@ def series_chart(points, heading):
     total = sum(p["count"] for p in points)
     return (
         f"<section class=chart><h2>{html.escape(heading)}</h2>"
-        f"<p class=note>{total:,} hits in {n} buckets; the highest bar is {peak:,}; grey stubs"
-        " are buckets with no hits. Times in UTC.</p>"
+        f"<p class=note>{total:,} hits in {n} {period(hourly)}s; the highest bar is {peak:,};"
+        f" grey stubs are {period(hourly)}s with no hits. Times in UTC.</p>"
         f'<svg role="img" aria-label="{html.escape(heading)}" viewBox="0 0 {n * 10} 100"'
         f' preserveAspectRatio="none">{bars}</svg><div class=axis>'
         + "".join(f"<span>{point_label(p['start'], hourly)}</span>" for p in ticks)
-        + "</div><details><summary>Every bucket</summary><table><thead><tr><th>Start (UTC)"
-        f"</th><th class=n>Hits</th></tr></thead><tbody>{rows}</tbody></table></details></section>"
+        + f"</div><details><summary>Every {period(hourly)}</summary><table><thead><tr>"
+        f"<th>Start (UTC)</th><th class=n>Hits</th></tr></thead><tbody>{rows}</tbody></table>"
+        "</details></section>"
     )
 
 
@@ -930,18 +970,18 @@ def summary_panels(summary, charts, now):
     totals, top, today = summary["totals"], summary["top"], summary["today"]
     if top["asOf"] is None and not totals["hits"]:
         return (
-            "<section><h2>All routes</h2><p><b>Nothing has been aggregated yet.</b> The totals,"
-            " the hits over time and the top routes come from the counter table's stream, and"
-            " the aggregator has not counted a batch of it yet (it runs seconds after a hit)."
+            "<section><h2>All routes</h2><p><b>No totals yet.</b> The totals, the hits over"
+            " time and the top routes are added up a few seconds after the hits are counted"
+            " (30 s at most by default), and none has been added up yet."
             " The routes counted so far are in the table below.</p></section>"
         )
     head = (
-        "<section><h2>All routes, since the stream was turned on</h2><div class=totals>"
+        "<section><h2>All routes, since analytics was turned on</h2><div class=totals>"
         f"<p><b>{totals['hits']:,}</b> {plural(totals['hits'], 'hit')}</p>"
         f"<p><b>{totals['routes']:,}</b> {plural(totals['routes'], 'route')}</p>"
-        "</div><p class=note>Hits counted by the aggregator from the counter table's stream, and"
-        " the routes it saw counted for the first time; hits from before the stream was turned"
-        " on are only in the routes' counts below.</p></section>"
+        "</div><p class=note>The hits counted since analytics was turned on (Analytics=on),"
+        " and the routes first counted since then; hits from before are only in the routes'"
+        " counts below.</p></section>"
     )
     charts_html = "".join(series_chart(points, heading) for heading, points in charts)
     charts_html += "".join(answers_chart(p, answers_heading(h)) for h, p in charts)
@@ -994,10 +1034,10 @@ def paging(routes, limit, stale, next_token, position):
     if not (token or next_token):
         return (f"All {count}, sorted by count" if routes else "No route has been counted yet"), ""
     if at is None:
-        where = f"{count} after {label(decode_token(token)['route']['S'])} in scan order"
+        where = f"{count} after {label(decode_token(token)['route']['S'])} in stored order"
         where += " (this link does not say how many came before)"
     else:
-        where = f"Routes {at + 1:,}-{at + len(routes):,} in scan order" if routes else "No routes"
+        where = f"Routes {at + 1:,}-{at + len(routes):,} in stored order" if routes else "No routes"
     links = []
     if token:
         links.append(f'<a href="{page_link(limit, stale)}">First page</a>')
@@ -1028,7 +1068,11 @@ def overview(routes, limit, stale, next_token, position, now):
     totals = (
         f"<p><b>{hits:,} {plural(hits, 'hit')}</b> over "
         f"<b>{len(routes):,} {plural(len(routes), 'route')}</b>: "
-        + ("the whole table." if whole else "this page only (the table's totals need every page).")
+        + (
+            "every route."
+            if whole
+            else "this page only (the totals of all routes need every page)."
+        )
         + "</p>"
     )
     cutoff = now - stale * 86400
@@ -1103,7 +1147,7 @@ def dashboard(
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{visible(title, '[%s]')}</title><style>{CSS}</style></head><body>"
+        f"<title>{visible(readable(title), '[%s]')}</title><style>{CSS}</style></head><body>"
         f"<h1>{shown(title)}</h1>{back}{panels}{stale_section}<section><h2>Routes</h2>{where}"
         "<table><thead><tr><th>Route</th><th class=n>Hits</th>"
         "<th>First seen</th><th>Last seen</th></tr></thead>"

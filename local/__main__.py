@@ -9,14 +9,17 @@ import os
 import signal
 import socket
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from local.stack import DEFAULT_STACK_NAME, LocalStack
+from local.stack import DEFAULT_STACK_NAME, LocalStack, PortInUse
 from local.state import DEFAULT_STATE_ROOT, SNAPSHOT_EVERY
 
+PARAMETER_WIDTH = 88  # the banner's parameter lines wrap here (100 columns with the labels)
+EMPTY = "''"  # an empty parameter value, as a shell would take it back
 EMULATOR_CHECK_EVERY = 0.2  # seconds: a dead emulator stops the stack well within 5 s
 
 
@@ -29,7 +32,7 @@ def parse_param(text: str) -> tuple[str, str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m local",
+        prog="./deploy.sh --local",
         description="Run the Route Counter stack on this machine: an embedded AWS emulator "
         "(moto_server), the generated template deployed to it through CloudFormation, and the "
         "template's REST API served on http://127.0.0.1:PORT with the functions' inline code. "
@@ -146,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     stack = None
     failure = None
     try:
-        template = json.loads(args.template.read_text()) if args.template else None
+        template = read_template(args.template) if args.template else None
         params = dict(args.param)
         if args.openapi:
             if "RouteTemplates" in params:
                 raise ParameterError("give --openapi or --param RouteTemplates=..., not both")
             params["RouteTemplates"] = route_templates(args.openapi)
+        given = dict(params)  # as typed: the start replaces a Backend=file:PATH by its ARN
         stack = start_local_stack(
             port=args.port,
             params=params,
@@ -171,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  try:       curl {stack.url}/hello\n"
             f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
             f"  counts:    {kept(stack, args.fresh)}\n"
+            + parameter_lines(given, stack.parameters)
             + private_stats_lines(stack)
             + (f"  backend:   {stack.backend}\n" if stack.backend else "")
             + (
@@ -194,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     except Stop:
         pass
     except DeployError as error:  # ./deploy.sh's words and exit status (2: bad usage)
-        print(f"python -m local: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return error.code
-    except Exception as error:  # a clear line, not a traceback, for start-up failures
-        print(f"python -m local: {type(error).__name__}: {error}", file=sys.stderr)
+    except Exception as error:  # one line in the user's words, not a traceback
+        print(f"error: {start_failure(error)}", file=sys.stderr)
         return 1
     finally:
         for signum in handled:
@@ -208,13 +213,55 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):
         if failure:
             assert stack is not None
-            print(f"python -m local: {failure}; stopped. {saved(stack)}", file=sys.stderr)
+            print(f"error: {failure}; stopped. {saved(stack)}", file=sys.stderr)
             return 1
         if stack is not None and stack.save_failure:  # said on stderr when it failed
             print(f"Stopped, but the last save failed. {saved(stack)}", file=sys.stderr)
             return 1
         print(f"Stopped: the local API and the emulator are gone. {saved(stack)}", flush=True)
     return 0
+
+
+def read_template(path: Path) -> dict:
+    from deployer.errors import DeployError
+
+    try:
+        template = json.loads(path.read_text())
+    except OSError as error:
+        raise DeployError(f"--template {path}: cannot read it ({error.strerror})") from None
+    except ValueError as error:  # not UTF-8, not JSON
+        raise DeployError(f"--template {path}: not a JSON template ({error})") from None
+    if not isinstance(template, dict):
+        raise DeployError(f"--template {path}: not a JSON template (not an object)")
+    return template
+
+
+def start_failure(error: Exception) -> str:
+    """What stopped the start, in words: the local stack's own errors say it already; a
+    file or port the system refused is named with the system's reason."""
+    if isinstance(error, OSError) and error.strerror and not isinstance(error, PortInUse):
+        where = f" {error.filename}:" if error.filename else ""
+        return f"cannot start the local stack:{where} {error.strerror.lower()}"
+    return str(error) or "the local stack stopped while starting, for no reason it gave"
+
+
+def parameter_lines(given: dict[str, str], values: dict[str, str]) -> str:
+    """The template's parameters in effect: those given with --param (or --openapi), then
+    the others at their defaults, wrapped under one another."""
+
+    def listed(pairs: dict[str, str]) -> str:
+        return " ".join(f"{name}={value or EMPTY}" for name, value in sorted(pairs.items()))
+
+    defaults = {name: value for name, value in values.items() if name not in given}
+    lines = [f"given: {listed(given)}"] if given else []
+    if defaults:
+        lines.append(f"{'the others at their ' if given else ''}defaults: {listed(defaults)}")
+    wrapped = [
+        part
+        for line in lines
+        for part in textwrap.wrap(line, PARAMETER_WIDTH, subsequent_indent="  ")
+    ]
+    return "".join(f"  {'params:' if i == 0 else '':<11}{part}\n" for i, part in enumerate(wrapped))
 
 
 def private_stats_lines(stack: LocalStack) -> str:
@@ -240,7 +287,8 @@ def kept(stack: LocalStack, fresh: bool) -> str:
         return "kept by the emulator at AWS_ENDPOINT_URL (not saved by this stack)"
     if fresh:
         return f"saved in {stack.state.path} (started empty: --fresh)"
-    return f"saved in {stack.state.path} ({stack.restored} items restored; --fresh starts empty)"
+    routes = f"{stack.routes_restored} route{'' if stack.routes_restored == 1 else 's'}"
+    return f"saved in {stack.state.path} ({routes} restored; --fresh starts empty)"
 
 
 def saved(stack: LocalStack | None) -> str:

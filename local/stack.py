@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployer.parameters import TABLE_ID
 from deployer.template_reading import TemplateError, parameter_values, ref_name
 from local import emulator
 from local.api_keys import UsagePlans
@@ -236,6 +237,8 @@ class LocalStack:
     state: StackState | None = None  # where its tables are kept (None: not kept)
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> physical name
     restored: int = 0  # items written back from the saved state at start
+    routes_restored: int = 0  # ... of them the counter table's: one item a route
+    parameters: dict[str, str] = field(default_factory=dict)  # every value the deploy used
     stats_token_secret: str = ""  # PrivateStats: the secret's ARN in the emulator
     stats_token_path: Path | None = None  # ... and the file that holds its value
     _server: Any = None
@@ -299,11 +302,11 @@ class LocalStack:
             self.save_state(force)
         except StateError as error:
             if str(error) != self.save_failure:
-                print(f"python -m local: {error}", file=sys.stderr, flush=True)
+                print(f"warning: {error}", file=sys.stderr, flush=True)
             self.save_failure = str(error)
             return
         if self.save_failure is not None and self.state and self.state.saved_at:
-            print(f"python -m local: saved {self.state.snapshot} again", file=sys.stderr)
+            print(f"note: saved {self.state.snapshot} again", file=sys.stderr)
             self.save_failure = None
 
     def _save_periodically(self, every: float) -> None:
@@ -400,7 +403,7 @@ def start_local_stack(
         kept = not_in_template(saved, table_logical_ids(template), [m.logical_id for m in mappings])
         if state is not None and (kept.tables or kept.undelivered):
             print(
-                f"python -m local: {state.snapshot} holds {names(kept)}, which the template "
+                f"warning: {state.snapshot} holds {names(kept)}, which the template "
                 "does not have: not restored, kept in the file as it is",
                 file=sys.stderr,
                 flush=True,
@@ -416,6 +419,7 @@ def start_local_stack(
         stack_id, physical = emulator.stack_resources(endpoint, stack_name)
         tables = {i: physical[i] for i in table_logical_ids(template) if i in physical}
         restored = write_tables(emulator.client("dynamodb", endpoint), tables, saved.tables)
+        routes_restored = len(saved.tables.get(TABLE_ID, [])) if TABLE_ID in tables else 0
         token_secret = physical.get(STATS_TOKEN_ID, "")
         token_path = keep_stats_token(endpoint, token_secret, state, fresh)
         values = parameter_values(template, params)
@@ -500,6 +504,8 @@ def start_local_stack(
         state=state,
         tables=tables,
         restored=restored,
+        routes_restored=routes_restored,
+        parameters=values,
         stats_token_secret=token_secret,
         stats_token_path=token_path,
         _server=server,

@@ -44,6 +44,26 @@ FAKE_CREDENTIALS = {
 }
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Why tests were skipped, one line a reason, also where no -rs asks (make test): a
+    skipped test with no word of why reads as a test that passed."""
+    why: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple):
+            where, reason = report.longrepr[0], report.longrepr[2]
+        else:
+            where, reason = report.nodeid.split("::")[0], str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        why.setdefault(reason, set()).add(os.path.relpath(where, ROOT).split(":")[0])
+        counts[reason] = counts.get(reason, 0) + 1
+    for reason, files in why.items():
+        n = counts[reason]
+        terminalreporter.write_line(
+            f"{n} {'test' if n == 1 else 'tests'} skipped ({', '.join(sorted(files))}): {reason}"
+        )
+
+
 @pytest.fixture(autouse=True)
 def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test can ever reach a real AWS account."""

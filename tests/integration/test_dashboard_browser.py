@@ -12,7 +12,10 @@ from tests.unit.test_stats import BROWSER_ACCEPT, seed
 from tests.unit.test_stats_series import count_and_aggregate
 from tools import browser
 
-MISSING = "Chromium is not installed (Debian: apt-get install chromium)"
+MISSING = (
+    "Chromium is not installed (Debian: apt-get install chromium); it is optional: only the"
+    " dashboard's browser tests need it"
+)
 
 
 def in_ci() -> bool:
@@ -93,7 +96,7 @@ def test_the_front_page_and_a_routes_page_after_real_hits_fit_a_phone(stream_tab
             "front": (
                 None,
                 [
-                    "All routes, since the stream was turned on",
+                    "All routes, since analytics was turned on",
                     "Hits per hour, last 24 hours, all routes",
                     "Hits per day, last 30 days, all routes",
                     "Top routes of all time",
@@ -153,3 +156,22 @@ def test_a_backends_answers_on_the_front_page_and_a_routes_page_fit_a_phone(
         },
         widths=(1280,),
     )
+
+
+def test_a_route_reads_decoded_in_the_browser_with_its_stored_form_on_hover(stats, counter_table):
+    """As Chromium draws it: the text a reader sees, and the tooltip (title) on hover; a
+    right-to-left override in a route is shown as its code point, never applied."""
+    seed(counter_table, {"/caf%C3%A9/men%C3%BC": 5, "/%E2%80%AEgnp.exe": 2})
+    event = api_event("/_stats", headers={"Accept": BROWSER_ACCEPT})
+    result = stats.handler(event, lambda_context("StatsFunction"))
+    routes = (
+        "[...document.querySelectorAll('td.r bdi')]"
+        ".map(b => [b.innerText, b.getAttribute('title')])"
+    )
+
+    pages = {"/_stats": (200, result["headers"], result["body"])}
+    with browser.serve(pages) as url, browser.tab() as page:
+        page.open(f"{url}/_stats", PHONE)
+        seen = page.evaluate(routes)
+
+    assert seen == [["/café/menü", "/caf%C3%A9/men%C3%BC"], ["/%E2%80%AEgnp.exe", None]]

@@ -239,8 +239,7 @@ def test_two_starts_at_once_one_serves_the_other_says_why_and_leaves_nothing(tmp
 
     assert loser.returncode == 1
     assert err.strip().splitlines() == [
-        f"python -m local: PortInUse: port {port} on 127.0.0.1 is in use: "
-        "stop what uses it or choose --port"
+        f"error: port {port} on 127.0.0.1 is in use: stop what uses it or choose --port"
     ]
     assert "moto_server" not in out  # it started nothing
     assert len(leaked_while_winner_runs) <= 1  # the winner's code, if it got that far

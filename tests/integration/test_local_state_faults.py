@@ -98,9 +98,7 @@ def test_a_disk_full_mid_save_keeps_the_last_snapshot_says_so_once_and_leaves_no
 
     assert snapshot.read_bytes() == before
     assert sorted(p.name for p in snapshot.parent.iterdir()) == ["lock", "tables.json"]
-    assert [line for line in output.splitlines() if "cannot save" in line] == [
-        f"python -m local: {cause}"
-    ]
+    assert [line for line in output.splitlines() if "cannot save" in line] == [f"warning: {cause}"]
     assert "Stopped, but the last save failed." in output
     assert "Traceback" not in output
 
@@ -134,7 +132,7 @@ def test_a_table_the_template_lacks_is_kept_in_the_snapshot_as_it_was(tmp_path):
         output = stack.output.read_text()
 
     assert (
-        f"python -m local: {snapshot} holds table RetiredTable, which the template does not "
+        f"warning: {snapshot} holds table RetiredTable, which the template does not "
         "have: not restored, kept in the file as it is\n"
     ) in output
     after = StackState(tmp_path / "state", "route-counter").load()
@@ -168,7 +166,7 @@ def test_a_malformed_snapshot_is_one_line_naming_the_file_and_the_fault(tmp_path
 
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"python -m local: StateError: cannot read {snapshot} ({why}")
+    assert result.stderr.startswith(f"error: cannot read {snapshot} ({why}")
     assert snapshot.read_bytes() == content
 
 
@@ -179,7 +177,7 @@ def test_a_stack_name_with_slashes_is_refused_before_anything_is_written(tmp_pat
 
     assert result.returncode == 2
     assert result.stderr == (
-        f"python -m local: invalid stack name '../../{escape}': letters, digits and "
+        f"error: invalid stack name '../../{escape}': letters, digits and "
         "hyphens, starting with a letter, at most 128 (see ./deploy.sh --help)\n"
     )
     assert not (tmp_path.parent / escape).exists()

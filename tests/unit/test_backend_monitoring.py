@@ -409,7 +409,7 @@ def test_a_routes_answers_chart_shows_error_rates_and_mean_and_p90_latency(pages
     heights = re.findall(r'<rect class=(e[45]) [^>]*height="([0-9.]+)"', errors)
     assert [h for _, h in heights] == ["10.0", "10.0", "100.0", "0.0", "0.0", "0.0"]
     assert [c for c, _ in heights] == ["e5", "e4"] * 3
-    assert "the worst bucket's 5xx share is 100.0%" in chart
+    assert "the worst hour's 5xx share is 100.0%" in chart
     # Latency: p90 behind the mean, scaled to the tallest (p90 past 30 s drawn at 30 s).
     latency = re.search(r'aria-label="[^"]*latency"[^>]*>(.*?)</svg>', chart).group(1)
     assert re.findall(r'<rect class=p9 [^>]*height="([0-9.]+)"', latency)[-1] == "100.0"

@@ -36,7 +36,7 @@ def test_the_chart_draws_every_bucket_and_shows_zeros(stats):
     assert [h > 0 for h in heights] == [True] * 4  # a zero is a visible stub...
     assert ["class=z" in b for b in bars] == [False, True, False, True]  # ...drawn apart
     assert "Dec 01 01:00 UTC: 0 hits" in chart  # on hover
-    assert "25 hits in 4 buckets" in chart
+    assert "25 hits in 4 hours" in chart
 
 
 def test_the_charts_axis_labels_are_html_text_that_does_not_scale(stats):
@@ -215,9 +215,9 @@ def test_each_page_says_which_routes_it_holds_and_links_first_previous_next(stat
     second = follow(stats, link(first, "Next page"))
     third = follow(stats, link(second, "Next page"))
 
-    assert "Routes 1-2 in scan order, sorted by count within this page" in first
-    assert "Routes 3-4 in scan order, sorted by count within this page" in second
-    assert "Routes 5-5 in scan order, sorted by count within this page" in third
+    assert "Routes 1-2 in stored order, sorted by count within this page" in first
+    assert "Routes 3-4 in stored order, sorted by count within this page" in second
+    assert "Routes 5-5 in stored order, sorted by count within this page" in third
     assert link(first, "First page") is None and link(first, "Previous page") is None
     assert link(third, "Next page") is None and "<span>Last page</span>" in third
     assert link(second, "First page") == link(third, "First page") == "?limit=2"
@@ -226,14 +226,14 @@ def test_each_page_says_which_routes_it_holds_and_links_first_previous_next(stat
     seen = table_routes(first) + table_routes(second) + table_routes(third)
     assert sorted(seen) == [f"/p/{i}" for i in range(1, 6)]
     # Totals say what they cover.
-    assert "this page only" in second and "the whole table" not in second.split("<h2>")[0]
+    assert "this page only" in second and "every route." not in second.split("<h2>")[0]
 
 
 def test_a_page_holding_every_route_says_so(stats, counter_table):
     seed(counter_table, {"/a": 3, "/b": 2})
     _, page = get(stats, accept=BROWSER_ACCEPT)
     assert "All 2 routes, sorted by count." in page
-    assert "<b>5 hits</b> over <b>2 routes</b>: the whole table." in page
+    assert "<b>5 hits</b> over <b>2 routes</b>: every route." in page
     assert "<nav>" not in page
 
 
@@ -263,7 +263,7 @@ def test_a_page_whose_link_has_no_position_says_where_it_starts(stats, counter_t
     _, first = get(stats, {"limit": "1"})
     page = follow(stats, f"?limit=1&next={first['next']}")  # a JSON client's token by hand
     route = stats.decode_token(first["next"])["route"]["S"]
-    assert f'after <bdi dir="ltr">{route}</bdi> in scan order' in page
+    assert f'after <bdi dir="ltr">{route}</bdi> in stored order' in page
     assert "does not say how many came before" in page
 
 

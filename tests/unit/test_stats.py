@@ -229,7 +229,7 @@ def test_dashboard_links_to_the_next_page_when_more_routes_remain(stats, counter
     seed(counter_table, {f"/n/{i}": i for i in range(1, 6)})
     _, page = get(stats, {"limit": "2"}, accept=BROWSER_ACCEPT)
     assert re.search(r'href="\?limit=2&amp;next=[A-Za-z0-9_-]+&amp;at=2&amp;back=0~"', page)
-    assert "Routes 1-2 in scan order, sorted by count within this page" in page
+    assert "Routes 1-2 in stored order, sorted by count within this page" in page
 
 
 @pytest.mark.parametrize(

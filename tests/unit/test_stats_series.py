@@ -24,6 +24,7 @@ from botocore.exceptions import ReadTimeoutError
 from local.streams import stream_event, window_event
 from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, stream_records
 from tests.unit.test_aggregator import HITS, epoch
+from tests.unit.test_dashboard_words import IMPLEMENTATION_WORDS, visible_text
 
 HOUR = datetime.timedelta(hours=1)
 
@@ -320,7 +321,8 @@ def page(stats, query: dict | None = None) -> str:
 
 
 def chart_rows(html_page: str, heading: str) -> dict:
-    """The chart's "Every bucket" table under a heading: {label: hits} of its non-zero rows."""
+    """The chart's "Every hour" (or day) table under a heading: {label: hits} of its
+    non-zero rows."""
     section = html_page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
     rows = re.findall(r"<tr><td>([^<]+)</td><td class=n>([\d,]+)</td></tr>", section)
     return {label: int(hits.replace(",", "")) for label, hits in rows if hits != "0"}
@@ -345,7 +347,7 @@ def test_a_picked_routes_page_charts_its_hits_per_hour_and_per_day(
     }
     days = chart_rows(shown, "Hits per day, last 30 days")
     assert sum(days.values()) == 3 and time.strftime("%b %d", time.gmtime(now)) in days
-    assert "3 hits in 24 buckets" in shown and "3 hits in 30 buckets" in shown
+    assert "3 hits in 24 hours" in shown and "3 hits in 30 days" in shown
     # The route's record, then one Query per chart.
     assert [c["model"].name for c in calls] == ["GetItem", "Query", "Query"]
 
@@ -388,7 +390,7 @@ def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_the
     assert hourly == sent_per("%b %d %H:00", lambda at: at > now - 22 * 3600)
     daily = chart_rows(shown, "Hits per day, last 30 days, all routes")
     assert daily == sent_per("%b %d", lambda at: at > now - 28 * 86400)
-    totals = section(shown, "All routes, since the stream was turned on")
+    totals = section(shown, "All routes, since analytics was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
     # The page of routes (Scan), the summary (one BatchGetItem for the tops, one Query for
@@ -449,7 +451,7 @@ def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hi
 
     shown = page(stats)
 
-    assert "Nothing has been aggregated yet." in section(shown, "All routes")
+    assert "No totals yet." in section(shown, "All routes")
     # No chart of zeros, no "0 hits": the hit is counted, only not aggregated yet.
     assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
     assert '<a href="?route=/first"><bdi dir="ltr">/first</bdi></a>' in shown  # the table has it
@@ -483,7 +485,7 @@ def test_keys_dynamodb_leaves_unprocessed_are_read_again_or_the_page_is_a_503_no
     with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
         shown = page(stats)
     assert len(unprocessed) == 1
-    assert "<b>2</b> hits" in section(shown, "All routes, since the stream was turned on")
+    assert "<b>2</b> hits" in section(shown, "All routes, since analytics was turned on")
 
     unprocessed.clear()
     leave = 99  # every try: the page cannot say what it did not read
@@ -541,6 +543,29 @@ def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
         )
         assert status == 200
         assert {p["start"]: p["count"] for p in body["points"] if p["count"]} == dict(sent)
-    totals = section(page(stats), "All routes, since the stream was turned on")
+    totals = section(page(stats), "All routes, since analytics was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
+
+
+def test_the_dashboard_says_nothing_of_how_it_is_built(counter, aggregator, stats, stream_tables):
+    """No stream, aggregator, scan, bucket... in what the pages show (the words' tests are in
+    test_dashboard_words.py; here, because the front page needs aggregated hits)."""
+    now = time.time()
+    counter.count_hit("/home", now - 3600, time.monotonic() + 4)
+    before = visible_text(page(stats))  # counted, not added up yet
+    hits = [("/home", now - 3600)] * 2 + [("/caf%C3%A9", now)] * 2
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+    pages = {
+        "before any total": before,
+        "front page": visible_text(page(stats)),
+        "paged": visible_text(page(stats, {"limit": "1"})),
+        "a route's page": visible_text(page(stats, {"route": "/home"})),
+    }
+
+    said = {name: IMPLEMENTATION_WORDS.findall(text) for name, text in pages.items()}
+
+    assert said == {name: [] for name in pages}
+    assert "No totals yet." in pages["before any total"]
+    assert "All routes, since analytics was turned on" in pages["front page"]
+    assert "in stored order" in pages["paged"]
