@@ -18,11 +18,10 @@ import urllib.parse
 import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
-from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from local.streams import stream_event, window_event
-from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, stream_records
+from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
 from tests.unit.test_aggregator import HITS, epoch
 
 HOUR = datetime.timedelta(hours=1)
@@ -238,7 +237,7 @@ def test_a_lost_answer_is_a_503_json_with_the_request_id(stats, capsys):
     assert line["level"] == "ERROR" and line["error"] == "ReadTimeoutError"
 
 
-def test_top_routes_are_the_aggregators_ranking_from_one_get_item(
+def test_top_routes_are_the_aggregators_ranking_from_one_query_of_its_parts(
     counter, aggregator, stats, stream_tables
 ):
     count_and_aggregate(counter, aggregator, stream_tables, [(r, epoch(t)) for r, t in HITS])
@@ -254,7 +253,7 @@ def test_top_routes_are_the_aggregators_ranking_from_one_get_item(
         "asOf": "2026-12-02T00:06:00Z",
         "period": "all",
     }
-    assert [c["model"].name for c in calls] == ["GetItem"]
+    assert [c["model"].name for c in calls] == ["Query"]
     result = stats.handler(
         api_event("/_stats/top", query={"limit": "2", "period": "all"}), lambda_context()
     )
@@ -288,7 +287,7 @@ def test_top_routes_of_today_rank_the_days_hits_not_the_all_time_counts(
         "period": "day",
         "day": today,
     }
-    assert [c["model"].name for c in calls] == ["GetItem"]
+    assert [c["model"].name for c in calls] == ["Query"]
     all_time = stats.handler(api_event("/_stats/top"), lambda_context())
     assert [r["route"] for r in json.loads(all_time["body"])["routes"]] == ["/old", "/new"]
 
@@ -391,9 +390,9 @@ def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_the
     totals = section(shown, "All routes, since the stream was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
-    # The page of routes (Scan), the summary (one BatchGetItem for the tops, one Query for
+    # The page of routes (Scan), the summary (a Query for each top item's parts and one for
     # the totals' parts), a Query per chart.
-    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", *["Query"] * 3]
+    assert [c["model"].name for c in calls] == ["Scan", *["Query"] * 5]
 
 
 def test_the_front_page_ranks_all_time_by_count_and_today_by_todays_hits(
@@ -453,46 +452,7 @@ def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hi
     # No chart of zeros, no "0 hits": the hit is counted, only not aggregated yet.
     assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
     assert '<a href="?route=/first"><bdi dir="ltr">/first</bdi></a>' in shown  # the table has it
-    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", *["Query"] * 3]
-
-
-class Body:
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def stream(self, **_):
-        return iter([self.data])
-
-
-def test_keys_dynamodb_leaves_unprocessed_are_read_again_or_the_page_is_a_503_not_empty(
-    counter, aggregator, stats, stream_tables
-):
-    count_and_aggregate(counter, aggregator, stream_tables, [("/busy", time.time())] * 2)
-    unprocessed = []
-
-    def leave_unprocessed(request, **_):
-        # DynamoDB under load: a 200 that read nothing and hands every key back.
-        if len(unprocessed) >= leave:
-            return None
-        keys = json.loads(request.body)["RequestItems"]
-        unprocessed.append(keys)
-        answer = {"Responses": {stream_tables.series: []}, "UnprocessedKeys": keys}
-        return AWSResponse(request.url, 200, {}, Body(json.dumps(answer).encode()))
-
-    leave = 1  # once: the next try reads them
-    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
-        shown = page(stats)
-    assert len(unprocessed) == 1
-    assert "<b>2</b> hits" in section(shown, "All routes, since the stream was turned on")
-
-    unprocessed.clear()
-    leave = 99  # every try: the page cannot say what it did not read
-    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
-        event = api_event("/_stats", headers=BROWSER)
-        result = stats.handler(event, lambda_context("StatsFunction"))
-    assert len(unprocessed) == 3
-    assert result["statusCode"] == 503 and result["headers"]["Retry-After"] == "1"
-    assert "Nothing has been aggregated" not in result["body"]
+    assert [c["model"].name for c in calls] == ["Scan", *["Query"] * 5]
 
 
 def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
