@@ -585,7 +585,8 @@ def combined_top(parts):
     of batches that named no shard) as one item. A route lives in one shard and its entries
     only grow, so its highest entry across parts is its entry; every route ranked ahead of
     the first route each part left out is in that part (if it has any), so those routes are
-    exact and complete: the TOP_SIZE best of them are the ranking a single item would hold."""
+    exact and complete, and they start with the ranking one item of all routes would hold
+    (docs/analytics-at-scale.md)."""
     best, bounds = {}, []
     for part in parts:
         for route, value in part.get("routes", {}).get("M", {}).items():
@@ -595,8 +596,8 @@ def combined_top(parts):
         if bound is not None:
             bounds.append(bound)
     bound = min(bounds, default=None)
-    keys = sorted((-entry_value(v)[0], r) for r, v in best.items())
-    kept = [r for _, r in keys if bound is None or (-entry_value(best[r])[0], r) < bound]
+    ranks = sorted((-entry_value(v)[0], r) for r, v in best.items())
+    kept = [rank[1] for rank in ranks if bound is None or rank < bound]
     as_of = max((p["asOf"]["S"] for p in parts if "asOf" in p), default=None)
     combined = {"routes": {"M": {r: best[r] for r in kept[:TOP_SIZE]}}}
     return {**combined, "asOf": {"S": as_of}} if as_of else combined
