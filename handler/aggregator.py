@@ -464,36 +464,43 @@ def rank_key(route_entry):
 
 
 def first_left_out(merged, top, was):
-    """(value, route) of the best-ranked route a part's ranking does not hold: of the routes
-    merged now, and the one it left out before (`was`) unless it is ranked now; None when
-    it holds every route it was given."""
-    out = [(route, entry) for route, entry in merged.items() if route not in top]
-    if was is not None and was[1] not in top:
-        out.append((was[1], (was[0], None)))
-    if not out:
-        return None
-    route, (value, _) = min(out, key=rank_key)
-    return value, route
+    """The rank key (-value, route, after) of the best-ranked route a part's ranking does not
+    hold, or None when it holds every route it was given: of the routes merged now, and the
+    bound it kept before (`was`). Values only rise, so an old bound still holds (the routes
+    that filled the ranking then are still ahead of it). `after` (True) puts the bound just
+    behind `route` rather than on it."""
+    out = [(-value, route, False) for route, (value, _) in merged.items() if route not in top]
+    return min([*out, *([was] if was else [])], default=None)
 
 
 def left_out_of(item, current):
-    """The stored part's first left-out route (value, route), or None. An item written
-    before parts (no `leftOut`) that may have been cut (TOP_SIZE routes, or no room left for
-    the longest route) is taken to have left out a route just below its last (a tie in value,
-    ranked after it): the old ranking is exact only that far."""
+    """The stored part's bound (first_left_out()), or None. An item written before parts
+    (no `leftOut`) that may have been cut (TOP_SIZE routes, or no room left for the longest
+    route) is exact down to its last route only: the bound is just behind it."""
     if item is None:
         return None
     if "leftOut" in item:
         stored = item["leftOut"].get("L")
-        return (int(stored[0]["N"]), stored[1]["S"]) if stored else None
+        if not stored:
+            return None
+        return -int(stored[0]["N"]), stored[1]["S"], len(stored) > 2
     size = sum(
         len(r.encode()) + TOP_ENTRY_BYTES + (TOP_ANSWER_BYTES if answers else 0)
         for r, (_, answers) in current.items()
     )
     if current and (len(current) >= TOP_SIZE or size > TOP_BYTES - LONGEST_ENTRY_BYTES):
         route, (value, _) = max(current.items(), key=rank_key)
-        return value, route + "\x00"  # the next name after it
+        return -value, route, True
     return None
+
+
+def stored_bound(bound):
+    """A bound as `leftOut` holds it: [value, route] (and true when just behind the route),
+    or NULL."""
+    if bound is None:
+        return {"NULL": True}
+    value, route, after = bound
+    return {"L": [{"N": str(-value)}, {"S": route}, *([{"BOOL": True}] if after else [])]}
 
 
 def higher(entry, other):
@@ -549,9 +556,7 @@ def merge_top(bucket, values, newest):
                 ExpressionAttributeNames={"#routes": "routes"},
                 ExpressionAttributeValues={
                     ":routes": {"M": {r: stored_entry(e) for r, e in top.items()}},
-                    ":leftOut": {"NULL": True}
-                    if left_out is None
-                    else {"L": [{"N": str(left_out[0])}, {"S": left_out[1]}]},
+                    ":leftOut": stored_bound(left_out),
                     ":next": {"N": str(version + 1)},
                     ":version": {"N": str(version)},
                     ":asOf": {"S": as_of},

@@ -567,16 +567,17 @@ def entry_bytes(route, value):
 
 
 def left_out(item):
-    """The rank key (-count, route) of the first route a top part left out, or None: its
-    ranking holds every route ranked ahead of it. A part written before parts (no `leftOut`)
-    that may have been cut is exact down to its last route only."""
+    """The bound of a top part as (-count, route, after): its ranking holds every route ranked
+    ahead of the route it left out first (after: ahead of or at it); None when it holds every
+    route it was given. A part written before parts (no `leftOut`) that may have been cut is
+    exact down to its last route only."""
     if "leftOut" in item:
         stored = item["leftOut"].get("L")
-        return (-int(stored[0]["N"]), stored[1]["S"]) if stored else None
+        return (-int(stored[0]["N"]), stored[1]["S"], len(stored) > 2) if stored else None
     entries = item.get("routes", {}).get("M", {})
     size = sum(entry_bytes(r, v) for r, v in entries.items())
     if entries and (len(entries) >= TOP_SIZE or size > OLD_TOP_ROOM):
-        return max((-entry_value(v)[0], r + "\x00") for r, v in entries.items())
+        return max((-entry_value(v)[0], r, True) for r, v in entries.items())
     return None
 
 
@@ -597,7 +598,7 @@ def combined_top(parts):
             bounds.append(bound)
     bound = min(bounds, default=None)
     ranks = sorted((-entry_value(v)[0], r) for r, v in best.items())
-    kept = [rank[1] for rank in ranks if bound is None or rank < bound]
+    kept = [route for minus, route in ranks if bound is None or (minus, route, False) < bound]
     as_of = max((p["asOf"]["S"] for p in parts if "asOf" in p), default=None)
     combined = {"routes": {"M": {r: best[r] for r in kept[:TOP_SIZE]}}}
     return {**combined, "asOf": {"S": as_of}} if as_of else combined

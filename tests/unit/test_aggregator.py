@@ -779,3 +779,29 @@ def test_two_shards_merging_their_tops_at_the_same_moment_never_retry(
     assert aggregator.handler(event, lambda_context()) == {"state": {}, "batchItemFailures": []}
     assert rival_done == [{"state": {}, "batchItemFailures": []}]
     assert len(top_reads) == 3  # all time and two days, each read once: no merge retried
+
+
+def test_an_old_full_top_item_merged_again_is_exact_only_down_to_its_last_route(
+    aggregator, stream_tables, counted
+):
+    """A top item written before the rankings came in parts has no `leftOut`: holding
+    TOP_SIZE routes, it may have left some out, unknown. A batch that names no shard merges
+    into it and says so: its bound is just behind its last route (the third value, true)."""
+    aggregator.TOP_SIZE = 2
+    series = boto3.client("dynamodb")
+    series.put_item(  # as the aggregator wrote it before parts
+        TableName=stream_tables.series,
+        Item={
+            "route": {"S": "#top"},
+            "bucket": {"S": "all"},
+            "routes": {"M": {"/old": {"N": "9"}, "/z": {"N": "6"}}},
+            "version": {"N": "4"},
+            "asOf": {"S": "2026-11-30T00:00:00Z"},
+        },
+    )
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    item = series_items(stream_tables.series)[("#top", "all")]
+    assert {r: int(v["N"]) for r, v in item["routes"]["M"].items()} == {"/old": 9, "/z": 6}
+    # /a (5) is the first route left out now, but a route of 6 hits ranked after /z may have
+    # been left out before: the part is exact down to /z only
+    assert item["leftOut"] == {"L": [{"N": "6"}, {"S": "/z"}, {"BOOL": True}]}
