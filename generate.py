@@ -107,15 +107,13 @@ def build_template() -> Template:
         statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
         **shared,
     )
-    # BatchGetItem: the dashboard reads its three summary items in one call
+    # Query only: a series, the totals and each top item are a range of parts (one Query each)
     template.add_resource(
         iam.conditional_policy(
             "StatsReadSeriesPolicy",
             analytics,
             stats.role,
-            iam.allow(
-                "ReadSeries", [dynamodb.Query, dynamodb.GetItem, dynamodb.BatchGetItem], series_arn
-            ),
+            iam.allow("ReadSeries", [dynamodb.Query], series_arn),
         )
     )
     # MaxRoutes: the stats read the ledger's one item (Analytics on or off)

@@ -1,4 +1,4 @@
-"""Benchmark 8: the analytics at scale. The real aggregator on N stream shards in parallel.
+"""Benchmark 9: the analytics at scale. The real aggregator on N stream shards in parallel.
 
 What a busy table does on AWS, emulated here: its stream has a shard per partition, each read
 by its own aggregator invocation, all at once, and DynamoDB cancels a transaction that meets
@@ -246,16 +246,28 @@ def poll(shard: Shard, batch_size: int, window: float, tumbling: int = 0) -> Non
 
 
 def stored_hits(client, table: str) -> dict:
-    """(route, bucket) -> hits stored, all routes' parts (one per shard) summed."""
+    """(route, bucket) -> hits stored, all routes' parts (one per shard) summed by the stats'
+    own rule (handler/stats.py's whole_bucket)."""
+    whole_bucket = load_handler("stats", "stats_for_scale").whole_bucket
     hits: collections.Counter[tuple] = collections.Counter()
     for page in client.get_paginator("scan").paginate(TableName=table):
         for item in page["Items"]:
             if "hits" in item:
-                bucket = item["bucket"]["S"]
-                if item["route"]["S"] == "#all":
-                    bucket = "#".join(bucket.split("#")[: 1 if bucket.startswith("all") else 2])
-                hits[(item["route"]["S"], bucket)] += int(item["hits"]["N"])
+                route, bucket = item["route"]["S"], item["bucket"]["S"]
+                hits[(route, whole_bucket(bucket) if route == "#all" else bucket)] += int(
+                    item["hits"]["N"]
+                )
     return dict(hits)
+
+
+def shared_parts(players: list[Shard], parts_of: str) -> int:
+    """Pairs of shards whose ids hash to the same part (the aggregator's SHARD_PARTS or
+    RANK_PARTS): each such pair writes one item, and races on it."""
+    aggregator = players[0].aggregator
+    found = collections.Counter(
+        aggregator.shard_part(p.shard_id, getattr(aggregator, parts_of)) for p in players
+    )
+    return sum(n * (n - 1) // 2 for n in found.values())
 
 
 def run_case(client, series: dict, mapping: dict, shards: int, rate: float, seconds: float) -> dict:
@@ -311,6 +323,8 @@ def run_case(client, series: dict, mapping: dict, shards: int, rate: float, seco
         "conflicts": sum(p.conflicts for p in players),
         "top_merges": sum(p.top_merges for p in players),
         "top_retries": sum(p.top_retries for p in players),
+        "pairs_sharing_a_ranking_part": shared_parts(players, "RANK_PARTS"),
+        "pairs_sharing_a_totals_part": shared_parts(players, "SHARD_PARTS"),
         "other_cancels": dict(sum((p.other_cancels for p in players), collections.Counter())),
         "calls": dict(sum((p.calls for p in players), collections.Counter())),
         "write_units": sum(units for p in players for _, _, units in p.writes),
@@ -349,7 +363,9 @@ def rows_of(case: dict, full: bool) -> list[dict]:
             goal="< 1%",
             passed=retries < 0.01,
             note=f"{case['conflicts']} of {case['transactions']} transactions cancelled, "
-            f"{case['top_retries']} of {case['top_merges']} top merges retried; "
+            f"{case['top_retries']} of {case['top_merges']} top merges retried "
+            f"({case['pairs_sharing_a_ranking_part']} pairs of shards share a ranking part, "
+            f"{case['pairs_sharing_a_totals_part']} a totals part); "
             f"{case['failed_batches']} of {case['invocations']} invocations reported a "
             f"failure (retried); other cancellations: {case['other_cancels'] or 'none'}",
         ),

@@ -22,11 +22,15 @@ or an imported item is none. Each hit is counted once, in the hour and the day o
   retried, duplicated, split or delivered out of order counts nothing twice and misses
   nothing, and the all-routes totals never drift from the routes'.
 
-Two bounded items rank routes (route "#top"; no route can start with "#"): bucket "all" the
-TOP_SIZE highest counts, "d#<day>" the TOP_SIZE most hits of that day. Both are merged by
-an optimistic read-merge-write that only raises values and keeps the highest TOP_SIZE, so
-they are exact and order-independent: a route leaves only for TOP_SIZE routes with higher
-values, which never fall.
+Bounded items rank routes (route "#top"; no route can start with "#"): bucket "all" the
+TOP_SIZE highest counts, "d#<day>" the TOP_SIZE most hits of that day, each in RANK_PARTS
+parts ("all#<part>", "d#<day>#<part>", a hash of the shard id; un-suffixed for a batch that
+names no shard), each ranking the routes of its shards. A part is merged by an optimistic
+read-merge-write that only raises values and keeps the highest TOP_SIZE, so it is exact and
+order-independent: a route leaves only for TOP_SIZE routes with higher values, which never
+fall. A part also keeps the first route it left out (`leftOut`): handler/stats.py combines
+the parts on read (each route's highest entry), exact for every route ranked ahead of every
+part's `leftOut` (docs/analytics-at-scale.md).
 
 With a backend (docs/monitoring.md), a hit's record also carries the answer the client got
 (`lastStatus`, `lastLatencyMs`, written by the same UpdateItem as its count): the bucket items
@@ -64,6 +68,9 @@ TOP_ENTRY_BYTES = 24
 # A ranked route with a backend's answers also keeps [answered, 4xx, 5xx, latency sum]
 # (the value becomes a list of 5 numbers): charged this many bytes more.
 TOP_ANSWER_BYTES = 4 * 22
+# The most bytes one ranked route takes: the longest route the counter counts (1 KB), with
+# its answers.
+LONGEST_ENTRY_BYTES = 1024 + TOP_ENTRY_BYTES + TOP_ANSWER_BYTES
 # Status classes and the exact latency histogram's upper bounds (ms; non-cumulative buckets,
 # each (previous bound, bound]): percentiles are read at this resolution (docs/monitoring.md).
 CLASSES = ("s2xx", "s3xx", "s4xx", "s5xx")
@@ -77,6 +84,10 @@ RESERVE_MS = 10_000
 # and are replaced over time, so the part is a hash modulo this bound, not the id: a read sums
 # at most this many items per bucket (docs/analytics-at-scale.md).
 SHARD_PARTS = 1024
+# The top items too are merged per part, a hash of the shard id modulo this bound: shards
+# sharing a ranking part still race for it (a merge read again), but a read of a ranking is
+# one Query of at most RANK_PARTS + 1 items of at most TOP_BYTES (under 1 MB: one page).
+RANK_PARTS = 32
 # TransactWriteItems takes at most 100 items; BatchGetItem 100 keys.
 MOST_ITEMS = 100
 # Another batch changed an item between our read and our write (another shard's totals, a
@@ -330,12 +341,13 @@ def pair_update(route, bucket, pair, item, counted, fresh):
     }
 
 
-def shard_part(shard_id):
-    """The suffix of the all-routes items a stream shard adds to ("#3a7"), or "" when the
-    event names no shard (a mapping without a tumbling window)."""
+def shard_part(shard_id, parts=SHARD_PARTS):
+    """The suffix of the all-routes items (`parts` SHARD_PARTS) or of the top items
+    (RANK_PARTS) a stream shard writes ("#3a7"), or "" when the event names no shard (a
+    mapping without a tumbling window)."""
     if not isinstance(shard_id, str) or not shard_id:
         return ""
-    return f"#{zlib.crc32(shard_id.encode()) % SHARD_PARTS:03x}"
+    return f"#{zlib.crc32(shard_id.encode()) % parts:03x}"
 
 
 def total_update(bucket, hits, routes, expires, added, part=""):
@@ -437,12 +449,58 @@ def ranking(values):
     higher value), so a route leaves it only for routes with higher values that fill it, and
     it stays exact in any order."""
     top, size = {}, 0
-    for route, entry in sorted(values.items(), key=lambda rv: (-rv[1][0], rv[0]))[:TOP_SIZE]:
+    for route, entry in sorted(values.items(), key=rank_key)[:TOP_SIZE]:
         size += len(route.encode()) + TOP_ENTRY_BYTES + (TOP_ANSWER_BYTES if entry[1] else 0)
         if size > TOP_BYTES:
             break
         top[route] = entry
     return top
+
+
+def rank_key(route_entry):
+    """The order of a ranking: highest value first, ties by name."""
+    route, (value, _) = route_entry
+    return -value, route
+
+
+def first_left_out(merged, top, was):
+    """The rank key (-value, route, after) of the best-ranked route a part's ranking does not
+    hold, or None when it holds every route it was given: of the routes merged now, and the
+    bound it kept before (`was`). Values only rise, so an old bound still holds (the routes
+    that filled the ranking then are still ahead of it). `after` (True) puts the bound just
+    behind `route` rather than on it."""
+    out = [(-value, route, False) for route, (value, _) in merged.items() if route not in top]
+    return min([*out, *([was] if was else [])], default=None)
+
+
+def left_out_of(item, current):
+    """The stored part's bound (first_left_out()), or None. An item written before parts
+    (no `leftOut`) that may have been cut (TOP_SIZE routes, or no room left for the longest
+    route) is exact down to its last route only: the bound is just behind it."""
+    if item is None:
+        return None
+    if "leftOut" in item:
+        stored = item["leftOut"].get("L")
+        if not stored:
+            return None
+        return -int(stored[0]["N"]), stored[1]["S"], len(stored) > 2
+    size = sum(
+        len(r.encode()) + TOP_ENTRY_BYTES + (TOP_ANSWER_BYTES if answers else 0)
+        for r, (_, answers) in current.items()
+    )
+    if current and (len(current) >= TOP_SIZE or size > TOP_BYTES - LONGEST_ENTRY_BYTES):
+        route, (value, _) = max(current.items(), key=rank_key)
+        return -value, route, True
+    return None
+
+
+def stored_bound(bound):
+    """A bound as `leftOut` holds it: [value, route] (and true when just behind the route),
+    or NULL."""
+    if bound is None:
+        return {"NULL": True}
+    value, route, after = bound
+    return {"L": [{"N": str(-value)}, {"S": route}, *([{"BOOL": True}] if after else [])]}
 
 
 def higher(entry, other):
@@ -467,8 +525,8 @@ def stored_entry(entry):
 
 
 def merge_top(bucket, values, newest):
-    """Merge route -> (value, answers) into a top item, keeping its ranking(); True when it
-    changed."""
+    """Merge route -> (value, answers) into a top item (a part), keeping its ranking() and
+    its first left-out route; True when it changed."""
     for attempt in range(ATTEMPTS):
         if attempt:
             time.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 (jitter, not a secret)
@@ -478,11 +536,13 @@ def merge_top(bucket, values, newest):
             .get("Item")
         )
         current = {r: top_entry(v) for r, v in item["routes"]["M"].items()} if item else {}
+        was_left_out = left_out_of(item, current)
         merged = dict(current)
         for route, entry in values.items():
             merged[route] = higher(merged.get(route, (0, None)), entry)
         top = ranking(merged)
-        if top == current:
+        left_out = first_left_out(merged, top, was_left_out)
+        if top == current and left_out == was_left_out and item and "leftOut" in item:
             return False
         version = int(item["version"]["N"]) if item else 0
         as_of = max(newest, item["asOf"]["S"]) if item else newest
@@ -490,11 +550,13 @@ def merge_top(bucket, values, newest):
             client().update_item(
                 TableName=SERIES_TABLE,
                 Key=key(TOP, bucket),
-                UpdateExpression="SET #routes = :routes, version = :next, asOf = :asOf",
+                UpdateExpression="SET #routes = :routes, leftOut = :leftOut, version = :next, "
+                "asOf = :asOf",
                 ConditionExpression="attribute_not_exists(version) OR version = :version",
                 ExpressionAttributeNames={"#routes": "routes"},
                 ExpressionAttributeValues={
                     ":routes": {"M": {r: stored_entry(e) for r, e in top.items()}},
+                    ":leftOut": stored_bound(left_out),
                     ":next": {"N": str(version + 1)},
                     ":version": {"N": str(version)},
                     ":asOf": {"S": as_of},
@@ -549,6 +611,7 @@ def handler(event, context):
     event = event or {}
     records = event.get("Records") or []
     part = shard_part(event.get("shardId"))
+    rank_part = shard_part(event.get("shardId"), RANK_PARTS)
     pairs, skipped = counted_hits(records)
     changed = 0
     failed = set()  # pairs whose records were not counted
@@ -578,7 +641,7 @@ def handler(event, context):
         try:
             if out_of_time(context):
                 raise Contended("stopped before the function's timeout")
-            tops_changed += merge_top(bucket, values, as_of)
+            tops_changed += merge_top(bucket + rank_part, values, as_of)
         except FAULTS as fault:
             # Every record of the batch may feed the all-time top: retry from the first.
             errors.append(f"{type(fault).__name__}: {fault}")

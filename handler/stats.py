@@ -82,6 +82,10 @@ LEDGER_TABLE = os.environ.get("LEDGER_TABLE", "")
 OVERFLOW_ROUTE = "/{overflow}"
 LEDGER_KEY = {"route": {"S": "#routes"}, "bucket": {"S": "cap"}}
 TOP_LIMIT, MAX_TOP_LIMIT = 10, 100
+# A top item written before the rankings came in parts keeps no `leftOut`: it may have left
+# routes out when it holds the aggregator's TOP_SIZE (100) routes, or has no room left under
+# its TOP_BYTES (8 KB) for the longest entry (a 1 KB route, 24 bytes, 88 with answers).
+TOP_SIZE, OLD_TOP_ROOM = 100, 8 * 1024 - (1024 + 24 + 88)
 # With a backend (docs/monitoring.md): the status classes the counter item and the buckets
 # count, and the bounds (ms) of the buckets' exact latency histogram, as the aggregator
 # writes them (handler/aggregator.py); a percentile is read as its bucket's upper bound.
@@ -553,9 +557,74 @@ def ranked(item, limit=MAX_TOP_LIMIT, by="hits", least=DEFAULT_MIN_ANSWERS):
     return {"routes": routes[:limit], "asOf": (item or {}).get("asOf", {}).get("S")}
 
 
+def entry_value(value):
+    """(count, has answers) of a top item's entry: a number, or [count, answers...]."""
+    return (int(value["N"]), False) if "N" in value else (int(value["L"][0]["N"]), True)
+
+
+def entry_bytes(route, value):
+    return len(route.encode()) + 24 + (0 if "N" in value else 88)
+
+
+def left_out(item):
+    """The bound of a top part as (-count, route, after): its ranking holds every route ranked
+    ahead of the route it left out first (after: ahead of or at it); None when it holds every
+    route it was given. A part written before parts (no `leftOut`) that may have been cut is
+    exact down to its last route only."""
+    if "leftOut" in item:
+        stored = item["leftOut"].get("L")
+        return (-int(stored[0]["N"]), stored[1]["S"], len(stored) > 2) if stored else None
+    entries = item.get("routes", {}).get("M", {})
+    size = sum(entry_bytes(r, v) for r, v in entries.items())
+    if entries and (len(entries) >= TOP_SIZE or size > OLD_TOP_ROOM):
+        return max((-entry_value(v)[0], r, True) for r, v in entries.items())
+    return None
+
+
+def combined_top(parts):
+    """A top item's parts (one per ranking part of the stream shards, and the un-suffixed one
+    of batches that named no shard) as one item. A route lives in one shard and its entries
+    only grow, so its highest entry across parts is its entry; every route ranked ahead of
+    the first route each part left out is in that part (if it has any), so those routes are
+    exact and complete, and they start with the ranking one item of all routes would hold
+    (docs/analytics-at-scale.md)."""
+    best, bounds = {}, []
+    for part in parts:
+        for route, value in part.get("routes", {}).get("M", {}).items():
+            if route not in best or entry_value(value) > entry_value(best[route]):
+                best[route] = value
+        bound = left_out(part)
+        if bound is not None:
+            bounds.append(bound)
+    bound = min(bounds, default=None)
+    ranks = sorted((-entry_value(v)[0], r) for r, v in best.items())
+    kept = [route for minus, route in ranks if bound is None or (minus, route, False) < bound]
+    as_of = max((p["asOf"]["S"] for p in parts if "asOf" in p), default=None)
+    combined = {"routes": {"M": {r: best[r] for r in kept[:TOP_SIZE]}}}
+    return {**combined, "asOf": {"S": as_of}} if as_of else combined
+
+
+def read_top_item(bucket):
+    """A top item, its parts combined: one Query of `bucket` to `bucket#~` (at most the
+    aggregator's RANK_PARTS + 1 items of at most 8 KB: one page); None before any batch."""
+    parts = query_all(
+        {
+            "TableName": series_table(),
+            "KeyConditionExpression": "route = :r AND #bucket BETWEEN :lo AND :hi",
+            "ExpressionAttributeNames": {"#bucket": "bucket"},
+            "ExpressionAttributeValues": {
+                ":r": {"S": TOP},
+                ":lo": {"S": bucket},
+                ":hi": {"S": bucket + PARTS_END},
+            },
+        }
+    )
+    return combined_top(parts) if parts else None
+
+
 def read_top(query, now):
-    """The global top routes of all time or of today: one GetItem of the aggregator's item,
-    whatever the table size; by hits, or its routes by error rate or mean latency."""
+    """The global top routes of all time or of today: one Query of the aggregator's item's
+    parts, whatever the table size; by hits, or its routes by error rate or mean latency."""
     period = query.get("period", "all")
     bucket = top_bucket(period, now)
     limit = whole_number(query.get("limit"), "limit", TOP_LIMIT, MAX_TOP_LIMIT)
@@ -565,41 +634,21 @@ def read_top(query, now):
     if "min" in query and by == "hits":
         raise HttpError(400, "'min' only comes with by=errors or by=latency")
     least = whole_number(query.get("min"), "min", DEFAULT_MIN_ANSWERS, 9999)
-    item = dynamodb.get_item(TableName=series_table(), Key=series_key(TOP, bucket)).get("Item")
-    answer = {**ranked(item, limit, by, least), "period": period}
+    answer = {**ranked(read_top_item(bucket), limit, by, least), "period": period}
     if by != "hits":
         answer.update(by=by, min=least)
     return {**answer, "day": bucket[2:]} if period == "day" else answer
 
 
 def read_summary(now):
-    """What the dashboard's front page shows besides its page of routes, in one
-    BatchGetItem and one Query: the top routes of all time and of today, and the totals of
+    """What the dashboard's front page shows besides its page of routes, in three Query
+    calls: the top routes of all time and of today (each its parts), and the totals of
     every route (hits and routes counted since the stream was turned on)."""
-    wanted = {
-        "top": series_key(TOP, "all"),
-        "today": series_key(TOP, top_bucket("day", now)),
-    }
-    request = {SERIES_TABLE: {"Keys": list(wanted.values())}}
-    found = {}
-    for attempt in range(3):  # DynamoDB may leave keys unread under load: back off, retry
-        if attempt:
-            time.sleep(0.05 * 2**attempt)
-        answer = dynamodb.batch_get_item(RequestItems=request)
-        for item in answer["Responses"].get(SERIES_TABLE, []):
-            found[(item["route"]["S"], item["bucket"]["S"])] = item
-        request = answer.get("UnprocessedKeys") or {}
-        if not request:
-            break
-    else:
-        # An item left unread is not an item missing: "nothing aggregated yet" would be false.
-        error = {"Code": "ProvisionedThroughputExceededException", "Message": "keys unprocessed"}
-        raise ClientError({"Error": error}, "BatchGetItem")
-    items = {name: found.get((k["route"]["S"], k["bucket"]["S"])) for name, k in wanted.items()}
-    totals = read_totals()
+    today = top_bucket("day", now)
+    top, top_today, totals = read_top_item("all"), read_top_item(today), read_totals()
     return {
-        "top": ranked(items["top"]),
-        "today": {**ranked(items["today"]), "day": wanted["today"]["bucket"]["S"][2:]},
+        "top": ranked(top),
+        "today": {**ranked(top_today), "day": today[2:]},
         "totals": {
             "hits": int(totals.get("hits", {}).get("N", 0)),
             "routes": int(totals.get("routes", {}).get("N", 0)),

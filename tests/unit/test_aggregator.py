@@ -254,9 +254,10 @@ def test_each_shard_adds_to_its_own_parts_of_the_all_routes_items(
         bucket.count("#") == (1 if bucket.startswith("all") else 2)
         for _, bucket in written[shards[0]]
     )
+    whole_bucket = load_module(ROOT / "handler" / "stats.py", "stats_for_parts").whole_bucket
     summed: dict = {}
     for bucket, (hit_count, routes) in totals(stream_tables.series).items():
-        whole = "#".join(bucket.split("#")[: 1 if bucket.startswith("all") else 2])
+        whole = whole_bucket(bucket)  # the stats' own rule
         was = summed.get(whole, (0, 0))
         summed[whole] = (was[0] + hit_count, was[1] + routes)
     assert summed == TOTALS
@@ -689,3 +690,118 @@ def test_a_record_is_a_hit_when_its_images_say_one_was_added(
     assert run(aggregator, [record]) == {"batchItemFailures": []}
 
     assert sum(hits(stream_tables.series).values()) == (2 if hit else 0)
+
+
+# Two stream shards whose ids hash to different ranking parts (checked where used).
+SHARD_A = "shardId-00000001796097590000-0a1b2c3d"
+SHARD_B = "shardId-00000001796097590001-9f8e7d6c"
+
+
+def test_each_shard_merges_its_own_ranking_part_and_a_batch_naming_none_the_old_item(
+    aggregator, stream_tables, counted
+):
+    """A tumbling window names the batch's shard: its top items are "all#<part>" and
+    "d#<day>#<part>" (a hash of the shard id modulo RANK_PARTS), so shards do not merge into
+    the same item; a batch that names no shard merges into the un-suffixed items."""
+    parts = {aggregator.shard_part(s, aggregator.RANK_PARTS) for s in (SHARD_A, SHARD_B)}
+    assert len(parts) == 2 and all(p.startswith("#") for p in parts)
+    records, arn = counted["Records"], stream_tables.stream_arn
+    start = epoch("2026-12-01T00:00:00Z")
+    for shard, batch in ((SHARD_A, records[:4]), (SHARD_B, records[4:])):
+        assert aggregator.handler(
+            window_event(batch, arn, shard, start, 900, {}), lambda_context()
+        ) == {"state": {}, "batchItemFailures": []}
+    assert run(aggregator, records[:2]) == {"batchItemFailures": []}
+    part_a, part_b = (aggregator.shard_part(s, aggregator.RANK_PARTS) for s in (SHARD_A, SHARD_B))
+    tops = {b: i for (r, b), i in series_items(stream_tables.series).items() if r == "#top"}
+    assert sorted(tops) == sorted(
+        [
+            "all",
+            "all" + part_a,
+            "all" + part_b,
+            "d#2026-12-01",
+            "d#2026-12-01" + part_a,
+            "d#2026-12-01" + part_b,
+            "d#2026-12-02" + part_b,
+        ]
+    )
+    ranked = {b: {r: int(v["N"]) for r, v in i["routes"]["M"].items()} for b, i in tops.items()}
+    # the first 4 hits: /a 3 times (its count up to 3), /b once; then the rest
+    assert ranked["all" + part_a] == {"/a": 3, "/b": 1}
+    assert ranked["all" + part_b] == {"/a": 5, "/b": 2, "/c": 1}
+    assert ranked["all"] == {"/a": 1, "/b": 1}
+    assert all(i["leftOut"] == {"NULL": True} for i in tops.values())  # none left out
+
+
+def test_a_ranking_part_keeps_the_first_route_it_left_out(aggregator, stream_tables, counted):
+    """handler/stats.py combines the parts exactly only as far as each part is complete: a
+    part that left routes out says which was first (the best-ranked), as (count, route)."""
+    aggregator.TOP_SIZE = 2
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    item = series_items(stream_tables.series)[("#top", "all")]
+    assert {r: int(v["N"]) for r, v in item["routes"]["M"].items()} == {"/a": 5, "/b": 2}
+    assert item["leftOut"] == {"L": [{"N": "1"}, {"S": "/c"}]}
+    # a later merge that leaves /c out still says so, and the best route left out wins
+    counter = load_module(ROOT / "handler" / "counter.py", "counter_for_left_out")
+    counter.count_hit("/d", epoch("2026-12-02T00:07:00Z"), time.monotonic() + 4)
+    counter.count_hit("/d", epoch("2026-12-02T00:08:00Z"), time.monotonic() + 4)
+    later = stream_event(stream_records(stream_tables.stream_arn), stream_tables.stream_arn)
+    assert run(aggregator, later["Records"][-1:]) == {"batchItemFailures": []}
+    item = series_items(stream_tables.series)[("#top", "all")]
+    assert item["leftOut"] == {"L": [{"N": "2"}, {"S": "/d"}]}  # ahead of /c (1)
+
+
+def test_two_shards_merging_their_tops_at_the_same_moment_never_retry(
+    aggregator, stream_tables, counted
+):
+    """Every batch of every shard merged the same top items: at 16 shards one merge in ten
+    lost a race and was read and merged again (bench 9). Shards of different ranking parts
+    never race: while shard A is about to write its top, shard B merges all of its own, and
+    A's write goes through on its first try."""
+    rival = load_module(ROOT / "handler" / "aggregator.py", "aggregator_of_shard_b")
+    records, arn = counted["Records"], stream_tables.stream_arn
+    start = epoch("2026-12-01T00:00:00Z")
+    rival_done, top_reads = [], []
+
+    def shard_b_merges_first(request, **_):
+        if b'"#top"' in request.body and not rival_done:
+            rival_done.append(
+                rival.handler(window_event(records, arn, SHARD_B, start, 900, {}), None)
+            )
+
+    aggregator.dynamodb.meta.events.register_first(
+        "before-send.dynamodb.UpdateItem", shard_b_merges_first
+    )
+    aggregator.dynamodb.meta.events.register(
+        "before-parameter-build.dynamodb.GetItem", lambda params, **_: top_reads.append(params)
+    )
+    event = window_event(records, arn, SHARD_A, start, 900, {})
+    assert aggregator.handler(event, lambda_context()) == {"state": {}, "batchItemFailures": []}
+    assert rival_done == [{"state": {}, "batchItemFailures": []}]
+    assert len(top_reads) == 3  # all time and two days, each read once: no merge retried
+
+
+def test_an_old_full_top_item_merged_again_is_exact_only_down_to_its_last_route(
+    aggregator, stream_tables, counted
+):
+    """A top item written before the rankings came in parts has no `leftOut`: holding
+    TOP_SIZE routes, it may have left some out, unknown. A batch that names no shard merges
+    into it and says so: its bound is just behind its last route (the third value, true)."""
+    aggregator.TOP_SIZE = 2
+    series = boto3.client("dynamodb")
+    series.put_item(  # as the aggregator wrote it before parts
+        TableName=stream_tables.series,
+        Item={
+            "route": {"S": "#top"},
+            "bucket": {"S": "all"},
+            "routes": {"M": {"/old": {"N": "9"}, "/z": {"N": "6"}}},
+            "version": {"N": "4"},
+            "asOf": {"S": "2026-11-30T00:00:00Z"},
+        },
+    )
+    assert run(aggregator, counted["Records"]) == {"batchItemFailures": []}
+    item = series_items(stream_tables.series)[("#top", "all")]
+    assert {r: int(v["N"]) for r, v in item["routes"]["M"].items()} == {"/old": 9, "/z": 6}
+    # /a (5) is the first route left out now, but a route of 6 hits ranked after /z may have
+    # been left out before: the part is exact down to /z only
+    assert item["leftOut"] == {"L": [{"N": "6"}, {"S": "/z"}, {"BOOL": True}]}

@@ -205,7 +205,7 @@ def test_without_a_backend_the_buckets_and_top_items_hold_what_they_did(aggregat
     for (route, _), item in series_items(tables.series).items():
         names = set(item) - {"route", "bucket", "expiresAt"}
         if route == "#top":
-            assert names == {"routes", "version", "asOf"}
+            assert names == {"routes", "leftOut", "version", "asOf"}
             assert all("N" in v for v in item["routes"]["M"].values())  # a count, no list
         else:
             assert names == ({"hits", "routes"} if route == "#all" else {"counted", "hits"})

@@ -14,19 +14,20 @@ import random
 import re
 import time
 import urllib.parse
+import zlib
 
 import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
-from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from local.streams import stream_event, window_event
-from tests.conftest import ROOT, api_event, lambda_context, load_module, on_send, stream_records
+from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
 from tests.unit.test_aggregator import HITS, epoch
 from tests.unit.test_dashboard_words import IMPLEMENTATION_WORDS, visible_text
 
 HOUR = datetime.timedelta(hours=1)
+UTC = datetime.UTC
 
 
 @pytest.fixture
@@ -239,7 +240,7 @@ def test_a_lost_answer_is_a_503_json_with_the_request_id(stats, capsys):
     assert line["level"] == "ERROR" and line["error"] == "ReadTimeoutError"
 
 
-def test_top_routes_are_the_aggregators_ranking_from_one_get_item(
+def test_top_routes_are_the_aggregators_ranking_from_one_query_of_its_parts(
     counter, aggregator, stats, stream_tables
 ):
     count_and_aggregate(counter, aggregator, stream_tables, [(r, epoch(t)) for r, t in HITS])
@@ -255,7 +256,7 @@ def test_top_routes_are_the_aggregators_ranking_from_one_get_item(
         "asOf": "2026-12-02T00:06:00Z",
         "period": "all",
     }
-    assert [c["model"].name for c in calls] == ["GetItem"]
+    assert [c["model"].name for c in calls] == ["Query"]
     result = stats.handler(
         api_event("/_stats/top", query={"limit": "2", "period": "all"}), lambda_context()
     )
@@ -289,7 +290,7 @@ def test_top_routes_of_today_rank_the_days_hits_not_the_all_time_counts(
         "period": "day",
         "day": today,
     }
-    assert [c["model"].name for c in calls] == ["GetItem"]
+    assert [c["model"].name for c in calls] == ["Query"]
     all_time = stats.handler(api_event("/_stats/top"), lambda_context())
     assert [r["route"] for r in json.loads(all_time["body"])["routes"]] == ["/old", "/new"]
 
@@ -393,9 +394,9 @@ def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_the
     totals = section(shown, "All routes, since analytics was turned on")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
-    # The page of routes (Scan), the summary (one BatchGetItem for the tops, one Query for
+    # The page of routes (Scan), the summary (a Query for each top item's parts and one for
     # the totals' parts), a Query per chart.
-    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", *["Query"] * 3]
+    assert [c["model"].name for c in calls] == ["Scan", *["Query"] * 5]
 
 
 def test_the_front_page_ranks_all_time_by_count_and_today_by_todays_hits(
@@ -455,46 +456,7 @@ def test_before_any_batch_the_front_page_says_nothing_was_aggregated_not_zero_hi
     # No chart of zeros, no "0 hits": the hit is counted, only not aggregated yet.
     assert "<svg" not in shown and "0 hits" not in shown and "Top routes" not in shown
     assert '<a href="?route=/first"><bdi dir="ltr">/first</bdi></a>' in shown  # the table has it
-    assert [c["model"].name for c in calls] == ["Scan", "BatchGetItem", *["Query"] * 3]
-
-
-class Body:
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def stream(self, **_):
-        return iter([self.data])
-
-
-def test_keys_dynamodb_leaves_unprocessed_are_read_again_or_the_page_is_a_503_not_empty(
-    counter, aggregator, stats, stream_tables
-):
-    count_and_aggregate(counter, aggregator, stream_tables, [("/busy", time.time())] * 2)
-    unprocessed = []
-
-    def leave_unprocessed(request, **_):
-        # DynamoDB under load: a 200 that read nothing and hands every key back.
-        if len(unprocessed) >= leave:
-            return None
-        keys = json.loads(request.body)["RequestItems"]
-        unprocessed.append(keys)
-        answer = {"Responses": {stream_tables.series: []}, "UnprocessedKeys": keys}
-        return AWSResponse(request.url, 200, {}, Body(json.dumps(answer).encode()))
-
-    leave = 1  # once: the next try reads them
-    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
-        shown = page(stats)
-    assert len(unprocessed) == 1
-    assert "<b>2</b> hits" in section(shown, "All routes, since analytics was turned on")
-
-    unprocessed.clear()
-    leave = 99  # every try: the page cannot say what it did not read
-    with on_send(stats.dynamodb, "BatchGetItem", leave_unprocessed):
-        event = api_event("/_stats", headers=BROWSER)
-        result = stats.handler(event, lambda_context("StatsFunction"))
-    assert len(unprocessed) == 3
-    assert result["statusCode"] == 503 and result["headers"]["Retry-After"] == "1"
-    assert "Nothing has been aggregated" not in result["body"]
+    assert [c["model"].name for c in calls] == ["Scan", *["Query"] * 5]
 
 
 def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
@@ -548,24 +510,107 @@ def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
 
 
-def test_the_dashboard_says_nothing_of_how_it_is_built(counter, aggregator, stats, stream_tables):
-    """No stream, aggregator, scan, bucket... in what the pages show (the words' tests are in
-    test_dashboard_words.py; here, because the front page needs aggregated hits)."""
-    now = time.time()
-    counter.count_hit("/home", now - 3600, time.monotonic() + 4)
-    before = visible_text(page(stats))  # counted, not added up yet
-    hits = [("/home", now - 3600)] * 2 + [("/caf%C3%A9", now)] * 2
-    count_and_aggregate(counter, aggregator, stream_tables, hits)
-    pages = {
-        "before any total": before,
-        "front page": visible_text(page(stats)),
-        "paged": visible_text(page(stats, {"limit": "1"})),
-        "a route's page": visible_text(page(stats, {"route": "/home"})),
-    }
+def top_of(stats, query: dict | None = None) -> list[tuple[str, int]]:
+    result = stats.handler(api_event("/_stats/top", query=query), lambda_context("StatsFunction"))
+    assert result["statusCode"] == 200
+    return [(r["route"], r["count"]) for r in json.loads(result["body"])["routes"]]
 
-    said = {name: IMPLEMENTATION_WORDS.findall(text) for name, text in pages.items()}
 
-    assert said == {name: [] for name in pages}
-    assert "No totals yet." in pages["before any total"]
-    assert "All routes, since analytics was turned on" in pages["front page"]
-    assert "in stored order" in pages["paged"]
+def leaders(counts: collections.Counter, size: int) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda rc: (-rc[1], rc[0]))[:size]
+
+
+def test_the_top_combined_from_ranking_parts_resharded_routes_and_old_items_is_exact(
+    counter, aggregator, stats, stream_tables
+):
+    """Each shard's batches merge into their ranking part; a third of the stream came before
+    the change (no shard: the un-suffixed items); halfway, the two parent shards close and
+    every route goes on in a child shard of another part (its entries are in two parts). The
+    un-suffixed items lose `leftOut`, as written before the rankings came in parts.
+    Shuffled, each batch twice: the top of all time and of each day is the exact ranking."""
+    aggregator.TOP_SIZE = stats.TOP_SIZE = 4  # parts that leave routes out
+    parents = ["shardId-00000001796097590000-0a1b2c3d", "shardId-00000001796097590001-9f8e7d6c"]
+    children = ["shardId-00000001796200000000-44556677", "shardId-00000001796200000001-8899aabb"]
+    parts = {aggregator.shard_part(s, aggregator.RANK_PARTS) for s in parents + children}
+    assert len(parts) == 4
+    start = epoch("2026-12-01T00:00:00Z")
+    rng = random.Random(7)  # noqa: S311 (reproducible data, not a secret)
+    routes = [f"/r{i}" for i in range(14)]
+    hits = sorted(
+        ((rng.choice(routes[: rng.randrange(1, 15)]), start + rng.randrange(2 * 86400)))
+        for _ in range(300)
+    )
+    hits.sort(key=lambda hit: hit[1])
+    for route, at in hits:
+        counter.count_hit(route, at, time.monotonic() + 4)
+    arn = stream_tables.stream_arn
+    records = stream_event(stream_records(arn), arn)["Records"]
+    by_shard = collections.defaultdict(list)
+    for index, record in enumerate(records):
+        route = record["dynamodb"]["NewImage"]["route"]["S"]
+        side = zlib.crc32(route.encode()) % 2
+        era = (
+            None
+            if index < len(records) // 3
+            else parents
+            if index < 2 * len(records) // 3
+            else children
+        )
+        by_shard[era and era[side]].append(record)
+    events = []
+    for shard, shard_records in by_shard.items():
+        for i in range(0, len(shard_records), 11):
+            batch = shard_records[i : i + 11]
+            event = (
+                {"Records": batch}
+                if shard is None
+                else window_event(batch, arn, shard, start, 900, {})
+            )
+            events.append(event)
+    events *= 2
+    rng.shuffle(events)
+    for event in events:
+        assert aggregator.handler(event, lambda_context())["batchItemFailures"] == []
+
+    table = boto3.resource("dynamodb").Table(os.environ["SERIES_TABLE"])
+    stored = table.query(KeyConditionExpression=Key("route").eq("#top"))["Items"]
+    assert len([i for i in stored if i["bucket"].startswith("all")]) == 5  # 4 parts and the old
+    for item in stored:  # the un-suffixed items as the aggregator wrote them before parts
+        if item["bucket"].count("#") == (0 if item["bucket"] == "all" else 1):
+            assert len(item["routes"]) == 4  # full: it may have left routes out
+            table.update_item(
+                Key={"route": "#top", "bucket": item["bucket"]}, UpdateExpression="REMOVE leftOut"
+            )
+    assert top_of(stats) == leaders(collections.Counter(r for r, _ in hits), 4)
+    for day in (start, start + 86400):  # the day's top, read as on that day
+        answer = stats.read_top({"period": "day"}, datetime.datetime.fromtimestamp(day, UTC))
+        expected = leaders(collections.Counter(r for r, at in hits if day <= at < day + 86400), 4)
+        assert [(r["route"], r["count"]) for r in answer["routes"]] == expected
+
+
+def test_a_part_that_left_out_a_long_route_keeps_a_shorter_one_out_of_the_top(
+    counter, aggregator, stats, stream_tables
+):
+    """A ranking keeps at most TOP_BYTES of routes: shard A's part holds 8 routes of 1,000
+    bytes and leaves out the ninth (/i...) of 2 hits; shard B's ranks /short with 1 hit. One
+    ranking of all the routes would stop at /i...: the combined top does not show /short in
+    its place, ahead of a route with more hits."""
+    long_routes = [f"/{letter}" + "x" * 998 for letter in "abcdefghi"]
+    start = epoch("2026-12-01T00:00:00Z")
+    for count, route in zip(range(10, 1, -1), long_routes, strict=True):
+        for i in range(count):
+            counter.count_hit(route, start + i, time.monotonic() + 4)
+    arn = stream_tables.stream_arn
+    records = stream_event(stream_records(arn), arn)["Records"]
+    shard_a, shard_b = (
+        "shardId-00000001796097590000-0a1b2c3d",
+        "shardId-00000001796097590001-9f8e7d6c",
+    )
+    assert aggregator.handler(window_event(records, arn, shard_a, start, 900, {}), None)
+    counter.count_hit("/short", start + 60, time.monotonic() + 4)
+    short = stream_event(stream_records(arn), arn)["Records"][-1:]
+    assert aggregator.handler(window_event(short, arn, shard_b, start, 900, {}), None)
+
+    ranked = top_of(stats, {"limit": "100"})
+    assert aggregator.TOP_BYTES // (1000 + aggregator.TOP_ENTRY_BYTES) == 8
+    assert ranked == [(route, 10 - i) for i, route in enumerate(long_routes[:8])]

@@ -121,7 +121,7 @@ def test_no_other_role_reaches_the_stream_or_the_queue_and_only_stats_reads_the_
     ((statement),) = series["Properties"]["PolicyDocument"]["Statement"]
     assert (statement["Sid"], statement["Action"], statement["Resource"]) == (
         "ReadSeries",
-        ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
+        ["dynamodb:Query"],
         [SERIES_ARN],
     )
 
