@@ -30,13 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import h11
 
 from local.console import install_line_writer, printable
 from local.events import HttpResponse, bad_request, gateway_error, internal_server_error
+from local.gateway import Gateway
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload quota
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers (API Gateway's own limit is 10 KB of headers)
@@ -58,19 +58,6 @@ ASCII_CONTROLS = re.compile(rb"[\x00-\x20\x7f]")
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class Dispatch(Protocol):
-    """What answers a request read off the wire (local/gateway.py's Gateway)."""
-
-    def handle(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        source_ip: str,
-    ) -> HttpResponse: ...
 
 
 @dataclass
@@ -420,7 +407,7 @@ class LocalApiServer(socketserver.TCPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        gateway: Dispatch,
+        gateway: Gateway,
         log: Callable[[str], None] | None = None,
         sock: socket.socket | None = None,
     ) -> None:
