@@ -1,4 +1,5 @@
-"""The HTTP front: API Gateway's REST API proxy behaviour on 127.0.0.1.
+"""The local API's HTTP/1.1 front on 127.0.0.1: requests read off the wire, answered by
+the gateway (local/gateway.py: API Gateway's dispatch), the answers written back.
 
 h11 parses each request's headers and body (Content-Length and chunked framing, strictly);
 the request line is ours, because API Gateway's path is the request target as sent, decoded
@@ -24,7 +25,6 @@ import socketserver
 import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,22 +34,9 @@ from urllib.parse import urlsplit
 
 import h11
 
-from local.api_keys import Refused, UsagePlans, forbidden
 from local.console import install_line_writer, printable
-from local.events import (
-    ApiInfo,
-    HttpResponse,
-    MalformedResponse,
-    bad_request,
-    build_event,
-    endpoint_timeout,
-    gateway_error,
-    internal_server_error,
-    map_response,
-    missing_authentication_token,
-)
-from local.router import SUPPORTED_METHODS, Router
-from local.runtime import Function, FunctionTimeout
+from local.events import HttpResponse, bad_request, gateway_error, internal_server_error
+from local.gateway import Gateway
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload quota
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers (API Gateway's own limit is 10 KB of headers)
@@ -314,7 +301,7 @@ class Connection:
                     return False
                 self.busy = True
                 method, target = request.method, request.target
-                response = self.server.answer(
+                response = self.server.gateway.handle(
                     method, target, request.headers, request.body, self.ip
                 )
                 close = not request.keep_alive or self.server.draining
@@ -411,8 +398,8 @@ class IdleConnections:
 
 
 class LocalApiServer(socketserver.TCPServer):
-    """Requests on reused threads, idle connections parked; handlers run in the functions'
-    thread pool."""
+    """Requests on reused threads, idle connections parked; each request read is answered
+    by the gateway (local/gateway.py), whose functions run in their own thread pool."""
 
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
@@ -420,28 +407,21 @@ class LocalApiServer(socketserver.TCPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        router: Router,
-        functions: dict[str, Function],
-        api: ApiInfo,
+        gateway: Gateway,
         log: Callable[[str], None] | None = None,
         sock: socket.socket | None = None,
-        usage_plans: UsagePlans | None = None,
     ) -> None:
         """sock: a socket bound and listening already (local/stack.py holds the port from
         the first instant), served as it is: a connection made while the stack starts
         waits in its backlog and is answered once this serves, where closing it and
-        binding anew would reset that connection. usage_plans: the stack's, which a
-        method with ApiKeyRequired applies (local/api_keys.py; None: no key works)."""
+        binding anew would reset that connection."""
         super().__init__(address, socketserver.BaseRequestHandler, bind_and_activate=sock is None)
         if sock is not None:
             self.socket.close()
             self.socket = sock
             self.server_address = sock.getsockname()
             sock.listen(self.request_queue_size)  # the backlog a burst of clients needs
-        self.router = router
-        self.functions = functions
-        self.api = api
-        self.usage_plans = usage_plans
+        self.gateway = gateway
         install_line_writer()  # the functions print from many threads: one line, one write
         self.log = log or (lambda line: print(line, flush=True))
         self.draining = False
@@ -594,55 +574,3 @@ class LocalApiServer(socketserver.TCPServer):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
         self._threads.shutdown(wait=False)
-
-    def answer(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, ip: str
-    ) -> HttpResponse:
-        """What API Gateway and the function answer to one request."""
-        request_id = str(uuid.uuid4())
-        if method not in SUPPORTED_METHODS:  # TRACE, PROPFIND, "get": no such method
-            return missing_authentication_token(request_id)
-        match = self.router.match(method, target.partition("?")[0])
-        if match is None or match.method is None:
-            return missing_authentication_token(request_id)
-        api_key = None
-        if match.method.api_key_required:  # before the integration, as API Gateway checks
-            try:
-                if self.usage_plans is None:
-                    raise forbidden(request_id)
-                api_key = self.usage_plans.admit(headers, request_id)
-            except Refused as refused:
-                return refused.response
-            except Exception as error:  # the emulator's API Gateway did not answer
-                _stderr(f"{request_id} API key check failed: {type(error).__name__}: {error}")
-                return internal_server_error(request_id)
-        function = self.functions.get(match.method.function or "")
-        if match.method.integration_type != "AWS_PROXY" or function is None:
-            _stderr(f"{match.method.logical_id}: only AWS_PROXY Lambda integrations run locally")
-            return internal_server_error(request_id)
-        event = build_event(
-            method=method,
-            target=target,
-            headers=headers,
-            body=body,
-            match=match,
-            api=self.api,
-            source_ip=ip,
-            request_id=request_id,
-            api_key=api_key,
-        )
-        try:
-            result = function.invoke(event, request_id)
-        except FunctionTimeout as error:
-            _stderr(f"{request_id} {error}")
-            return endpoint_timeout(request_id)
-        except Exception:
-            failure = traceback.format_exc().rstrip()
-            _stderr(f"{request_id} {function.spec.logical_id} failed:\n{failure}")
-            return internal_server_error(request_id)
-        try:
-            accept = next((v for n, v in headers if n.lower() == "accept"), None)
-            return map_response(result, request_id, accept, self.api.binary_media_types)
-        except MalformedResponse as error:
-            _stderr(f"{request_id} Malformed Lambda proxy response: {error}: {result!r:.500}")
-            return internal_server_error(request_id)

@@ -370,6 +370,7 @@ def start_local_stack(
     variables.
     """
     from deployer.options import check_stack_name
+    from local.gateway import Gateway
     from local.server import LocalApiServer
 
     check_stack_name(stack_name)  # it names a directory under state_root too
@@ -480,9 +481,8 @@ def start_local_stack(
         if state is not None:  # where ./deploy.sh keys --local finds this stack's emulator
             (state.path / EMULATOR_FILE).write_text(endpoint + "\n", encoding="utf-8")
             undo.callback((state.path / EMULATOR_FILE).unlink, missing_ok=True)
-        server = LocalApiServer(
-            ("127.0.0.1", port), router, functions, api, log, reserved, usage_plans=plans
-        )
+        gateway = Gateway(router, functions, api, usage_plans=plans)
+        server = LocalApiServer(("127.0.0.1", port), gateway, log, reserved)
         undo.callback(server.server_close)
         thread = threading.Thread(
             target=server.serve_forever,

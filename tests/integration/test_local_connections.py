@@ -93,6 +93,7 @@ SERVER = textwrap.dedent(
     """
     import concurrent.futures, os, pathlib, resource, sys, tempfile
     from local.events import ApiInfo
+    from local.gateway import Gateway
     from local.router import Router
     from local.runtime import Function, FunctionSpec
     from local.server import LocalApiServer
@@ -104,10 +105,9 @@ SERVER = textwrap.dedent(
     pool = concurrent.futures.ThreadPoolExecutor(4)
     spec = FunctionSpec(logical_id="CounterFunction", code=code, timeout=5)
     functions = {"CounterFunction": Function(spec, pathlib.Path(tempfile.mkdtemp()), pool)}
-    server = LocalApiServer(
-        ("127.0.0.1", 0), Router(default_template()), functions, ApiInfo(), lambda line: None
-    )
-    server.answer("GET", "/warm", [], b"", "127.0.0.1")  # the code imported: no file opened later
+    gateway = Gateway(Router(default_template()), functions, ApiInfo())
+    server = LocalApiServer(("127.0.0.1", 0), gateway, lambda line: None)
+    gateway.handle("GET", "/warm", [], b"", "127.0.0.1")  # the code imported: no file opened later
     taken = []
     if spare:  # every descriptor but `spare` taken: accept() fails with EMFILE
         try:

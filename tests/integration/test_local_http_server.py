@@ -13,6 +13,7 @@ import pytest
 
 from local import server as local_server
 from local.events import ApiInfo
+from local.gateway import Gateway
 from local.router import Router
 from local.runtime import Function, FunctionSpec
 from local.server import LocalApiServer
@@ -32,7 +33,8 @@ def serving(template: dict, code_dir) -> Iterator[LocalApiServer]:
     pool = concurrent.futures.ThreadPoolExecutor(8)
     spec = FunctionSpec(logical_id="CounterFunction", code=SLOW, timeout=5)
     functions = {"CounterFunction": Function(spec, code_dir, pool)}
-    server = LocalApiServer(("127.0.0.1", 0), Router(template), functions, ApiInfo(), len)
+    gateway = Gateway(Router(template), functions, ApiInfo())
+    server = LocalApiServer(("127.0.0.1", 0), gateway, len)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from local.events import ApiInfo
+from local.gateway import Gateway
 from local.router import Router
 from local.server import LocalApiServer
 from tests.conftest import BIN, alive, local_stack, port_is_free, start_failure
@@ -190,7 +191,8 @@ def test_a_busy_port_is_reported_before_anything_starts(tmp_path):
 def test_answers_on_a_kept_alive_connection_go_out_at_once(template):
     """The server sends with TCP_NODELAY: a browser or `curl url url` reusing a connection
     otherwise waits for its own delayed ACK (40 ms on Linux) before each answer's body."""
-    server = LocalApiServer(("127.0.0.1", 0), Router(template), {}, ApiInfo(), log=len)
+    gateway = Gateway(Router(template), {}, ApiInfo())
+    server = LocalApiServer(("127.0.0.1", 0), gateway, log=len)
     options = []
     serve = server.finish_request
 

@@ -200,27 +200,19 @@ def test_the_local_api_checks_the_key_before_the_integration_and_survives_a_dead
 ):
     from local.emulator import client, free_port
     from local.events import ApiInfo
-    from local.server import LocalApiServer
+    from local.gateway import Gateway
 
     router = Router(template, parameters={"ClientIdentity": "apikey"})
     gone = client("apigateway", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     for usage_plans, status in ((None, 403), (UsagePlans(gone, ["plan"]), 502)):
-        server = LocalApiServer(
-            ("127.0.0.1", 0), router, {}, ApiInfo(), len, usage_plans=usage_plans
-        )
-        try:
-            answer = server.answer("GET", "/hello", [("x-api-key", "k" * 40)], b"", "127.0.0.1")
-        finally:
-            server.server_close()
+        gateway = Gateway(router, {}, ApiInfo(), usage_plans=usage_plans)
+        answer = gateway.handle("GET", "/hello", [("x-api-key", "k" * 40)], b"", "127.0.0.1")
         assert answer.status == status
     assert json.loads(answer.body) == {"message": "Internal server error"}
     assert "API key check failed: EndpointConnectionError" in capsys.readouterr().err
     # The stats route needs no key: its missing function is the answer
-    server = LocalApiServer(("127.0.0.1", 0), router, {}, ApiInfo(), len)
-    try:
-        assert server.answer("GET", "/_stats", [], b"", "127.0.0.1").status == 502
-    finally:
-        server.server_close()
+    gateway = Gateway(router, {}, ApiInfo())
+    assert gateway.handle("GET", "/_stats", [], b"", "127.0.0.1").status == 502
 
 
 def test_the_options_are_taken_before_the_command_and_after_it():
