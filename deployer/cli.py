@@ -34,6 +34,7 @@ from deployer.parameters import (
     needs_account_role,
 )
 from deployer.report import TABLE_TYPE, Fate, data_fates, fates_summary, output_lines
+from deployer.results import Outcome
 from deployer.s3 import (
     INLINE_LIMIT,
     ensure_managed_bucket,
@@ -208,7 +209,7 @@ class Deploy:
         outcome, stack = self.deployer.deploy(
             template, options.params, self.source, self.review, options.dry_run
         )
-        if outcome != "DRY_RUN":
+        if outcome is not Outcome.DRY_RUN:
             self.finish(stack)
 
     def review(self, stack: dict | None, previous: dict[str, str] | None) -> Review:

@@ -35,6 +35,7 @@ from deployer.parameters import (
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, changed_ids
+from deployer.results import Outcome
 from deployer.template_reading import resolve_ref
 
 POLL_SECONDS = 3.0  # between describe calls while waiting on CloudFormation
@@ -222,11 +223,11 @@ class Deployer:
         self.warn("CloudFormation cannot update such a stack; delete it, then deploy again:")
         self.warn(f"    {PROG} --delete {self.where}")
 
-    def kind(self, stack: dict | None) -> str:
+    def kind(self, stack: dict | None) -> Outcome:
         """CREATE or UPDATE; a stack CloudFormation cannot update now stops the deploy."""
         status = stack["StackStatus"] if stack else ""
         if status in ("", "REVIEW_IN_PROGRESS"):
-            return "CREATE"
+            return Outcome.CREATE
         if status == "ROLLBACK_COMPLETE":
             self.explain_rollback_complete()
             raise AlreadyExplained
@@ -234,12 +235,12 @@ class Deployer:
             raise DeployError(
                 f"stack {self.stack_name} is busy ({status}): wait for it to finish, then retry"
             )
-        return "UPDATE"
+        return Outcome.UPDATE
 
     # --- change sets -------------------------------------------------------------------------
 
     def create_change_set(
-        self, name: str, kind: str, source: dict, parameters: list[dict]
+        self, name: str, kind: Outcome, source: dict, parameters: list[dict]
     ) -> str | None:
         """The new change set's stack id; None when the endpoint refuses an empty update."""
         try:
@@ -283,11 +284,11 @@ class Deployer:
             changes += described.get("Changes") or []
         return {**described, "Changes": changes}
 
-    def discard(self, stack_id: str, name: str, kind: str) -> None:
+    def discard(self, stack_id: str, name: str, kind: Outcome) -> None:
         """Delete the change set, and the empty REVIEW_IN_PROGRESS stack a CREATE one made."""
         with contextlib.suppress(ClientError, BotoCoreError):
             self.cfn.delete_change_set(StackName=stack_id, ChangeSetName=name)
-        if kind == "CREATE":
+        if kind == Outcome.CREATE:
             with contextlib.suppress(ClientError, BotoCoreError):
                 self.cfn.delete_stack(StackName=stack_id)
 
@@ -346,7 +347,7 @@ class Deployer:
         review: Reviewer | None = None,
         dry_run: bool = False,
         keep_previous: bool = True,
-    ) -> tuple[str, dict | None]:
+    ) -> tuple[Outcome, dict | None]:
         """Create or update the stack to template with the given values.
 
         source() gives the template's place in the change set (TemplateBody or TemplateURL),
@@ -358,15 +359,15 @@ class Deployer:
         tables' deletion protection off, then turn it on with a parameter-only update
         (protection_on_create, tables_added); an update that removed or replaced API routes
         is followed by a new deployment of the stage (routes_replaced).
-        Returns the outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
+        Returns the Outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
         (None after a dry run of a create).
         """
         stack = self.describe()
         kind = self.kind(stack)
-        previous = parameter_values(stack) if kind == "UPDATE" else None
+        previous = parameter_values(stack) if kind == Outcome.UPDATE else None
         given = self._announce(kind, stack, given, previous, review)
         protect_after = False
-        if kind == "CREATE":
+        if kind == Outcome.CREATE:
             given, protect_after = protection_on_create(template, given, keep_previous)
             if protect_after:
                 self.say(
@@ -384,7 +385,7 @@ class Deployer:
 
         # The same template with the same values: nothing to do, and no change set to make.
         wanted = given if keep_previous else with_defaults(template, given)
-        if kind == "UPDATE" and is_unchanged(
+        if kind == Outcome.UPDATE and is_unchanged(
             self.deployed_template(stack["StackId"]), template, previous, wanted
         ):
             return self._no_changes(stack, dry_run)
@@ -399,7 +400,7 @@ class Deployer:
         stack_id, change_set = made
         added = tables_added(change_set["Changes"])
         if (
-            kind == "UPDATE"
+            kind == Outcome.UPDATE
             and added
             and protection_value(template, given, previous or {}, keep_previous) == "true"
         ):
@@ -420,14 +421,14 @@ class Deployer:
         self._print_change_set(name, change_set)
         if dry_run:
             self.discard(stack_id, name, kind)
-            if kind == "CREATE":
+            if kind == Outcome.CREATE:
                 self.step(
                     "Dry run: change set and the empty REVIEW_IN_PROGRESS stack deleted; "
                     "nothing deployed."
                 )
             else:
                 self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
-            return "DRY_RUN", stack
+            return Outcome.DRY_RUN, stack
         leaving = tables_leaving(change_set["Changes"], template, self.deployed_template(stack_id))
         if leaving:
             self.say(
@@ -444,14 +445,14 @@ class Deployer:
             stack = self._execute(stack_id, name, change_set)
         if protect_after:
             stack = self.protect_tables(template, stack, kind, place)
-        if kind == "UPDATE":
+        if kind == Outcome.UPDATE:
             self.redeploy_stages(template, stack, change_set["Changes"])
         return kind, stack
 
     def _make_change_set(
         self,
         name: str,
-        kind: str,
+        kind: Outcome,
         place: dict,
         template: dict,
         given: dict[str, str],
@@ -474,14 +475,14 @@ class Deployer:
 
     def _announce(
         self,
-        kind: str,
+        kind: Outcome,
         stack: dict | None,
         given: dict[str, str],
         previous: dict[str, str] | None,
         review: Reviewer | None,
     ) -> dict[str, str]:
         """Say what happens to which stack with which values; the values, with those chosen."""
-        if kind == "CREATE":
+        if kind == Outcome.CREATE:
             self.step(f"Stack {self.stack_name} does not exist{self._in}: creating it")
         else:
             self.step(f"Stack {self.stack_name}{self._in} is {stack['StackStatus']}: updating it")
@@ -490,7 +491,7 @@ class Deployer:
             self.say("    Parameters:")
             for line in given_lines(given, previous):
                 self.say(line)
-        elif kind == "CREATE":
+        elif kind == Outcome.CREATE:
             self.say("    Parameters: template defaults")
         else:
             self.say("    Parameters: current values kept")
@@ -537,12 +538,12 @@ class Deployer:
         return f"{where} (account {self.account})" if self.account else where
 
     def _dry_run_from_template(
-        self, kind: str, template: dict, stack: dict | None
-    ) -> tuple[str, dict | None]:
+        self, kind: Outcome, template: dict, stack: dict | None
+    ) -> tuple[Outcome, dict | None]:
         """A dry run whose template is too big to pass inline and has no bucket to be read
         from yet: a create lists the template's resources, all added; an update cannot be
         shown without a change set."""
-        if kind != "CREATE":
+        if kind != Outcome.CREATE:
             raise DeployError(
                 f"a dry run creates nothing, and the template needs the deployment bucket, "
                 f"which does not exist (or was never set up): deploy once without --dry-run, "
@@ -565,23 +566,23 @@ class Deployer:
         for line in change_lines(changes):
             self.say(line)
         self.step("Dry run: nothing created, nothing deployed.")
-        return "DRY_RUN", stack
+        return Outcome.DRY_RUN, stack
 
-    def _no_changes(self, stack: dict, dry_run: bool) -> tuple[str, dict]:
+    def _no_changes(self, stack: dict, dry_run: bool) -> tuple[Outcome, dict]:
         if dry_run:
             self.step(
                 f"No changes: stack {self.stack_name} already matches the template and parameters."
             )
-            return "DRY_RUN", stack
+            return Outcome.DRY_RUN, stack
         self.step(
             f"No changes: stack {self.stack_name} ({stack['StackStatus']}) already matches the "
             "template and parameters."
         )
-        return "UNCHANGED", stack
+        return Outcome.UNCHANGED, stack
 
     # --- after a create or an update ----------------------------------------------------------
 
-    def protect_tables(self, template: dict, stack: dict, kind: str, place: dict) -> dict:
+    def protect_tables(self, template: dict, stack: dict, kind: Outcome, place: dict) -> dict:
         """Turn on the tables' deletion protection: a parameter-only update of the stack just
         created or updated (same template, every other value kept). The stack after it.
 
@@ -596,14 +597,16 @@ class Deployer:
         name = f"protect-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         given, previous = {TABLE_PROTECTION: "true"}, parameter_values(stack)
         try:
-            made = self._make_change_set(name, "UPDATE", place, template, given, previous, True)
+            made = self._make_change_set(
+                name, Outcome.UPDATE, place, template, given, previous, True
+            )
             if made is None:
                 raise DeployError("the endpoint found nothing to change")
             stack_id, change_set = made
             self._print_change_set(name, change_set)
             stack = self._execute(stack_id, name, change_set)
         except DeployError as error:
-            done = "created" if kind == "CREATE" else "updated"
+            done = "created" if kind == Outcome.CREATE else "updated"
             raise DeployError(
                 f"stack {self.stack_name} was {done}, but turning on the deletion protection of "
                 f"its tables failed ({error}): {tables} may be unprotected; retry with "

@@ -48,6 +48,7 @@ from deployer.report import (
     fates_summary,
     output_lines,
 )
+from deployer.results import Outcome
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import TRIES, Answer, judge, smoke_test
 from local.emulator import free_port
@@ -709,6 +710,15 @@ def test_a_rolled_back_create_is_explained_with_the_command_that_clears_it():
     assert stopped.value.code == 1
     assert "ROLLBACK_COMPLETE" in warned[0]
     assert warned[-1] == "    ./deploy.sh --delete --stack-name demo --region eu-west-1"
+
+
+def test_the_stack_kind_is_an_outcome_callers_can_match_by_identity():
+    deployer, _ = stubbed_deployer([])
+
+    assert deployer.kind(None) is Outcome.CREATE
+    assert deployer.kind({"StackStatus": "REVIEW_IN_PROGRESS"}) is Outcome.CREATE
+    assert deployer.kind({"StackStatus": "UPDATE_COMPLETE"}) is Outcome.UPDATE
+    assert Outcome.DRY_RUN == "DRY_RUN"  # and still its old string, for the local banner
 
 
 def test_a_busy_stack_is_not_touched():
