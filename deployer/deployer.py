@@ -18,7 +18,20 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer.endpoint import client_is_aws, gap_warning, lacks_operation
-from deployer.errors import PROG, AlreadyExplained, DeployError
+from deployer.errors import (
+    PROG,
+    AlreadyExplained,
+    AwsCallFailed,
+    ChangeSetFailed,
+    DeployError,
+    DryRunNeedsBucket,
+    NothingToChange,
+    ProtectionNotOn,
+    StackBusy,
+    StackFailed,
+    StageNotRedeployed,
+    StoppedWatching,
+)
 from deployer.parameters import (
     SERIES_TABLE_ID,
     TABLE_ID,
@@ -92,7 +105,7 @@ def call(what: str, method: Callable, **kwargs: object) -> dict:
     try:
         return method(**kwargs)
     except (ClientError, BotoCoreError) as error:
-        raise DeployError(f"{what}: {error}") from None
+        raise AwsCallFailed(what=what, error=error) from None
 
 
 def parameter_values(stack: dict | None) -> dict[str, str] | None:
@@ -198,9 +211,9 @@ class Deployer:
         except ClientError as error:
             if "does not exist" in str(error):
                 return None
-            raise DeployError(f"describe-stacks: {error}") from None
+            raise AwsCallFailed(what="describe-stacks", error=error) from None
         except BotoCoreError as error:
-            raise DeployError(f"describe-stacks: {error}") from None
+            raise AwsCallFailed(what="describe-stacks", error=error) from None
 
     def resources(self, stack_id: str) -> list[dict]:
         found = call(
@@ -232,9 +245,7 @@ class Deployer:
             self.explain_rollback_complete()
             raise AlreadyExplained
         if status.endswith("_IN_PROGRESS"):
-            raise DeployError(
-                f"stack {self.stack_name} is busy ({status}): wait for it to finish, then retry"
-            )
+            raise StackBusy(stack=self.stack_name, status=status)
         return Outcome.UPDATE
 
     # --- change sets -------------------------------------------------------------------------
@@ -257,7 +268,7 @@ class Deployer:
             # Some endpoints (moto) refuse an empty update outright instead of failing it.
             if "No updates are to be performed" in str(error):
                 return None
-            raise DeployError(f"create-change-set: {error}") from None
+            raise AwsCallFailed(what="create-change-set", error=error) from None
         return created["StackId"]
 
     def wait_for_change_set(self, stack_id: str, name: str) -> dict:
@@ -320,12 +331,7 @@ class Deployer:
                 self.sleep(self.poll_seconds)
         except KeyboardInterrupt:
             self.warn("")
-            raise DeployError(
-                f"stopped watching; CloudFormation carries on with stack {self.stack_name} "
-                "(see its events in the console or with aws cloudformation "
-                "describe-stack-events)",
-                code=130,
-            ) from None
+            raise StoppedWatching(stack=self.stack_name) from None
 
     def report_failure(self, stack: dict, progress: EventProgress) -> None:
         self.warn(f"Stack {self.stack_name}: {stack['StackStatus']}")
@@ -416,7 +422,7 @@ class Deployer:
                 name, kind, place, template, given, previous, keep_previous
             )
             if made is None:
-                raise DeployError("the endpoint found nothing to change in the update")
+                raise NothingToChange(detail=" in the update")
             stack_id, change_set = made
         self._print_change_set(name, change_set)
         if dry_run:
@@ -470,7 +476,7 @@ class Deployer:
             self.discard(stack_id, name, kind)
             if any(text in reason for text in NO_CHANGES):
                 return None
-            raise DeployError(f"change set failed: {reason}")
+            raise ChangeSetFailed(reason=reason)
         return stack_id, change_set
 
     def _announce(
@@ -528,7 +534,7 @@ class Deployer:
                 self.explain_rollback_complete()
             elif status == "UPDATE_ROLLBACK_COMPLETE":
                 self.warn("The update was rolled back: the stack runs its previous version.")
-            raise DeployError(f"deploying stack {self.stack_name} failed")
+            raise StackFailed(doing="deploying", stack=self.stack_name)
         self.step(f"Stack {self.stack_name} is {status} ({progress.summary()})")
         return stack
 
@@ -544,11 +550,7 @@ class Deployer:
         from yet: a create lists the template's resources, all added; an update cannot be
         shown without a change set."""
         if kind != Outcome.CREATE:
-            raise DeployError(
-                f"a dry run creates nothing, and the template needs the deployment bucket, "
-                f"which does not exist (or was never set up): deploy once without --dry-run, "
-                f"or pass --s3-bucket BUCKET; stack {self.stack_name} unchanged"
-            )
+            raise DryRunNeedsBucket(stack=self.stack_name)
         changes = [
             {
                 "ResourceChange": {
@@ -601,17 +603,20 @@ class Deployer:
                 name, Outcome.UPDATE, place, template, given, previous, True
             )
             if made is None:
-                raise DeployError("the endpoint found nothing to change")
+                raise NothingToChange(detail="")
             stack_id, change_set = made
             self._print_change_set(name, change_set)
             stack = self._execute(stack_id, name, change_set)
         except DeployError as error:
             done = "created" if kind == Outcome.CREATE else "updated"
-            raise DeployError(
-                f"stack {self.stack_name} was {done}, but turning on the deletion protection of "
-                f"its tables failed ({error}): {tables} may be unprotected; retry with "
-                f"{PROG} --param {TABLE_PROTECTION}=true {self.where}",
+            raise ProtectionNotOn(
                 code=error.code,
+                stack=self.stack_name,
+                done=done,
+                error=error,
+                tables=tables,
+                parameter=TABLE_PROTECTION,
+                where=self.where,
             ) from None
         self.step(
             f"Deletion protection of {tables} is on: DynamoDB refuses to delete them until it "
@@ -662,7 +667,7 @@ class Deployer:
         }
         targets = stage_targets(template, physical, parameter_values(stack) or {})
         if not targets:
-            raise DeployError(
+            raise StageNotRedeployed(
                 f"{why}, but no stage of stack {self.stack_name} was found to redeploy: run "
                 "aws apigateway create-deployment --rest-api-id ID --stage-name STAGE"
             )
@@ -687,7 +692,7 @@ class Deployer:
                 description=f"{PROG}: stack {self.stack_name}: {why}"[:1024],
             )
         except (ClientError, BotoCoreError) as error:
-            raise DeployError(
+            raise StageNotRedeployed(
                 f"stack {self.stack_name} was updated, but redeploying its stage {stage} "
                 f"failed ({error}): the stage still routes the old API; run aws apigateway "
                 f"create-deployment --rest-api-id {api_id} --stage-name {stage}"
@@ -715,7 +720,7 @@ class Deployer:
                     )
                 )
                 return
-            raise DeployError(f"set-stack-policy: {error}") from None
+            raise AwsCallFailed(what="set-stack-policy", error=error) from None
         if leaving:
             self.step(f"Stack policy set for this update: {', '.join(leaving)} may leave it.")
             return
@@ -737,6 +742,6 @@ class Deployer:
         final = self.watch(stack_id, progress)
         if final["StackStatus"] != "DELETE_COMPLETE":
             self.report_failure(final, progress)
-            raise DeployError(f"deleting stack {self.stack_name} failed")
+            raise StackFailed(doing="deleting", stack=self.stack_name)
         self.step(f"Stack {self.stack_name} deleted ({progress.summary()}).")
         return final

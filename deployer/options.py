@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployer.errors import PROG, DeployError, UsageError
+from deployer.errors import PROG, Refused, UsageError
 
 DEFAULT_STACK = "route-counter"
 
@@ -142,7 +142,7 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
         if options.params or options.dry_run or options.s3_bucket or options.openapi:
             raise UsageError("--delete takes no --param, --openapi, --s3-bucket or --dry-run")
         if not options.yes and not has_terminal:
-            raise DeployError(
+            raise Refused(
                 f"refusing to delete stack {options.stack} without confirmation: no terminal "
                 "to ask on; pass --yes to delete it from a script",
                 code=2,

@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
-from deployer import cli
+from deployer import cli, errors
 from deployer.cli import fate_lines, kept_table_lines
 from deployer.deployer import STACK_POLICY, Deployer, routes_replaced, stage_targets
 from deployer.errors import DeployError, ParameterError
@@ -750,6 +750,81 @@ def test_ctrl_c_while_watching_stops_watching_only_and_says_so():
     assert str(stopped.value).startswith(
         "stopped watching; CloudFormation carries on with stack demo"
     )
+
+
+# --- named errors ---------------------------------------------------------------------------
+
+# Each named error with its fields, and the line the deployer printed before it had names
+# (copied from the f-strings it replaced): callers match the class, users read the same line.
+NAMED_ERRORS = [
+    (
+        errors.StackBusy(stack="demo", status="UPDATE_IN_PROGRESS"),
+        "stack demo is busy (UPDATE_IN_PROGRESS): wait for it to finish, then retry",
+        1,
+    ),
+    (errors.ChangeSetFailed(reason="Bad"), "change set failed: Bad", 1),
+    (errors.StackFailed(doing="deploying", stack="demo"), "deploying stack demo failed", 1),
+    (errors.AwsCallFailed(what="describe-stacks", error="boom"), "describe-stacks: boom", 1),
+    (
+        errors.StoppedWatching(stack="demo"),
+        "stopped watching; CloudFormation carries on with stack demo (see its events in the "
+        "console or with aws cloudformation describe-stack-events)",
+        130,
+    ),
+    (
+        errors.DryRunNeedsBucket(stack="demo"),
+        "a dry run creates nothing, and the template needs the deployment bucket, which does "
+        "not exist (or was never set up): deploy once without --dry-run, or pass --s3-bucket "
+        "BUCKET; stack demo unchanged",
+        1,
+    ),
+    (
+        errors.ProtectionNotOn(
+            code=2,
+            stack="demo",
+            done="created",
+            error="x",
+            tables="CounterTable",
+            parameter="TableDeletionProtection",
+            where="--stack-name demo",
+        ),
+        "stack demo was created, but turning on the deletion protection of its tables failed "
+        "(x): CounterTable may be unprotected; retry with ./deploy.sh --param "
+        "TableDeletionProtection=true --stack-name demo",
+        2,
+    ),
+    (
+        errors.StackMissing(stack="demo", where=" in eu-west-1", consequence="nothing to delete"),
+        "stack demo does not exist in eu-west-1: nothing to delete",
+        1,
+    ),
+    (
+        errors.NoRegion(),
+        "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure one with "
+        "'aws configure'",
+        1,
+    ),
+    (errors.ToolMissing(tool="cfn-lint"), "cfn-lint not found: run 'make venv'", 1),
+    (errors.SmokeTestFailed(detail="HTTP 500"), "smoke test failed: HTTP 500", 1),
+    (errors.UsageError("unknown option '-x'"), "unknown option '-x' (see ./deploy.sh --help)", 2),
+    (errors.Refused("cancelled"), "cancelled", 1),
+    (errors.AlreadyExplained(), "", 1),
+]
+
+
+@pytest.mark.parametrize(("error", "line", "code"), NAMED_ERRORS)
+def test_a_named_error_prints_the_line_it_always_printed(error, line, code):
+    assert isinstance(error, DeployError)
+    assert (str(error), error.code) == (line, code)
+
+
+def test_a_busy_stack_is_refused_with_its_named_error():
+    deployer, _ = stubbed_deployer([])
+
+    with pytest.raises(errors.StackBusy) as busy:
+        deployer.kind({"StackStatus": "DELETE_IN_PROGRESS"})
+
+    assert busy.value.fields == {"stack": "demo", "status": "DELETE_IN_PROGRESS"}
 
 
 # --- smoke test -----------------------------------------------------------------------------
