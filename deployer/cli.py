@@ -59,8 +59,6 @@ from deployer.s3 import (
 )
 from deployer.smoke import smoke_test
 
-ROOT = Path(__file__).absolute().parent.parent  # the project: generate.py, .venv
-
 
 def say(line: str) -> None:
     print(line, flush=True)
@@ -134,14 +132,14 @@ def check_region(session: boto3.Session, region: str) -> None:
 # --- deploy -------------------------------------------------------------------------------------
 
 
-def generate(root: Path) -> bytes:
-    """The template as `python generate.py` prints it (its errors go to our stderr)."""
-    made = subprocess.run(
-        [sys.executable, "generate.py"], cwd=root, stdout=subprocess.PIPE, check=False
-    )
-    if made.returncode != 0:
-        raise TemplateRejected("generate.py failed (see above)")
-    return made.stdout
+def generate() -> bytes:
+    """The template, byte for byte as `python generate.py` prints it; its failure in one line."""
+    from generate import build_template, render  # troposphere and awacs: only for a deploy
+
+    try:
+        return render(build_template()).encode()
+    except Exception as error:  # a building block's or troposphere's refusal, a handler unread
+        raise TemplateRejected(f"generate.py failed: {error}") from None
 
 
 def cfn_lint() -> str:
@@ -156,13 +154,12 @@ def cfn_lint() -> str:
 class Deploy:
     """./deploy.sh without --delete: the template, checked, deployed, then tried."""
 
-    def __init__(self, options: Options, root: Path = ROOT) -> None:
+    def __init__(self, options: Options) -> None:
         self.options = options
-        self.root = root
 
     def run(self) -> None:
         options = self.options
-        body = generate(self.root)
+        body = generate()
         template = json.loads(body)
         check_parameters(template, options.params)
         with tempfile.TemporaryDirectory(prefix="deploy.") as tmp:

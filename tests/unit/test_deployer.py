@@ -10,9 +10,12 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import ClassVar
 
 import boto3
@@ -52,6 +55,7 @@ from deployer.results import Outcome
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import TRIES, Answer, judge, smoke_test
 from local.emulator import free_port
+from templates import function
 from tests.unit.test_template import WHOLE_NUMBERS
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
@@ -750,6 +754,29 @@ def test_ctrl_c_while_watching_stops_watching_only_and_says_so():
     assert str(stopped.value).startswith(
         "stopped watching; CloudFormation carries on with stack demo"
     )
+
+
+# --- the template ---------------------------------------------------------------------------
+
+
+def test_the_deploy_builds_the_template_generate_py_prints_byte_for_byte():
+    root = Path(__file__).resolve().parents[2]
+    printed = subprocess.run(
+        [sys.executable, "generate.py"], cwd=root, capture_output=True, check=True
+    ).stdout
+
+    assert cli.generate() == printed
+
+
+def test_a_template_that_cannot_be_built_stops_the_deploy_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(function, "HANDLER_DIR", tmp_path)  # no handler/*.py to inline
+
+    with pytest.raises(errors.TemplateRejected) as failed:
+        cli.generate()
+
+    line = str(failed.value)
+    assert line.startswith("generate.py failed: [Errno 2] No such file or directory: ")
+    assert "counter.py" in line and "\n" not in line and failed.value.code == 1
 
 
 # --- named errors ---------------------------------------------------------------------------
