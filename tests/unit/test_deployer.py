@@ -94,6 +94,32 @@ def test_a_bad_command_line_is_one_error(argv, code, says):
     assert says in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--stack-name=s1"], "unknown option '--stack-name=s1'"),  # a value is the next word
+        (["--dry-run=yes"], "unknown option '--dry-run=yes'"),
+        (["--"], "unknown option '--'"),
+        (["--dry"], "unknown option '--dry'"),  # no abbreviations
+        (["s1"], "unknown option 's1'"),
+        (["--region", "-1"], "--region needs a value"),
+        (["--param", "-"], "--param needs a value"),
+        (["--port", "3000"], "--port is an option of --local (./deploy.sh --local --port N)"),
+    ],
+)
+def test_a_command_line_is_read_word_by_word_as_it_always_was(argv, says):
+    with pytest.raises(errors.UsageError) as refused:
+        parse(argv, has_terminal=False)
+
+    assert str(refused.value) == f"{says} (see ./deploy.sh --help)"
+
+
+def test_help_ends_the_command_line():
+    assert parse(["--dry-run", "-h", "--frobnicate"], has_terminal=False).help
+    with pytest.raises(errors.UsageError, match="unknown option '--frobnicate'"):
+        parse(["--frobnicate", "--help"], has_terminal=False)
+
+
 def test_delete_asks_on_a_terminal():
     assert parse(["--delete"], has_terminal=True).delete
 
