@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from deployer import safeguards
 from deployer.endpoint import client_is_aws, gap_warning, lacks_operation
 from deployer.errors import (
     PROG,
@@ -40,10 +41,6 @@ from deployer.parameters import (
     given_lines,
     is_unchanged,
     protected_tables,
-    protection_on_create,
-    protection_on_update,
-    protection_value,
-    tables_added,
     tables_leaving,
     with_defaults,
 )
@@ -372,22 +369,10 @@ class Deployer:
         kind = self.kind(stack)
         previous = parameter_values(stack) if kind == Outcome.UPDATE else None
         given = self._announce(kind, stack, given, previous, review)
-        protect_after = False
-        if kind == Outcome.CREATE:
-            given, protect_after = protection_on_create(template, given, keep_previous)
-            if protect_after:
-                self.say(
-                    f"    {TABLE_PROTECTION} = false while the stack is created (the rollback of "
-                    "a failed create must be able to delete its new table), then true"
-                )
-        elif previous is not None:
-            kept = protection_on_update(template, given, previous, keep_previous)
-            if kept != given:
-                self.say(
-                    f"    {TABLE_PROTECTION} = true: the stack predates the parameter and its "
-                    "table is protected; it stays so"
-                )
-            given = kept
+        planned = safeguards.plan(kind, template, given, previous, keep_previous)
+        for line in planned.notes:
+            self.say(line)
+        given = planned.values
 
         # The same template with the same values: nothing to do, and no change set to make.
         wanted = given if keep_previous else with_defaults(template, given)
@@ -404,19 +389,14 @@ class Deployer:
         if made is None:
             return self._no_changes(stack, dry_run)
         stack_id, change_set = made
-        added = tables_added(change_set["Changes"])
-        if (
-            kind == Outcome.UPDATE
-            and added
-            and protection_value(template, given, previous or {}, keep_previous) == "true"
-        ):
-            # The rollback of this update would delete the new table: it must be unprotected.
+        replanned = safeguards.replan_for_changes(
+            planned, kind, change_set["Changes"], template, previous, keep_previous
+        )
+        if replanned is not None:
             self.discard(stack_id, name, kind)
-            self.say(
-                f"    {TABLE_PROTECTION} = false while the update adds {', '.join(added)} (the "
-                "rollback of a failed update must be able to delete its new table), then true"
-            )
-            given, protect_after = {**given, TABLE_PROTECTION: "false"}, True
+            for line in replanned.notes:
+                self.say(line)
+            planned, given = replanned, replanned.values
             name = f"{name}-adds-table"
             made = self._make_change_set(
                 name, kind, place, template, given, previous, keep_previous
@@ -449,9 +429,9 @@ class Deployer:
                 self.set_stack_policy(stack_id)
         else:
             stack = self._execute(stack_id, name, change_set)
-        if protect_after:
+        if planned.protect_after:
             stack = self.protect_tables(template, stack, kind, place)
-        if kind == Outcome.UPDATE:
+        if planned.redeploy:
             self.redeploy_stages(template, stack, change_set["Changes"])
         return kind, stack
 

@@ -23,7 +23,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
-from deployer import cli, errors
+from deployer import cli, errors, safeguards
 from deployer.cli import fate_lines, kept_table_lines
 from deployer.deployer import STACK_POLICY, Deployer, routes_replaced, stage_targets
 from deployer.errors import DeployError, ParameterError
@@ -803,6 +803,38 @@ def test_a_template_that_cannot_be_built_stops_the_deploy_with_one_line(monkeypa
     line = str(failed.value)
     assert line.startswith("generate.py failed: [Errno 2] No such file or directory: ")
     assert "counter.py" in line and "\n" not in line and failed.value.code == 1
+
+
+# --- the safeguards' plan ---------------------------------------------------------------------
+
+
+def test_a_create_plans_protection_off_then_on_and_no_redeploy():
+    template = json.loads(cli.generate())
+
+    planned = safeguards.plan(Outcome.CREATE, template, {}, None, keep_previous=True)
+
+    assert planned.values == {"TableDeletionProtection": "false"}
+    assert (planned.protect_after, planned.redeploy) == (True, False)
+    assert planned.notes[0].startswith("    TableDeletionProtection = false while the stack")
+
+
+def test_an_update_that_adds_a_table_while_protected_is_replanned_unprotected_then_on():
+    template = json.loads(cli.generate())
+    previous = {"TableDeletionProtection": "true"}
+    planned = safeguards.plan(Outcome.UPDATE, template, {}, previous, keep_previous=True)
+    adds = [{"ResourceChange": {"Action": "Add", "LogicalResourceId": "SeriesTable",
+                                "ResourceType": "AWS::DynamoDB::Table"}}]  # fmt: skip
+
+    replanned = safeguards.replan_for_changes(
+        planned, Outcome.UPDATE, adds, template, previous, True
+    )
+
+    assert (planned.protect_after, planned.redeploy) == (False, True)
+    assert replanned.values == {"TableDeletionProtection": "false"}
+    assert (replanned.protect_after, replanned.redeploy) == (True, True)
+    assert (
+        safeguards.replan_for_changes(planned, Outcome.UPDATE, [], template, previous, True) is None
+    )
 
 
 # --- named errors ---------------------------------------------------------------------------
