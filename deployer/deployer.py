@@ -360,7 +360,7 @@ class Deployer:
         their defaults on an update too (the local stack: what it serves is what it was given).
         A create, and an update that adds a table while protection would be on, run with the
         tables' deletion protection off, then turn it on with a parameter-only update
-        (protection_on_create, tables_added); an update that removed or replaced API routes
+        (safeguards.plan, replan_for_changes); an update that removed or replaced API routes
         is followed by a new deployment of the stage (routes_replaced).
         Returns the Outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
         (None after a dry run of a create).
