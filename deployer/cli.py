@@ -23,7 +23,21 @@ from botocore.parsers import ResponseParserError
 
 from deployer import concurrency
 from deployer.deployer import Deployer, Review
-from deployer.errors import AlreadyExplained, DeployError
+from deployer.errors import (
+    AlreadyExplained,
+    AwsCallFailed,
+    CredentialsCheckFailed,
+    DeployError,
+    NoCredentials,
+    NoRegion,
+    Refused,
+    ReservationTooLarge,
+    SmokeTestFailed,
+    StackMissing,
+    TemplateRejected,
+    ToolMissing,
+    UnknownRegion,
+)
 from deployer.options import USAGE, Options, parse
 from deployer.parameters import (
     BILLING_MODE,
@@ -34,6 +48,7 @@ from deployer.parameters import (
     needs_account_role,
 )
 from deployer.report import TABLE_TYPE, Fate, data_fates, fates_summary, output_lines
+from deployer.results import Outcome
 from deployer.s3 import (
     INLINE_LIMIT,
     ensure_managed_bucket,
@@ -43,8 +58,6 @@ from deployer.s3 import (
     upload,
 )
 from deployer.smoke import smoke_test
-
-ROOT = Path(__file__).absolute().parent.parent  # the project: generate.py, .venv
 
 
 def say(line: str) -> None:
@@ -79,9 +92,7 @@ def connect(options: Options) -> Aws:
         session = boto3.Session(profile_name=options.profile or None)
         configured = session.region_name
     except BotoCoreError as error:  # an unknown profile
-        raise DeployError(
-            f"AWS credentials check (aws sts get-caller-identity) failed: {error}"
-        ) from None
+        raise CredentialsCheckFailed(error=error) from None
     region = (
         options.region
         or os.environ.get("AWS_REGION")
@@ -89,23 +100,15 @@ def connect(options: Options) -> Aws:
         or configured
     )
     if not region:
-        raise DeployError(
-            "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure one with "
-            "'aws configure'"
-        )
+        raise NoRegion
     check_region(session, region)
     aws = Aws(session, region, "", "aws")
     try:
         identity = aws.client("sts").get_caller_identity()
     except NoCredentialsError:
-        raise DeployError(
-            "no AWS credentials found: run 'aws configure', set AWS_PROFILE (or --profile), "
-            "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        ) from None
+        raise NoCredentials from None
     except (ClientError, BotoCoreError) as error:
-        raise DeployError(
-            f"AWS credentials check (aws sts get-caller-identity) failed: {error}"
-        ) from None
+        raise CredentialsCheckFailed(error=error) from None
     aws.account = identity["Account"]
     aws.partition = identity["Arn"].split(":")[1]
     return aws
@@ -123,24 +126,20 @@ def check_region(session: boto3.Session, region: str) -> None:
         return
     close = difflib.get_close_matches(region.strip().lower(), sorted(known), n=3, cutoff=0.85)
     hint = f" (did you mean {' or '.join(sorted(close))}?)" if close else ""
-    raise DeployError(
-        f"unknown AWS region '{region}'{hint}: check --region, AWS_REGION, "
-        "AWS_DEFAULT_REGION and the profile's region (a region newer than this botocore "
-        "needs 'make venv' with a newer boto3)"
-    )
+    raise UnknownRegion(region=region, hint=hint)
 
 
 # --- deploy -------------------------------------------------------------------------------------
 
 
-def generate(root: Path) -> bytes:
-    """The template as `python generate.py` prints it (its errors go to our stderr)."""
-    made = subprocess.run(
-        [sys.executable, "generate.py"], cwd=root, stdout=subprocess.PIPE, check=False
-    )
-    if made.returncode != 0:
-        raise DeployError("generate.py failed (see above)")
-    return made.stdout
+def generate() -> bytes:
+    """The template, byte for byte as `python generate.py` prints it; its failure in one line."""
+    from generate import build_template, render  # troposphere and awacs: only for a deploy
+
+    try:
+        return render(build_template()).encode()
+    except Exception as error:  # a building block's or troposphere's refusal, a handler unread
+        raise TemplateRejected(f"generate.py failed: {error}") from None
 
 
 def cfn_lint() -> str:
@@ -148,20 +147,19 @@ def cfn_lint() -> str:
     beside = Path(sys.prefix) / "bin" / "cfn-lint"
     found = str(beside) if beside.exists() else shutil.which("cfn-lint")
     if not found:
-        raise DeployError("cfn-lint not found: run 'make venv'")
+        raise ToolMissing(tool="cfn-lint")
     return found
 
 
 class Deploy:
     """./deploy.sh without --delete: the template, checked, deployed, then tried."""
 
-    def __init__(self, options: Options, root: Path = ROOT) -> None:
+    def __init__(self, options: Options) -> None:
         self.options = options
-        self.root = root
 
     def run(self) -> None:
         options = self.options
-        body = generate(self.root)
+        body = generate()
         template = json.loads(body)
         check_parameters(template, options.params)
         with tempfile.TemporaryDirectory(prefix="deploy.") as tmp:
@@ -184,7 +182,7 @@ class Deploy:
                     lint.wait()
             if lint.returncode != 0:
                 print(found.replace(str(path), "template.json"), end="", file=sys.stderr)
-                raise DeployError(
+                raise TemplateRejected(
                     "cfn-lint found problems in the generated template: nothing was deployed"
                 )
         step("Template generated (python generate.py) and linted (cfn-lint): OK")
@@ -208,7 +206,7 @@ class Deploy:
         outcome, stack = self.deployer.deploy(
             template, options.params, self.source, self.review, options.dry_run
         )
-        if outcome != "DRY_RUN":
+        if outcome is not Outcome.DRY_RUN:
             self.finish(stack)
 
     def review(self, stack: dict | None, previous: dict[str, str] | None) -> Review:
@@ -220,14 +218,14 @@ class Deploy:
             table_mode = self.table_billing_mode(stack)  # asked only for a switch
             refusal = billing_mode_refusal(self.options.stack, given, previous, table_mode)
             if refusal:
-                raise DeployError(refusal)
+                raise Refused(refusal)
         notes = self.check_reservation(template, stack, previous)
         if not needs_account_role(template, given, previous):
             return Review({}, notes)
         try:
             account = self.aws.client("apigateway").get_account()
         except (ClientError, BotoCoreError) as error:
-            raise DeployError(
+            raise AwsCallFailed(
                 f"reading API Gateway's account settings (apigateway get-account) failed: "
                 f"{error}; pass --param ApiGatewayAccountRole=create, existing or none"
             ) from None
@@ -252,7 +250,7 @@ class Deploy:
             ]
         refused, warning = concurrency.check(self.aws.client("lambda"), wanted, functions)
         if refused:
-            raise DeployError(refused)
+            raise ReservationTooLarge(refused)
         return [warning] if warning else []
 
     def table_billing_mode(self, stack: dict) -> str | None:
@@ -320,7 +318,7 @@ class Deploy:
                 "serves no real API."
             )
         elif not url:
-            raise DeployError("smoke test: no ApiUrl to test (pass --no-smoke to skip it)")
+            raise SmokeTestFailed("smoke test: no ApiUrl to test (pass --no-smoke to skip it)")
         else:
             given = {
                 p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []
@@ -344,21 +342,21 @@ def print_stats_token(options: Options) -> None:
         found = cfn.describe_stack_resources(StackName=options.stack)["StackResources"]
     except ClientError as error:
         if "does not exist" in str(error):
-            raise DeployError(
-                f"stack {options.stack} does not exist in {aws.region}: no stats token"
+            raise StackMissing(
+                stack=options.stack, where=f" in {aws.region}", consequence="no stats token"
             ) from None
         raise
     physical = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in found}
     arn = physical.get(STATS_TOKEN_ID)
     if not arn:
-        raise DeployError(
+        raise Refused(
             f"the stats of stack {options.stack} are public (PrivateStats false, or auto "
             "without a Backend): there is no token; deploy with --param PrivateStats=true"
         )
     try:
         token = aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
     except ClientError as error:
-        raise DeployError(
+        raise AwsCallFailed(
             f"reading the stats token (secretsmanager get-secret-value on {arn}) failed: {error}"
         ) from None
     print(token, flush=True)
@@ -379,8 +377,8 @@ def delete(options: Options) -> None:
     )
     stack = deployer.describe()
     if stack is None:
-        raise DeployError(
-            f"stack {options.stack} does not exist in {aws.region}: nothing to delete"
+        raise StackMissing(
+            stack=options.stack, where=f" in {aws.region}", consequence="nothing to delete"
         )
     resources = deployer.resources(stack["StackId"])
     fates = data_fates(deployer.deployed_template(stack["StackId"]), resources)
@@ -393,7 +391,7 @@ def delete(options: Options) -> None:
         )
         answer = sys.stdin.readline().strip()
         if answer.lower() not in ("y", "yes"):
-            raise DeployError(f"cancelled: stack {options.stack} was not deleted")
+            raise Refused(f"cancelled: stack {options.stack} was not deleted")
     deployer.delete(stack, resources)
     extra = options.where().removeprefix(f"--stack-name {options.stack}")
     dynamodb = aws.client("dynamodb")

@@ -17,8 +17,22 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from deployer import safeguards
 from deployer.endpoint import client_is_aws, gap_warning, lacks_operation
-from deployer.errors import PROG, AlreadyExplained, DeployError
+from deployer.errors import (
+    PROG,
+    AlreadyExplained,
+    AwsCallFailed,
+    ChangeSetFailed,
+    DeployError,
+    DryRunNeedsBucket,
+    NothingToChange,
+    ProtectionNotOn,
+    StackBusy,
+    StackFailed,
+    StageNotRedeployed,
+    StoppedWatching,
+)
 from deployer.parameters import (
     SERIES_TABLE_ID,
     TABLE_ID,
@@ -27,14 +41,11 @@ from deployer.parameters import (
     given_lines,
     is_unchanged,
     protected_tables,
-    protection_on_create,
-    protection_on_update,
-    protection_value,
-    tables_added,
     tables_leaving,
     with_defaults,
 )
 from deployer.report import EventProgress, change_lines, changed_ids
+from deployer.results import Outcome
 from deployer.template_reading import resolve_ref
 
 POLL_SECONDS = 3.0  # between describe calls while waiting on CloudFormation
@@ -91,7 +102,7 @@ def call(what: str, method: Callable, **kwargs: object) -> dict:
     try:
         return method(**kwargs)
     except (ClientError, BotoCoreError) as error:
-        raise DeployError(f"{what}: {error}") from None
+        raise AwsCallFailed(what=what, error=error) from None
 
 
 def parameter_values(stack: dict | None) -> dict[str, str] | None:
@@ -197,9 +208,9 @@ class Deployer:
         except ClientError as error:
             if "does not exist" in str(error):
                 return None
-            raise DeployError(f"describe-stacks: {error}") from None
+            raise AwsCallFailed(what="describe-stacks", error=error) from None
         except BotoCoreError as error:
-            raise DeployError(f"describe-stacks: {error}") from None
+            raise AwsCallFailed(what="describe-stacks", error=error) from None
 
     def resources(self, stack_id: str) -> list[dict]:
         found = call(
@@ -222,24 +233,22 @@ class Deployer:
         self.warn("CloudFormation cannot update such a stack; delete it, then deploy again:")
         self.warn(f"    {PROG} --delete {self.where}")
 
-    def kind(self, stack: dict | None) -> str:
+    def kind(self, stack: dict | None) -> Outcome:
         """CREATE or UPDATE; a stack CloudFormation cannot update now stops the deploy."""
         status = stack["StackStatus"] if stack else ""
         if status in ("", "REVIEW_IN_PROGRESS"):
-            return "CREATE"
+            return Outcome.CREATE
         if status == "ROLLBACK_COMPLETE":
             self.explain_rollback_complete()
             raise AlreadyExplained
         if status.endswith("_IN_PROGRESS"):
-            raise DeployError(
-                f"stack {self.stack_name} is busy ({status}): wait for it to finish, then retry"
-            )
-        return "UPDATE"
+            raise StackBusy(stack=self.stack_name, status=status)
+        return Outcome.UPDATE
 
     # --- change sets -------------------------------------------------------------------------
 
     def create_change_set(
-        self, name: str, kind: str, source: dict, parameters: list[dict]
+        self, name: str, kind: Outcome, source: dict, parameters: list[dict]
     ) -> str | None:
         """The new change set's stack id; None when the endpoint refuses an empty update."""
         try:
@@ -256,7 +265,7 @@ class Deployer:
             # Some endpoints (moto) refuse an empty update outright instead of failing it.
             if "No updates are to be performed" in str(error):
                 return None
-            raise DeployError(f"create-change-set: {error}") from None
+            raise AwsCallFailed(what="create-change-set", error=error) from None
         return created["StackId"]
 
     def wait_for_change_set(self, stack_id: str, name: str) -> dict:
@@ -283,11 +292,11 @@ class Deployer:
             changes += described.get("Changes") or []
         return {**described, "Changes": changes}
 
-    def discard(self, stack_id: str, name: str, kind: str) -> None:
+    def discard(self, stack_id: str, name: str, kind: Outcome) -> None:
         """Delete the change set, and the empty REVIEW_IN_PROGRESS stack a CREATE one made."""
         with contextlib.suppress(ClientError, BotoCoreError):
             self.cfn.delete_change_set(StackName=stack_id, ChangeSetName=name)
-        if kind == "CREATE":
+        if kind == Outcome.CREATE:
             with contextlib.suppress(ClientError, BotoCoreError):
                 self.cfn.delete_stack(StackName=stack_id)
 
@@ -319,12 +328,7 @@ class Deployer:
                 self.sleep(self.poll_seconds)
         except KeyboardInterrupt:
             self.warn("")
-            raise DeployError(
-                f"stopped watching; CloudFormation carries on with stack {self.stack_name} "
-                "(see its events in the console or with aws cloudformation "
-                "describe-stack-events)",
-                code=130,
-            ) from None
+            raise StoppedWatching(stack=self.stack_name) from None
 
     def report_failure(self, stack: dict, progress: EventProgress) -> None:
         self.warn(f"Stack {self.stack_name}: {stack['StackStatus']}")
@@ -346,7 +350,7 @@ class Deployer:
         review: Reviewer | None = None,
         dry_run: bool = False,
         keep_previous: bool = True,
-    ) -> tuple[str, dict | None]:
+    ) -> tuple[Outcome, dict | None]:
         """Create or update the stack to template with the given values.
 
         source() gives the template's place in the change set (TemplateBody or TemplateURL),
@@ -356,35 +360,23 @@ class Deployer:
         their defaults on an update too (the local stack: what it serves is what it was given).
         A create, and an update that adds a table while protection would be on, run with the
         tables' deletion protection off, then turn it on with a parameter-only update
-        (protection_on_create, tables_added); an update that removed or replaced API routes
+        (safeguards.plan, replan_for_changes); an update that removed or replaced API routes
         is followed by a new deployment of the stage (routes_replaced).
-        Returns the outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
+        Returns the Outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
         (None after a dry run of a create).
         """
         stack = self.describe()
         kind = self.kind(stack)
-        previous = parameter_values(stack) if kind == "UPDATE" else None
+        previous = parameter_values(stack) if kind == Outcome.UPDATE else None
         given = self._announce(kind, stack, given, previous, review)
-        protect_after = False
-        if kind == "CREATE":
-            given, protect_after = protection_on_create(template, given, keep_previous)
-            if protect_after:
-                self.say(
-                    f"    {TABLE_PROTECTION} = false while the stack is created (the rollback of "
-                    "a failed create must be able to delete its new table), then true"
-                )
-        elif previous is not None:
-            kept = protection_on_update(template, given, previous, keep_previous)
-            if kept != given:
-                self.say(
-                    f"    {TABLE_PROTECTION} = true: the stack predates the parameter and its "
-                    "table is protected; it stays so"
-                )
-            given = kept
+        planned = safeguards.plan(kind, template, given, previous, keep_previous)
+        for line in planned.notes:
+            self.say(line)
+        given = planned.values
 
         # The same template with the same values: nothing to do, and no change set to make.
         wanted = given if keep_previous else with_defaults(template, given)
-        if kind == "UPDATE" and is_unchanged(
+        if kind == Outcome.UPDATE and is_unchanged(
             self.deployed_template(stack["StackId"]), template, previous, wanted
         ):
             return self._no_changes(stack, dry_run)
@@ -397,37 +389,32 @@ class Deployer:
         if made is None:
             return self._no_changes(stack, dry_run)
         stack_id, change_set = made
-        added = tables_added(change_set["Changes"])
-        if (
-            kind == "UPDATE"
-            and added
-            and protection_value(template, given, previous or {}, keep_previous) == "true"
-        ):
-            # The rollback of this update would delete the new table: it must be unprotected.
+        replanned = safeguards.replan_for_changes(
+            planned, kind, change_set["Changes"], template, previous, keep_previous
+        )
+        if replanned is not None:
             self.discard(stack_id, name, kind)
-            self.say(
-                f"    {TABLE_PROTECTION} = false while the update adds {', '.join(added)} (the "
-                "rollback of a failed update must be able to delete its new table), then true"
-            )
-            given, protect_after = {**given, TABLE_PROTECTION: "false"}, True
+            for line in replanned.notes:
+                self.say(line)
+            planned, given = replanned, replanned.values
             name = f"{name}-adds-table"
             made = self._make_change_set(
                 name, kind, place, template, given, previous, keep_previous
             )
             if made is None:
-                raise DeployError("the endpoint found nothing to change in the update")
+                raise NothingToChange(detail=" in the update")
             stack_id, change_set = made
         self._print_change_set(name, change_set)
         if dry_run:
             self.discard(stack_id, name, kind)
-            if kind == "CREATE":
+            if kind == Outcome.CREATE:
                 self.step(
                     "Dry run: change set and the empty REVIEW_IN_PROGRESS stack deleted; "
                     "nothing deployed."
                 )
             else:
                 self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
-            return "DRY_RUN", stack
+            return Outcome.DRY_RUN, stack
         leaving = tables_leaving(change_set["Changes"], template, self.deployed_template(stack_id))
         if leaving:
             self.say(
@@ -442,16 +429,16 @@ class Deployer:
                 self.set_stack_policy(stack_id)
         else:
             stack = self._execute(stack_id, name, change_set)
-        if protect_after:
+        if planned.protect_after:
             stack = self.protect_tables(template, stack, kind, place)
-        if kind == "UPDATE":
+        if planned.redeploy:
             self.redeploy_stages(template, stack, change_set["Changes"])
         return kind, stack
 
     def _make_change_set(
         self,
         name: str,
-        kind: str,
+        kind: Outcome,
         place: dict,
         template: dict,
         given: dict[str, str],
@@ -469,19 +456,19 @@ class Deployer:
             self.discard(stack_id, name, kind)
             if any(text in reason for text in NO_CHANGES):
                 return None
-            raise DeployError(f"change set failed: {reason}")
+            raise ChangeSetFailed(reason=reason)
         return stack_id, change_set
 
     def _announce(
         self,
-        kind: str,
+        kind: Outcome,
         stack: dict | None,
         given: dict[str, str],
         previous: dict[str, str] | None,
         review: Reviewer | None,
     ) -> dict[str, str]:
         """Say what happens to which stack with which values; the values, with those chosen."""
-        if kind == "CREATE":
+        if kind == Outcome.CREATE:
             self.step(f"Stack {self.stack_name} does not exist{self._in}: creating it")
         else:
             self.step(f"Stack {self.stack_name}{self._in} is {stack['StackStatus']}: updating it")
@@ -490,7 +477,7 @@ class Deployer:
             self.say("    Parameters:")
             for line in given_lines(given, previous):
                 self.say(line)
-        elif kind == "CREATE":
+        elif kind == Outcome.CREATE:
             self.say("    Parameters: template defaults")
         else:
             self.say("    Parameters: current values kept")
@@ -527,7 +514,7 @@ class Deployer:
                 self.explain_rollback_complete()
             elif status == "UPDATE_ROLLBACK_COMPLETE":
                 self.warn("The update was rolled back: the stack runs its previous version.")
-            raise DeployError(f"deploying stack {self.stack_name} failed")
+            raise StackFailed(doing="deploying", stack=self.stack_name)
         self.step(f"Stack {self.stack_name} is {status} ({progress.summary()})")
         return stack
 
@@ -537,17 +524,13 @@ class Deployer:
         return f"{where} (account {self.account})" if self.account else where
 
     def _dry_run_from_template(
-        self, kind: str, template: dict, stack: dict | None
-    ) -> tuple[str, dict | None]:
+        self, kind: Outcome, template: dict, stack: dict | None
+    ) -> tuple[Outcome, dict | None]:
         """A dry run whose template is too big to pass inline and has no bucket to be read
         from yet: a create lists the template's resources, all added; an update cannot be
         shown without a change set."""
-        if kind != "CREATE":
-            raise DeployError(
-                f"a dry run creates nothing, and the template needs the deployment bucket, "
-                f"which does not exist (or was never set up): deploy once without --dry-run, "
-                f"or pass --s3-bucket BUCKET; stack {self.stack_name} unchanged"
-            )
+        if kind != Outcome.CREATE:
+            raise DryRunNeedsBucket(stack=self.stack_name)
         changes = [
             {
                 "ResourceChange": {
@@ -565,23 +548,23 @@ class Deployer:
         for line in change_lines(changes):
             self.say(line)
         self.step("Dry run: nothing created, nothing deployed.")
-        return "DRY_RUN", stack
+        return Outcome.DRY_RUN, stack
 
-    def _no_changes(self, stack: dict, dry_run: bool) -> tuple[str, dict]:
+    def _no_changes(self, stack: dict, dry_run: bool) -> tuple[Outcome, dict]:
         if dry_run:
             self.step(
                 f"No changes: stack {self.stack_name} already matches the template and parameters."
             )
-            return "DRY_RUN", stack
+            return Outcome.DRY_RUN, stack
         self.step(
             f"No changes: stack {self.stack_name} ({stack['StackStatus']}) already matches the "
             "template and parameters."
         )
-        return "UNCHANGED", stack
+        return Outcome.UNCHANGED, stack
 
     # --- after a create or an update ----------------------------------------------------------
 
-    def protect_tables(self, template: dict, stack: dict, kind: str, place: dict) -> dict:
+    def protect_tables(self, template: dict, stack: dict, kind: Outcome, place: dict) -> dict:
         """Turn on the tables' deletion protection: a parameter-only update of the stack just
         created or updated (same template, every other value kept). The stack after it.
 
@@ -596,19 +579,24 @@ class Deployer:
         name = f"protect-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         given, previous = {TABLE_PROTECTION: "true"}, parameter_values(stack)
         try:
-            made = self._make_change_set(name, "UPDATE", place, template, given, previous, True)
+            made = self._make_change_set(
+                name, Outcome.UPDATE, place, template, given, previous, True
+            )
             if made is None:
-                raise DeployError("the endpoint found nothing to change")
+                raise NothingToChange(detail="")
             stack_id, change_set = made
             self._print_change_set(name, change_set)
             stack = self._execute(stack_id, name, change_set)
         except DeployError as error:
-            done = "created" if kind == "CREATE" else "updated"
-            raise DeployError(
-                f"stack {self.stack_name} was {done}, but turning on the deletion protection of "
-                f"its tables failed ({error}): {tables} may be unprotected; retry with "
-                f"{PROG} --param {TABLE_PROTECTION}=true {self.where}",
+            done = "created" if kind == Outcome.CREATE else "updated"
+            raise ProtectionNotOn(
                 code=error.code,
+                stack=self.stack_name,
+                done=done,
+                error=error,
+                tables=tables,
+                parameter=TABLE_PROTECTION,
+                where=self.where,
             ) from None
         self.step(
             f"Deletion protection of {tables} is on: DynamoDB refuses to delete them until it "
@@ -659,7 +647,7 @@ class Deployer:
         }
         targets = stage_targets(template, physical, parameter_values(stack) or {})
         if not targets:
-            raise DeployError(
+            raise StageNotRedeployed(
                 f"{why}, but no stage of stack {self.stack_name} was found to redeploy: run "
                 "aws apigateway create-deployment --rest-api-id ID --stage-name STAGE"
             )
@@ -684,7 +672,7 @@ class Deployer:
                 description=f"{PROG}: stack {self.stack_name}: {why}"[:1024],
             )
         except (ClientError, BotoCoreError) as error:
-            raise DeployError(
+            raise StageNotRedeployed(
                 f"stack {self.stack_name} was updated, but redeploying its stage {stage} "
                 f"failed ({error}): the stage still routes the old API; run aws apigateway "
                 f"create-deployment --rest-api-id {api_id} --stage-name {stage}"
@@ -712,7 +700,7 @@ class Deployer:
                     )
                 )
                 return
-            raise DeployError(f"set-stack-policy: {error}") from None
+            raise AwsCallFailed(what="set-stack-policy", error=error) from None
         if leaving:
             self.step(f"Stack policy set for this update: {', '.join(leaving)} may leave it.")
             return
@@ -734,6 +722,6 @@ class Deployer:
         final = self.watch(stack_id, progress)
         if final["StackStatus"] != "DELETE_COMPLETE":
             self.report_failure(final, progress)
-            raise DeployError(f"deleting stack {self.stack_name} failed")
+            raise StackFailed(doing="deleting", stack=self.stack_name)
         self.step(f"Stack {self.stack_name} deleted ({progress.summary()}).")
         return final

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deployer.errors import DeployError, UsageError
+from deployer.errors import DeployError, Refused, StackMissing, UsageError
 from deployer.options import DEFAULT_STACK, check_stack_name
 
 USAGE_PLAN_ID = "UsagePlan"  # templates/clients.py's logical id
@@ -31,14 +31,14 @@ def usage_plan_of(cloudformation: Any, stack: str) -> str:
         found = cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
     except ClientError as error:
         if "does not exist" in str(error):
-            raise DeployError(f"stack {stack} does not exist: no API keys") from None
+            raise StackMissing(stack=stack, where="", consequence="no API keys") from None
         raise
     plan = next(
         (r.get("PhysicalResourceId") for r in found if r.get("LogicalResourceId") == USAGE_PLAN_ID),
         None,
     )
     if not plan:
-        raise DeployError(
+        raise Refused(
             f"stack {stack} takes no API keys (ClientIdentity is not apikey): deploy it with "
             "--param ClientIdentity=apikey first"
         )
@@ -87,7 +87,7 @@ def list_keys(apigateway: Any, plan: str) -> list[dict]:
 def revoke_key(apigateway: Any, plan: str, key_id: str) -> dict:
     """Disable a key of the plan (kept, with its name): {id, name}."""
     if key_id not in {k["id"] for k in list_keys(apigateway, plan)}:
-        raise DeployError(f"no API key {key_id} in this stack's usage plan ({plan})")
+        raise Refused(f"no API key {key_id} in this stack's usage plan ({plan})")
     key = apigateway.update_api_key(
         apiKey=key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
     )

@@ -5,11 +5,12 @@ Each bad command line is one UsageError (exit status 2) naming what is wrong.
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployer.errors import PROG, DeployError, UsageError
+from deployer.errors import PROG, Refused, UsageError
 
 DEFAULT_STACK = "route-counter"
 
@@ -73,6 +74,21 @@ FLAGS = {
 }
 
 
+def _parser() -> argparse.ArgumentParser:
+    """The options of USAGE (which is the --help text: argparse's own help is off). Errors
+    are raised (exit_on_error=False), turned into UsageError lines by parse()."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, add_help=False, allow_abbrev=False, exit_on_error=False
+    )
+    for option in VALUE_OPTIONS:
+        repeated = option == "--param"
+        parser.add_argument(option, action="append" if repeated else "store")
+    for flag, name in FLAGS.items():
+        parser.add_argument(flag, dest=name, action="store_true")
+    parser.add_argument("--no-smoke", dest="smoke", action="store_false")
+    return parser
+
+
 @dataclass
 class Options:
     stack: str = DEFAULT_STACK
@@ -114,25 +130,36 @@ def check_stack_name(name: str) -> None:
 
 
 def parse(argv: list[str], has_terminal: bool) -> Options:
-    options = Options()
+    """The options; -h or --help anywhere ends the command line (what follows is not read)."""
     args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg in ("-h", "--help"):
-            options.help = True
-            return options
-        if arg in VALUE_OPTIONS:
-            if not args or args[0].startswith("-"):
-                raise UsageError(f"{arg} needs a value")
-            _set_value(options, arg, args.pop(0))
-        elif arg in FLAGS:
-            setattr(options, FLAGS[arg], True)
-        elif arg == "--no-smoke":
-            options.smoke = False
-        elif arg == "--port":
-            raise UsageError(f"--port is an option of --local ({PROG} --local --port N)")
-        else:
+    asks_help = next((i for i, arg in enumerate(args) if arg in ("-h", "--help")), None)
+    if asks_help is not None:
+        args = args[:asks_help]
+    for i, arg in enumerate(args):
+        # argparse takes --option=value; ./deploy.sh never did (a value is the next word).
+        # Nor "--" (argparse: the end of the options).
+        in_option_place = i == 0 or args[i - 1] not in VALUE_OPTIONS
+        if in_option_place and (arg == "--" or (arg.startswith("--") and "=" in arg)):
             raise UsageError(f"unknown option '{arg}'")
+    try:
+        parsed, unknown = _parser().parse_known_args(args)
+    except argparse.ArgumentError as error:  # only "expected one argument" can reach here
+        raise UsageError(f"{error.argument_name} needs a value") from None
+    if unknown:
+        if unknown[0] == "--port":
+            raise UsageError(f"--port is an option of --local ({PROG} --local --port N)")
+        raise UsageError(f"unknown option '{unknown[0]}'")
+    options = Options(help=asks_help is not None)
+    for option in VALUE_OPTIONS:
+        given = getattr(parsed, option[2:].replace("-", "_"))
+        for value in given if isinstance(given, list) else [given] if given is not None else []:
+            if value.startswith("-"):  # argparse takes "-" and "-1" as values; never one here
+                raise UsageError(f"{option} needs a value")
+            _set_value(options, option, value)
+    for name in (*FLAGS.values(), "smoke"):
+        setattr(options, name, getattr(parsed, name))
+    if options.help:
+        return options
     check_stack_name(options.stack)
     if options.stats_token and (
         options.delete or options.params or options.dry_run or options.s3_bucket
@@ -142,7 +169,7 @@ def parse(argv: list[str], has_terminal: bool) -> Options:
         if options.params or options.dry_run or options.s3_bucket or options.openapi:
             raise UsageError("--delete takes no --param, --openapi, --s3-bucket or --dry-run")
         if not options.yes and not has_terminal:
-            raise DeployError(
+            raise Refused(
                 f"refusing to delete stack {options.stack} without confirmation: no terminal "
                 "to ask on; pass --yes to delete it from a script",
                 code=2,

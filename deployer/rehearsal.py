@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import DeployError, UsageError
+from deployer.errors import EmulatorFailed, UsageError
 from deployer.options import Options
 from local.emulator import DEFAULT_REGION, FAKE_CREDENTIALS, Emulator
 from local.emulator import DeployError as EmulatorDown
@@ -49,7 +49,7 @@ def rehearse(
             try:
                 emulator.wait_ready()
             except EmulatorDown as error:
-                raise DeployError(f"the emulator did not start: {error}") from None
+                raise EmulatorFailed(f"the emulator did not start: {error}") from None
             for name in AWS_SETTINGS:
                 os.environ.pop(name, None)
             os.environ.update(FAKE_CREDENTIALS)

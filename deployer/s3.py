@@ -15,7 +15,7 @@ from collections.abc import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.loaders import create_loader
 
-from deployer.errors import DeployError
+from deployer.errors import BucketUnusable
 
 INLINE_LIMIT = 51_200  # bytes of TemplateBody CloudFormation accepts; from S3, 1 MB
 KEY_PREFIX = "route-counter"
@@ -101,9 +101,9 @@ PERMISSIONS = {
 }
 
 
-def _failed(what: str, operation: str, error: Exception) -> DeployError:
+def _failed(what: str, operation: str, error: Exception) -> BucketUnusable:
     """One line: what failed, the permission its call needs, and AWS's (or botocore's) words."""
-    return DeployError(f"{what} (this needs {PERMISSIONS[operation]}): {error}")
+    return BucketUnusable(f"{what} (this needs {PERMISSIONS[operation]}): {error}")
 
 
 def _call(what: str, s3: object, operation: str, **kwargs: object) -> dict:
@@ -117,8 +117,8 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def _taken(bucket: str) -> DeployError:
-    return DeployError(
+def _taken(bucket: str) -> BucketUnusable:
+    return BucketUnusable(
         f"the deployment bucket name {bucket} is taken by another AWS account (or these "
         "credentials may not s3:ListBucket it): pass --s3-bucket BUCKET (a bucket of yours in "
         "this region) instead"
@@ -136,7 +136,7 @@ def _refuse_plain_http(s3: object, bucket: str) -> None:
     over plain HTTP the set-up and the upload would be refused as if a permission lacked."""
     endpoint = plain_http(s3)
     if endpoint:
-        raise DeployError(
+        raise BucketUnusable(
             f"the S3 endpoint {endpoint} is plain HTTP, and the deployment bucket {bucket} "
             "takes only TLS requests (its policy denies aws:SecureTransport false): use an "
             "https:// endpoint (AWS_ENDPOINT_URL), or pass --s3-bucket BUCKET"
@@ -254,7 +254,7 @@ def upload(s3: object, bucket: str, key: str, body: bytes, account: str) -> None
         endpoint = plain_http(s3)
         if endpoint and _code(error) in ("403", "AccessDenied"):
             # A TLS-only bucket policy answers a plain-HTTP request as a missing permission.
-            raise DeployError(
+            raise BucketUnusable(
                 f"{what} was refused over plain HTTP ({endpoint}); a bucket policy that "
                 "requires TLS (aws:SecureTransport) refuses every such request: use an "
                 f"https:// endpoint (AWS_ENDPOINT_URL) ({error})"

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deployer.errors import DeployError
+from deployer.errors import SmokeTestFailed
 
 TRIES = 15  # a new API can take a few seconds to resolve in DNS and route
 RETRY_SECONDS = 2.0
@@ -64,21 +64,21 @@ def _count(answer: Answer) -> int:
     try:
         return int(json.loads(answer.body)["count"])
     except (ValueError, KeyError, TypeError):
-        raise DeployError(f"smoke test failed: not a counter response: {_start(answer)}") from None
+        raise SmokeTestFailed(detail=f"not a counter response: {_start(answer)}") from None
 
 
 def judge(url: str, path: str, first: Answer, second: Answer) -> str:
     """The OK line for the two answers, or a DeployError saying what is wrong."""
     for which, answer in (("first", first), ("second", second)):
         if answer.answer_lost:
-            raise DeployError(
-                f"smoke test failed: the {which} request to {url} was sent but its answer "
+            raise SmokeTestFailed(
+                detail=f"the {which} request to {url} was sent but its answer "
                 f"was lost ({answer.error}); it may have been counted, so it was not sent "
                 "again (a retry could count it twice)"
             )
     if first.status != 200:
-        raise DeployError(
-            f"smoke test failed: HTTP {first.status:03d} from {url}: {_start(first)}{first.error}"
+        raise SmokeTestFailed(
+            detail=f"HTTP {first.status:03d} from {url}: {_start(first)}{first.error}"
         )
     counted = _count(first)
     limited = second.status == 429 and all(second.header(h) is not None for h in RATE_HEADERS)
@@ -88,12 +88,10 @@ def judge(url: str, path: str, first: Answer, second: Answer) -> str:
             f"(RateLimit-Limit: {second.header('RateLimit-Limit')}): rate limiting is on."
         )
     if second.status != 200:
-        raise DeployError(f"smoke test failed: second request answered HTTP {second.status:03d}")
+        raise SmokeTestFailed(detail=f"second request answered HTTP {second.status:03d}")
     again = _count(second)
     if (counted, again) != (1, 2):
-        raise DeployError(
-            f"smoke test failed: expected counts 1 then 2, got {counted} then {again}"
-        )
+        raise SmokeTestFailed(detail=f"expected counts 1 then 2, got {counted} then {again}")
     return f"    OK: /{path} counted 1, then 2."
 
 
@@ -120,9 +118,8 @@ def not_routed(answer: Answer, anonymous: bool) -> bool:
 def judge_anonymous(url: str, path: str, answer: Answer, client_identity: str) -> str:
     """The OK line when a request without an identity was refused as it must be."""
     if answer.answer_lost:
-        raise DeployError(
-            f"smoke test failed: the request to {url} was sent but its answer was lost "
-            f"({answer.error})"
+        raise SmokeTestFailed(
+            detail=f"the request to {url} was sent but its answer was lost ({answer.error})"
         )
     if client_identity == "apikey":
         if (answer.status, message_of(answer)) == (403, "Forbidden"):
@@ -132,8 +129,8 @@ def judge_anonymous(url: str, path: str, answer: Answer, client_identity: str) -
         if answer.status == 401 and "per client" in message_of(answer):
             return f"    OK: /{path} without a client ({client_identity}) refused with 401."
         expected = f"the counter's 401 (ClientIdentity {client_identity})"
-    raise DeployError(
-        f"smoke test failed: a request without a client got HTTP {answer.status:03d}, not "
+    raise SmokeTestFailed(
+        detail=f"a request without a client got HTTP {answer.status:03d}, not "
         f"{expected}: {_start(answer)}{answer.error}"
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.errors import DeployError
+from deployer.results import Outcome
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -151,11 +152,11 @@ def deploy(
     stack_name: str,
     params: dict[str, str],
     timeout: float = 60.0,
-) -> str:
+) -> Outcome:
     """Create or update the stack through a change set, with ./deploy.sh's own Deployer.
 
     Quiet, polling fast, the template inline; parameters not given take their defaults, as
-    the local router assumes. Returns "CREATE", "UPDATE" or "UNCHANGED".
+    the local router assumes. Returns Outcome.CREATE, UPDATE or UNCHANGED.
     """
     import json
 

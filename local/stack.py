@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.parameters import TABLE_ID
+from deployer.results import Outcome
 from deployer.template_reading import TemplateError, parameter_values, ref_name
 from local import emulator
 from local.api_keys import UsagePlans
@@ -231,7 +232,7 @@ class LocalStack:
     port: int
     endpoint: str
     stack_name: str
-    deploy_result: str
+    deploy_result: Outcome
     emulator: emulator.Emulator | None
     functions: dict[str, Function] = field(default_factory=dict)
     state: StackState | None = None  # where its tables are kept (None: not kept)

@@ -690,23 +690,28 @@ def test_help_lists_every_option(tmp_path):
 
 @pytest.fixture
 def oversized(tmp_path: Path) -> Path:
-    """deploy.sh in a copy of the project whose generate.py prints a template over 51,200 bytes.
+    """deploy.sh in a copy of the project whose generate.py renders a template over 51,200
+    bytes (the deployer imports its build_template and render).
 
     The real template plus 5,000 bytes of Metadata: what a stack grown past the inline
-    limit looks like. The copy shares the project's .venv and deployer package.
+    limit looks like. The copy shares the project's .venv, bootstrap and deployer package.
     """
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy2(DEPLOY, project / "deploy.sh")
-    for shared in (".venv", "deployer"):
+    for shared in (".venv", "deployer", "bootstrap.py", "requirements.txt"):
         (project / shared).symlink_to(ROOT / shared)
     (project / "generate.py").write_text(
-        "import json, subprocess, sys\n"
-        f"real = subprocess.run([sys.executable, {str(ROOT / 'generate.py')!r}],"
-        " capture_output=True, text=True, check=True).stdout\n"
-        "template = json.loads(real)\n"
-        "template['Metadata'] = {'Padding': 'x' * 5000}\n"
-        "print(json.dumps(template))\n",
+        "import importlib.util, json, sys\n"
+        f"sys.path.append({str(ROOT)!r})  # the real generate.py's templates package\n"
+        f"spec = importlib.util.spec_from_file_location('real', {str(ROOT / 'generate.py')!r})\n"
+        "real = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(real)\n"
+        "build_template = real.build_template\n"
+        "def render(template, indent=None):\n"
+        "    data = json.loads(real.render(template))\n"
+        "    data['Metadata'] = {'Padding': 'x' * 5000}\n"
+        "    return json.dumps(data) + '\\n'\n",
         encoding="utf-8",
     )
     return project / "deploy.sh"

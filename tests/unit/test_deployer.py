@@ -10,9 +10,12 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import ClassVar
 
 import boto3
@@ -20,7 +23,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
-from deployer import cli
+from deployer import cli, errors, safeguards
 from deployer.cli import fate_lines, kept_table_lines
 from deployer.deployer import STACK_POLICY, Deployer, routes_replaced, stage_targets
 from deployer.errors import DeployError, ParameterError
@@ -48,9 +51,11 @@ from deployer.report import (
     fates_summary,
     output_lines,
 )
+from deployer.results import Outcome
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
 from deployer.smoke import TRIES, Answer, judge, smoke_test
 from local.emulator import free_port
+from templates import function
 from tests.unit.test_template import WHOLE_NUMBERS
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1a2b"
@@ -87,6 +92,32 @@ def test_a_bad_command_line_is_one_error(argv, code, says):
 
     assert refused.value.code == code
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--stack-name=s1"], "unknown option '--stack-name=s1'"),  # a value is the next word
+        (["--dry-run=yes"], "unknown option '--dry-run=yes'"),
+        (["--"], "unknown option '--'"),
+        (["--dry"], "unknown option '--dry'"),  # no abbreviations
+        (["s1"], "unknown option 's1'"),
+        (["--region", "-1"], "--region needs a value"),
+        (["--param", "-"], "--param needs a value"),
+        (["--port", "3000"], "--port is an option of --local (./deploy.sh --local --port N)"),
+    ],
+)
+def test_a_command_line_is_read_word_by_word_as_it_always_was(argv, says):
+    with pytest.raises(errors.UsageError) as refused:
+        parse(argv, has_terminal=False)
+
+    assert str(refused.value) == f"{says} (see ./deploy.sh --help)"
+
+
+def test_help_ends_the_command_line():
+    assert parse(["--dry-run", "-h", "--frobnicate"], has_terminal=False).help
+    with pytest.raises(errors.UsageError, match="unknown option '--frobnicate'"):
+        parse(["--frobnicate", "--help"], has_terminal=False)
 
 
 def test_delete_asks_on_a_terminal():
@@ -711,6 +742,15 @@ def test_a_rolled_back_create_is_explained_with_the_command_that_clears_it():
     assert warned[-1] == "    ./deploy.sh --delete --stack-name demo --region eu-west-1"
 
 
+def test_the_stack_kind_is_an_outcome_callers_can_match_by_identity():
+    deployer, _ = stubbed_deployer([])
+
+    assert deployer.kind(None) is Outcome.CREATE
+    assert deployer.kind({"StackStatus": "REVIEW_IN_PROGRESS"}) is Outcome.CREATE
+    assert deployer.kind({"StackStatus": "UPDATE_COMPLETE"}) is Outcome.UPDATE
+    assert Outcome.DRY_RUN == "DRY_RUN"  # and still its old string, for the local banner
+
+
 def test_a_busy_stack_is_not_touched():
     deployer, _ = stubbed_deployer([])
 
@@ -740,6 +780,136 @@ def test_ctrl_c_while_watching_stops_watching_only_and_says_so():
     assert str(stopped.value).startswith(
         "stopped watching; CloudFormation carries on with stack demo"
     )
+
+
+# --- the template ---------------------------------------------------------------------------
+
+
+def test_the_deploy_builds_the_template_generate_py_prints_byte_for_byte():
+    root = Path(__file__).resolve().parents[2]
+    printed = subprocess.run(
+        [sys.executable, "generate.py"], cwd=root, capture_output=True, check=True
+    ).stdout
+
+    assert cli.generate() == printed
+
+
+def test_a_template_that_cannot_be_built_stops_the_deploy_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(function, "HANDLER_DIR", tmp_path)  # no handler/*.py to inline
+
+    with pytest.raises(errors.TemplateRejected) as failed:
+        cli.generate()
+
+    line = str(failed.value)
+    assert line.startswith("generate.py failed: [Errno 2] No such file or directory: ")
+    assert "counter.py" in line and "\n" not in line and failed.value.code == 1
+
+
+# --- the safeguards' plan ---------------------------------------------------------------------
+
+
+def test_a_create_plans_protection_off_then_on_and_no_redeploy():
+    template = json.loads(cli.generate())
+
+    planned = safeguards.plan(Outcome.CREATE, template, {}, None, keep_previous=True)
+
+    assert planned.values == {"TableDeletionProtection": "false"}
+    assert (planned.protect_after, planned.redeploy) == (True, False)
+    assert planned.notes[0].startswith("    TableDeletionProtection = false while the stack")
+
+
+def test_an_update_that_adds_a_table_while_protected_is_replanned_unprotected_then_on():
+    template = json.loads(cli.generate())
+    previous = {"TableDeletionProtection": "true"}
+    planned = safeguards.plan(Outcome.UPDATE, template, {}, previous, keep_previous=True)
+    adds = [{"ResourceChange": {"Action": "Add", "LogicalResourceId": "SeriesTable",
+                                "ResourceType": "AWS::DynamoDB::Table"}}]  # fmt: skip
+
+    replanned = safeguards.replan_for_changes(
+        planned, Outcome.UPDATE, adds, template, previous, True
+    )
+
+    assert (planned.protect_after, planned.redeploy) == (False, True)
+    assert replanned.values == {"TableDeletionProtection": "false"}
+    assert (replanned.protect_after, replanned.redeploy) == (True, True)
+    assert (
+        safeguards.replan_for_changes(planned, Outcome.UPDATE, [], template, previous, True) is None
+    )
+
+
+# --- named errors ---------------------------------------------------------------------------
+
+# Each named error with its fields, and the line the deployer printed before it had names
+# (copied from the f-strings it replaced): callers match the class, users read the same line.
+NAMED_ERRORS = [
+    (
+        errors.StackBusy(stack="demo", status="UPDATE_IN_PROGRESS"),
+        "stack demo is busy (UPDATE_IN_PROGRESS): wait for it to finish, then retry",
+        1,
+    ),
+    (errors.ChangeSetFailed(reason="Bad"), "change set failed: Bad", 1),
+    (errors.StackFailed(doing="deploying", stack="demo"), "deploying stack demo failed", 1),
+    (errors.AwsCallFailed(what="describe-stacks", error="boom"), "describe-stacks: boom", 1),
+    (
+        errors.StoppedWatching(stack="demo"),
+        "stopped watching; CloudFormation carries on with stack demo (see its events in the "
+        "console or with aws cloudformation describe-stack-events)",
+        130,
+    ),
+    (
+        errors.DryRunNeedsBucket(stack="demo"),
+        "a dry run creates nothing, and the template needs the deployment bucket, which does "
+        "not exist (or was never set up): deploy once without --dry-run, or pass --s3-bucket "
+        "BUCKET; stack demo unchanged",
+        1,
+    ),
+    (
+        errors.ProtectionNotOn(
+            code=2,
+            stack="demo",
+            done="created",
+            error="x",
+            tables="CounterTable",
+            parameter="TableDeletionProtection",
+            where="--stack-name demo",
+        ),
+        "stack demo was created, but turning on the deletion protection of its tables failed "
+        "(x): CounterTable may be unprotected; retry with ./deploy.sh --param "
+        "TableDeletionProtection=true --stack-name demo",
+        2,
+    ),
+    (
+        errors.StackMissing(stack="demo", where=" in eu-west-1", consequence="nothing to delete"),
+        "stack demo does not exist in eu-west-1: nothing to delete",
+        1,
+    ),
+    (
+        errors.NoRegion(),
+        "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure one with "
+        "'aws configure'",
+        1,
+    ),
+    (errors.ToolMissing(tool="cfn-lint"), "cfn-lint not found: run 'make venv'", 1),
+    (errors.SmokeTestFailed(detail="HTTP 500"), "smoke test failed: HTTP 500", 1),
+    (errors.UsageError("unknown option '-x'"), "unknown option '-x' (see ./deploy.sh --help)", 2),
+    (errors.Refused("cancelled"), "cancelled", 1),
+    (errors.AlreadyExplained(), "", 1),
+]
+
+
+@pytest.mark.parametrize(("error", "line", "code"), NAMED_ERRORS)
+def test_a_named_error_prints_the_line_it_always_printed(error, line, code):
+    assert isinstance(error, DeployError)
+    assert (str(error), error.code) == (line, code)
+
+
+def test_a_busy_stack_is_refused_with_its_named_error():
+    deployer, _ = stubbed_deployer([])
+
+    with pytest.raises(errors.StackBusy) as busy:
+        deployer.kind({"StackStatus": "DELETE_IN_PROGRESS"})
+
+    assert busy.value.fields == {"stack": "demo", "status": "DELETE_IN_PROGRESS"}
 
 
 # --- smoke test -----------------------------------------------------------------------------
