@@ -1418,7 +1418,10 @@ def dashboard(
     back, where, stale_section, nav = ("", "", "", "")
     if single:
         back = '<p><a href="?">All routes</a></p>'
-    else:
+    elif CLIENT_IDENTITY not in ("", "none"):  # ClientIdentity on: link the clients view
+        href = html.escape(STATS_ROUTE.rsplit("/", 1)[-1] + "/usage", quote=True)
+        back = f'<p><a href="{href}">Clients this month</a></p>'
+    if not single:
         where, stale_section, nav = overview(routes, limit, stale, next_token, position, now)
         where += overflow_note(overflow)
     if summary is not None:

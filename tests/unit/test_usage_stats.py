@@ -275,3 +275,16 @@ def test_usage_follows_private_stats(aws, monkeypatch):  # noqa: F811 (the fixtu
     allowed = ask(stats, "/_stats/usage", authorization=token, query={"month": "2026-12"})
     assert allowed["statusCode"] == 200
     assert json.loads(allowed["body"]) == {"month": "2026-12", "clients": [], "next": None}
+
+
+def test_the_dashboard_links_the_clients_view_only_with_client_identity_on(
+    stream_tables, monkeypatch
+):
+    pages = {}
+    for identity in ("none", "header:X-Client"):
+        monkeypatch.setenv("CLIENT_IDENTITY", identity)
+        stats = load_module(ROOT / "handler" / "stats.py", f"stats_link_{identity[:4]}")
+        event = api_event("/_stats", headers={"Accept": BROWSER_ACCEPT})
+        pages[identity] = stats.handler(event, lambda_context("StatsFunction"))["body"]
+    link = '<a href="_stats/usage">Clients this month</a>'
+    assert link not in pages["none"] and link in pages["header:X-Client"]
