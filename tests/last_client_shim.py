@@ -35,3 +35,18 @@ def counter_names_clients(counter) -> Iterator[NextClient]:
         yield who
     finally:
         counter.dynamodb.meta.events.unregister(event, add_last_client)
+
+
+def client_hit(dynamodb, table: str, route: str, at: str, client: str) -> dict:
+    """Contract 1's write for a hit of `client`, for a stack whose counter does not name
+    clients yet: the counter's own UpdateItem (ADD count, SET lastSeen and firstSeen) plus
+    `SET lastClient`. Returns the item as the counter's answer says it."""
+    return dynamodb.update_item(
+        TableName=table,
+        Key={"route": {"S": route}},
+        UpdateExpression="ADD #count :one SET lastSeen = :now,"
+        " firstSeen = if_not_exists(firstSeen, :now), lastClient = :client",
+        ExpressionAttributeNames={"#count": "count"},
+        ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": at}, ":client": {"S": client}},
+        ReturnValues="ALL_NEW",
+    )["Attributes"]
