@@ -384,19 +384,30 @@ def all_routes_buckets(bucket):
     return [bucket, TOTALS] if bucket.startswith("h#") else [bucket]
 
 
-def chunks(pairs):
-    """The pairs in groups whose items (theirs and the totals they add to) fit one
-    transaction."""
-    group, totals = [], set()
-    for route, bucket in pairs:
-        needed = set(all_routes_buckets(bucket))
-        if group and len(group) + 1 + len(totals | needed) > MOST_ITEMS:
+def chunks(pair_keys, pairs, part=""):
+    """The pairs in groups whose items (theirs, the totals they add to and their records'
+    client items) fit one transaction; a pair whose own items do not (a route bucket with
+    more than ~24 clients in one batch) gets a group of its own, which transaction() writes
+    in more than one."""
+    group, items = [], set()
+    for pair_key in pair_keys:
+        needed = pair_items(pair_key, pairs[pair_key], part)
+        if group and len(items | needed) > MOST_ITEMS:
             yield group
-            group, totals = [], set()
-        group.append((route, bucket))
-        totals |= needed
+            group, items = [], set()
+        group.append(pair_key)
+        items |= needed
     if group:
         yield group
+
+
+def pair_items(pair_key, pair, part):
+    """The keys of every item that counting all of the pair's records writes."""
+    route, bucket = pair_key
+    keys = {pair_key, *((ALL_ROUTES, b + part) for b in all_routes_buckets(bucket))}
+    for who in set(pair["clients"].values()):
+        keys.update(client_buckets(who, route, bucket, part))
+    return keys
 
 
 def hit_client(image):
@@ -454,9 +465,9 @@ def client_update(item_key, added):
 
 def transaction(pairs, group, stored, part):
     """The actions of one transaction that counts fresh records of the group, and the pairs
-    it writes. Without clients, chunks() made the group fit one transaction whole; a hit's
-    clients add up to 4 items, so with many clients a pair's fresh records may be taken in
-    part (the ranges it sets hold exactly the records taken) and the rest by the next one."""
+    it writes. chunks() made the group fit one transaction whole, unless one pair's own items
+    do not fit (a hit's client adds up to 4): then its fresh records are taken in part (the
+    ranges it sets hold exactly the records taken), the rest by the next transaction."""
     actions, written, items = [], [], set()
     totals = {}  # bucket -> [hits, new routes, expires, answers added]
     added = {}  # client item key -> {"hits", "client", "route", "expires"}
@@ -464,7 +475,7 @@ def transaction(pairs, group, stored, part):
         pair, item = pairs[pair_key], stored[pair_key]
         counted = counted_of(item)
         route, bucket = pair_key
-        total_keys = {(ALL_ROUTES, b + part) for b in all_routes_buckets(bucket)}
+        total_keys = pair_items(pair_key, {"clients": {}}, part)
         fresh = fresh_keys(pair, counted)
         if not fresh:
             continue
@@ -472,7 +483,7 @@ def transaction(pairs, group, stored, part):
         # a client's records together: their items are shared
         for record_key in sorted(fresh, key=lambda k: (client_of(pair, k), k)):
             who = client_of(pair, record_key)
-            needed = {pair_key, *total_keys, *client_buckets(who, route, bucket, part)}
+            needed = {*total_keys, *client_buckets(who, route, bucket, part)}
             if len(items | needed) > MOST_ITEMS:
                 break
             items |= needed
@@ -680,7 +691,7 @@ def handler(event, context):
     except FAULTS as fault:
         errors.append(f"{type(fault).__name__}: {fault}")
         failed = set(pairs)
-    for group in chunks([p for p in pairs if p not in failed]):
+    for group in chunks([p for p in pairs if p not in failed], pairs, part):
         if out_of_time(context):
             errors.append("OutOfTime: stopped before the function's timeout")
             failed.update(group)

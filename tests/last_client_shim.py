@@ -25,7 +25,8 @@ def counter_names_clients(counter) -> Iterator[NextClient]:
     who = NextClient()
 
     def add_last_client(params, **_):
-        if who.client is not None:
+        # (a counter that names clients itself already sets it: left as it is)
+        if who.client is not None and "lastClient" not in params["UpdateExpression"]:
             params["UpdateExpression"] += ", lastClient = :client"
             params["ExpressionAttributeValues"][":client"] = {"S": who.client}
 
