@@ -774,17 +774,19 @@ def csv_cell(value):
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def usage_csv(body):
+def usage_csv(body, first_page=True):
     """The usage as RFC 4180 CSV (CRLF, fields quoted when they hold a comma, quote or line
-    break): one row per client of the page, or the client's total, days and routes."""
+    break): one row per client of the page, or the client's routes of the page, after its
+    total and days on the first page only (a billing import adds up every page's rows)."""
     rows = []
     month = body["month"]
     if "clients" in body:
         rows += [("client", month, c["client"], None, None, c["hits"]) for c in body["clients"]]
     else:
         who = body["client"]
-        rows.append(("total", month, who, None, None, body["hits"]))
-        rows += [("day", month, who, d["day"], None, d["hits"]) for d in body["days"]]
+        if first_page:
+            rows.append(("total", month, who, None, None, body["hits"]))
+            rows += [("day", month, who, d["day"], None, d["hits"]) for d in body["days"]]
         rows += [("route", month, who, None, r["route"], r["hits"]) for r in body["routes"]]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -822,7 +824,7 @@ def usage_response(query, headers, now):
             }
         )
         result = response(200, headers=extra)
-        result["body"] = usage_csv(body)
+        result["body"] = usage_csv(body, first_page="next" not in query)
         return result, fields
     return response(200, body, extra), fields
 

@@ -288,3 +288,34 @@ def test_the_dashboard_links_the_clients_view_only_with_client_identity_on(
         pages[identity] = stats.handler(event, lambda_context("StatsFunction"))["body"]
     link = '<a href="_stats/usage">Clients this month</a>'
     assert link not in pages["none"] and link in pages["header:X-Client"]
+
+
+def test_a_clients_csv_pages_carry_the_total_and_days_once(with_clients):
+    """Every page's rows added up make the month once: the total and the days come with the
+    first page, each later page has its routes only; the next page is in a Link header."""
+    aggregator, stats = with_clients
+    assert run(aggregator, count_with_clients(CLIENT_HITS)) == {"batchItemFailures": []}
+    query = {"client": "acme", "month": "2026-12", "limit": "1", "format": "csv"}
+    pages, after = [], None
+    while True:
+        answer = get(stats, {**query, **({"next": after} if after else {})})
+        pages.append(csv_rows(answer))
+        after = body(stats, {**query, "format": "json", **({"next": after} if after else {})})[
+            "next"
+        ]
+        if after is None:
+            assert "Link" not in answer["headers"]
+            break
+        assert answer["headers"]["Link"] == f'<?{query_text(query, after)}>; rel="next"'
+    rows = [r for page in pages for r in page]
+    assert [r["kind"] for r in rows].count("total") == 1
+    assert sum(int(r["hits"]) for r in rows if r["kind"] == "day") == 4
+    assert sum(int(r["hits"]) for r in rows if r["kind"] == "route") == 4
+    assert len(pages) == 2 and all(r["kind"] == "route" for r in pages[1])
+
+
+def query_text(query: dict, after: str) -> str:
+    import urllib.parse
+
+    ordered = [("month", query["month"]), ("client", query["client"]), ("limit", query["limit"])]
+    return urllib.parse.urlencode([*ordered, ("next", after)])
