@@ -157,6 +157,25 @@ def per_client(key: tuple) -> bool:
     return key[0].startswith(("#usage#", "#clients#")) and not per_client_route(key)
 
 
+def create_tables(client, template: dict) -> str:
+    """The counter table with the template's stream (Analytics on, the default) and the
+    series table, in moto; the stream's ARN."""
+    counter_props = template["Resources"]["CounterTable"]["Properties"]
+    stream_arn = client.create_table(
+        TableName=TABLE_NAME,
+        AttributeDefinitions=counter_props["AttributeDefinitions"],
+        KeySchema=counter_props["KeySchema"],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={
+            "StreamEnabled": True,
+            **counter_props["StreamSpecification"]["Fn::If"][1],
+        },
+    )["TableDescription"]["LatestStreamArn"]
+    client.create_table(TableName=SERIES_TABLE, **series_definition(template))
+    os.environ["SERIES_TABLE"] = SERIES_TABLE
+    return stream_arn
+
+
 def quiet(call, *args):
     with contextlib.redirect_stdout(io.StringIO()):
         return call(*args)
@@ -167,26 +186,12 @@ def run(quick: bool = False) -> dict:
 
     hits, routes = (HITS_QUICK, ROUTES_QUICK) if quick else (HITS, ROUTES)
     template = generated_template()
-    resources = template["Resources"]
-    counter_props = resources["CounterTable"]["Properties"]
     batch_size = aggregator_batching(template)["BatchSize"]
     moto_fidelity.apply()
     rng = random.Random(7)
     with mock_aws():
         client = boto3.client("dynamodb")
-        stream_arn = client.create_table(
-            TableName=TABLE_NAME,
-            AttributeDefinitions=counter_props["AttributeDefinitions"],
-            KeySchema=counter_props["KeySchema"],
-            BillingMode="PAY_PER_REQUEST",
-            # the stream with Analytics on (the default)
-            StreamSpecification={
-                "StreamEnabled": True,
-                **counter_props["StreamSpecification"]["Fn::If"][1],
-            },
-        )["TableDescription"]["LatestStreamArn"]
-        client.create_table(TableName=SERIES_TABLE, **series_definition(template))
-        os.environ["SERIES_TABLE"] = SERIES_TABLE
+        stream_arn = create_tables(client, template)
         counter = load_handler("counter", "counter_bench_analytics")
         aggregator = load_handler("aggregator", "aggregator_bench")
         stats = load_handler("stats", "stats_bench_analytics")
@@ -351,7 +356,6 @@ def client_rows(quick: bool) -> list[dict]:
     hits = CLIENT_HITS_QUICK if quick else CLIENT_HITS
     routes = ROUTES_QUICK if quick else ROUTES
     template = generated_template()
-    counter_props = template["Resources"]["CounterTable"]["Properties"]
     batch_size = aggregator_batching(template)["BatchSize"]
     moto_fidelity.apply()
     rng = random.Random(9)
@@ -359,18 +363,7 @@ def client_rows(quick: bool) -> list[dict]:
     try:
         with mock_aws():
             client = boto3.client("dynamodb")
-            stream_arn = client.create_table(
-                TableName=TABLE_NAME,
-                AttributeDefinitions=counter_props["AttributeDefinitions"],
-                KeySchema=counter_props["KeySchema"],
-                BillingMode="PAY_PER_REQUEST",
-                StreamSpecification={
-                    "StreamEnabled": True,
-                    **counter_props["StreamSpecification"]["Fn::If"][1],
-                },
-            )["TableDescription"]["LatestStreamArn"]
-            client.create_table(TableName=SERIES_TABLE, **series_definition(template))
-            os.environ["SERIES_TABLE"] = SERIES_TABLE
+            stream_arn = create_tables(client, template)
             counter = load_handler("counter", "counter_bench_clients")
             aggregator = load_handler("aggregator", "aggregator_bench_clients")
             stats = load_handler("stats", "stats_bench_clients")

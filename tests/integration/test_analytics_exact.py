@@ -83,6 +83,16 @@ def stats(stack, path: str = "/_stats", **query: str) -> dict:
     return hit(f"{stack.url}{path}?{urllib.parse.urlencode(query)}")
 
 
+def counter_table(client) -> str:
+    """The stack's counter table: the one keyed by its hash key alone."""
+    (table,) = [
+        name
+        for name in client.list_tables()["TableNames"]
+        if len(client.describe_table(TableName=name)["Table"]["KeySchema"]) == 1
+    ]
+    return table
+
+
 def fault_plan(rng: random.Random) -> list[str]:
     """Runs of faults longer than the SDK's 3 attempts fail whole invocations; DROP and
     SERVER_ERROR come after the emulator applied the transaction, THROTTLE before."""
@@ -162,11 +172,7 @@ def test_answers_stay_exact_by_class_and_latency_through_failing_retried_batches
     """docs/monitoring.md: each hit's status class and latency count once in its buckets,
     however the aggregator's transactions fail and its batches are retried and bisected."""
     client = boto3.client("dynamodb", endpoint_url=emulator)
-    (table,) = [
-        name
-        for name in client.list_tables()["TableNames"]
-        if len(client.describe_table(TableName=name)["Table"]["KeySchema"]) == 1
-    ]
+    table = counter_table(client)
     rng = random.Random(11)  # noqa: S311 (reproducible data, not a secret)
     proxy.plan(*fault_plan(rng))
     routes = ["/answered/a", "/answered/b", "/answered/c"]
@@ -214,11 +220,7 @@ def test_client_usage_stays_exact_through_failing_retried_batches(stack, proxy, 
     client's month, days and routes, however the aggregator's transactions fail, and the
     usage endpoint's totals equal the sums of its days and routes."""
     client = boto3.client("dynamodb", endpoint_url=emulator)
-    (table,) = [
-        name
-        for name in client.list_tables()["TableNames"]
-        if len(client.describe_table(TableName=name)["Table"]["KeySchema"]) == 1
-    ]
+    table = counter_table(client)
     rng = random.Random(11)  # noqa: S311 (reproducible data, not a secret)
     proxy.plan(*fault_plan(rng))
     clients = ["acme", "k-3", 'Zoë, "the" shop']
