@@ -132,7 +132,11 @@ def aggregate(aggregator, meter: Meter, client, records: list, batch_size: int) 
                 "records": len(batch),
                 "pairs": len(pairs),
                 "route_items": sum(1 for k in meter.transacted if not k[0].startswith("#")),
-                "totals_items": sum(1 for k in meter.transacted if k[0].startswith("#")),
+                "client_route_items": sum(1 for k in meter.transacted if per_client_route(k)),
+                "client_route_distinct": len({k for k in meter.transacted if per_client_route(k)}),
+                "client_totals": sum(1 for k in meter.transacted if per_client(k)),
+                "client_totals_distinct": len({k for k in meter.transacted if per_client(k)}),
+                "totals_items": sum(1 for k in meter.transacted if k[0] == "#all"),
                 "top_items": len(tops_written),
                 "calls": dict(meter.calls),
                 "transaction_items": list(meter.transaction_items),
@@ -141,6 +145,35 @@ def aggregate(aggregator, meter: Meter, client, records: list, batch_size: int) 
             }
         )
     return per_batch
+
+
+def per_client_route(key: tuple) -> bool:
+    """A (client, route) usage item: "#usage#<c><route>" or "#usage#<c>" / "r#<month>#..."."""
+    return key[0].startswith("#usage#") and ("/" in key[0] or key[1].startswith("r#"))
+
+
+def per_client(key: tuple) -> bool:
+    """A client's own usage item (its hour, day or month, in a shard part)."""
+    return key[0].startswith(("#usage#", "#clients#")) and not per_client_route(key)
+
+
+def create_tables(client, template: dict) -> str:
+    """The counter table with the template's stream (Analytics on, the default) and the
+    series table, in moto; the stream's ARN."""
+    counter_props = template["Resources"]["CounterTable"]["Properties"]
+    stream_arn = client.create_table(
+        TableName=TABLE_NAME,
+        AttributeDefinitions=counter_props["AttributeDefinitions"],
+        KeySchema=counter_props["KeySchema"],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={
+            "StreamEnabled": True,
+            **counter_props["StreamSpecification"]["Fn::If"][1],
+        },
+    )["TableDescription"]["LatestStreamArn"]
+    client.create_table(TableName=SERIES_TABLE, **series_definition(template))
+    os.environ["SERIES_TABLE"] = SERIES_TABLE
+    return stream_arn
 
 
 def quiet(call, *args):
@@ -153,26 +186,12 @@ def run(quick: bool = False) -> dict:
 
     hits, routes = (HITS_QUICK, ROUTES_QUICK) if quick else (HITS, ROUTES)
     template = generated_template()
-    resources = template["Resources"]
-    counter_props = resources["CounterTable"]["Properties"]
     batch_size = aggregator_batching(template)["BatchSize"]
     moto_fidelity.apply()
     rng = random.Random(7)
     with mock_aws():
         client = boto3.client("dynamodb")
-        stream_arn = client.create_table(
-            TableName=TABLE_NAME,
-            AttributeDefinitions=counter_props["AttributeDefinitions"],
-            KeySchema=counter_props["KeySchema"],
-            BillingMode="PAY_PER_REQUEST",
-            # the stream with Analytics on (the default)
-            StreamSpecification={
-                "StreamEnabled": True,
-                **counter_props["StreamSpecification"]["Fn::If"][1],
-            },
-        )["TableDescription"]["LatestStreamArn"]
-        client.create_table(TableName=SERIES_TABLE, **series_definition(template))
-        os.environ["SERIES_TABLE"] = SERIES_TABLE
+        stream_arn = create_tables(client, template)
         counter = load_handler("counter", "counter_bench_analytics")
         aggregator = load_handler("aggregator", "aggregator_bench")
         stats = load_handler("stats", "stats_bench_analytics")
@@ -316,4 +335,124 @@ def run(quick: bool = False) -> dict:
                 note=", ".join(f"{op} {c}" for op, c in sorted(got.items())),
             )
         )
+    rows += client_rows(quick)
     return {"rows": rows, "details": {"batches": per_batch, "reads": reads}}
+
+
+CLIENT_HITS, CLIENT_HITS_QUICK = 800, 200
+CLIENTS = 12
+
+
+def client_rows(quick: bool) -> list[dict]:
+    """ClientIdentity on (docs/usage-billing.md): the same Zipf-like traffic, each hit made by
+    one of CLIENTS clients (Zipf-like too), its lastClient set on the counter's own UpdateItem
+    (tests/last_client_shim.py until the counter sets it; the lead switches this at merge).
+    What the aggregator writes per batch, and what a month's usage read costs."""
+    from local import moto_fidelity
+    from local.streams import stream_event
+    from tests.conftest import stream_records
+    from tests.last_client_shim import counter_names_clients
+
+    hits = CLIENT_HITS_QUICK if quick else CLIENT_HITS
+    routes = ROUTES_QUICK if quick else ROUTES
+    template = generated_template()
+    batch_size = aggregator_batching(template)["BatchSize"]
+    moto_fidelity.apply()
+    rng = random.Random(9)
+    os.environ["CLIENT_IDENTITY"] = "apikey"
+    try:
+        with mock_aws():
+            client = boto3.client("dynamodb")
+            stream_arn = create_tables(client, template)
+            counter = load_handler("counter", "counter_bench_clients")
+            aggregator = load_handler("aggregator", "aggregator_bench_clients")
+            stats = load_handler("stats", "stats_bench_clients")
+            route_weights = [1 / (i + 1) for i in range(routes)]
+            client_weights = [1 / (i + 1) for i in range(CLIENTS)]
+            start = int(time.time()) // 86400 * 86400
+            times = sorted(start + rng.randrange(HOURS * 3600) for _ in range(hits))
+            sent = collections.Counter()
+            with counter_names_clients(counter) as who:
+                for at in times:
+                    who.client = f"key-{rng.choices(range(CLIENTS), client_weights)[0]}"
+                    route = f"/r/{rng.choices(range(routes), route_weights)[0]}"
+                    counter.count_hit(route, at, time.monotonic() + 4)
+                    sent[who.client] += 1
+            records = stream_event(stream_records(stream_arn), stream_arn)["Records"]
+            meter = Meter(aggregator.dynamodb)
+            per_batch = aggregate(aggregator, meter, client, records, batch_size)
+            month = time.strftime("%Y-%m", time.gmtime(start))
+            stats_meter = Meter(stats.dynamodb)
+            reads, listed = {}, {}
+            for name, query in (
+                ("a client's month", {"client": "key-0", "month": month}),
+                ("a page of the month's clients", {"month": month}),
+                ("a client's month as CSV", {"client": "key-0", "month": month, "format": "csv"}),
+            ):
+                event = api_event("/_stats/usage")
+                event["queryStringParameters"] = query
+                stats_meter.reset()
+                result = quiet(stats.handler, event, lambda_context())
+                assert result["statusCode"] == 200, (name, result)
+                reads[name] = dict(stats_meter.calls)
+                if name == "a page of the month's clients":
+                    listed = {c["client"]: c["hits"] for c in json.loads(result["body"])["clients"]}
+    finally:
+        del os.environ["CLIENT_IDENTITY"]
+    n = len(per_batch)
+    written = sum(b["client_route_items"] for b in per_batch)
+    distinct = sum(b["client_route_distinct"] for b in per_batch)
+    over = [b for b in per_batch if b["client_route_items"] > b["client_route_distinct"]]
+    units = sum(b["write_units"] for b in per_batch)
+    rows = [
+        row(
+            "Aggregator with clients: (client, route) buckets written per batch vs distinct",
+            value=written / n,
+            unit="items",
+            baseline=distinct / n,
+            baseline_name="distinct (client, route) buckets per batch",
+            ratio=written / distinct,
+            goal="<= 1 in every batch",
+            passed=not over,
+            note=f"{n} batches of up to {batch_size} records, {hits} hits of {CLIENTS} clients on"
+            f" {routes} routes; per batch also"
+            f" {sum(b['client_totals'] for b in per_batch) / n:.1f} writes of"
+            f" {sum(b['client_totals_distinct'] for b in per_batch) / n:.1f} per-client items"
+            " (each once per transaction that holds it, like the all-routes totals), in"
+            f" {sum(len(b['transaction_items']) for b in per_batch) / n:.1f} transactions",
+        ),
+        row(
+            "Aggregator with clients: write units per counted hit (estimate)",
+            value=units / len(records),
+            unit="WCU",
+            status="info",
+            note="transactional writes 2 per KB, top items 1 per KB (as 7c, clients on)",
+        ),
+        row(
+            "Usage: every client's month total equals the hits it made",
+            value=float(sum(1 for c in sent if listed.get(c) != sent[c])),
+            unit="clients wrong",
+            goal="= 0",
+            passed=listed == dict(sent),
+            note=f"{len(sent)} clients, {hits} hits, read from GET <stats>/usage",
+        ),
+    ]
+    expected = {
+        "a client's month": {"Query": 3},
+        "a page of the month's clients": {"Query": 1},
+        "a client's month as CSV": {"Query": 3},
+    }
+    for name, got in reads.items():
+        want = expected[name]
+        rows.append(
+            row(
+                f"Read: {name}, DynamoDB calls",
+                value=float(sum(got.values())),
+                unit="calls",
+                goal=" + ".join(f"{c} {op}" for op, c in sorted(want.items())),
+                passed=got == want,
+                note=", ".join(f"{op} {c}" for op, c in sorted(got.items()))
+                + " (per page, whatever the traffic: tests/unit/test_usage_stats.py)",
+            )
+        )
+    return rows

@@ -67,6 +67,51 @@ def stored_counts(table: str) -> dict[str, int]:
     return {item["route"]["S"]: int(item["count"]["N"]) for item in items}
 
 
+def with_clients(hit_events: list[dict], expected: Counter) -> dict:
+    """The counter with ClientIdentity on (CLIENT_IDENTITY=header:X-Client, each request
+    naming its client): its one UpdateItem also sets lastClient (docs/usage-billing.md).
+    Until helper clients-edge's counter sets it, tests/last_client_shim.py adds the SET to
+    that same UpdateItem (the lead switches this to the real counter at merge)."""
+    import os
+
+    from tests.last_client_shim import counter_names_clients
+
+    events = []
+    for i, event in enumerate(hit_events):
+        event = {**event, "headers": {**(event.get("headers") or {}), "X-Client": f"c-{i % 7}"}}
+        events.append(event)
+    os.environ["CLIENT_IDENTITY"] = "header:X-Client"
+    try:
+        with mock_aws():
+            boto3.client("dynamodb").create_table(TableName=TABLE_NAME, **table_definition())
+            counter = load_counter("counter_bench_clients")
+            with CallCounter(counter.dynamodb) as counted, counter_names_clients(counter) as who:
+                statuses = []
+                for event in events:
+                    who.client = event["headers"]["X-Client"]
+                    statuses += send(counter, [event])
+            items = boto3.client("dynamodb").scan(TableName=TABLE_NAME)["Items"]
+    finally:
+        del os.environ["CLIENT_IDENTITY"]
+    stored = {item["route"]["S"]: int(item["count"]["N"]) for item in items}
+    named = all("lastClient" in item for item in items)
+    calls, attempts = counted.total()
+    hits = len(events)
+    exact = statuses == [200] * hits and stored == dict(expected) and named
+    return row(
+        "DynamoDB calls per counted hit, clients on",
+        value=calls / hits,
+        unit="calls",
+        baseline=1.0,
+        baseline_name="one UpdateItem",
+        ratio=calls / hits,
+        goal="= 1.0",
+        passed=calls == hits and attempts == calls and exact,
+        note=f"{hits} hits of 7 clients (header identity); every item names its last client:"
+        f" {named}; lastClient set by tests/last_client_shim.py until the counter sets it",
+    )
+
+
 def run(quick: bool = False) -> dict:
     hits = HITS_QUICK if quick else HITS
     paths = routes(ROUTES)
@@ -121,6 +166,7 @@ def run(quick: bool = False) -> dict:
                 passed=extra_calls == 0 and extra_attempts == 0,
                 note=f"OPTIONS and refused requests answered {sorted(set(uncounted_statuses))}",
             ),
+            with_clients(hit_events, expected),
         ],
         "details": {
             "hits": hits,

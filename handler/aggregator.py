@@ -37,9 +37,23 @@ With a backend (docs/monitoring.md), a hit's record also carries the answer the 
 that count the hit add its status class (`s2xx`..`s5xx`), its latency (`ms`, the sum) and one
 to its latency bucket (`le1`..`le30000`, `leInf`: hits of at most that many ms and more than
 the bound before), in the same conditioned update. A record without an answer adds nothing.
+
+With ClientIdentity on (env CLIENT_IDENTITY not `none`), a hit's image also names its client
+(`lastClient`, set by the counter's same UpdateItem): the transaction that counts the hit in
+its route's bucket also ADDs it to that client's buckets (docs/usage-billing.md), plain ADDs
+made exact by the route bucket's condition in the same transaction:
+
+- "#usage#<c><route>" / "h#<hour>", "d#<day>": the client's hits on that route (c: client_key);
+- "#usage#<c>" / "h#<hour><part>", "d#<day><part>": the client's hits on every route, in
+  shard parts like the all-routes items (many shards add to one client);
+- "#usage#<c>" / "r#<month>#<route key>": the client's hits on that route that month;
+- "#clients#<month>" / "<c><part>": the client's hits that month, every client of the month
+  in one partition (the usage endpoint lists them).
+A hit without `lastClient` counts in no client bucket.
 """
 
 import calendar
+import hashlib
 import json
 import os
 import random
@@ -93,6 +107,11 @@ MOST_ITEMS = 100
 # Another batch changed an item between our read and our write (another shard's totals, a
 # duplicate delivery): read again and retry, this many times, then let Lambda retry.
 ATTEMPTS = 5
+# ClientIdentity (docs/usage-billing.md): `none` (or unset) counts no client bucket.
+CLIENTS_ON = os.environ.get("CLIENT_IDENTITY", "none") not in ("", "none")
+# Key prefixes of the client usage items ("#" is reserved: no route starts with it).
+USAGE = "#usage#"
+CLIENT_MONTHS = "#clients#"
 
 
 class Contended(Exception):
@@ -190,7 +209,8 @@ def lifetime_answers(image):
 
 def counted_hits(records):
     """(route, bucket) -> {"records": {(life, count): index}, "expires": ..., "newest": the
-    newest lastSeen, "answers": {(life, count): (own_answer, lifetime_answers)}}, and the
+    newest lastSeen, "answers": {(life, count): (own_answer, lifetime_answers)}, "clients":
+    {(life, count): the hit's client, when it has one}}, and the
     number of records that carry no counted hit (skipped: retrying them cannot help)."""
     pairs = {}
     skipped = 0
@@ -209,11 +229,15 @@ def counted_hits(records):
             skipped += 1
             continue
         last_seen = image["lastSeen"]["S"]
+        who = hit_client(image)
         for bucket, expires in found:
             pair = pairs.setdefault(
-                (route, bucket), {"records": {}, "expires": expires, "newest": "", "answers": {}}
+                (route, bucket),
+                {"records": {}, "expires": expires, "newest": "", "answers": {}, "clients": {}},
             )
             pair["records"].setdefault((life, count), index)
+            if who:
+                pair["clients"].setdefault((life, count), who)
             answers = own_answer(record, image), lifetime_answers(image)
             if answers != (None, None):
                 pair["answers"].setdefault((life, count), answers)
@@ -372,48 +396,149 @@ def all_routes_buckets(bucket):
     return [bucket, TOTALS] if bucket.startswith("h#") else [bucket]
 
 
-def chunks(pairs):
-    """The pairs in groups whose items (theirs and the totals they add to) fit one
-    transaction."""
-    group, totals = [], set()
-    for route, bucket in pairs:
-        needed = set(all_routes_buckets(bucket))
-        if group and len(group) + 1 + len(totals | needed) > MOST_ITEMS:
+def chunks(pair_keys, pairs, part=""):
+    """The pairs in groups whose items (theirs, the totals they add to and their records'
+    client items) fit one transaction; a pair whose own items do not (a route bucket with
+    more than ~24 clients in one batch) gets a group of its own, which transaction() writes
+    in more than one."""
+    group, items = [], set()
+    for pair_key in pair_keys:
+        needed = pair_items(pair_key, pairs[pair_key], part)
+        if group and len(items | needed) > MOST_ITEMS:
             yield group
-            group, totals = [], set()
-        group.append((route, bucket))
-        totals |= needed
+            group, items = [], set()
+        group.append(pair_key)
+        items |= needed
     if group:
         yield group
 
 
+def pair_items(pair_key, pair, part):
+    """The keys of every item that counting all of the pair's records writes."""
+    route, bucket = pair_key
+    keys = {pair_key, *((ALL_ROUTES, b + part) for b in all_routes_buckets(bucket))}
+    for who in set(pair["clients"].values()):
+        keys.update(client_buckets(who, route, bucket, part))
+    return keys
+
+
+def hit_client(image):
+    """The client of the hit whose new image this is (`lastClient`), or None: with clients
+    off, or when the counter named none."""
+    if not CLIENTS_ON:
+        return None
+    who = (image.get("lastClient") or {}).get("S")
+    return who if isinstance(who, str) and who else None
+
+
+def client_key(text):
+    """A client's (or a route's) fixed-length name in item keys: a client id may be 256
+    characters and a route 1 KB, and a sort key holds 1 KB. 128 bits of SHA-256: the items
+    also keep the client id and the route themselves, which is what is read back."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def client_buckets(who, route, bucket, part):
+    """{key: route or None} of the client items a hit of client `who` counted in the route's
+    `bucket` adds one to (the module docstring lists them): the (client, route) items keep
+    the route, the client's own ones none. A day bucket carries its month's items."""
+    if not who:
+        return {}
+    own = USAGE + client_key(who)
+    keys = {(own + route, bucket): route, (own, bucket + part): None}
+    if bucket.startswith("d#"):
+        month = bucket[2:9]
+        keys[(own, f"r#{month}#{client_key(route)}")] = route
+        keys[(CLIENT_MONTHS + month, client_key(who) + part)] = None
+    return keys
+
+
+def client_update(item_key, added):
+    """A client item's Update: a plain ADD, exact because the same transaction's route
+    bucket Update is conditioned on the ranges it counts (docs/usage-billing.md)."""
+    values = {":hits": {"N": str(added["hits"])}, ":client": {"S": added["client"]}}
+    update = "ADD hits :hits SET #client = :client"
+    if added["route"] is not None:  # "route" is the key's name: the route is kept as this
+        update += ", routeName = :route"
+        values[":route"] = {"S": added["route"]}
+    if added["expires"] is not None:
+        update += ", expiresAt = :expires"
+        values[":expires"] = {"N": str(added["expires"])}
+    return {
+        "Update": {
+            "TableName": SERIES_TABLE,
+            "Key": key(*item_key),
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": {"#client": "client"},
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def transaction(pairs, group, stored, part):
+    """The actions of one transaction that counts fresh records of the group, and the pairs
+    it writes. chunks() made the group fit one transaction whole, unless one pair's own items
+    do not fit (a hit's client adds up to 4): then its fresh records are taken in part (the
+    ranges it sets hold exactly the records taken), the rest by the next transaction."""
+    actions, written, items = [], [], set()
+    totals = {}  # bucket -> [hits, new routes, expires, answers added]
+    added = {}  # client item key -> {"hits", "client", "route", "expires"}
+    for pair_key in group:
+        pair, item = pairs[pair_key], stored[pair_key]
+        counted = counted_of(item)
+        route, bucket = pair_key
+        total_keys = pair_items(pair_key, {"clients": {}}, part)
+        fresh = fresh_keys(pair, counted)
+        if not fresh:
+            continue
+        taken = []
+        # a client's records together: their items are shared
+        for record_key in sorted(fresh, key=lambda k: (client_of(pair, k), k)):
+            who = client_of(pair, record_key)
+            needed = {*total_keys, *client_buckets(who, route, bucket, part)}
+            if len(items | needed) > MOST_ITEMS:
+                break
+            items |= needed
+            taken.append(record_key)
+            for item_key, item_route in client_buckets(who, route, bucket, part).items():
+                entry = added.setdefault(
+                    item_key,
+                    {"hits": 0, "client": who, "route": item_route, "expires": pair["expires"]},
+                )
+                entry["hits"] += 1
+        if not taken:
+            break  # full: the next transaction takes the rest
+        taken.sort()
+        actions.append(pair_update(route, bucket, pair, item, counted, taken))
+        written.append(pair_key)
+        first_hits = sum(1 for _, count in taken if count == 1)
+        answers_added = answered(pair, taken)
+        for total in all_routes_buckets(bucket):
+            entry = totals.setdefault(total, [0, 0, None, {}])
+            entry[0] += len(taken)
+            entry[1] += first_hits
+            for name, value in answers_added.items():
+                entry[3][name] = entry[3].get(name, 0) + value
+            if total == bucket:
+                entry[2] = pair["expires"]
+    actions += [total_update(b, *entry, part=part) for b, entry in totals.items()]
+    actions += [client_update(item_key, entry) for item_key, entry in added.items()]
+    return actions, written
+
+
+def client_of(pair, record_key):
+    return pair["clients"].get(record_key) or ""
+
+
 def write_chunk(pairs, group, stored, part=""):
-    """Count the group's new records in one transaction; re-read and retry when another
-    write got there first. Returns the number of buckets changed."""
-    for attempt in range(ATTEMPTS):
-        actions = []
-        totals = {}  # bucket -> [hits, new routes, expires, answers added]
-        for pair_key in group:
-            pair, item = pairs[pair_key], stored[pair_key]
-            counted = counted_of(item)
-            fresh = fresh_keys(pair, counted)
-            if not fresh:
-                continue
-            route, bucket = pair_key
-            actions.append(pair_update(route, bucket, pair, item, counted, fresh))
-            first_hits = sum(1 for _, count in fresh if count == 1)
-            added = answered(pair, fresh)
-            for total in all_routes_buckets(bucket):
-                entry = totals.setdefault(total, [0, 0, None, {}])
-                entry[0] += len(fresh)
-                entry[1] += first_hits
-                for name, value in added.items():
-                    entry[3][name] = entry[3].get(name, 0) + value
-                if total == bucket:
-                    entry[2] = pair["expires"]
+    """Count the group's new records in as few transactions as fit (one without clients);
+    re-read and retry when another write got there first. Returns the number of buckets
+    changed."""
+    changed, races = set(), 0
+    while True:
+        actions, written = transaction(pairs, group, stored, part)
         if not actions:
-            return 0
-        actions += [total_update(b, *entry, part=part) for b, entry in totals.items()]
+            return len(changed)
         try:
             client().transact_write_items(TransactItems=actions)
         except aws.ClientError as error:
@@ -423,23 +548,29 @@ def write_chunk(pairs, group, stored, part=""):
             if reasons - RACES:  # e.g. ValidationError, ThrottlingError: say which
                 causes = ", ".join(sorted(reasons - RACES))
                 raise Cancelled(f"transaction cancelled: {causes}") from error
-            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 (jitter)
+            races += 1
+            if races >= ATTEMPTS:
+                raise Contended(
+                    f"the buckets changed under {ATTEMPTS} transactions in a row"
+                ) from error
+            time.sleep(random.uniform(0, 0.02 * races))  # noqa: S311 (jitter)
             stored.update(read_stored({pair_key: None for pair_key in group}))
             continue
-        for action in actions:  # what is stored now, for the day's top
+        races = 0
+        for action in actions:  # what is stored now, for the day's top and the next one
             update = action["Update"]
-            if update["Key"]["route"]["S"] != ALL_ROUTES:
-                pair_key = (update["Key"]["route"]["S"], update["Key"]["bucket"]["S"])
-                values = update["ExpressionAttributeValues"]
-                was = stored[pair_key] or {}
-                stored[pair_key] = {"counted": values[":counted"], "hits": values[":hits"]}
-                for name in (*CLASSES, "ms"):  # the day's top ranks these too
-                    total = number(was, name) or 0
-                    total += int(values[f":{name}"]["N"]) if f":{name}" in values else 0
-                    if total:
-                        stored[pair_key][name] = {"N": str(total)}
-        return len(actions) - len(totals)
-    raise Contended(f"the buckets changed under {ATTEMPTS} transactions in a row")
+            pair_key = (update["Key"]["route"]["S"], update["Key"]["bucket"]["S"])
+            if pair_key not in written:
+                continue
+            values = update["ExpressionAttributeValues"]
+            was = stored[pair_key] or {}
+            stored[pair_key] = {"counted": values[":counted"], "hits": values[":hits"]}
+            for name in (*CLASSES, "ms"):  # the day's top ranks these too
+                total = number(was, name) or 0
+                total += int(values[f":{name}"]["N"]) if f":{name}" in values else 0
+                if total:
+                    stored[pair_key][name] = {"N": str(total)}
+        changed.update(written)
 
 
 def ranking(values):
@@ -623,7 +754,7 @@ def handler(event, context):
     except FAULTS as fault:
         errors.append(f"{type(fault).__name__}: {fault}")
         failed = set(pairs)
-    for group in chunks([p for p in pairs if p not in failed]):
+    for group in chunks([p for p in pairs if p not in failed], pairs, part):
         if out_of_time(context):
             errors.append("OutOfTime: stopped before the function's timeout")
             failed.update(group)

@@ -483,8 +483,11 @@ def make_dynamodb_atomic() -> None:
         with contextlib.ExitStack() as held:
             for stripe in stripes:
                 held.enter_context(PARTITION_LOCKS[stripe])
+            # moto writes every item it can, then puts the tables back when a condition
+            # failed: readers, which take no lock, would see a cancelled transaction's writes
+            # (DynamoDB never shows them). Its conditions are checked first, items held.
+            _cancel_unless_conditions_hold(transact_items, targets, table_get)
             if any(table.stream_shard is not None for table, _, _ in targets):
-                _cancel_unless_conditions_hold(transact_items, targets, table_get)
                 with TRANSACTIONS_ALONE:  # moto copies and restores the whole tables
                     return backend_transact(self, transact_items)
             before = [(t, h, r, copy.deepcopy(table_get(t, h, r))) for t, h, r in targets]

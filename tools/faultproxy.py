@@ -148,6 +148,11 @@ class FaultProxy:
         with self._lock:
             self._plan.extend(actions)
 
+    def clear_plan(self) -> None:
+        """Forget the actions planned and not yet taken (a test's leftover plan)."""
+        with self._lock:
+            self._plan.clear()
+
     def applied(self, operation: str = "UpdateItem") -> int:
         """How many requests of an operation the emulator answered 200 (writes applied)."""
         with self._lock:

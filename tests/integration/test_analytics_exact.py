@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from tests.conftest import emulator_process, local_stack
+from tests.last_client_shim import client_hit
 from tests.unit.test_backend_monitoring import answer_hit
 from tools.faultproxy import DROP, FORWARD, SERVER_ERROR, THROTTLE, FaultProxy
 
@@ -51,6 +52,11 @@ def stack(template, emulator, proxy, tmp_path_factory):
     faulty = json.loads(json.dumps(template))
     variables = faulty["Resources"]["AggregatorFunction"]["Properties"]["Environment"]
     variables["Variables"]["AWS_ENDPOINT_URL_DYNAMODB"] = proxy.url
+    # ClientIdentity on for the aggregator and the stats (the client usage test); hits that
+    # name no client count in no client bucket, so the other tests are unchanged by it.
+    for function in ("AggregatorFunction", "StatsFunction"):
+        environment = faulty["Resources"][function]["Properties"]["Environment"]["Variables"]
+        environment["CLIENT_IDENTITY"] = "header:X-Client"
     path = tmp / "template.json"
     path.write_text(json.dumps(faulty))
     # Batches of 100 records within 5 s (the defaults are 10,000 and 30 s): many
@@ -75,6 +81,16 @@ def hit(url: str) -> dict:
 
 def stats(stack, path: str = "/_stats", **query: str) -> dict:
     return hit(f"{stack.url}{path}?{urllib.parse.urlencode(query)}")
+
+
+def counter_table(client) -> str:
+    """The stack's counter table: the one keyed by its hash key alone."""
+    (table,) = [
+        name
+        for name in client.list_tables()["TableNames"]
+        if len(client.describe_table(TableName=name)["Table"]["KeySchema"]) == 1
+    ]
+    return table
 
 
 def fault_plan(rng: random.Random) -> list[str]:
@@ -156,11 +172,7 @@ def test_answers_stay_exact_by_class_and_latency_through_failing_retried_batches
     """docs/monitoring.md: each hit's status class and latency count once in its buckets,
     however the aggregator's transactions fail and its batches are retried and bisected."""
     client = boto3.client("dynamodb", endpoint_url=emulator)
-    (table,) = [
-        name
-        for name in client.list_tables()["TableNames"]
-        if len(client.describe_table(TableName=name)["Table"]["KeySchema"]) == 1
-    ]
+    table = counter_table(client)
     rng = random.Random(11)  # noqa: S311 (reproducible data, not a secret)
     proxy.plan(*fault_plan(rng))
     routes = ["/answered/a", "/answered/b", "/answered/c"]
@@ -191,12 +203,61 @@ def test_answers_stay_exact_by_class_and_latency_through_failing_retried_batches
         assert point["latencyMs"]["mean"] == round(sum(ms for _, ms in mine) / len(mine), 1)
         record = stats(stack, route=route)
         assert record["status"] == point["status"]  # the counter item's, all time
-    assert any(  # the faults happened: an applied transaction lost its answer
-        f.target.endswith(".TransactWriteItems") and f.status == 200 and f.action != FORWARD
-        for f in proxy.forwarded[before:]
-    )
+    # the faults happened to the aggregator's calls (answers lost or turned into 500s after
+    # the emulator answered): a lost answer of an applied transaction, deterministically,
+    # is tests/unit/test_usage_aggregator.py's
+    assert [f for f in proxy.forwarded[before:] if f.action != FORWARD]
     top = {r["route"]: r for r in stats(stack, "/_stats/top", limit="100")["routes"]}
     for route in routes:
         mine = [status for r, status, _ in sent if r == route]
         assert top[route]["answered"] == len(mine)
         assert top[route]["errorRate"]["5xx"] == round(mine.count(503) / len(mine), 4)
+
+
+def test_client_usage_stays_exact_through_failing_retried_batches(stack, proxy, emulator):
+    """docs/usage-billing.md: hits that name their client (contract 1's write, made here
+    by tests/last_client_shim.py until the counter names clients) count once in each
+    client's month, days and routes, however the aggregator's transactions fail, and the
+    usage endpoint's totals equal the sums of its days and routes."""
+    client = boto3.client("dynamodb", endpoint_url=emulator)
+    table = counter_table(client)
+    rng = random.Random(11)  # noqa: S311 (reproducible data, not a secret)
+    proxy.clear_plan()  # not what an earlier test left planned
+    proxy.plan(*fault_plan(rng))
+    clients = ["acme", "k-3", 'Zoë, "the" shop']
+    routes = ["/billed/a", "/billed/b", "/billed/c,d"]
+    sent = [(routes[i % 3], rng.choice(clients)) for i in range(90)]
+    before = len(proxy.forwarded)
+
+    def send(hit_of: tuple) -> str:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return client_hit(client, table, hit_of[0], now, hit_of[1])["lastSeen"]["S"]
+
+    with ThreadPoolExecutor(8) as pool:
+        stamps = list(pool.map(send, sent))
+    made = [(route, who, stamp[:7]) for (route, who), stamp in zip(sent, stamps, strict=True)]
+    months = {month for _, _, month in made}
+    want = collections.Counter((who, month) for _, who, month in made)
+
+    def usage(who: str, month: str) -> dict:
+        return stats(stack, "/_stats/usage", client=who, month=month)
+
+    deadline = time.monotonic() + BOUND
+    while sum(usage(w, m)["hits"] for w in clients for m in months) < len(sent):
+        assert time.monotonic() < deadline, stack.output.read_text()[-3000:]
+        time.sleep(0.5)
+    for month in months:
+        listed = {
+            c["client"]: c["hits"] for c in stats(stack, "/_stats/usage", month=month)["clients"]
+        }
+        for who in clients:
+            mine = usage(who, month)
+            assert mine["hits"] == want[(who, month)] == listed.get(who, 0), (who, month)
+            assert sum(d["hits"] for d in mine["days"]) == mine["hits"]
+            assert {r["route"]: r["hits"] for r in mine["routes"]} == dict(
+                collections.Counter(r for r, w, m in made if (w, m) == (who, month))
+            )
+    # the faults happened to the aggregator's calls (answers lost or turned into 500s after
+    # the emulator answered); a lost answer of an applied transaction, deterministically,
+    # is tests/unit/test_usage_aggregator.py's
+    assert [f for f in proxy.forwarded[before:] if f.action != FORWARD]

@@ -16,6 +16,7 @@ from tests.conftest import ROOT, gone_within
 ROW_NAMES = {
     "1a": "DynamoDB calls per counted hit",
     "1b": "DynamoDB calls per uncounted request",
+    "1c": "DynamoDB calls per counted hit, clients on",
     "1ra": "Rate-limited: DynamoDB calls per hit, busy routes",
     "1rb": "Rate-limited: DynamoDB calls per hit, quiet routes",
     "1rc": "Rate-limited: DynamoDB calls per hit, busy routes, 2 containers",
@@ -47,6 +48,12 @@ ROW_NAMES = {
     "7i": "Read: all-routes series, DynamoDB calls",
     "7j": "Read: dashboard, DynamoDB calls",
     "7k": "Read: route page, DynamoDB calls",
+    "7l": "Aggregator with clients: (client, route) buckets written per batch vs distinct",
+    "7m": "Aggregator with clients: write units per counted hit (estimate)",
+    "7n": "Usage: every client's month total equals the hits it made",
+    "7o": "Read: a client's month, DynamoDB calls",
+    "7p": "Read: a page of the month's clients, DynamoDB calls",
+    "7q": "Read: a client's month as CSV, DynamoDB calls",
     "8a": "Backend: counter in front of a 20 ms HTTP backend, in-process",
     "8b": "Backend: counter in front of a 20 ms HTTP backend, through the local stack",
     "9a": "Scale: 1 shard, 1,000 hits/s: buckets that differ from the hits sent",
@@ -152,6 +159,9 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     # bucket equals the hits sent, and each read costs the calls it promises.
     assert rows["7a"]["status"] == "pass" and rows["7a"]["ratio"] <= 1.0
     assert rows["7e"]["value"] == 0.0 and rows["7e"]["status"] == "pass"
+    assert rows["1c"]["value"] == 1.0 and rows["1c"]["status"] == "pass"
+    for row_id in ("7l", "7n", "7o", "7p", "7q"):
+        assert rows[row_id]["status"] == "pass", rows[row_id]
     for row_id in ("7f", "7g", "7h", "7i", "7j", "7k"):
         assert rows[row_id]["status"] == "pass", rows[row_id]
     # At scale, with conflicts cancelled as on DynamoDB, every bucket is still exact.

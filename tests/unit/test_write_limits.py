@@ -186,3 +186,32 @@ def test_the_limits_are_off_by_default(ddb):
             ExpressionAttributeValues={":one": {"N": "1"}},
         )
     assert count(ddb, "/hot") == 50
+
+
+def test_a_cancelled_transactions_writes_are_never_seen_by_a_reader(ddb, monkeypatch):
+    """moto writes a transaction's items one by one and puts them back when a condition
+    fails; DynamoDB never shows a cancelled transaction's writes. What a reader would find
+    is read each time the transaction reads an item."""
+    moto_get = DynamoDBBackend.get_item
+    seen = []
+
+    def get_item(backend, table_name, wanted, *args, **kwargs):
+        if wanted.get("route") == {"S": "/guard"}:
+            found = moto_get(backend, table_name, key("/added"))
+            seen.append(int(found.attrs["n"].value) if found else 0)
+        return moto_get(backend, table_name, wanted, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "get_item", get_item)
+    guard = {
+        "Update": {
+            "TableName": TABLE,
+            "Key": key("/guard"),
+            "UpdateExpression": "SET v = :v",
+            "ConditionExpression": "attribute_exists(v)",  # it does not: cancelled
+            "ExpressionAttributeValues": {":v": {"N": "1"}},
+        }
+    }
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[add("/added"), guard])
+    assert set(seen) <= {0}
+    assert count(ddb, "/added") == 0
