@@ -103,6 +103,8 @@ def build_template() -> Template:
             "STATS_TOKEN_SECRET": private_stats.secret_arn_variable(stats_token, params),
             "MAX_ROUTES": Ref(params.max_routes),
             "LEDGER_TABLE": If(params.has_max_routes, Ref(series), ""),
+            # Usage per client: /usage and the clients view (docs/usage-billing.md)
+            "CLIENT_IDENTITY": Ref(params.client_identity),
         },
         statements=[iam.allow("ReadCounts", [dynamodb.Scan, dynamodb.GetItem], table_arn)],
         **shared,
@@ -141,6 +143,8 @@ def build_template() -> Template:
         environment={
             "SERIES_TABLE": Ref(series),
             "SERIES_HOURLY_DAYS": Ref(params.series_hourly_days),
+            # Usage per client: each hit also counted in its client's buckets
+            "CLIENT_IDENTITY": Ref(params.client_identity),
         },
         statements=[
             iam.allow(

@@ -346,12 +346,11 @@ CLIENTS = 12
 def client_rows(quick: bool) -> list[dict]:
     """ClientIdentity on (docs/usage-billing.md): the same Zipf-like traffic, each hit made by
     one of CLIENTS clients (Zipf-like too), its lastClient set on the counter's own UpdateItem
-    (tests/last_client_shim.py until the counter sets it; the lead switches this at merge).
+    (the counter's count_hit with the hit's client).
     What the aggregator writes per batch, and what a month's usage read costs."""
     from local import moto_fidelity
     from local.streams import stream_event
     from tests.conftest import stream_records
-    from tests.last_client_shim import counter_names_clients
 
     hits = CLIENT_HITS_QUICK if quick else CLIENT_HITS
     routes = ROUTES_QUICK if quick else ROUTES
@@ -372,12 +371,11 @@ def client_rows(quick: bool) -> list[dict]:
             start = int(time.time()) // 86400 * 86400
             times = sorted(start + rng.randrange(HOURS * 3600) for _ in range(hits))
             sent = collections.Counter()
-            with counter_names_clients(counter) as who:
-                for at in times:
-                    who.client = f"key-{rng.choices(range(CLIENTS), client_weights)[0]}"
-                    route = f"/r/{rng.choices(range(routes), route_weights)[0]}"
-                    counter.count_hit(route, at, time.monotonic() + 4)
-                    sent[who.client] += 1
+            for at in times:
+                who = f"key-{rng.choices(range(CLIENTS), client_weights)[0]}"
+                route = f"/r/{rng.choices(range(routes), route_weights)[0]}"
+                counter.count_hit(route, at, time.monotonic() + 4, client=who)
+                sent[who] += 1
             records = stream_event(stream_records(stream_arn), stream_arn)["Records"]
             meter = Meter(aggregator.dynamodb)
             per_batch = aggregate(aggregator, meter, client, records, batch_size)

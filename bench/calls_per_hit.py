@@ -69,12 +69,8 @@ def stored_counts(table: str) -> dict[str, int]:
 
 def with_clients(hit_events: list[dict], expected: Counter) -> dict:
     """The counter with ClientIdentity on (CLIENT_IDENTITY=header:X-Client, each request
-    naming its client): its one UpdateItem also sets lastClient (docs/usage-billing.md).
-    Until helper clients-edge's counter sets it, tests/last_client_shim.py adds the SET to
-    that same UpdateItem (the lead switches this to the real counter at merge)."""
+    naming its client): its one UpdateItem also sets lastClient (docs/usage-billing.md)."""
     import os
-
-    from tests.last_client_shim import counter_names_clients
 
     events = []
     for i, event in enumerate(hit_events):
@@ -85,10 +81,9 @@ def with_clients(hit_events: list[dict], expected: Counter) -> dict:
         with mock_aws():
             boto3.client("dynamodb").create_table(TableName=TABLE_NAME, **table_definition())
             counter = load_counter("counter_bench_clients")
-            with CallCounter(counter.dynamodb) as counted, counter_names_clients(counter) as who:
+            with CallCounter(counter.dynamodb) as counted:
                 statuses = []
-                for event in events:
-                    who.client = event["headers"]["X-Client"]
+                for event in events:  # the counter reads each hit's client from X-Client
                     statuses += send(counter, [event])
             items = boto3.client("dynamodb").scan(TableName=TABLE_NAME)["Items"]
     finally:
@@ -108,7 +103,7 @@ def with_clients(hit_events: list[dict], expected: Counter) -> dict:
         goal="= 1.0",
         passed=calls == hits and attempts == calls and exact,
         note=f"{hits} hits of 7 clients (header identity); every item names its last client:"
-        f" {named}; lastClient set by tests/last_client_shim.py until the counter sets it",
+        f" {named}",
     )
 
 

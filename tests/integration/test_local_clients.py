@@ -128,3 +128,38 @@ def test_a_header_identity_is_required_and_written_locally(tmp_path):
         # keys are for ClientIdentity apikey only
         refused = keys(tmp_path, "create", "acme")
         assert refused.returncode == 1 and "--param ClientIdentity=apikey" in refused.stderr
+
+
+def test_usage_per_client_end_to_end_with_a_header_identity(tmp_path):
+    """The real counter names each hit's client (X-Client-Id), the real aggregator counts it
+    in the client's buckets, and /_stats/usage answers each client's month, in JSON and CSV,
+    its total equal to the sum of its days and of its routes."""
+    import datetime
+    import time
+
+    params = ("--param", "ClientIdentity=header:X-Client-Id")
+    sent = {"acme": {"/a": 3, "/b": 1}, "globex": {"/a": 2}}
+    with local_stack(tmp_path, *params) as stack:
+        for client, routes in sent.items():
+            for route, times in routes.items():
+                for _ in range(times):
+                    assert request(f"{stack.url}{route}", {"x-client-id": client})[0] == 200
+        month = datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
+        deadline = time.monotonic() + 60
+        while True:
+            status, every = request(f"{stack.url}/_stats/usage?month={month}")
+            totals = {c["client"]: c["hits"] for c in (every or {}).get("clients", [])}
+            if totals == {"acme": 4, "globex": 2}:
+                break
+            assert time.monotonic() < deadline, (status, every)
+            time.sleep(0.2)
+        status, acme = request(f"{stack.url}/_stats/usage?client=acme&month={month}")
+        assert status == 200 and acme["hits"] == 4
+        assert {r["route"]: r["hits"] for r in acme["routes"]} == sent["acme"]
+        assert sum(d["hits"] for d in acme["days"]) == 4
+        with urllib.request.urlopen(
+            f"{stack.url}/_stats/usage?client=acme&month={month}&format=csv", timeout=20
+        ) as answer:
+            assert answer.headers["Content-Type"].startswith("text/csv")
+            rows = answer.read().decode().splitlines()
+        assert any(row.startswith("total,") and row.endswith(",4") for row in rows), rows

@@ -1,8 +1,7 @@
 """The clients view (GET <stats>/usage in a browser) in headless Chromium at 375 px and
-1280 px wide, after real counter writes that name their clients (tests/last_client_shim.py
-until the counter sets lastClient itself) aggregated by the real aggregator."""
+1280 px wide, after real counter writes that name their clients (lastClient) aggregated by
+the real aggregator."""
 
-from local import browser
 from tests.conftest import ROOT, api_event, lambda_context, load_module
 from tests.integration.test_dashboard_browser import (  # noqa: F401 (autouse fixture)
     PHONE,
@@ -11,6 +10,7 @@ from tests.integration.test_dashboard_browser import (  # noqa: F401 (autouse fi
 )
 from tests.unit.test_stats import BROWSER_ACCEPT
 from tests.unit.test_usage_aggregator import count_with_clients, run
+from tools import browser
 
 LONG_CLIENT = "customer-" + "with-a-very-long-api-key-name-" * 8
 HITS = [

@@ -614,3 +614,26 @@ def test_a_part_that_left_out_a_long_route_keeps_a_shorter_one_out_of_the_top(
     ranked = top_of(stats, {"limit": "100"})
     assert aggregator.TOP_BYTES // (1000 + aggregator.TOP_ENTRY_BYTES) == 8
     assert ranked == [(route, 10 - i) for i, route in enumerate(long_routes[:8])]
+
+
+def test_the_dashboard_says_nothing_of_how_it_is_built(counter, aggregator, stats, stream_tables):
+    """No stream, aggregator, scan, bucket... in what the pages show (the words' tests are in
+    test_dashboard_words.py; here, because the front page needs aggregated hits)."""
+    now = time.time()
+    counter.count_hit("/home", now - 3600, time.monotonic() + 4)
+    before = visible_text(page(stats))  # counted, not added up yet
+    hits = [("/home", now - 3600)] * 2 + [("/caf%C3%A9", now)] * 2
+    count_and_aggregate(counter, aggregator, stream_tables, hits)
+    pages = {
+        "before any total": before,
+        "front page": visible_text(page(stats)),
+        "paged": visible_text(page(stats, {"limit": "1"})),
+        "a route's page": visible_text(page(stats, {"route": "/home"})),
+    }
+
+    said = {name: IMPLEMENTATION_WORDS.findall(text) for name, text in pages.items()}
+
+    assert said == {name: [] for name in pages}
+    assert "No totals yet." in pages["before any total"]
+    assert "All routes, since analytics was turned on" in pages["front page"]
+    assert "in stored order" in pages["paged"]

@@ -2,8 +2,8 @@
 record names its client (lastClient) adds one to that client's buckets, per route and in
 all, per hour, day and month, in the transaction that counts it in its route's bucket.
 
-Hits are counted by the real counter's UpdateItem (with the lastClient SET of
-tests/last_client_shim.py until the counter writes it itself) into in-process moto with the
+Hits are counted by the real counter's UpdateItem (naming its client: lastClient) into
+in-process moto with the
 template's stream; the records go to the aggregator as Lambda delivers them.
 """
 
@@ -17,7 +17,6 @@ import pytest
 
 from local.streams import stream_event, window_event
 from tests.conftest import ROOT, lambda_context, load_module, stream_records
-from tests.last_client_shim import counter_names_clients
 from tests.unit.test_aggregator import (
     EXPECTED,
     clear,
@@ -80,10 +79,8 @@ def usage(table: str) -> dict:
 def count_with_clients(sent: list, name: str = "counter_for_usage") -> list:
     """The hits counted by the counter (naming their clients); the stream's records."""
     counter = load_module(ROOT / "handler" / "counter.py", name)
-    with counter_names_clients(counter) as who:
-        for route, at, client in sent:
-            who.client = client
-            counter.count_hit(route, epoch(at), time.monotonic() + 4)
+    for route, at, client in sent:
+        counter.count_hit(route, epoch(at), time.monotonic() + 4, client=client)
     arn = boto3.client("dynamodb").describe_table(TableName="route-counter-test")["Table"][
         "LatestStreamArn"
     ]

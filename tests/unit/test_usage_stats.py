@@ -1,7 +1,6 @@
 """GET <stats>/usage (docs/usage-billing.md): a client's month (total, days, routes) or every
 client's month total, as JSON or CSV, read from what the real aggregator wrote from the real
-counter's writes (with the lastClient SET of tests/last_client_shim.py until the counter
-writes it itself)."""
+counter's writes (each naming its client: lastClient)."""
 
 import collections
 import csv
