@@ -54,6 +54,7 @@ def test_series_table_is_route_and_bucket_with_hourly_ttl(resources, template):
     assert environment == {
         "SERIES_TABLE": {"Ref": "SeriesTable"},
         "SERIES_HOURLY_DAYS": {"Ref": "SeriesHourlyDays"},
+        "CLIENT_IDENTITY": {"Ref": "ClientIdentity"},
     }
 
 

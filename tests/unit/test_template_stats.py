@@ -41,6 +41,7 @@ def test_stats_function_runs_handler_stats_py_byte_for_byte(resources):
         "STATS_TOKEN_SECRET": {"Fn::If": ["StatsArePrivate", {"Ref": "StatsTokenSecret"}, ""]},
         "MAX_ROUTES": {"Ref": "MaxRoutes"},
         "LEDGER_TABLE": {"Fn::If": ["HasMaxRoutes", {"Ref": "SeriesTable"}, ""]},
+        "CLIENT_IDENTITY": {"Ref": "ClientIdentity"},
     }
 
 
