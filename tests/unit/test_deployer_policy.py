@@ -44,6 +44,15 @@ from tests.unit.test_deploy_flow import BODY
 SCHEMAS = Path(cfnlint.data.schemas.__file__).parent
 
 
+def as_an_aws_account(patch: pytest.MonkeyPatch) -> None:
+    """The deployer's clients on in-process moto as on AWS: credentials, AWS's endpoints, and
+    https (no request crosses a socket, so the deployment bucket's TLS-only policy is told)."""
+    for key, value in FAKE_CREDENTIALS.items():
+        patch.setenv(key, value)
+    patch.delenv("AWS_ENDPOINT_URL", raising=False)
+    patch.setattr(moto_fidelity._request, "secure", True, raising=False)
+
+
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[tuple[Recorder, dict[str, str]]]:
     """The deployer's calls in a create with the defaults (through the managed bucket), an
@@ -51,12 +60,7 @@ def recorded() -> Iterator[tuple[Recorder, dict[str, str]]]:
     token and a delete: the recorder, and the resources' physical ids before the delete."""
     moto_fidelity.apply()
     with pytest.MonkeyPatch.context() as patch, mock_aws(), recording(patch) as recorder:
-        for key, value in FAKE_CREDENTIALS.items():
-            patch.setenv(key, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        # In process no request crosses a socket; the deployer's clients speak https to
-        # AWS's endpoints, so the deployment bucket's TLS-only policy lets them through.
-        patch.setattr(moto_fidelity._request, "secure", True, raising=False)
+        as_an_aws_account(patch)
 
         def deploy(*args: str) -> None:
             options = parse(["--stack-name", "demo", "--no-smoke", *args], has_terminal=False)
@@ -241,10 +245,7 @@ def test_the_keys_commands_calls_are_allowed_by_the_policy(capsys):
     apikey, call only what the policy allows, on the resources it names."""
     moto_fidelity.apply()
     with pytest.MonkeyPatch.context() as patch, mock_aws(), recording(patch) as recorder:
-        for key, value in FAKE_CREDENTIALS.items():
-            patch.setenv(key, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        patch.setattr(moto_fidelity._request, "secure", True, raising=False)
+        as_an_aws_account(patch)
         options = parse(
             ["--stack-name", "demo", "--no-smoke", "--param", "ClientIdentity=apikey"], False
         )
