@@ -35,15 +35,13 @@ class CallCounter:
         self.attempts[operation_name] += 1
 
     def __enter__(self) -> "CallCounter":
-        self.events.register("before-call.dynamodb.*", self._on_call, unique_id="bench-calls")
-        self.events.register(
-            "request-created.dynamodb.*", self._on_attempt, unique_id="bench-attempts"
-        )
+        self.events.register("before-call.dynamodb.*", self._on_call)
+        self.events.register("request-created.dynamodb.*", self._on_attempt)
         return self
 
     def __exit__(self, *_) -> None:
-        self.events.unregister("before-call.dynamodb.*", unique_id="bench-calls")
-        self.events.unregister("request-created.dynamodb.*", unique_id="bench-attempts")
+        self.events.unregister("before-call.dynamodb.*", self._on_call)
+        self.events.unregister("request-created.dynamodb.*", self._on_attempt)
 
     def total(self) -> tuple[int, int]:
         return sum(self.calls.values()), sum(self.attempts.values())
@@ -74,8 +72,10 @@ def with_clients(hit_events: list[dict], expected: Counter) -> dict:
 
     events = []
     for i, event in enumerate(hit_events):
-        event = {**event, "headers": {**(event.get("headers") or {}), "X-Client": f"c-{i % 7}"}}
-        events.append(event)
+        client = f"c-{i % 7}"  # in both header maps, as API Gateway sends a header
+        headers = {**(event.get("headers") or {}), "X-Client": client}
+        multi = {**(event.get("multiValueHeaders") or {}), "X-Client": [client]}
+        events.append({**event, "headers": headers, "multiValueHeaders": multi})
     os.environ["CLIENT_IDENTITY"] = "header:X-Client"
     try:
         with mock_aws():
@@ -89,7 +89,7 @@ def with_clients(hit_events: list[dict], expected: Counter) -> dict:
     finally:
         del os.environ["CLIENT_IDENTITY"]
     stored = {item["route"]["S"]: int(item["count"]["N"]) for item in items}
-    named = all("lastClient" in item for item in items)
+    named = bool(items) and all("lastClient" in item for item in items)
     calls, attempts = counted.total()
     hits = len(events)
     exact = statuses == [200] * hits and stored == dict(expected) and named
