@@ -105,7 +105,11 @@ def test_api_keys_are_checked_counted_and_limited_as_api_gateway_does(tmp_path):
         listed = keys(tmp_path, "list")
         assert listed.returncode == 0, listed.stderr
         rows = [line.split()[:3] for line in listed.stdout.splitlines()[1:]]
-        assert rows == [[acme, "acme", "enabled"], [globex, "globex", "revoked"]]
+        # oldest first; keys made in the same second (createdDate's resolution) in any order
+        assert sorted(rows, key=lambda row: row[1]) == [
+            [acme, "acme", "enabled"],
+            [globex, "globex", "revoked"],
+        ]
         assert acme_value not in listed.stdout and globex_value not in listed.stdout
         output = stack.output.read_text()
     assert acme_value not in output and globex_value not in output  # never logged
