@@ -35,13 +35,15 @@ class CallCounter:
         self.attempts[operation_name] += 1
 
     def __enter__(self) -> "CallCounter":
-        self.events.register("before-call.dynamodb.*", self._on_call)
-        self.events.register("request-created.dynamodb.*", self._on_attempt)
+        self.events.register("before-call.dynamodb.*", self._on_call, unique_id="bench-calls")
+        self.events.register(
+            "request-created.dynamodb.*", self._on_attempt, unique_id="bench-attempts"
+        )
         return self
 
     def __exit__(self, *_) -> None:
-        self.events.unregister("before-call.dynamodb.*", self._on_call)
-        self.events.unregister("request-created.dynamodb.*", self._on_attempt)
+        self.events.unregister("before-call.dynamodb.*", unique_id="bench-calls")
+        self.events.unregister("request-created.dynamodb.*", unique_id="bench-attempts")
 
     def total(self) -> tuple[int, int]:
         return sum(self.calls.values()), sum(self.attempts.values())

@@ -376,9 +376,8 @@ class Deployer:
 
         # The same template with the same values: nothing to do, and no change set to make.
         wanted = given if keep_previous else with_defaults(template, given)
-        if kind == Outcome.UPDATE and is_unchanged(
-            self.deployed_template(stack["StackId"]), template, previous, wanted
-        ):
+        deployed = self.deployed_template(stack["StackId"]) if kind == Outcome.UPDATE else None
+        if kind == Outcome.UPDATE and is_unchanged(deployed, template, previous, wanted):
             return self._no_changes(stack, dry_run)
 
         name = f"deploy-{datetime.now(UTC):%Y%m%d-%H%M%S}"
@@ -415,7 +414,7 @@ class Deployer:
             else:
                 self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
             return Outcome.DRY_RUN, stack
-        leaving = tables_leaving(change_set["Changes"], template, self.deployed_template(stack_id))
+        leaving = tables_leaving(change_set["Changes"], template, deployed)
         if leaving:
             self.say(
                 f"    {', '.join(leaving)} leaves the stack (its condition is off) and keeps its "
@@ -423,12 +422,11 @@ class Deployer:
                 "denies it again"
             )
             self.set_stack_policy(stack_id, leaving)
-            try:
-                stack = self._execute(stack_id, name, change_set)
-            finally:
-                self.set_stack_policy(stack_id)
-        else:
+        try:
             stack = self._execute(stack_id, name, change_set)
+        finally:
+            if leaving:  # the full policy again, whatever the outcome
+                self.set_stack_policy(stack_id)
         if planned.protect_after:
             stack = self.protect_tables(template, stack, kind, place)
         if planned.redeploy:

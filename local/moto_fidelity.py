@@ -140,31 +140,13 @@ def turned_off(
 ) -> list[str]:
     """The resources of the stack (created, still declared) whose condition is false in
     `template` with the parameter `values` (the rest: the template's defaults)."""
-    conditional = [
-        name
-        for name, resource in template.get("Resources", {}).items()
-        if "Condition" in resource and deployed._parsed_resources.get(name) is not None
-    ]
-    if not conditional:
-        return []
-    declared = template.get("Parameters", {})
-    new = parsing.ResourceMap(
-        deployed.stack_id,
-        str(deployed["AWS::StackName"]),
-        {k: v for k, v in values.items() if k in declared},
-        {},
-        account_id=deployed._account_id,
-        region_name=deployed._region_name,
-        template=template,
-        cross_stack_resources={},
-    )
-    new.load_mapping()
-    new.load_parameters()
-    new.load_conditions()
+    given = {k: str(v) for k, v in values.items()}
     return [
         name
-        for name in conditional
-        if not new.lazy_condition_map[template["Resources"][name]["Condition"]]
+        for name, resource in template.get("Resources", {}).items()
+        if "Condition" in resource
+        and deployed._parsed_resources.get(name) is not None
+        and not template_reading.condition_holds(template, resource["Condition"], given)
     ]
 
 
