@@ -90,7 +90,13 @@ def test_drain_finishes_requests_in_flight_and_closes_every_connection(api):
     idle.request("GET", "/idle?sleep=0")
     assert idle.getresponse().read() == b"/idle"  # now an idle kept-alive connection
     busy.request("GET", "/in-flight?sleep=0.5")
-    while not any(c.busy for c in api._connections.values()):
+    # Wait for the server's side of `busy` itself: the idle connection can still read as
+    # busy for a moment after its answer, and a drain started then would close the listening
+    # socket before `busy` was accepted (a reset, as the kernel does to a backlog).
+    client_port = busy.sock.getsockname()[1]
+    while not any(
+        c.busy and c.sock.getpeername()[1] == client_port for c in list(api._connections.values())
+    ):
         threading.Event().wait(0.01)
     drained = threading.Thread(target=api.drain, args=(5.0,))
     drained.start()
