@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # (source package, entry module, output): the entry is what the function's handler lives in.
-BUNDLES: list[tuple[str, str, str]] = []
+BUNDLES = [("handler/src/stats", "app", "handler/stats.py")]
 LINE_LENGTH = 100  # pyproject.toml's ruff line-length
 
 
@@ -139,29 +139,31 @@ def import_bindings(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str]]:
 
 
 def dependency_order(modules: dict[str, Module], entry: str) -> list[Module]:
-    """The modules the entry reaches, each after every module it imports from."""
-    done, visiting, ordered = set(), [], []
+    """The modules the entry reaches, each after every module it imports from: by layer (a
+    module that imports no sibling is 0, else one more than its highest sibling), then by
+    name, so the foundations come first and the entry last."""
+    layer: dict[str, int] = {}
+    visiting: list[str] = []
 
-    def visit(name: str) -> None:
-        if name in done:
-            return
+    def visit(name: str) -> int:
+        if name in layer:
+            return layer[name]
         if name in visiting:
             cycle = [*visiting[visiting.index(name) :], name]
             raise BundleError("import cycle: " + " -> ".join(f"{n}.py" for n in cycle))
         visiting.append(name)
-        for sibling, _, _ in modules[name].siblings:
-            visit(sibling)
+        below = [visit(sibling) for sibling, _, _ in modules[name].siblings]
         visiting.pop()
-        done.add(name)
-        ordered.append(modules[name])
+        layer[name] = 1 + max(below, default=-1)
+        return layer[name]
 
     if entry not in modules:
         raise BundleError(f"no entry module {entry}.py")
     visit(entry)
-    unused = sorted(set(modules) - done)
+    unused = sorted(set(modules) - set(layer))
     if unused:
         raise BundleError(f"{unused[0]}.py: not imported by {entry}.py nor what it imports")
-    return ordered
+    return [modules[name] for name in sorted(layer, key=lambda name: (layer[name], name))]
 
 
 def check_names(ordered: list[Module]) -> None:

@@ -1,5 +1,5 @@
 """tools/bundle.py: a package of modules becomes the one flat file a ZipFile inlines, or a
-clear refusal."""
+clear refusal; and handler/stats.py is the bundle of its sources."""
 
 import importlib.util
 import traceback
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.bundle import BundleError, bundle
+from tools.bundle import BUNDLES, BundleError, bundle, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,26 @@ def load(path: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_every_bundled_handler_is_the_bundle_of_its_sources():
+    assert BUNDLES, "no bundle is defined"
+    for source, entry, output in BUNDLES:
+        committed = (ROOT / output).read_text(encoding="utf-8")
+        assert committed == bundle(ROOT / source, entry), (
+            f"{output} is not the bundle of {source}/: run `make bundle` and commit both"
+        )
+
+
+def test_check_reports_a_bundle_edited_by_hand(tmp_path, monkeypatch, capsys):
+    source, entry, _ = BUNDLES[0]
+    edited = tmp_path / "stats.py"
+    edited.write_text(bundle(ROOT / source, entry) + "# edited by hand\n")
+    monkeypatch.setattr("tools.bundle.BUNDLES", [(source, entry, str(edited))])
+
+    assert main(["--check"]) == 1
+    assert "run `make bundle`" in capsys.readouterr().err
+    assert edited.read_text().endswith("# edited by hand\n")  # --check writes nothing
 
 
 SMALL = {
