@@ -1660,6 +1660,24 @@ THROTTLING_CODES = {
 METHODS_ALLOWED = "GET, HEAD, OPTIONS"
 
 
+def response(status, body=None, headers=None, html_page=None):
+    base = {
+        "Content-Type": "application/json",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Vary": "Accept, Origin" if ALLOWED_ORIGIN else "Accept",
+    }
+    if ALLOWED_ORIGIN:
+        base["Access-Control-Allow-Origin"] = ALLOWED_ORIGIN
+    if html_page is not None:
+        base.update({"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": CSP})
+    return {
+        "statusCode": status,
+        "headers": {**base, **(headers or {})},
+        "body": html_page if html_page is not None else "" if body is None else json.dumps(body),
+    }
+
+
 def usage_response(query, headers, now):
     """The usage answer in the format asked for, and the fields to log."""
     body, chosen = read_usage(query, headers, now)
@@ -1684,24 +1702,6 @@ def usage_response(query, headers, now):
         result["body"] = usage_csv(body, first_page="next" not in query)
         return result, fields
     return response(200, body, extra), fields
-
-
-def response(status, body=None, headers=None, html_page=None):
-    base = {
-        "Content-Type": "application/json",
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-        "Vary": "Accept, Origin" if ALLOWED_ORIGIN else "Accept",
-    }
-    if ALLOWED_ORIGIN:
-        base["Access-Control-Allow-Origin"] = ALLOWED_ORIGIN
-    if html_page is not None:
-        base.update({"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": CSP})
-    return {
-        "statusCode": status,
-        "headers": {**base, **(headers or {})},
-        "body": html_page if html_page is not None else "" if body is None else json.dumps(body),
-    }
 
 
 PAGING = {"limit", "next", "at", "back"}  # a page of routes' parameters
