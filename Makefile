@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help venv template lint scan test unit integration pytest bench docs screenshots lock clean
+.PHONY: help venv bundle template lint scan test unit integration pytest bench docs screenshots lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,6 +18,10 @@ $(STAMP): requirements.txt
 	@$(PYTHON) bootstrap.py $(VENV) requirements.txt
 
 venv: $(STAMP)  ## create .venv from requirements.txt (pinned)
+
+# handler/stats.py is generated from handler/src/stats/ (docs/development.md: the stats source).
+bundle: $(STAMP)  ## rewrite handler/stats.py from its modules in handler/src/stats/
+	$(BIN)/python -m tools.bundle
 
 template: $(STAMP)  ## write template.json
 	$(BIN)/python generate.py > template.json
