@@ -86,7 +86,8 @@ class Plan(Protocol):
     value (UsePreviousValue), else takes its default; notes: printed before the change set;
     remake: set by a revision that needs the change set made again with its values (the
     suffix of the new change set's name); policy_during / policy_after: the stack policy while
-    the change set runs (None: none set for it) and the one restored after it."""
+    the change set runs (None: none set for it) and the one set again after it (None: the
+    engine's own)."""
 
     values: dict[str, str]
     use_previous: bool
@@ -392,7 +393,7 @@ class Deployer:
         try:
             stack = self._execute(stack_id, name, change_set)
         finally:
-            if plan.policy_during and plan.policy_after:  # again, whatever the outcome
+            if plan.policy_during:  # the policy after, whatever the outcome
                 self.set_stack_policy(stack_id, plan.policy_after)
         update = Update(kind, template, place, stack, change_set["Changes"])
         return kind, safeguards.after(plan, update)
