@@ -321,16 +321,7 @@ class StackSafeguards:
     ) -> Plan:
         return plan(kind, template, given, previous, self.keep_previous)
 
-    def for_changes(
-        self,
-        current: Plan,
-        kind: Outcome,
-        template: dict,
-        changes: list[dict],
-        previous: dict[str, str] | None,
-        deployed: dict | None,
-    ) -> Plan:
-        return for_changes(current, kind, template, changes, previous, deployed)
+    for_changes = staticmethod(for_changes)  # pure: the plan and the changes are all it needs
 
     def after(self, planned: Plan, update: Update) -> dict:
         """Protection on, then the stages redeployed, as planned; the stack after them."""
