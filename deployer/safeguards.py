@@ -198,7 +198,7 @@ class Plan:
     at once its changes are known (stages: the redeploy they need, if any); notes: the lines
     that say why, printed before the change set; remake: the change set made is deleted and
     made again with these values; policy_during / policy_after: the stack policy while it
-    runs (None: the standing one) and the one restored after."""
+    runs (None: the standing one stays) and the one set again after it."""
 
     values: dict[str, str]
     protect: tuple[str, ...] = ()
