@@ -57,6 +57,7 @@ from deployer.s3 import (
     template_url,
     upload,
 )
+from deployer.safeguards import KEEP_TABLES, StackSafeguards
 from deployer.smoke import smoke_test
 
 
@@ -201,10 +202,11 @@ class Deploy:
             where=options.where(),
             region=self.aws.region,
             account=self.aws.account,
-            apigateway=self.aws.client("apigateway"),
+            policy=KEEP_TABLES,
         )
+        safeguards = StackSafeguards(self.deployer, apigateway=self.aws.client("apigateway"))
         outcome, stack = self.deployer.deploy(
-            template, options.params, self.source, self.review, options.dry_run
+            template, options.params, self.source, safeguards, self.review, options.dry_run
         )
         if outcome is not Outcome.DRY_RUN:
             self.finish(stack)

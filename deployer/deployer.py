@@ -1,8 +1,13 @@
 """CloudFormation through change sets, as the AWS CLI's own Deployer does it, with events shown.
 
-`Deployer.deploy` is the whole create-or-update: find the stack, (review the parameters),
-skip what is unchanged, create the change set, wait, print it, execute it, follow its events.
-`./deploy.sh` and `./deploy.sh --local` both go through it; only what they print differs.
+A generic engine: it knows stacks, change sets, events and stack policies, nothing of the
+app. `Deployer.deploy` is the whole create-or-update: find the stack, (review the
+parameters), ask the stack's safeguards for a plan, skip what is unchanged, create the
+change set, wait, let the safeguards revise the plan from its changes (once: a change set
+made with the wrong values is deleted and made again), print it, execute it under the plan's
+stack policy (the policy after restored whatever the outcome), follow its events, then hand
+the update to the safeguards' after-step. deployer/safeguards.py is this stack's; every
+deploy of it goes through this engine, and its callers differ only in what they print.
 """
 
 from __future__ import annotations
@@ -11,86 +16,38 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deployer import safeguards
 from deployer.endpoint import client_is_aws, gap_warning, lacks_operation
 from deployer.errors import (
     PROG,
     AlreadyExplained,
     AwsCallFailed,
     ChangeSetFailed,
-    DeployError,
     DryRunNeedsBucket,
     NothingToChange,
-    ProtectionNotOn,
     StackBusy,
     StackFailed,
-    StageNotRedeployed,
     StoppedWatching,
 )
-from deployer.parameters import (
-    SERIES_TABLE_ID,
-    TABLE_ID,
-    TABLE_PROTECTION,
-    change_set_parameters,
-    given_lines,
-    is_unchanged,
-    protected_tables,
-    tables_leaving,
-    with_defaults,
-)
+from deployer.parameters import change_set_parameters, given_lines, is_unchanged, with_defaults
 from deployer.report import EventProgress, change_lines, changed_ids
 from deployer.results import Outcome
-from deployer.template_reading import resolve_ref
 
 POLL_SECONDS = 3.0  # between describe calls while waiting on CloudFormation
 CAPABILITIES = ["CAPABILITY_IAM"]
 NO_CHANGES = ("No updates are to be performed", "didn't contain changes")
-# The tables whose data no stack update may lose: the counts, and their history by hour and
-# day (the stream holds only 24 hours, so the series cannot be rebuilt).
-KEPT_TABLES = (TABLE_ID, SERIES_TABLE_ID)
-
-
-def stack_policy(leaving: Iterable[str] = ()) -> dict:
-    """No update may replace or delete a kept table; one that `leaving` names may leave the
-    stack in this update (tables_leaving: its own condition turned off, its data kept)."""
-    leaving = set(leaving)
-    return {
-        "Statement": [
-            {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
-            *(
-                {
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": ["Update:Replace"]
-                    if table in leaving
-                    else ["Update:Replace", "Update:Delete"],
-                    "Resource": f"LogicalResourceId/{table}",
-                }
-                for table in KEPT_TABLES
-            ),
-        ]
-    }
-
-
-STACK_POLICY = stack_policy()
-
-# API Gateway routes what a stage's deployment snapshotted. An update that removes or replaces
-# one of these leaves the old one in CloudFormation's deployment (see routes_replaced).
-ROUTE_TYPES = ("AWS::ApiGateway::Resource", "AWS::ApiGateway::Method")
-STAGE_TYPE = "AWS::ApiGateway::Stage"
-REST_API_TYPE = "AWS::ApiGateway::RestApi"
 
 Say = Callable[[str], None]
 
 
 def quiet(_: str) -> None:
-    """A `say` that prints nothing (the local stack prints its own banner)."""
+    """A `say` that prints nothing (the caller prints its own banner)."""
 
 
 def to_stderr(line: str) -> None:
@@ -111,47 +68,67 @@ def parameter_values(stack: dict | None) -> dict[str, str] | None:
     return {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
 
 
-def routes_replaced(changes: list[dict]) -> list[str]:
-    """Logical ids of the API resources and methods a change set removes or may replace.
+@dataclass(frozen=True)
+class StackPolicy:
+    """A stack policy: body, the lines said before it is set (why), the line once it is set,
+    and what it guards (named in the one warning of an emulator that lacks SetStackPolicy)."""
 
-    A stage serves the snapshot its deployment took. CloudFormation creates the replacements
-    first and deletes the old ones only in its cleanup phase, after any new Deployment was
-    taken, so no deployment made by the update routes the change (serverless#7542, #9686;
-    REST stages have no AutoDeploy, cloudformation-coverage-roadmap#623): a changed StatsPath
-    replaces its resource and methods. Replacement Conditional counts (a method on a replaced
-    resource gets a new ResourceId only when the update runs).
-    """
-    found = []
-    for change in changes:
-        resource = change.get("ResourceChange") or {}
-        if resource.get("ResourceType") not in ROUTE_TYPES:
-            continue
-        action, replacement = resource.get("Action"), resource.get("Replacement")
-        if action == "Remove" or (action == "Modify" and replacement in ("True", "Conditional")):
-            found.append(resource["LogicalResourceId"])
-    return found
+    body: dict
+    said: str
+    guards: str
+    notes: tuple[str, ...] = ()
 
 
-def stage_targets(
-    template: dict, physical: dict[str, str], values: dict[str, str]
-) -> list[tuple[str, str]]:
-    """(rest api id, stage name) of each AWS::ApiGateway::Stage of the template, as deployed."""
+class Plan(Protocol):
+    """What the engine reads of a safeguards' plan (deployer/safeguards.py's Plan is one).
 
-    def resolve(value: object, known: dict[str, str]) -> str | None:
-        value = resolve_ref(value, known)
-        return value if isinstance(value, str) else None
+    values: the change set's parameter values; use_previous: a parameter not given keeps its
+    value (UsePreviousValue), else takes its default; notes: printed before the change set;
+    remake: set by a revision that needs the change set made again with its values (the
+    suffix of the new change set's name); policy_during / policy_after: the stack policy while
+    the change set runs (None: none set for it) and the one set again after it (None: the
+    engine's own)."""
 
-    targets = []
-    for resource in template.get("Resources", {}).values():
-        if resource.get("Type") == "AWS::ApiGateway::Stage":
-            props = resource.get("Properties", {})
-            api, stage = (
-                resolve(props.get("RestApiId"), physical),
-                resolve(props.get("StageName"), values),
-            )
-            if api and stage:
-                targets.append((api, stage))
-    return targets
+    values: dict[str, str]
+    use_previous: bool
+    notes: list[str]
+    remake: str
+    policy_during: StackPolicy | None
+    policy_after: StackPolicy | None
+
+
+@dataclass(frozen=True)
+class Update:
+    """A change set the engine executed, as the safeguards' after-step gets it."""
+
+    kind: Outcome
+    template: dict
+    place: dict
+    stack: dict
+    changes: list[dict]
+
+
+class Safeguards(Protocol):
+    """What a stack needs around its change set, as a plan the engine runs."""
+
+    def plan(
+        self, kind: Outcome, template: dict, given: dict[str, str], previous: dict[str, str] | None
+    ) -> Plan:
+        """The plan before any change set: its values and notes."""
+
+    def for_changes(
+        self,
+        plan: Plan,
+        kind: Outcome,
+        template: dict,
+        changes: list[dict],
+        previous: dict[str, str] | None,
+        deployed: dict | None,
+    ) -> Plan:
+        """The plan once the change set's changes are known (deployed: the stack's template)."""
+
+    def after(self, plan: Plan, update: Update) -> dict:
+        """What follows a successful change set; the stack as it is then."""
 
 
 @dataclass
@@ -180,12 +157,11 @@ class Deployer:
         poll_seconds: float = POLL_SECONDS,
         capabilities: list[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        apigateway: object | None = None,
+        policy: StackPolicy | None = None,
     ) -> None:
-        """apigateway: a client to redeploy stages after an update that replaced routes; None
-        (the local stack, which routes from the template itself) skips that step."""
+        """policy: the stack policy set_stack_policy sets when given none."""
         self.cfn = cfn
-        self.apigateway = apigateway
+        self.policy = policy
         self.stack_name = stack_name
         self.say = say
         self.warn = warn
@@ -347,21 +323,19 @@ class Deployer:
         template: dict,
         given: dict[str, str],
         source: Callable[[], dict | None],
+        safeguards: Safeguards,
         review: Reviewer | None = None,
         dry_run: bool = False,
-        keep_previous: bool = True,
     ) -> tuple[Outcome, dict | None]:
-        """Create or update the stack to template with the given values.
+        """Create or update the stack to template with the given values, as safeguards plan.
 
         source() gives the template's place in the change set (TemplateBody or TemplateURL),
         asked only when a change set is needed; None in a dry run (no bucket to read it
-        from yet). review(stack, previous) may add values and
-        lines before anything is decided. keep_previous=False gives the parameters not given
-        their defaults on an update too (the local stack: what it serves is what it was given).
-        A create, and an update that adds a table while protection would be on, run with the
-        tables' deletion protection off, then turn it on with a parameter-only update
-        (safeguards.plan, replan_for_changes); an update that removed or replaced API routes
-        is followed by a new deployment of the stage (routes_replaced).
+        from yet). review(stack, previous) may add values and lines before anything is
+        decided. Then safeguards.plan gives the values; safeguards.for_changes revises the
+        plan from the change set (a plan with `remake` has the change set deleted and made
+        again with its values, once); the plan's policy_during is set while the change set
+        runs and its policy_after set again in a `finally`; safeguards.after follows.
         Returns the Outcome (CREATE, UPDATE, UNCHANGED or DRY_RUN) and the stack as it is now
         (None after a dry run of a create).
         """
@@ -369,13 +343,12 @@ class Deployer:
         kind = self.kind(stack)
         previous = parameter_values(stack) if kind == Outcome.UPDATE else None
         given = self._announce(kind, stack, given, previous, review)
-        planned = safeguards.plan(kind, template, given, previous, keep_previous)
-        for line in planned.notes:
+        plan = safeguards.plan(kind, template, given, previous)
+        for line in plan.notes:
             self.say(line)
-        given = planned.values
 
         # The same template with the same values: nothing to do, and no change set to make.
-        wanted = given if keep_previous else with_defaults(template, given)
+        wanted = plan.values if plan.use_previous else with_defaults(template, plan.values)
         deployed = self.deployed_template(stack["StackId"]) if kind == Outcome.UPDATE else None
         if kind == Outcome.UPDATE and is_unchanged(deployed, template, previous, wanted):
             return self._no_changes(stack, dry_run)
@@ -384,25 +357,26 @@ class Deployer:
         place = source()
         if place is None:  # a dry run with no place for the template that creates nothing
             return self._dry_run_from_template(kind, template, stack)
-        made = self._make_change_set(name, kind, place, template, given, previous, keep_previous)
+        made = self._make_change_set(name, kind, place, template, plan, previous)
         if made is None:
             return self._no_changes(stack, dry_run)
         stack_id, change_set = made
-        replanned = safeguards.replan_for_changes(
-            planned, kind, change_set["Changes"], template, previous, keep_previous
+        revised = safeguards.for_changes(
+            plan, kind, template, change_set["Changes"], previous, deployed
         )
-        if replanned is not None:
+        if revised.remake:
             self.discard(stack_id, name, kind)
-            for line in replanned.notes:
+            for line in revised.notes:
                 self.say(line)
-            planned, given = replanned, replanned.values
-            name = f"{name}-adds-table"
-            made = self._make_change_set(
-                name, kind, place, template, given, previous, keep_previous
-            )
+            name = f"{name}{revised.remake}"
+            made = self._make_change_set(name, kind, place, template, revised, previous)
             if made is None:
                 raise NothingToChange(detail=" in the update")
             stack_id, change_set = made
+            revised = safeguards.for_changes(
+                revised, kind, template, change_set["Changes"], previous, deployed
+            )
+        plan = revised
         self._print_change_set(name, change_set)
         if dry_run:
             self.discard(stack_id, name, kind)
@@ -414,24 +388,30 @@ class Deployer:
             else:
                 self.step(f"Dry run: change set deleted; stack {self.stack_name} unchanged.")
             return Outcome.DRY_RUN, stack
-        leaving = tables_leaving(change_set["Changes"], template, deployed)
-        if leaving:
-            self.say(
-                f"    {', '.join(leaving)} leaves the stack (its condition is off) and keeps its "
-                "data (DeletionPolicy); the stack policy lets this update remove it, then "
-                "denies it again"
-            )
-            self.set_stack_policy(stack_id, leaving)
+        if plan.policy_during:
+            self.set_stack_policy(stack_id, plan.policy_during)
         try:
             stack = self._execute(stack_id, name, change_set)
         finally:
-            if leaving:  # the full policy again, whatever the outcome
-                self.set_stack_policy(stack_id)
-        if planned.protect_after:
-            stack = self.protect_tables(template, stack, kind, place)
-        if planned.redeploy:
-            self.redeploy_stages(template, stack, change_set["Changes"])
-        return kind, stack
+            if plan.policy_during:  # the policy after, whatever the outcome
+                self.set_stack_policy(stack_id, plan.policy_after)
+        update = Update(kind, template, place, stack, change_set["Changes"])
+        return kind, safeguards.after(plan, update)
+
+    def update_parameters(
+        self, name: str, template: dict, place: dict, values: dict[str, str], stack: dict
+    ) -> dict:
+        """A parameter-only update of the stack just created or updated: the same template
+        (sent again from place, not UsePreviousTemplate, which some emulators refuse and AWS
+        treats the same), these values, every other kept. The stack after it."""
+        previous = parameter_values(stack)
+        parameters = change_set_parameters(template, values, previous)
+        made = self._change_set_made(name, Outcome.UPDATE, place, parameters)
+        if made is None:
+            raise NothingToChange(detail="")
+        stack_id, change_set = made
+        self._print_change_set(name, change_set)
+        return self._execute(stack_id, name, change_set)
 
     def _make_change_set(
         self,
@@ -439,12 +419,18 @@ class Deployer:
         kind: Outcome,
         place: dict,
         template: dict,
-        given: dict[str, str],
+        plan: Plan,
         previous: dict[str, str] | None,
-        keep_previous: bool,
     ) -> tuple[str, dict] | None:
-        """The stack id and the change set, made; None when there is nothing to change."""
-        parameters = change_set_parameters(template, given, previous if keep_previous else None)
+        """The stack id and the change set with the plan's values; None when there is
+        nothing to change."""
+        kept = previous if plan.use_previous else None
+        parameters = change_set_parameters(template, plan.values, kept)
+        return self._change_set_made(name, kind, place, parameters)
+
+    def _change_set_made(
+        self, name: str, kind: Outcome, place: dict, parameters: list[dict]
+    ) -> tuple[str, dict] | None:
         stack_id = self.create_change_set(name, kind, place, parameters)
         if stack_id is None:
             return None
@@ -560,132 +546,19 @@ class Deployer:
         )
         return Outcome.UNCHANGED, stack
 
-    # --- after a create or an update ----------------------------------------------------------
-
-    def protect_tables(self, template: dict, stack: dict, kind: Outcome, place: dict) -> dict:
-        """Turn on the tables' deletion protection: a parameter-only update of the stack just
-        created or updated (same template, every other value kept). The stack after it.
-
-        place is where the deploy's change set read the template (TemplateBody or
-        TemplateURL): sent again, not UsePreviousTemplate, which some emulators refuse
-        (LocalStack) and which AWS treats the same."""
-        tables = " and ".join(protected_tables(template)) or TABLE_ID
-        self.step(
-            f"Turning on the deletion protection of {tables} ({TABLE_PROTECTION}=true, "
-            "same template, every other value kept):"
-        )
-        name = f"protect-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        given, previous = {TABLE_PROTECTION: "true"}, parameter_values(stack)
-        try:
-            made = self._make_change_set(
-                name, Outcome.UPDATE, place, template, given, previous, True
-            )
-            if made is None:
-                raise NothingToChange(detail="")
-            stack_id, change_set = made
-            self._print_change_set(name, change_set)
-            stack = self._execute(stack_id, name, change_set)
-        except DeployError as error:
-            done = "created" if kind == Outcome.CREATE else "updated"
-            raise ProtectionNotOn(
-                code=error.code,
-                stack=self.stack_name,
-                done=done,
-                error=error,
-                tables=tables,
-                parameter=TABLE_PROTECTION,
-                where=self.where,
-            ) from None
-        self.step(
-            f"Deletion protection of {tables} is on: DynamoDB refuses to delete them until it "
-            "is turned off. Later updates keep it."
-        )
-        return stack
-
-    def redeploy_stages(self, template: dict, stack: dict, changes: list[dict]) -> None:
-        """After an update (and its cleanup): a new deployment of each stage that would
-        otherwise route an old version of the API."""
-        if self.apigateway is None:
-            return
-        replaced = routes_replaced(changes)
-        if replaced:
-            why = (
-                f"the update removed or replaced {', '.join(replaced)}, which the stage's "
-                "previous deployment still routed"
-            )
-            for api_id, stage in self._stages(template, stack, why):
-                self._redeploy(api_id, stage, why)
-        elif apis := [
-            c["ResourceChange"]["LogicalResourceId"]
-            for c in changes
-            if c.get("ResourceChange", {}).get("ResourceType") == REST_API_TYPE
-            and c["ResourceChange"].get("Action") == "Modify"
-        ]:
-            # Its BinaryMediaTypes (Backend): a stage applies the API's settings as they were
-            # when its deployment was taken.
-            why = (
-                f"the update changed the settings of {', '.join(apis)} (BinaryMediaTypes), "
-                "which a stage serves from a new deployment only"
-            )
-            for api_id, stage in self._stages(template, stack, why):
-                self._redeploy(api_id, stage, why)
-        elif any(c.get("ResourceChange", {}).get("ResourceType") == STAGE_TYPE for c in changes):
-            # Updating the stage may set it back to the template's deployment, older than the
-            # one a previous deploy made: the API's newest deployment is the one to serve.
-            why = "the update set it back to an older deployment of the API"
-            for api_id, stage in self._stages(template, stack, why):
-                if self._behind(api_id, stage):
-                    self._redeploy(api_id, stage, why)
-
-    def _stages(self, template: dict, stack: dict, why: str) -> list[tuple[str, str]]:
-        physical = {
-            r["LogicalResourceId"]: r.get("PhysicalResourceId") or ""
-            for r in self.resources(stack["StackId"])
-            if r.get("LogicalResourceId")
-        }
-        targets = stage_targets(template, physical, parameter_values(stack) or {})
-        if not targets:
-            raise StageNotRedeployed(
-                f"{why}, but no stage of stack {self.stack_name} was found to redeploy: run "
-                "aws apigateway create-deployment --rest-api-id ID --stage-name STAGE"
-            )
-        return targets
-
-    def _behind(self, api_id: str, stage: str) -> bool:
-        """Whether the stage serves a deployment older than the API's newest."""
-        try:
-            current = self.apigateway.get_stage(restApiId=api_id, stageName=stage)
-            pages = self.apigateway.get_paginator("get_deployments").paginate(restApiId=api_id)
-            deployments = [d for page in pages for d in page.get("items", [])]
-        except (ClientError, BotoCoreError):
-            return False  # no such stage (yet), or not allowed to look: nothing to repair
-        newest = max(deployments, key=lambda d: d["createdDate"], default=None)
-        return newest is not None and newest["id"] != current.get("deploymentId")
-
-    def _redeploy(self, api_id: str, stage: str, why: str) -> None:
-        try:
-            created = self.apigateway.create_deployment(
-                restApiId=api_id,
-                stageName=stage,
-                description=f"{PROG}: stack {self.stack_name}: {why}"[:1024],
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise StageNotRedeployed(
-                f"stack {self.stack_name} was updated, but redeploying its stage {stage} "
-                f"failed ({error}): the stage still routes the old API; run aws apigateway "
-                f"create-deployment --rest-api-id {api_id} --stage-name {stage}"
-            ) from None
-        self.step(f"Stage {stage} redeployed (deployment {created['id']}): {why}.")
-
     # --- after a deploy, and delete ----------------------------------------------------------
 
-    def set_stack_policy(self, stack_id: str, leaving: Iterable[str] = ()) -> None:
-        """The stack policy (stack_policy(leaving)); an emulator that lacks SetStackPolicy
-        (LocalStack) is one warning line and no policy, AWS's refusal an error."""
+    def set_stack_policy(self, stack_id: str, policy: StackPolicy | None = None) -> None:
+        """Set the stack policy (the engine's own when none is given); an emulator that lacks
+        SetStackPolicy (LocalStack) is one warning line and no policy, AWS's refusal an
+        error."""
+        policy = policy or self.policy
+        if policy is None:
+            return
+        for line in policy.notes:
+            self.say(line)
         try:
-            self.cfn.set_stack_policy(
-                StackName=stack_id, StackPolicyBody=json.dumps(stack_policy(leaving))
-            )
+            self.cfn.set_stack_policy(StackName=stack_id, StackPolicyBody=json.dumps(policy.body))
         except (ClientError, BotoCoreError) as error:
             if not client_is_aws(self.cfn) and lacks_operation(error):
                 self.warn(
@@ -693,18 +566,12 @@ class Deployer:
                         self.cfn.meta.endpoint_url,
                         "SetStackPolicy",
                         error,
-                        "no stack policy set (on AWS it keeps updates from replacing or "
-                        f"deleting {' or '.join(KEPT_TABLES)})",
+                        f"no stack policy set (on AWS it {policy.guards})",
                     )
                 )
                 return
             raise AwsCallFailed(what="set-stack-policy", error=error) from None
-        if leaving:
-            self.step(f"Stack policy set for this update: {', '.join(leaving)} may leave it.")
-            return
-        self.step(
-            f"Stack policy set: no stack update may replace or delete {' or '.join(KEPT_TABLES)}."
-        )
+        self.step(policy.said)
 
     def delete(self, stack: dict, resources: list[dict]) -> dict:
         """Delete the stack, following its events; the stack's last state."""

@@ -161,6 +161,7 @@ def deploy(
     import json
 
     from deployer.deployer import Deployer
+    from deployer.safeguards import StackSafeguards
 
     deadline = time.monotonic() + timeout
 
@@ -177,12 +178,11 @@ def deploy(
         capabilities=CAPABILITIES,
         sleep=sleep,
     )
+    # The local API is served with the defaults of the parameters not given.
+    safeguards = StackSafeguards(deployer, keep_previous=False)
     try:
         outcome, _ = deployer.deploy(
-            json.loads(template_body),
-            params,
-            lambda: {"TemplateBody": template_body},
-            keep_previous=False,  # the local API is served with the defaults of those not given
+            json.loads(template_body), params, lambda: {"TemplateBody": template_body}, safeguards
         )
     except DeployError as error:
         if str(error):

@@ -277,3 +277,24 @@ def test_an_update_that_would_delete_the_counter_table_is_still_refused_by_the_p
     with pytest.raises(DeployError, match="deploying stack demo failed"):
         flow.deploy_template(json.dumps(template).encode())
     assert "CounterTable" in physical_ids()
+
+
+def test_the_full_policy_is_back_after_an_update_under_the_window_fails(account, capsys):
+    """The window that lets SeriesTable leave is set for one change set; when that change set
+    fails (here: it also deletes the counter table, which the window still denies), the
+    stack keeps the full policy, not the window."""
+    deploy()
+    template = json.loads(BODY)
+    del template["Resources"]["CounterTable"]
+    for resource in template["Resources"].values():
+        resource.pop("DependsOn", None)
+    options = ["--stack-name", "demo", "--no-smoke", "--s3-bucket", BUCKET]
+    flow = cli.Deploy(parse([*options, "--param", "Analytics=off"], False))
+    flow.aws = cli.connect(flow.options)
+    with pytest.raises(DeployError, match="deploying stack demo failed"):
+        flow.deploy_template(json.dumps(template).encode())
+    assert "Stack policy set for this update: SeriesTable may leave it." in capsys.readouterr().out
+    assert {"CounterTable", "SeriesTable"} <= set(physical_ids())  # rolled back
+    assert stack_policy_denies() == {
+        f"LogicalResourceId/{table}": ["Update:Delete", "Update:Replace"] for table in TABLES
+    }

@@ -25,7 +25,7 @@ from botocore.stub import ANY, Stubber
 
 from deployer import cli, errors, safeguards
 from deployer.cli import fate_lines, kept_table_lines
-from deployer.deployer import STACK_POLICY, Deployer, routes_replaced, stage_targets
+from deployer.deployer import Deployer
 from deployer.errors import DeployError, ParameterError
 from deployer.options import parse
 from deployer.parameters import (
@@ -53,6 +53,7 @@ from deployer.report import (
 )
 from deployer.results import Outcome
 from deployer.s3 import ensure_managed_bucket, managed_bucket_name, template_key, template_url
+from deployer.safeguards import STACK_POLICY, routes_replaced, stage_targets
 from deployer.smoke import TRIES, Answer, judge, smoke_test
 from local.emulator import free_port
 from templates import function
@@ -488,12 +489,12 @@ PROD = {
 }
 
 
-def stubbed_redeploy() -> tuple[Deployer, Stubber, Stubber, list[str]]:
+def stubbed_redeploy() -> tuple[safeguards.StackSafeguards, Stubber, Stubber, list[str]]:
     apigateway, api_stub = stubbed("apigateway")
     said: list[str] = []
-    deployer, cfn_stub = stubbed_deployer([], apigateway=apigateway, say=said.append)
+    deployer, cfn_stub = stubbed_deployer([], say=said.append)
     cfn_stub.add_response("describe_stack_resources", API_RESOURCES)
-    return deployer, cfn_stub, api_stub, said
+    return safeguards.StackSafeguards(deployer, apigateway=apigateway), cfn_stub, api_stub, said
 
 
 def test_a_failed_redeploy_says_the_stage_routes_the_old_api_and_gives_the_command(template):
