@@ -1,7 +1,9 @@
 """Template parameters: checked as CloudFormation checks them, passed as a change set wants them.
 
-Pure functions: the deploy flow (`deployer.flow`) and the local stack both call them, so the
-same bad value gets the same message on both paths.
+Pure functions. The generic ones (checking, passing, comparing values) serve the change-set
+engine (deployer.deployer) and the local stack, so the same bad value gets the same message on
+both paths; the rules of this stack's own parameters (table protection, the tables a change
+adds or lets leave, the account role, the billing mode) serve deployer.safeguards and the CLI.
 """
 
 from __future__ import annotations
