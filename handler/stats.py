@@ -238,6 +238,7 @@ MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
 LEDGER_TABLE = os.environ.get("LEDGER_TABLE", "")
 # ClientIdentity (docs/clients.md): how a hit names its client; "none": no clients view.
 CLIENT_IDENTITY = os.environ.get("CLIENT_IDENTITY", "none")
+CLIENTS_ON = CLIENT_IDENTITY not in ("", "none")
 CLIENT_CONFIG = Config(
     connect_timeout=1,
     read_timeout=2,
@@ -1048,6 +1049,10 @@ USAGE_COLUMNS = ("kind", "month", "client", "day", "route", "hits")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such a
 # value is written with a leading apostrophe (docs/usage-billing.md).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CLIENTS_OFF = (
+    "usage per client is off for this stack (ClientIdentity=none): no hit names its client; "
+    "set ClientIdentity to apikey, authorizer or header:<Name> (docs/clients.md)"
+)
 
 
 def client_key(text):
@@ -1201,7 +1206,10 @@ def month_clients(month, limit, after):
 
 def read_usage(query, headers, now):
     """GET <stats>/usage: a client's month (total, days, a page of routes) or a page of the
-    month's clients; as JSON, CSV or (in a browser) the clients view."""
+    month's clients; as JSON, CSV or (in a browser) the clients view. 404 with
+    ClientIdentity=none, as the analytics' reads with Analytics=off: no client to show."""
+    if not CLIENTS_ON:
+        raise HttpError(404, CLIENTS_OFF)
     unknown = set(query) - {"month", "client", "limit", "next", "format"}
     if unknown:
         raise HttpError(400, f"unknown parameter: {sorted(unknown)[0]}; see docs/usage-billing.md")
@@ -1601,7 +1609,7 @@ def dashboard(
     back, where, stale_section, nav = ("", "", "", "")
     if single:
         back = '<p><a href="?">All routes</a></p>'
-    elif CLIENT_IDENTITY not in ("", "none"):  # ClientIdentity on: link the clients view
+    elif CLIENTS_ON:  # link the clients view
         href = html.escape(STATS_ROUTE.rsplit("/", 1)[-1] + "/usage", quote=True)
         back = f'<p><a href="{href}">Clients this month</a></p>'
     if not single:
@@ -1636,15 +1644,17 @@ def dashboard(
     )
 
 
-def error_page(status, message):
-    """An error as a browser user reads it: same style and policy as the dashboard."""
+def error_page(status, message, below_stats=False):
+    """An error as a browser user reads it: same style and policy as the dashboard. Its link
+    leads to the dashboard, also from a page below it (<stats>/usage): never back to itself."""
+    back = dashboard_href() if below_stats else "?"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>Error {status}</title><style>{CSS}</style></head><body>"
         f"<h1>Error {status}: {HTTPStatus(status).phrase}</h1>"
         f"<p class=err>{visible(message, '[%s]')}</p>"
-        '<p><a href="?">Back to the dashboard</a></p></body></html>'
+        f'<p><a href="{back}">Back to the dashboard</a></p></body></html>'
     )
 
 
@@ -1866,7 +1876,7 @@ def handler(event, context):
     except HttpError as error:
         result, fields = response(error.status, {"error": str(error)}, error.headers), {}
         if html_errors:
-            page = error_page(error.status, str(error))
+            page = error_page(error.status, str(error), path.startswith(STATS_ROUTE + "/"))
             result = response(error.status, headers=error.headers, html_page=page)
     except (ClientError, BotoCoreError) as error:
         result, fields = aws_fault(error, request_id)

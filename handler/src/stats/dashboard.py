@@ -11,7 +11,7 @@ from http import HTTPStatus
 from .charts import answers_chart, answers_heading, ranked_bars, series_chart
 from .items import DEFAULT_MIN_ANSWERS, TOP_LIMIT, ordered
 from .parsing import DEFAULT_LIMIT, DEFAULT_STALE_DAYS, MAX_BACK, MAX_BACK_CHARS, decode_token
-from .settings import CLIENT_IDENTITY, STATS_ROUTE
+from .settings import CLIENTS_ON, STATS_ROUTE
 from .text import (
     label,
     milliseconds,
@@ -361,7 +361,7 @@ def dashboard(
     back, where, stale_section, nav = ("", "", "", "")
     if single:
         back = '<p><a href="?">All routes</a></p>'
-    elif CLIENT_IDENTITY not in ("", "none"):  # ClientIdentity on: link the clients view
+    elif CLIENTS_ON:  # link the clients view
         href = html.escape(STATS_ROUTE.rsplit("/", 1)[-1] + "/usage", quote=True)
         back = f'<p><a href="{href}">Clients this month</a></p>'
     if not single:
@@ -396,13 +396,15 @@ def dashboard(
     )
 
 
-def error_page(status, message):
-    """An error as a browser user reads it: same style and policy as the dashboard."""
+def error_page(status, message, below_stats=False):
+    """An error as a browser user reads it: same style and policy as the dashboard. Its link
+    leads to the dashboard, also from a page below it (<stats>/usage): never back to itself."""
+    back = dashboard_href() if below_stats else "?"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>Error {status}</title><style>{CSS}</style></head><body>"
         f"<h1>Error {status}: {HTTPStatus(status).phrase}</h1>"
         f"<p class=err>{visible(message, '[%s]')}</p>"
-        '<p><a href="?">Back to the dashboard</a></p></body></html>'
+        f'<p><a href="{back}">Back to the dashboard</a></p></body></html>'
     )
