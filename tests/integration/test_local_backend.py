@@ -57,6 +57,18 @@ def test_repeated_headers_and_cookies_reach_both_sides(stack, backend):
     assert ("Cookie", "c=3") in [tuple(h) for h in seen["headers"]]
 
 
+def test_a_forwarded_answer_has_one_date_the_backends_remapped_as_on_aws(stack):
+    """The local API writes its own Date; the backend's (forwarded by the counter) reaches
+    the client as x-amzn-Remapped-Date, as API Gateway does: never two Date headers."""
+    status, headers, body = request(stack.url + "/cookies")
+
+    assert status == 200 and body == b"ok"
+    assert len(headers.get_all("Date")) == 1
+    assert len(headers.get_all("x-amzn-Remapped-Date")) == 1
+    assert headers["x-amzn-Remapped-Server"].startswith("BaseHTTP")  # http.server's
+    assert headers.get_all("Server") is None
+
+
 def test_head_and_bodiless_answers(stack):
     connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
     try:
