@@ -424,6 +424,18 @@ def parse_position(query):
     return token, at, back
 
 
+def offset_sent_bare(text):
+    """Whether the time would be valid with its last space a "+": an offset such as +02:00
+    put in a query string unencoded, which arrives with a space for its "+"."""
+    before, space, after = text.rpartition(" ")
+    if not space:
+        return False
+    try:
+        return datetime.datetime.fromisoformat(f"{before}+{after}").tzinfo is not None
+    except ValueError:
+        return False
+
+
 def query_time(query, name):
     """An ISO 8601 time of the query (UTC unless it says otherwise), or None when absent."""
     text = query.get(name)
@@ -432,6 +444,12 @@ def query_time(query, name):
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
+        if offset_sent_bare(text):
+            raise HttpError(
+                400,
+                f"'{name}' has a space where its offset's sign would be: write the offset's +"
+                " as %2B (a bare + in a query is a space), e.g. 2026-12-01T03:00:00%2B02:00",
+            ) from None
         raise HttpError(
             400, f"'{name}' must be an ISO 8601 time such as 2026-12-01T03:00:00Z"
         ) from None
@@ -543,7 +561,8 @@ def route_of(path):
     ):
         path = "/" + "/".join(segments_of(path))
     if len(path) > MAX_PATH_BYTES:  # ASCII by now
-        return None, (414, f"its route is {len(path)} bytes long; the limit is {MAX_PATH_BYTES}")
+        message = f"the route is {len(path)} bytes; at most {MAX_PATH_BYTES} are counted"
+        return None, (414, message)
     return path, None
 
 

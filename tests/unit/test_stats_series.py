@@ -198,12 +198,28 @@ def test_a_route_never_counted_is_all_zeros(stats):
         ({"route": "/a", "from": "2026-12-01"}, "need a 'series'"),
         ({"to": "2026-12-01"}, "need a 'series'"),
         ({"route": "/a", "series": "hour", "limit": "5"}, "cannot be combined"),
+        # from=...T03:00:00+02:00 typed into a URL: the "+" arrives as a space
+        (
+            {"route": "/a", "series": "hour", "from": "2026-12-01T03:00:00 02:00"},
+            "'from' has a space where its offset's sign would be: write the offset's + as %2B"
+            " (a bare + in a query is a space), e.g. 2026-12-01T03:00:00%2B02:00",
+        ),
+        (
+            {"route": "/a", "series": "day", "to": "2026-12-01T03 0530"},
+            "write the offset's + as %2B (a bare + in a query is a space)",
+        ),
     ],
 )
 def test_bad_values_are_a_clear_400(stats, query, message):
     status, body = get(stats, query)
     assert status == 400
     assert message in body["error"]
+
+
+def test_a_route_over_1024_bytes_says_how_long_it_is_and_how_long_it_may_be(stats):
+    status, body = get(stats, {"route": "/" + "a" * 1100})
+    assert status == 400
+    assert body == {"error": "invalid 'route': the route is 1101 bytes; at most 1024 are counted"}
 
 
 def test_times_of_the_first_centuries_are_iso_8601_with_four_digit_years(stats):
