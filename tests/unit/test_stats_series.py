@@ -216,12 +216,6 @@ def test_bad_values_are_a_clear_400(stats, query, message):
     assert message in body["error"]
 
 
-def test_a_route_over_1024_bytes_says_how_long_it_is_and_how_long_it_may_be(stats):
-    status, body = get(stats, {"route": "/" + "a" * 1100})
-    assert status == 400
-    assert body == {"error": "invalid 'route': the route is 1101 bytes; at most 1024 are counted"}
-
-
 def test_times_of_the_first_centuries_are_iso_8601_with_four_digit_years(stats):
     query = {"series": "hour", "from": "0001-01-01T00:00:00", "to": "0001-01-01T01:00:00"}
     status, body = get(stats, query)
