@@ -213,12 +213,13 @@ def summary_panels(summary, charts, now):
             " The routes counted so far are in the table below.</p></section>"
         )
     head = (
-        "<section><h2>All routes, since analytics was turned on</h2><div class=totals>"
+        # Analytics is on by default: the totals date from the stack's start, no choice made
+        "<section><h2>All routes, since this stack began keeping hits over time</h2>"
+        "<div class=totals>"
         f"<p><b>{totals['hits']:,}</b> {plural(totals['hits'], 'hit')}</p>"
         f"<p><b>{totals['routes']:,}</b> {plural(totals['routes'], 'route')}</p>"
-        "</div><p class=note>The hits counted since analytics was turned on (Analytics=on),"
-        " and the routes first counted since then; hits from before are only in the routes'"
-        " counts below.</p></section>"
+        "</div><p class=note>The hits counted since then, and the routes first counted since"
+        " then; hits from before are only in the routes' counts below.</p></section>"
     )
     charts_html = "".join(series_chart(points, heading) for heading, points in charts)
     charts_html += "".join(answers_chart(p, answers_heading(h)) for h, p in charts)
@@ -317,7 +318,7 @@ def overview(routes, limit, stale, next_token, position, now):
         (r for r in routes if (stored_seconds(r["lastSeen"]) or now) <= cutoff),
         key=lambda r: r["lastSeen"],
     )
-    choices = " ".join(
+    choices = ", ".join(
         f'<a href="{page_link(limit, days, position)}">{days} day{"s" if days != 1 else ""}</a>'
         for days in STALE_CHOICES
         if days != stale
