@@ -238,6 +238,7 @@ MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
 LEDGER_TABLE = os.environ.get("LEDGER_TABLE", "")
 # ClientIdentity (docs/clients.md): how a hit names its client; "none": no clients view.
 CLIENT_IDENTITY = os.environ.get("CLIENT_IDENTITY", "none")
+CLIENTS_ON = CLIENT_IDENTITY not in ("", "none")
 CLIENT_CONFIG = Config(
     connect_timeout=1,
     read_timeout=2,
@@ -423,6 +424,18 @@ def parse_position(query):
     return token, at, back
 
 
+def offset_sent_bare(text):
+    """Whether the time would be valid with its last space a "+": an offset such as +02:00
+    put in a query string unencoded, which arrives with a space for its "+"."""
+    before, space, after = text.rpartition(" ")
+    if not space:
+        return False
+    try:
+        return datetime.datetime.fromisoformat(f"{before}+{after}").tzinfo is not None
+    except ValueError:
+        return False
+
+
 def query_time(query, name):
     """An ISO 8601 time of the query (UTC unless it says otherwise), or None when absent."""
     text = query.get(name)
@@ -431,6 +444,12 @@ def query_time(query, name):
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
+        if offset_sent_bare(text):
+            raise HttpError(
+                400,
+                f"'{name}' has a space where its offset's sign would be: write the offset's +"
+                " as %2B (a bare + in a query is a space), e.g. 2026-12-01T03:00:00%2B02:00",
+            ) from None
         raise HttpError(
             400, f"'{name}' must be an ISO 8601 time such as 2026-12-01T03:00:00Z"
         ) from None
@@ -542,7 +561,8 @@ def route_of(path):
     ):
         path = "/" + "/".join(segments_of(path))
     if len(path) > MAX_PATH_BYTES:  # ASCII by now
-        return None, (414, f"its route is {len(path)} bytes long; the limit is {MAX_PATH_BYTES}")
+        message = f"the route is {len(path)} bytes; at most {MAX_PATH_BYTES} are counted"
+        return None, (414, message)
     return path, None
 
 
@@ -1048,6 +1068,10 @@ USAGE_COLUMNS = ("kind", "month", "client", "day", "route", "hits")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such a
 # value is written with a leading apostrophe (docs/usage-billing.md).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CLIENTS_OFF = (
+    "usage per client is off for this stack (ClientIdentity=none): no hit names its client; "
+    "set ClientIdentity to apikey, authorizer or header:<Name> (docs/clients.md)"
+)
 
 
 def client_key(text):
@@ -1201,7 +1225,10 @@ def month_clients(month, limit, after):
 
 def read_usage(query, headers, now):
     """GET <stats>/usage: a client's month (total, days, a page of routes) or a page of the
-    month's clients; as JSON, CSV or (in a browser) the clients view."""
+    month's clients; as JSON, CSV or (in a browser) the clients view. 404 with
+    ClientIdentity=none, as the analytics' reads with Analytics=off: no client to show."""
+    if not CLIENTS_ON:
+        raise HttpError(404, CLIENTS_OFF)
     unknown = set(query) - {"month", "client", "limit", "next", "format"}
     if unknown:
         raise HttpError(400, f"unknown parameter: {sorted(unknown)[0]}; see docs/usage-billing.md")
@@ -1453,12 +1480,13 @@ def summary_panels(summary, charts, now):
             " The routes counted so far are in the table below.</p></section>"
         )
     head = (
-        "<section><h2>All routes, since analytics was turned on</h2><div class=totals>"
+        # Analytics is on by default: the totals date from the stack's start, no choice made
+        "<section><h2>All routes, since this stack began keeping hits over time</h2>"
+        "<div class=totals>"
         f"<p><b>{totals['hits']:,}</b> {plural(totals['hits'], 'hit')}</p>"
         f"<p><b>{totals['routes']:,}</b> {plural(totals['routes'], 'route')}</p>"
-        "</div><p class=note>The hits counted since analytics was turned on (Analytics=on),"
-        " and the routes first counted since then; hits from before are only in the routes'"
-        " counts below.</p></section>"
+        "</div><p class=note>The hits counted since then, and the routes first counted since"
+        " then; hits from before are only in the routes' counts below.</p></section>"
     )
     charts_html = "".join(series_chart(points, heading) for heading, points in charts)
     charts_html += "".join(answers_chart(p, answers_heading(h)) for h, p in charts)
@@ -1557,7 +1585,7 @@ def overview(routes, limit, stale, next_token, position, now):
         (r for r in routes if (stored_seconds(r["lastSeen"]) or now) <= cutoff),
         key=lambda r: r["lastSeen"],
     )
-    choices = " ".join(
+    choices = ", ".join(
         f'<a href="{page_link(limit, days, position)}">{days} day{"s" if days != 1 else ""}</a>'
         for days in STALE_CHOICES
         if days != stale
@@ -1601,7 +1629,7 @@ def dashboard(
     back, where, stale_section, nav = ("", "", "", "")
     if single:
         back = '<p><a href="?">All routes</a></p>'
-    elif CLIENT_IDENTITY not in ("", "none"):  # ClientIdentity on: link the clients view
+    elif CLIENTS_ON:  # link the clients view
         href = html.escape(STATS_ROUTE.rsplit("/", 1)[-1] + "/usage", quote=True)
         back = f'<p><a href="{href}">Clients this month</a></p>'
     if not single:
@@ -1636,15 +1664,17 @@ def dashboard(
     )
 
 
-def error_page(status, message):
-    """An error as a browser user reads it: same style and policy as the dashboard."""
+def error_page(status, message, below_stats=False):
+    """An error as a browser user reads it: same style and policy as the dashboard. Its link
+    leads to the dashboard, also from a page below it (<stats>/usage): never back to itself."""
+    back = dashboard_href() if below_stats else "?"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>Error {status}</title><style>{CSS}</style></head><body>"
         f"<h1>Error {status}: {HTTPStatus(status).phrase}</h1>"
         f"<p class=err>{visible(message, '[%s]')}</p>"
-        '<p><a href="?">Back to the dashboard</a></p></body></html>'
+        f'<p><a href="{back}">Back to the dashboard</a></p></body></html>'
     )
 
 
@@ -1866,7 +1896,7 @@ def handler(event, context):
     except HttpError as error:
         result, fields = response(error.status, {"error": str(error)}, error.headers), {}
         if html_errors:
-            page = error_page(error.status, str(error))
+            page = error_page(error.status, str(error), path.startswith(STATS_ROUTE + "/"))
             result = response(error.status, headers=error.headers, html_page=page)
     except (ClientError, BotoCoreError) as error:
         result, fields = aws_fault(error, request_id)

@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Route Counter is running locally, ready in {time.monotonic() - started:.1f} s\n"
             f"  API:       {stack.url}/\n"
-            f"  try:       curl {stack.url}/hello\n"
-            f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
+            + try_line(stack)
+            + f"  stack:     {stack.stack_name} ({stack.deploy_result.lower()}) on {emulator}\n"
             f"  counts:    {kept(stack, args.fresh)}\n"
             + parameter_lines(given, stack.parameters)
             + private_stats_lines(stack)
@@ -262,6 +262,17 @@ def parameter_lines(given: dict[str, str], values: dict[str, str]) -> str:
         for part in textwrap.wrap(line, PARAMETER_WIDTH, subsequent_indent="  ")
     ]
     return "".join(f"  {'params:' if i == 0 else '':<11}{part}\n" for i, part in enumerate(wrapped))
+
+
+def try_line(stack: LocalStack) -> str:
+    """A first request to make. With a Backend it reaches the backend (and is counted):
+    asked with X-Route-Count, its answer shows both the backend's answer and the count."""
+    if not stack.backend:
+        return f"  try:       curl {stack.url}/hello\n"
+    return (
+        f"  try:       curl -i -H 'X-Route-Count: 1' {stack.url}/hello"
+        "  (forwarded to the backend and counted: its answer, the count in X-Route-Count)\n"
+    )
 
 
 def private_stats_lines(stack: LocalStack) -> str:

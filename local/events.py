@@ -235,6 +235,30 @@ def _header_value(name: str, value: object) -> str:
     raise MalformedResponse(f"header {name!r} has a {type(value).__name__} value")
 
 
+# What a REST API does with these headers of a Lambda proxy answer (AWS's "important notes
+# for REST APIs", as LocalStack's AWS-validated gateway applies them to proxy integrations):
+# API Gateway writes its own Date, Server, Connection, Content-Length and x-amzn-RequestId,
+# and hands the function's as x-amzn-Remapped-<Name>; it drops Transfer-Encoding.
+REMAPPED_HEADERS = {
+    name.lower(): name
+    for name in ("Connection", "Content-Length", "Date", "Server", "x-amzn-RequestId")
+}
+DROPPED_HEADERS = {"transfer-encoding"}
+
+
+def gateway_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A Lambda proxy answer's headers as API Gateway sends them on: the ones it writes
+    itself remapped to x-amzn-Remapped-<Name>, so each is sent once, and the dropped ones."""
+    out = []
+    for name, value in headers:
+        key = name.lower()
+        if key in REMAPPED_HEADERS:
+            out.append((f"x-amzn-Remapped-{REMAPPED_HEADERS[key]}", value))
+        elif key not in DROPPED_HEADERS:
+            out.append((name, value))
+    return out
+
+
 def map_response(
     result: object,
     request_id: str,
@@ -280,7 +304,7 @@ def map_response(
             raise MalformedResponse(f"body is not valid base64: {error}") from error
     else:
         payload = (body or "").encode("utf-8")
-    out = [(name, value) for name, values in merged.items() for value in values]
+    out = gateway_headers([(name, value) for name, values in merged.items() for value in values])
     names = {name.lower() for name, _ in out}
     if "content-type" not in names:
         out.append(("Content-Type", "application/json"))

@@ -96,7 +96,7 @@ def test_the_front_page_and_a_routes_page_after_real_hits_fit_a_phone(stream_tab
             "front": (
                 None,
                 [
-                    "All routes, since analytics was turned on",
+                    "All routes, since this stack began keeping hits over time",
                     "Hits per hour, last 24 hours, all routes",
                     "Hits per day, last 30 days, all routes",
                     "Top routes of all time",

@@ -30,6 +30,23 @@ def test_the_banner_names_the_backend(stack, backend):
     assert f"backend:   {backend.url}/base" in stack.output.read_text()
 
 
+def test_the_banners_first_request_shows_it_is_forwarded_and_counted(stack, backend):
+    """With a Backend, the banner's `try:` request is forwarded (not a plain counter's
+    /hello): asked with X-Route-Count, the answer is the backend's and carries the count;
+    the private stats' curl line follows."""
+    banner = stack.output.read_text().split("Ctrl-C to stop.")[0]
+    suggested = f"curl -i -H 'X-Route-Count: 1' {stack.url}/hello"
+    assert f"  try:       {suggested}  (forwarded to the backend and counted: " in banner
+    assert f"curl {stack.url}/hello\n" not in banner
+    assert f"{stack.url}/_stats\n" in banner and "try:       curl -u " in banner
+    before = len(backend.requests)
+    status, headers, body = request(stack.url + "/hello", headers=[("X-Route-Count", "1")])
+
+    assert status == 404 and json.loads(body) == {"error": "no such route"}  # the backend's
+    assert backend.paths()[before:] == ["/base/hello"]
+    assert int(headers["X-Route-Count"]) >= 1
+
+
 def test_binary_bodies_both_ways_are_intact(stack, backend):
     status, headers, body = request(
         stack.url + "/binary",
@@ -55,6 +72,18 @@ def test_repeated_headers_and_cookies_reach_both_sides(stack, backend):
     seen = backend.requests[-1]
     assert seen["path"] == "/base/cookies?tag=a&tag=b"
     assert ("Cookie", "c=3") in [tuple(h) for h in seen["headers"]]
+
+
+def test_a_forwarded_answer_has_one_date_the_backends_remapped_as_on_aws(stack):
+    """The local API writes its own Date; the backend's (forwarded by the counter) reaches
+    the client as x-amzn-Remapped-Date, as API Gateway does: never two Date headers."""
+    status, headers, body = request(stack.url + "/cookies")
+
+    assert status == 200 and body == b"ok"
+    assert len(headers.get_all("Date")) == 1
+    assert len(headers.get_all("x-amzn-Remapped-Date")) == 1
+    assert headers["x-amzn-Remapped-Server"].startswith("BaseHTTP")  # http.server's
+    assert headers.get_all("Server") is None
 
 
 def test_head_and_bodiless_answers(stack):

@@ -17,10 +17,30 @@ IMPLEMENTATION_WORDS = re.compile(
 )
 
 
+# Tags a browser runs on within a line of text: "<b>8 routes</b>: every" reads "8 routes:
+# every", with no space where the tag was. Any other tag breaks the text (a space here).
+INLINE_TAG = re.compile(r"</?(a|abbr|b|bdi|code|em|i|small|span|strong|sub|sup|time)\b[^>]*>")
+
+
 def visible_text(page_html: str) -> str:
-    """What a reader sees: the page without its style sheet and tags, entities decoded."""
+    """What a reader sees: the page without its style sheet and tags, entities decoded,
+    its runs of white space one space (as a browser lays them out)."""
     text = re.sub(r"<style>.*?</style>", "", page_html, flags=re.DOTALL)
-    return html.unescape(re.sub(r"<[^>]+>", " ", text))
+    text = re.sub(r"<[^>]+>", " ", INLINE_TAG.sub("", text))
+    return " ".join(html.unescape(text).split())
+
+
+def test_the_front_pages_sentences_read_as_sentences(stats, counter_table):
+    """The totals and the stale routes' thresholds, as a reader reads them: no space before
+    a colon or a full stop, the threshold links told apart."""
+    seed(counter_table, {"/a": 7, "/b": 5})
+
+    _, shown = get(stats, accept=BROWSER_ACCEPT)
+    text = visible_text(shown)
+
+    assert "12 hits over 2 routes: every route." in text
+    assert "Other thresholds: 1 day, 30 days, 90 days." in text
+    assert re.findall(r" [.,:;]", text) == []
 
 
 def route_cell(page_html: str, route_text: str) -> str:

@@ -179,6 +179,40 @@ def test_proxy_response_maps_status_headers_and_body():
     assert response.body == b"created"
 
 
+def test_headers_api_gateway_writes_itself_are_remapped_and_transfer_encoding_dropped():
+    """A function's (a forwarded backend's) Date, Server, Connection, Content-Length and
+    x-amzn-RequestId reach the client as x-amzn-Remapped-<Name>, as on AWS: the gateway's
+    own are sent once; Transfer-Encoding is dropped."""
+    backend_date = "Mon, 07 Dec 2026 23:59:59 GMT"
+    response = map_response(
+        {
+            "statusCode": 200,
+            "headers": {
+                "date": backend_date,
+                "Server": "nginx",
+                "Connection": "keep-alive",
+                "Content-Length": "999",
+                "X-Amzn-RequestId": "backend-request",
+                "Transfer-Encoding": "chunked",
+                "X-Route-Count": "7",
+            },
+            "body": "hello",
+        },
+        "req-1",
+    )
+
+    assert response.headers == [
+        ("x-amzn-Remapped-Date", backend_date),
+        ("x-amzn-Remapped-Server", "nginx"),
+        ("x-amzn-Remapped-Connection", "keep-alive"),
+        ("x-amzn-Remapped-Content-Length", "999"),
+        ("x-amzn-Remapped-x-amzn-RequestId", "backend-request"),
+        ("X-Route-Count", "7"),
+        ("Content-Type", "application/json"),
+        ("x-amzn-RequestId", "req-1"),
+    ]
+
+
 def test_base64_response_body_is_decoded_and_content_type_defaults_to_json():
     png = b"\x89PNG\r\n\x1a\n\x00"
     answer = {"statusCode": 200, "body": base64.b64encode(png).decode(), "isBase64Encoded": True}

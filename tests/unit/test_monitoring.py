@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from tests.conftest import ROOT
+
 
 def alarms(resources: dict) -> dict:
     return {
@@ -217,3 +219,21 @@ def test_dashboard_shows_the_series_tables_transaction_conflicts(resources):
     assert ["RouteCounter", "RecordsNotAggregated", "FunctionName", "<AggregatorFunction>"] in (
         metrics
     )
+
+
+def test_the_alarms_doc_names_every_alarm_that_notifies(resources):
+    """docs/operations-alarms.md's "What pages when" table has a row for every alarm that
+    notifies the topic, those made only with some parameters (a Backend's) included."""
+    doc = (ROOT / "docs" / "operations-alarms.md").read_text()
+    table = doc.split("## What pages when", 1)[1].split("\n\n", 2)[1]
+    named = set(re.findall(r"^\| [^|]*", table, flags=re.MULTILINE))
+    in_rows = {name for row in named for name in re.findall(r"`(\w+)`", row)}
+    notifying = {
+        title
+        for title, r in resources.items()
+        if r["Type"] in ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")
+        and r["Properties"].get("AlarmActions")
+    }
+
+    assert "UncountedHits" in notifying
+    assert notifying - in_rows == set()

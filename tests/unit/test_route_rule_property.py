@@ -205,7 +205,7 @@ def test_the_limit_is_on_the_route_not_on_its_spelling(counter, counter_table, p
     status, body = answer(counter, api_event(path))
 
     assert status == 414
-    assert body == {"error": f"its route is {size} bytes long; the limit is 1024"}
+    assert body == {"error": f"the route is {size} bytes; at most 1024 are counted"}
     assert boto3.client("dynamodb").scan(TableName=counter_table)["Items"] == []
 
 

@@ -146,7 +146,7 @@ def b64(data: bytes) -> str:
         ({"next": b64(b"/ab") + "A"}, "invalid 'next' token"),  # 4n+1 characters: not base64
         ({"route": "/a", "limit": "5"}, "cannot be combined"),
         ({"route": "/a\nb"}, "control characters"),
-        ({"route": "/" + "a" * 1024}, "limit is 1024"),
+        ({"route": "/" + "a" * 1024}, "the route is 1025 bytes; at most 1024 are counted"),
     ],
 )
 def test_bad_query_is_a_400_json_error(stats, counter_table, query, words):

@@ -198,6 +198,16 @@ def test_a_route_never_counted_is_all_zeros(stats):
         ({"route": "/a", "from": "2026-12-01"}, "need a 'series'"),
         ({"to": "2026-12-01"}, "need a 'series'"),
         ({"route": "/a", "series": "hour", "limit": "5"}, "cannot be combined"),
+        # from=...T03:00:00+02:00 typed into a URL: the "+" arrives as a space
+        (
+            {"route": "/a", "series": "hour", "from": "2026-12-01T03:00:00 02:00"},
+            "'from' has a space where its offset's sign would be: write the offset's + as %2B"
+            " (a bare + in a query is a space), e.g. 2026-12-01T03:00:00%2B02:00",
+        ),
+        (
+            {"route": "/a", "series": "day", "to": "2026-12-01T03 0530"},
+            "write the offset's + as %2B (a bare + in a query is a space)",
+        ),
     ],
 )
 def test_bad_values_are_a_clear_400(stats, query, message):
@@ -391,7 +401,7 @@ def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_the
     assert hourly == sent_per("%b %d %H:00", lambda at: at > now - 22 * 3600)
     daily = chart_rows(shown, "Hits per day, last 30 days, all routes")
     assert daily == sent_per("%b %d", lambda at: at > now - 28 * 86400)
-    totals = section(shown, "All routes, since analytics was turned on")
+    totals = section(shown, "All routes, since this stack began keeping hits over time")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
     # The page of routes (Scan), the summary (a Query for each top item's parts and one for
@@ -505,7 +515,7 @@ def test_all_routes_parts_of_several_shards_and_older_items_sum_exactly_on_read(
         )
         assert status == 200
         assert {p["start"]: p["count"] for p in body["points"] if p["count"]} == dict(sent)
-    totals = section(page(stats), "All routes, since analytics was turned on")
+    totals = section(page(stats), "All routes, since this stack began keeping hits over time")
     assert f"<b>{len(hits)}</b> hits" in totals
     assert f"<b>{len({r for r, _ in hits})}</b> routes" in totals
 
@@ -635,5 +645,6 @@ def test_the_dashboard_says_nothing_of_how_it_is_built(counter, aggregator, stat
 
     assert said == {name: [] for name in pages}
     assert "No totals yet." in pages["before any total"]
-    assert "All routes, since analytics was turned on" in pages["front page"]
+    assert "All routes, since this stack began keeping hits over time" in pages["front page"]
+    assert "Analytics=on" not in pages["front page"]  # the default: nobody turned it on
     assert "in stored order" in pages["paged"]

@@ -4,6 +4,7 @@ counter's writes (each naming its client: lastClient)."""
 
 import collections
 import csv
+import html
 import io
 import json
 import random
@@ -264,7 +265,7 @@ def test_the_clients_view_in_a_browser(with_clients):
 
 
 def test_usage_follows_private_stats(aws, monkeypatch):  # noqa: F811 (the fixture)
-    stack = deploy({"PrivateStats": "true"})
+    stack = deploy({"PrivateStats": "true", "ClientIdentity": "header:X-Client"})
     stats = stats_of(stack, monkeypatch, "private_usage")
     refused = ask(stats, "/_stats/usage", query={"month": "2026-12"})
     assert refused["statusCode"] == 401
@@ -274,6 +275,31 @@ def test_usage_follows_private_stats(aws, monkeypatch):  # noqa: F811 (the fixtu
     allowed = ask(stats, "/_stats/usage", authorization=token, query={"month": "2026-12"})
     assert allowed["statusCode"] == 200
     assert json.loads(allowed["body"]) == {"month": "2026-12", "clients": [], "next": None}
+
+
+@pytest.mark.parametrize("identity", ["none", ""])
+def test_usage_with_client_identity_off_says_so_instead_of_an_empty_month(
+    stream_tables, monkeypatch, identity
+):
+    """ClientIdentity=none (the default; "" as the variable unset): no hit names its client,
+    so /usage answers 404 naming the parameter, as the series reads do with Analytics=off;
+    never an empty month that reads as "nobody used it"."""
+    monkeypatch.setenv("CLIENT_IDENTITY", identity)
+    stats = load_module(ROOT / "handler" / "stats.py", f"stats_clients_off_{identity or 'unset'}")
+    said = (
+        "usage per client is off for this stack (ClientIdentity=none): no hit names its "
+        "client; set ClientIdentity to apikey, authorizer or header:<Name> (docs/clients.md)"
+    )
+    for query in ({}, {"month": "2026-12"}, {"client": "acme"}, {"format": "csv"}):
+        answer = get(stats, query)
+        assert answer["statusCode"] == 404, query
+        assert json.loads(answer["body"]) == {"error": said}
+    page = get(stats, {"client": "acme"}, BROWSER_ACCEPT)
+    assert page["statusCode"] == 404
+    assert page["headers"]["Content-Type"] == "text/html; charset=utf-8"
+    assert "<h1>Error 404: Not Found</h1>" in page["body"] and html.escape(said) in page["body"]
+    # its link leads to the dashboard (/_stats from /_stats/usage), not back to this error
+    assert '<a href="../_stats">Back to the dashboard</a>' in page["body"]
 
 
 def test_the_dashboard_links_the_clients_view_only_with_client_identity_on(

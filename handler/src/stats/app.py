@@ -246,7 +246,7 @@ def handler(event, context):
     except HttpError as error:
         result, fields = response(error.status, {"error": str(error)}, error.headers), {}
         if html_errors:
-            page = error_page(error.status, str(error))
+            page = error_page(error.status, str(error), path.startswith(STATS_ROUTE + "/"))
             result = response(error.status, headers=error.headers, html_page=page)
     except (ClientError, BotoCoreError) as error:
         result, fields = aws_fault(error, request_id)

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from .charts import answers_chart, answers_heading, ranked_bars, series_chart
 from .items import DEFAULT_MIN_ANSWERS, TOP_LIMIT, ordered
 from .parsing import DEFAULT_LIMIT, DEFAULT_STALE_DAYS, MAX_BACK, MAX_BACK_CHARS, decode_token
-from .settings import CLIENT_IDENTITY, STATS_ROUTE
+from .settings import CLIENTS_ON, STATS_ROUTE
 from .text import (
     label,
     milliseconds,
@@ -213,12 +213,13 @@ def summary_panels(summary, charts, now):
             " The routes counted so far are in the table below.</p></section>"
         )
     head = (
-        "<section><h2>All routes, since analytics was turned on</h2><div class=totals>"
+        # Analytics is on by default: the totals date from the stack's start, no choice made
+        "<section><h2>All routes, since this stack began keeping hits over time</h2>"
+        "<div class=totals>"
         f"<p><b>{totals['hits']:,}</b> {plural(totals['hits'], 'hit')}</p>"
         f"<p><b>{totals['routes']:,}</b> {plural(totals['routes'], 'route')}</p>"
-        "</div><p class=note>The hits counted since analytics was turned on (Analytics=on),"
-        " and the routes first counted since then; hits from before are only in the routes'"
-        " counts below.</p></section>"
+        "</div><p class=note>The hits counted since then, and the routes first counted since"
+        " then; hits from before are only in the routes' counts below.</p></section>"
     )
     charts_html = "".join(series_chart(points, heading) for heading, points in charts)
     charts_html += "".join(answers_chart(p, answers_heading(h)) for h, p in charts)
@@ -317,7 +318,7 @@ def overview(routes, limit, stale, next_token, position, now):
         (r for r in routes if (stored_seconds(r["lastSeen"]) or now) <= cutoff),
         key=lambda r: r["lastSeen"],
     )
-    choices = " ".join(
+    choices = ", ".join(
         f'<a href="{page_link(limit, days, position)}">{days} day{"s" if days != 1 else ""}</a>'
         for days in STALE_CHOICES
         if days != stale
@@ -361,7 +362,7 @@ def dashboard(
     back, where, stale_section, nav = ("", "", "", "")
     if single:
         back = '<p><a href="?">All routes</a></p>'
-    elif CLIENT_IDENTITY not in ("", "none"):  # ClientIdentity on: link the clients view
+    elif CLIENTS_ON:  # link the clients view
         href = html.escape(STATS_ROUTE.rsplit("/", 1)[-1] + "/usage", quote=True)
         back = f'<p><a href="{href}">Clients this month</a></p>'
     if not single:
@@ -396,13 +397,15 @@ def dashboard(
     )
 
 
-def error_page(status, message):
-    """An error as a browser user reads it: same style and policy as the dashboard."""
+def error_page(status, message, below_stats=False):
+    """An error as a browser user reads it: same style and policy as the dashboard. Its link
+    leads to the dashboard, also from a page below it (<stats>/usage): never back to itself."""
+    back = dashboard_href() if below_stats else "?"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>Error {status}</title><style>{CSS}</style></head><body>"
         f"<h1>Error {status}: {HTTPStatus(status).phrase}</h1>"
         f"<p class=err>{visible(message, '[%s]')}</p>"
-        '<p><a href="?">Back to the dashboard</a></p></body></html>'
+        f'<p><a href="{back}">Back to the dashboard</a></p></body></html>'
     )

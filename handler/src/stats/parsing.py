@@ -94,6 +94,18 @@ def parse_position(query):
     return token, at, back
 
 
+def offset_sent_bare(text):
+    """Whether the time would be valid with its last space a "+": an offset such as +02:00
+    put in a query string unencoded, which arrives with a space for its "+"."""
+    before, space, after = text.rpartition(" ")
+    if not space:
+        return False
+    try:
+        return datetime.datetime.fromisoformat(f"{before}+{after}").tzinfo is not None
+    except ValueError:
+        return False
+
+
 def query_time(query, name):
     """An ISO 8601 time of the query (UTC unless it says otherwise), or None when absent."""
     text = query.get(name)
@@ -102,6 +114,12 @@ def query_time(query, name):
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
+        if offset_sent_bare(text):
+            raise HttpError(
+                400,
+                f"'{name}' has a space where its offset's sign would be: write the offset's +"
+                " as %2B (a bare + in a query is a space), e.g. 2026-12-01T03:00:00%2B02:00",
+            ) from None
         raise HttpError(
             400, f"'{name}' must be an ISO 8601 time such as 2026-12-01T03:00:00Z"
         ) from None

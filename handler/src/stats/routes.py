@@ -53,7 +53,8 @@ def route_of(path):
     ):
         path = "/" + "/".join(segments_of(path))
     if len(path) > MAX_PATH_BYTES:  # ASCII by now
-        return None, (414, f"its route is {len(path)} bytes long; the limit is {MAX_PATH_BYTES}")
+        message = f"the route is {len(path)} bytes; at most {MAX_PATH_BYTES} are counted"
+        return None, (414, message)
     return path, None
 
 

@@ -22,6 +22,7 @@ MAX_ROUTES = int(os.environ.get("MAX_ROUTES") or 0)
 LEDGER_TABLE = os.environ.get("LEDGER_TABLE", "")
 # ClientIdentity (docs/clients.md): how a hit names its client; "none": no clients view.
 CLIENT_IDENTITY = os.environ.get("CLIENT_IDENTITY", "none")
+CLIENTS_ON = CLIENT_IDENTITY not in ("", "none")
 CLIENT_CONFIG = Config(
     connect_timeout=1,
     read_timeout=2,

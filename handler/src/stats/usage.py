@@ -12,7 +12,7 @@ from .items import PARTS_END, number, summed
 from .parsing import DEFAULT_LIMIT, parse_limit, ranked_above
 from .reads import MAX_SCAN_CALLS, query_all, series_table
 from .routes import CONTROL_CHARACTERS
-from .settings import HttpError, dynamodb
+from .settings import CLIENTS_ON, HttpError, dynamodb
 
 # Client usage (docs/usage-billing.md), as handler/aggregator.py writes it: "#usage#<c>" holds a
 # client's day totals ("d#<day>" in shard parts) and its routes of a month ("r#<month>#<route
@@ -30,6 +30,10 @@ USAGE_COLUMNS = ("kind", "month", "client", "day", "route", "hits")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such a
 # value is written with a leading apostrophe (docs/usage-billing.md).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CLIENTS_OFF = (
+    "usage per client is off for this stack (ClientIdentity=none): no hit names its client; "
+    "set ClientIdentity to apikey, authorizer or header:<Name> (docs/clients.md)"
+)
 
 
 def client_key(text):
@@ -183,7 +187,10 @@ def month_clients(month, limit, after):
 
 def read_usage(query, headers, now):
     """GET <stats>/usage: a client's month (total, days, a page of routes) or a page of the
-    month's clients; as JSON, CSV or (in a browser) the clients view."""
+    month's clients; as JSON, CSV or (in a browser) the clients view. 404 with
+    ClientIdentity=none, as the analytics' reads with Analytics=off: no client to show."""
+    if not CLIENTS_ON:
+        raise HttpError(404, CLIENTS_OFF)
     unknown = set(query) - {"month", "client", "limit", "next", "format"}
     if unknown:
         raise HttpError(400, f"unknown parameter: {sorted(unknown)[0]}; see docs/usage-billing.md")
