@@ -1,6 +1,8 @@
 """Shared fixtures: the generated template, moto (in-process and as a server), events."""
 
+import calendar
 import contextlib
+import datetime
 import functools
 import importlib.util
 import json
@@ -108,6 +110,36 @@ def load_module(path: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# The last millisecond of a year: a second, minute, hour, UTC day, month and year all turn
+# after it. A test whose "now" is this instant, and whose handler's clock is stopped there
+# (stop_wall_clock), checks the edge every run instead of once a year by chance.
+YEAR_END = calendar.timegm((2026, 12, 31, 23, 59, 59)) + 0.999
+
+
+def stop_wall_clock(monkeypatch: pytest.MonkeyPatch, module, at: float) -> None:
+    """A handler module's wall clock stopped at `at` (epoch seconds): its time.time() and
+    datetime.datetime.now() read that instant, so the hour, day or month a test works out
+    for "now" is the one the handler works out, at a boundary too. Only the module's names
+    are patched: time.monotonic, sleeps, moto and the test's own clock go on as they are."""
+    stopped = {
+        **{name: getattr(time, name) for name in dir(time) if not name.startswith("_")},
+        "time": lambda: at,
+        "time_ns": lambda: int(at * 1e9),
+        "gmtime": lambda seconds=None: time.gmtime(at if seconds is None else seconds),
+    }
+    monkeypatch.setattr(module, "time", SimpleNamespace(**stopped))
+    if hasattr(module, "datetime"):
+
+        class StoppedDatetime(datetime.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return datetime.datetime.fromtimestamp(at, tz)
+
+        clock = {name: getattr(datetime, name) for name in dir(datetime) if name[0] != "_"}
+        clock["datetime"] = StoppedDatetime
+        monkeypatch.setattr(module, "datetime", SimpleNamespace(**clock))
 
 
 @contextmanager
