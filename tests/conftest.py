@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import pytest
@@ -140,6 +141,20 @@ def stop_wall_clock(monkeypatch: pytest.MonkeyPatch, module, at: float) -> None:
         clock = {name: getattr(datetime, name) for name in dir(datetime) if name[0] != "_"}
         clock["datetime"] = StoppedDatetime
         monkeypatch.setattr(module, "datetime", SimpleNamespace(**clock))
+
+
+def in_one_period(period: Callable[[float], object], attempt: Callable[[], Any]) -> Any:
+    """attempt()'s result, from a run that began and ended in one period of the wall clock,
+    `period(epoch seconds)`: a rate-limit window (t // 60), a UTC day, a calendar month. For
+    the local stack: a process of its own, its clock cannot be stopped, and a boundary
+    passing during the run would begin its count again. Such a run is made again (by a new
+    key, on a new route: attempt's own); no boundary passes twice within one run."""
+    for _ in range(2):
+        began = period(time.time())
+        result = attempt()
+        if period(time.time()) == began:
+            return result
+    raise AssertionError("a period's end passed during each of two runs")
 
 
 @contextmanager
