@@ -578,9 +578,25 @@ def gone_within(pid: int, seconds: float) -> bool:
     return True
 
 
+def connect(port: int, timeout: float) -> socket.socket:
+    """A connection to what listens on 127.0.0.1:port, else ConnectionRefusedError. A
+    connect to a port nobody listens on can be given that very port as its own (the kernel
+    picks the source port from the range free_port's come from) and "succeed", connected to
+    itself (TCP simultaneous open): it reads back what it sends, and holds the port a
+    server is about to bind. That is no listener: closed, and refused here."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if sock.getsockname() == sock.getpeername():
+        sock.close()
+        raise ConnectionRefusedError(f"127.0.0.1:{port} connected to itself: nothing listens")
+    return sock
+
+
 def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+    try:
+        connect(port, timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def _is_local_emulator(pid: int) -> bool:
