@@ -451,11 +451,14 @@ def local_stack(
     On the way out whatever is left is killed: the local stack's own process group, and the
     emulator's (it runs in a group of its own, as it must survive Ctrl-C in the terminal).
     """
-    port = port or free_port()
+    # No port given: the stack binds a free one itself (--port 0) and its banner says which;
+    # a port picked here and bound there later could be taken in between. (wait=False needs
+    # the port before the banner: one picked here.)
+    port = port or (free_port() if not wait else 0)
     if "--template" not in args and not any("AggregatorBatchingWindowSeconds" in a for a in args):
         # The default batches 30 s of hits (cheaper per hit on AWS); tests wait for 1 s.
         args = ("--param", "AggregatorBatchingWindowSeconds=1", *args)
-    output = tmp_dir / f"local-{port}-{uuid.uuid4().hex[:6]}.log"
+    output = tmp_dir / f"local-{port or 'any'}-{uuid.uuid4().hex[:6]}.log"
     state = ["--state-dir", str(tmp_dir / "state")]
     with output.open("wb") as sink:
         process = subprocess.Popen(
@@ -477,7 +480,8 @@ def local_stack(
             time.sleep(0.05)
         emulator = stack.emulator_pid
         if wait:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no request: no hit
+            stack.url = re.search(r"API: +(http://127\.0\.0\.1:\d+)/", output.read_text())[1]
+            connect(stack.port, timeout=5).close()  # no request: no hit
         yield stack
     finally:
         emulator = emulator or stack.emulator_pid
