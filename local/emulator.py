@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -109,7 +110,9 @@ class Emulator:
                     self.endpoint + "/moto-api/", timeout=1, context=context
                 ).close()
                 return
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError, http.client.HTTPException):
+                # HTTPException: no HTTP answer, e.g. a connect to the port before moto binds
+                # it was given that very port as its own and read its own request back.
                 if time.monotonic() > deadline:
                     raise DeployError(f"moto_server not ready after {timeout:.0f} s") from None
                 time.sleep(0.05)

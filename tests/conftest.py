@@ -1,6 +1,8 @@
 """Shared fixtures: the generated template, moto (in-process and as a server), events."""
 
+import calendar
 import contextlib
+import datetime
 import functools
 import importlib.util
 import json
@@ -13,11 +15,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import pytest
@@ -108,6 +111,50 @@ def load_module(path: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# The last millisecond of a year: a second, minute, hour, UTC day, month and year all turn
+# after it. A test whose "now" is this instant, and whose handler's clock is stopped there
+# (stop_wall_clock), checks the edge every run instead of once a year by chance.
+YEAR_END = calendar.timegm((2026, 12, 31, 23, 59, 59)) + 0.999
+
+
+def stop_wall_clock(monkeypatch: pytest.MonkeyPatch, module, at: float) -> None:
+    """A handler module's wall clock stopped at `at` (epoch seconds): its time.time() and
+    datetime.datetime.now() read that instant, so the hour, day or month a test works out
+    for "now" is the one the handler works out, at a boundary too. Only the module's names
+    are patched: time.monotonic, sleeps, moto and the test's own clock go on as they are."""
+    stopped = {
+        **{name: getattr(time, name) for name in dir(time) if not name.startswith("_")},
+        "time": lambda: at,
+        "time_ns": lambda: int(at * 1e9),
+        "gmtime": lambda seconds=None: time.gmtime(at if seconds is None else seconds),
+    }
+    monkeypatch.setattr(module, "time", SimpleNamespace(**stopped))
+    if hasattr(module, "datetime"):
+
+        class StoppedDatetime(datetime.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return datetime.datetime.fromtimestamp(at, tz)
+
+        clock = {name: getattr(datetime, name) for name in dir(datetime) if name[0] != "_"}
+        clock["datetime"] = StoppedDatetime
+        monkeypatch.setattr(module, "datetime", SimpleNamespace(**clock))
+
+
+def in_one_period(period: Callable[[float], object], attempt: Callable[[], Any]) -> Any:
+    """attempt()'s result, from a run that began and ended in one period of the wall clock,
+    `period(epoch seconds)`: a rate-limit window (t // 60), a UTC day, a calendar month. For
+    the local stack: a process of its own, its clock cannot be stopped, and a boundary
+    passing during the run would begin its count again. Such a run is made again (by a new
+    key, on a new route: attempt's own); no boundary passes twice within one run."""
+    for _ in range(2):
+        began = period(time.time())
+        result = attempt()
+        if period(time.time()) == began:
+            return result
+    raise AssertionError("a period's end passed during each of two runs")
 
 
 @contextmanager
@@ -404,11 +451,14 @@ def local_stack(
     On the way out whatever is left is killed: the local stack's own process group, and the
     emulator's (it runs in a group of its own, as it must survive Ctrl-C in the terminal).
     """
-    port = port or free_port()
+    # No port given: the stack binds a free one itself (--port 0) and its banner says which;
+    # a port picked here and bound there later could be taken in between. (wait=False needs
+    # the port before the banner: one picked here.)
+    port = port or (free_port() if not wait else 0)
     if "--template" not in args and not any("AggregatorBatchingWindowSeconds" in a for a in args):
         # The default batches 30 s of hits (cheaper per hit on AWS); tests wait for 1 s.
         args = ("--param", "AggregatorBatchingWindowSeconds=1", *args)
-    output = tmp_dir / f"local-{port}-{uuid.uuid4().hex[:6]}.log"
+    output = tmp_dir / f"local-{port or 'any'}-{uuid.uuid4().hex[:6]}.log"
     state = ["--state-dir", str(tmp_dir / "state")]
     with output.open("wb") as sink:
         process = subprocess.Popen(
@@ -430,7 +480,8 @@ def local_stack(
             time.sleep(0.05)
         emulator = stack.emulator_pid
         if wait:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no request: no hit
+            stack.url = re.search(r"API: +(http://127\.0\.0\.1:\d+)/", output.read_text())[1]
+            connect(stack.port, timeout=5).close()  # no request: no hit
         yield stack
     finally:
         emulator = emulator or stack.emulator_pid
@@ -531,9 +582,25 @@ def gone_within(pid: int, seconds: float) -> bool:
     return True
 
 
+def connect(port: int, timeout: float) -> socket.socket:
+    """A connection to what listens on 127.0.0.1:port, else ConnectionRefusedError. A
+    connect to a port nobody listens on can be given that very port as its own (the kernel
+    picks the source port from the range free_port's come from) and "succeed", connected to
+    itself (TCP simultaneous open): it reads back what it sends, and holds the port a
+    server is about to bind. That is no listener: closed, and refused here."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if sock.getsockname() == sock.getpeername():
+        sock.close()
+        raise ConnectionRefusedError(f"127.0.0.1:{port} connected to itself: nothing listens")
+    return sock
+
+
 def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+    try:
+        connect(port, timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def _is_local_emulator(pid: int) -> bool:

@@ -103,8 +103,11 @@ def physical_id(endpoint: str, name: str, logical_id: str) -> str:
 
 
 def change_sets(endpoint: str, name: str) -> list[tuple[str, str]]:
+    """The stack's change sets. moto's ListChangeSets answers every stack's (AWS: the named
+    stack's): without the filter a test saw the change sets of stacks that tests before it
+    made, and passed only when it ran before them."""
     summaries = client("cloudformation", endpoint).list_change_sets(StackName=name)["Summaries"]
-    return [(s["ChangeSetName"], s["ExecutionStatus"]) for s in summaries]
+    return [(s["ChangeSetName"], s["ExecutionStatus"]) for s in summaries if s["StackName"] == name]
 
 
 def event_count(endpoint: str, name: str) -> int:
@@ -466,7 +469,7 @@ def test_an_update_that_adds_a_table_to_a_protected_stack_runs_unprotected_then_
     updated, protected = re.findall(r"==> Change set ((?:deploy|protect)-[\w-]+):", out)
     assert updated.endswith("-adds-table") and protected.startswith("protect-")
     # the change set made with protection on was deleted, never executed
-    listed = [s["ChangeSetName"] for s in cfn.list_change_sets(StackName=name)["Summaries"]]
+    listed = [change_set for change_set, _ in change_sets(moto_server, name)]
     assert updated.removesuffix("-adds-table") not in listed
 
     def protection(change_set: str) -> str:
@@ -744,14 +747,16 @@ def test_a_template_over_the_inline_limit_deploys_from_the_given_bucket(
 
 # --- the managed deployment bucket ---------------------------------------------------------
 
-MANAGED_BUCKET = f"route-counter-deploy-123456789012-{REGION}"
+
+def managed_bucket(region: str) -> str:
+    return f"route-counter-deploy-123456789012-{region}"
 
 
 def test_a_template_over_the_inline_limit_goes_through_a_managed_bucket_made_once(
     oversized, moto_server, tmp_path
 ):
     region = "ap-southeast-2"  # no deploy of this session has made this region's bucket yet
-    bucket = f"route-counter-deploy-123456789012-{region}"
+    bucket = managed_bucket(region)
     first, second = unique("big"), unique("big")
     where = ("--region", region)
 
@@ -776,23 +781,26 @@ def test_a_template_over_the_inline_limit_goes_through_a_managed_bucket_made_onc
 def test_the_managed_bucket_is_private_encrypted_versioned_tls_only_and_expires_templates(
     oversized, moto_server, tmp_path
 ):
+    # A region of its own: the bucket is the one this test's deploy makes, whichever tests
+    # ran before it (a dry run makes none: it found the one an earlier test's deploy made).
+    region = "ca-central-1"
+    bucket = managed_bucket(region)
     result = run_deploy(
-        tmp_path, moto_server, "--stack-name", unique("big"), "--dry-run", script=oversized
+        tmp_path, moto_server, "--stack-name", unique("big"), "--region", region, script=oversized
     )
-    s3 = client("s3", moto_server)
+    s3 = client("s3", moto_server, region=region)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    blocked = s3.get_public_access_block(Bucket=MANAGED_BUCKET)["PublicAccessBlockConfiguration"]
+    assert f"Deployment bucket s3://{bucket} created" in result.stdout
+    blocked = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert blocked == dict.fromkeys(
         ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"],
         True,
     )
-    (rule,) = s3.get_bucket_encryption(Bucket=MANAGED_BUCKET)["ServerSideEncryptionConfiguration"][
-        "Rules"
-    ]
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    assert s3.get_bucket_versioning(Bucket=MANAGED_BUCKET)["Status"] == "Enabled"
-    (statement,) = json.loads(s3.get_bucket_policy(Bucket=MANAGED_BUCKET)["Policy"])["Statement"]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    (statement,) = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
     assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
         "Deny",
         "*",
@@ -800,10 +808,10 @@ def test_the_managed_bucket_is_private_encrypted_versioned_tls_only_and_expires_
     )
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert sorted(statement["Resource"]) == [
-        f"arn:aws:s3:::{MANAGED_BUCKET}",
-        f"arn:aws:s3:::{MANAGED_BUCKET}/*",
+        f"arn:aws:s3:::{bucket}",
+        f"arn:aws:s3:::{bucket}/*",
     ]
-    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=MANAGED_BUCKET)["Rules"]
+    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert lifecycle["Status"] == "Enabled"
     assert lifecycle["Expiration"]["Days"] > 0
     assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] > 0
@@ -813,7 +821,7 @@ def test_a_managed_bucket_name_taken_by_another_account_stops_the_deploy(
     oversized, moto_server, tmp_path
 ):
     region = "eu-west-1"  # a bucket name of its own: the one of us-east-1 is ours
-    bucket = f"route-counter-deploy-123456789012-{region}"
+    bucket = managed_bucket(region)
     other = client("sts", moto_server).assume_role(
         RoleArn="arn:aws:iam::210987654321:role/squatter", RoleSessionName="squat"
     )["Credentials"]

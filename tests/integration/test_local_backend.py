@@ -5,11 +5,12 @@ import base64
 import http.client
 import json
 import textwrap
+import uuid
 
 import pytest
 
 from tests.backend_server import BINARY, backend_server, refused_url
-from tests.conftest import local_stack, stored_counts
+from tests.conftest import in_one_period, local_stack, stored_counts
 from tests.integration.test_local_api_gateway import request
 
 
@@ -189,14 +190,20 @@ def test_a_downstream_function_that_raises_is_a_502_json(function_stack):
 def test_the_count_header_and_a_rate_limited_request_that_never_reaches_the_function(
     function_stack,
 ):
-    asked = [request(function_stack.url + "/limited", headers=[("X-Route-Count", "1")])]
-    asked += [request(function_stack.url + "/limited") for _ in range(2)]
+    def three_requests() -> tuple[str, list]:
+        route = f"/limited/{uuid.uuid4().hex[:8]}"  # a window of its own on a run made again
+        asked = [request(function_stack.url + route, headers=[("X-Route-Count", "1")])]
+        return route, asked + [request(function_stack.url + route) for _ in range(2)]
+
+    # RateLimit=2 in the default window of 60 s, aligned to the epoch: the three requests in
+    # one window (a minute's end between them would serve the third).
+    route, asked = in_one_period(lambda t: t // 60, three_requests)
 
     assert [a[0] for a in asked] == [200, 200, 429]
     assert asked[0][1]["X-Route-Count"] == "1"
     assert asked[1][1]["X-Route-Count"] is None
     assert asked[2][1]["RateLimit-Remaining"] == "0"
-    assert function_stack.calls.read_text().splitlines().count("/limited") == 2
+    assert function_stack.calls.read_text().splitlines().count(route) == 2
 
 
 def test_without_binary_media_types_binary_bodies_are_mangled_as_on_aws(backend, tmp_path):

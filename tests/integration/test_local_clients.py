@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -15,6 +16,7 @@ from tests.conftest import (
     ROOT,
     counter_table_name,
     emulator_client,
+    in_one_period,
     local_stack,
     stored_counts,
 )
@@ -82,14 +84,24 @@ def test_api_keys_are_checked_counted_and_limited_as_api_gateway_does(tmp_path):
         status, body = request(f"{stack.url}/_stats")
         assert status == 200 and [r["route"] for r in body["routes"]] == ["/hello"]
 
-        # The quota: 3 a month per key, this one's third request is its last
-        assert request(f"{stack.url}/a", {"x-api-key": acme_value})[0] == 200
-        assert request(f"{stack.url}/b", {"x-api-key": acme_value})[0] == 200
-        assert request(f"{stack.url}/c", {"x-api-key": acme_value}) == (
-            429,
-            {"message": "Limit Exceeded"},
-        )
-        assert stored_counts(stack) == {"/hello": 1, "/a": 1, "/b": 1}
+        # The quota: 3 a month per key (the UTC calendar month), a key's third request is its
+        # last; the four requests within one month (a month's end would begin it again).
+        quota_keys, served = [], {}
+
+        def quota_run() -> list:
+            name = f"quota-{len(quota_keys)}"
+            key_id, value = created(tmp_path, name)
+            quota_keys.append([key_id, name, "enabled"])
+            routes = [f"/{name}/{n}" for n in range(4)]
+            answers = [request(f"{stack.url}{route}", {"x-api-key": value}) for route in routes]
+            for route, (status, _) in zip(routes, answers, strict=True):
+                served.update({route: 1} if status == 200 else {})
+            return answers
+
+        answers = in_one_period(lambda t: time.gmtime(t)[:2], quota_run)
+        assert [status for status, _ in answers[:3]] == [200, 200, 200]
+        assert answers[3] == (429, {"message": "Limit Exceeded"})
+        assert stored_counts(stack) == {"/hello": 1, **served}  # a refusal is not counted
 
         globex, globex_value = created(tmp_path, "globex")
         assert request(f"{stack.url}/hello", {"x-api-key": globex_value})[0] == 200
@@ -109,6 +121,7 @@ def test_api_keys_are_checked_counted_and_limited_as_api_gateway_does(tmp_path):
         assert sorted(rows, key=lambda row: row[1]) == [
             [acme, "acme", "enabled"],
             [globex, "globex", "revoked"],
+            *quota_keys,
         ]
         assert acme_value not in listed.stdout and globex_value not in listed.stdout
         output = stack.output.read_text()
@@ -138,32 +151,48 @@ def test_usage_per_client_end_to_end_with_a_header_identity(tmp_path):
     """The real counter names each hit's client (X-Client-Id), the real aggregator counts it
     in the client's buckets, and /_stats/usage answers each client's month, in JSON and CSV,
     its total equal to the sum of its days and of its routes."""
-    import datetime
-    import time
+    import collections
 
     params = ("--param", "ClientIdentity=header:X-Client-Id")
     sent = {"acme": {"/a": 3, "/b": 1}, "globex": {"/a": 2}}
+    # (client, month, route) -> hits: each hit is in the month of its own time, the counter's
+    # answer's lastSeen (a month's end may pass between the hits, or before the reads).
+    made: collections.Counter = collections.Counter()
     with local_stack(tmp_path, *params) as stack:
         for client, routes in sent.items():
             for route, times in routes.items():
                 for _ in range(times):
-                    assert request(f"{stack.url}{route}", {"x-client-id": client})[0] == 200
-        month = datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
+                    status, answer = request(f"{stack.url}{route}", {"x-client-id": client})
+                    assert status == 200
+                    made[(client, answer["lastSeen"][:7], route)] += 1
+        months = sorted({month for _, month, _ in made})
+        want = collections.Counter()
+        for (client, month, _), n in made.items():
+            want[(client, month)] += n
         deadline = time.monotonic() + 60
         while True:
-            status, every = request(f"{stack.url}/_stats/usage?month={month}")
-            totals = {c["client"]: c["hits"] for c in (every or {}).get("clients", [])}
-            if totals == {"acme": 4, "globex": 2}:
+            totals = {}
+            for month in months:
+                status, every = request(f"{stack.url}/_stats/usage?month={month}")
+                for c in (every or {}).get("clients", []):
+                    totals[(c["client"], month)] = c["hits"]
+            if totals == want:
                 break
-            assert time.monotonic() < deadline, (status, every)
+            assert time.monotonic() < deadline, (status, every, totals)
             time.sleep(0.2)
-        status, acme = request(f"{stack.url}/_stats/usage?client=acme&month={month}")
-        assert status == 200 and acme["hits"] == 4
-        assert {r["route"]: r["hits"] for r in acme["routes"]} == sent["acme"]
-        assert sum(d["hits"] for d in acme["days"]) == 4
-        with urllib.request.urlopen(
-            f"{stack.url}/_stats/usage?client=acme&month={month}&format=csv", timeout=20
-        ) as answer:
-            assert answer.headers["Content-Type"].startswith("text/csv")
-            rows = answer.read().decode().splitlines()
-        assert any(row.startswith("total,") and row.endswith(",4") for row in rows), rows
+        acme_months = [month for client, month in want if client == "acme"]
+        for month in acme_months:
+            status, acme = request(f"{stack.url}/_stats/usage?client=acme&month={month}")
+            assert status == 200 and acme["hits"] == want[("acme", month)]
+            assert {r["route"]: r["hits"] for r in acme["routes"]} == {
+                route: n for (c, m, route), n in made.items() if (c, m) == ("acme", month)
+            }
+            assert sum(d["hits"] for d in acme["days"]) == acme["hits"]
+            with urllib.request.urlopen(
+                f"{stack.url}/_stats/usage?client=acme&month={month}&format=csv", timeout=20
+            ) as answer:
+                assert answer.headers["Content-Type"].startswith("text/csv")
+                rows = answer.read().decode().splitlines()
+            total = f",{acme['hits']}"
+            assert any(row.startswith("total,") and row.endswith(total) for row in rows), rows
+        assert sum(want[("acme", month)] for month in acme_months) == 4

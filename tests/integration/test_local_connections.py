@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 from local import server as local_server
-from tests.conftest import ROOT, local_stack
+from tests.conftest import ROOT, connect, local_stack
 from tests.integration.test_local_http_server import read_to_eof, serving
 
 REQUEST = b"GET /%s?sleep=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -28,7 +28,7 @@ def test_a_client_that_connects_during_start_up_and_sends_at_once_is_answered(tm
         deadline = time.monotonic() + 60
         while True:
             try:
-                sock = socket.create_connection(("127.0.0.1", stack.port), timeout=60)
+                sock = connect(stack.port, timeout=60)  # a listener: not itself
                 break
             except ConnectionRefusedError:
                 assert stack.process.poll() is None, stack.output.read_text()

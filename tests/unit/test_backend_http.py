@@ -10,11 +10,13 @@ from local.events import ApiInfo, build_event
 from tests.backend_server import BINARY, backend_server, refused_url
 from tests.conftest import (
     ROOT,
+    YEAR_END,
     default_router,
     lambda_context,
     load_module,
     on_send,
     read_item,
+    stop_wall_clock,
     write_self_signed_certificate,
 )
 
@@ -284,8 +286,10 @@ def test_meter_counts_then_serves(front, counter_table):
     assert read_item(counter_table, "/echo")["count"] == {"N": "1"}
 
 
-def test_a_rate_limited_request_never_reaches_the_backend(front, backend):
+def test_a_rate_limited_request_never_reaches_the_backend(front, backend, monkeypatch):
     counter = front(RATE_LIMIT="1")
+    # RateLimit's window (60 s, from the epoch) on a stopped clock: the hits in one window
+    stop_wall_clock(monkeypatch, counter, YEAR_END)
     first = call(counter, event("/echo"))
     second = call(counter, event("/echo"))
 

@@ -10,7 +10,15 @@ import pytest
 from local.invoke import InvokeServer, file_backend_spec
 from local.router import TemplateError
 from local.runtime import Function
-from tests.conftest import ROOT, api_event, lambda_context, load_module, read_item
+from tests.conftest import (
+    ROOT,
+    YEAR_END,
+    api_event,
+    lambda_context,
+    load_module,
+    read_item,
+    stop_wall_clock,
+)
 
 DOWNSTREAM = """\
 import base64
@@ -125,6 +133,8 @@ def test_the_count_header_and_the_rate_limit_apply_to_a_lambda_backend(
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", downstream.url)
     monkeypatch.setenv("RATE_LIMIT", "1")
     limited = load_module(ROOT / "handler" / "counter.py", "counter_limited_lambda")
+    # RateLimit's window (60 s, from the epoch) on a stopped clock: the hits in one window
+    stop_wall_clock(monkeypatch, limited, YEAR_END)
     asking = api_event("/once", headers={"X-Route-Count": "1", "Host": "h"})
 
     first = limited.handler(asking, lambda_context())

@@ -12,10 +12,12 @@ import pytest
 from tests.backend_server import backend_server
 from tests.conftest import (
     ROOT,
+    YEAR_END,
     api_event,
     lambda_context,
     load_module,
     read_item,
+    stop_wall_clock,
     stream_records,
     tables_with_stream,
 )
@@ -136,8 +138,10 @@ def test_without_client_identity_no_client_is_written(start):
     assert "lastClient" not in read_item(TABLE, "/n")
 
 
-def test_rate_limited_hits_carry_their_client(start, tables):
+def test_rate_limited_hits_carry_their_client(start, tables, monkeypatch):
     counter = start(CLIENT_IDENTITY="header:X-Client-Id", RATE_LIMIT="2")
+    # RateLimit's window (60 s, from the epoch) on a stopped clock: the hits in one window
+    stop_wall_clock(monkeypatch, counter, YEAR_END)
     sent = sent_by(counter)
     for name in ("acme", "globex"):  # a window started, then counted in it
         assert hit(counter, api_event("/rl", headers={"X-Client-Id": name}))[0] == 200

@@ -18,11 +18,13 @@ from moto import mock_aws
 from local.atomic_moto import make_dynamodb_atomic
 from tests.conftest import (
     ROOT,
+    YEAR_END,
     api_event,
     lambda_context,
     load_module,
     on_send,
     read_item,
+    stop_wall_clock,
     stream_records,
     table_definition,
 )
@@ -209,8 +211,10 @@ def test_the_first_hit_of_a_route_under_the_cap_answers_as_any_hit(start, tables
     assert hit(counter, "/first")[1]["count"] == 2
 
 
-def test_the_cap_with_a_rate_limit_keeps_the_window_of_a_new_route(start, tables):
+def test_the_cap_with_a_rate_limit_keeps_the_window_of_a_new_route(start, tables, monkeypatch):
     counter = start(MAX_ROUTES="1", RATE_LIMIT="2")
+    # RateLimit's window (60 s, from the epoch) on a stopped clock: the hits in one window
+    stop_wall_clock(monkeypatch, counter, YEAR_END)
     first = counter.handler(api_event("/a"), lambda_context())
     assert first["headers"]["RateLimit-Remaining"] == "1"
     assert hit(counter, "/a")[0] == 200

@@ -22,7 +22,15 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ReadTimeoutError
 
 from local.streams import stream_event, window_event
-from tests.conftest import ROOT, api_event, lambda_context, load_module, stream_records
+from tests.conftest import (
+    ROOT,
+    YEAR_END,
+    api_event,
+    lambda_context,
+    load_module,
+    stop_wall_clock,
+    stream_records,
+)
 from tests.unit.test_aggregator import HITS, epoch
 from tests.unit.test_dashboard_words import IMPLEMENTATION_WORDS, visible_text
 
@@ -151,9 +159,10 @@ def test_every_bucket_equals_the_hits_sent_in_it_after_shuffled_duplicated_batch
 
 
 def test_defaults_are_the_last_24_hours_and_the_last_30_days(
-    counter, aggregator, stats, stream_tables
+    counter, aggregator, stats, stream_tables, monkeypatch
 ):
-    now = time.time()
+    now = YEAR_END  # the handler's "now" is the test's, even as an hour turns
+    stop_wall_clock(monkeypatch, stats, now)
     count_and_aggregate(counter, aggregator, stream_tables, [("/now", now)] * 3)
     this_hour = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(now))
     today = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now))
@@ -280,25 +289,23 @@ def test_top_routes_before_any_batch_is_an_empty_ranking(stats):
 
 
 def test_top_routes_of_today_rank_the_days_hits_not_the_all_time_counts(
-    counter, aggregator, stats, stream_tables
+    counter, aggregator, stats, stream_tables, monkeypatch
 ):
-    now = int(time.time())
+    now = YEAR_END  # the last second of a day: the handler's "today" is the test's
+    stop_wall_clock(monkeypatch, stats, now)
     yesterday = now - 86400
     # /old leads all time from yesterday; today /new has 3 hits, /old 1
-    hits = [("/old", yesterday + i) for i in range(5)]
+    hits = [("/old", yesterday - i) for i in range(5)]
     hits += [("/new", now), ("/old", now), ("/new", now), ("/new", now)]
     count_and_aggregate(counter, aggregator, stream_tables, hits)
     calls = queries(stats)
     result = stats.handler(api_event("/_stats/top", query={"period": "day"}), lambda_context())
     body = json.loads(result["body"])
-    today = time.strftime("%Y-%m-%d", time.gmtime(now))
-    if body["day"] != today:  # the test ran across midnight UTC: today has no hits yet
-        pytest.skip("midnight UTC passed during the test")
     assert body == {
         "routes": [{"route": "/new", "count": 3}, {"route": "/old", "count": 1}],
-        "asOf": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "asOf": "2026-12-31T23:59:59Z",
         "period": "day",
-        "day": today,
+        "day": "2026-12-31",
     }
     assert [c["model"].name for c in calls] == ["Query"]
     all_time = stats.handler(api_event("/_stats/top"), lambda_context())
@@ -410,23 +417,22 @@ def test_the_front_page_charts_every_routes_hits_per_hour_and_day_and_totals_the
 
 
 def test_the_front_page_ranks_all_time_by_count_and_today_by_todays_hits(
-    counter, aggregator, stats, stream_tables
+    counter, aggregator, stats, stream_tables, monkeypatch
 ):
-    now = int(time.time())
+    now = YEAR_END  # the last second of a day: the page's "today" is the test's
+    stop_wall_clock(monkeypatch, stats, now)
     yesterday = now - 86400
-    hits = [("/old", yesterday + i) for i in range(5)] + [("/x&<y>", yesterday)] * 2
+    hits = [("/old", yesterday - i) for i in range(5)] + [("/x&<y>", yesterday)] * 2
     hits += [("/new", now), ("/old", now), ("/new", now), ("/new", now)]
     count_and_aggregate(counter, aggregator, stream_tables, hits)
 
     shown = page(stats)
 
-    if time.strftime("%Y-%m-%d", time.gmtime()) != time.strftime("%Y-%m-%d", time.gmtime(now)):
-        pytest.skip("midnight UTC passed during the test")
     all_time = section(shown, "Top routes of all time")
     assert ranking(all_time) == [("/old", 6), ("/new", 3), ("/x&amp;&lt;y&gt;", 2)]
     today = section(shown, "Top routes today")
     assert ranking(today) == [("/new", 3), ("/old", 1)]
-    assert time.strftime("By hits on %Y-%m-%d (UTC)", time.gmtime(now)) in today
+    assert "By hits on 2026-12-31 (UTC)" in today
     # The page's own routes are in the table, not ranked again in a chart of their own.
     assert shown.count("<h2>Top routes") == 2
 

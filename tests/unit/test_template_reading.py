@@ -3,6 +3,7 @@ Fn::If that the deployer and the local stack share, with one rule for a missing 
 
 import copy
 import socket
+import threading
 
 import pytest
 
@@ -156,3 +157,33 @@ def test_the_emulator_failing_to_start_is_the_deployers_one_error():
         finally:
             process.stop()
     assert failed.value.code == 1
+
+
+def test_an_answer_that_is_no_http_is_not_the_emulator_being_ready(tmp_path):
+    """While moto starts, a connect to its port can be given that very port as its source
+    and read its own request back (TCP simultaneous open). wait_ready takes no such answer
+    for readiness, nor fails on it: it asks again, until the emulator answers HTTP."""
+    asked = []
+
+    def serve(listener: socket.socket) -> None:
+        for reply in (None, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"):
+            connection, _ = listener.accept()
+            with connection:
+                request = connection.recv(65536)
+                asked.append(request.split(b"\r\n", 1)[0])
+                connection.sendall(reply or request)  # first: the request itself, echoed
+
+    sleeper = tmp_path / "sleeper.py"  # stands in for moto_server; the test serves its port
+    sleeper.write_text("import time\ntime.sleep(60)\n")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        process = emulator.Emulator(port=listener.getsockname()[1], server=sleeper)
+        try:
+            process.wait_ready(timeout=10)
+        finally:
+            process.stop()
+        server.join(5)
+    assert asked == [b"GET /moto-api/ HTTP/1.1"] * 2
