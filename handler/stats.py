@@ -425,15 +425,17 @@ def parse_position(query):
 
 
 def offset_sent_bare(text):
-    """Whether the time would be valid with its last space a "+": an offset such as +02:00
-    put in a query string unencoded, which arrives with a space for its "+"."""
+    """The time as it should have been sent (its last space a "%2B"), or None: an offset such
+    as +02:00 put in a query string unencoded arrives with a space for its "+". Only a value
+    that then parses as a time is echoed back."""
     before, space, after = text.rpartition(" ")
     if not space:
-        return False
+        return None
     try:
-        return datetime.datetime.fromisoformat(f"{before}+{after}").tzinfo is not None
+        valid = datetime.datetime.fromisoformat(f"{before}+{after}").tzinfo is not None
     except ValueError:
-        return False
+        return None
+    return f"{before}%2B{after}" if valid else None
 
 
 def query_time(query, name):
@@ -444,11 +446,11 @@ def query_time(query, name):
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        if offset_sent_bare(text):
+        if encoded := offset_sent_bare(text):
             raise HttpError(
                 400,
                 f"'{name}' has a space where its offset's sign would be: write the offset's +"
-                " as %2B (a bare + in a query is a space), e.g. 2026-12-01T03:00:00%2B02:00",
+                f" as %2B (a bare + in a query is a space): {name}={encoded}",
             ) from None
         raise HttpError(
             400, f"'{name}' must be an ISO 8601 time such as 2026-12-01T03:00:00Z"

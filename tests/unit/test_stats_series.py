@@ -211,11 +211,11 @@ def test_a_route_never_counted_is_all_zeros(stats):
         (
             {"route": "/a", "series": "hour", "from": "2026-12-01T03:00:00 02:00"},
             "'from' has a space where its offset's sign would be: write the offset's + as %2B"
-            " (a bare + in a query is a space), e.g. 2026-12-01T03:00:00%2B02:00",
+            " (a bare + in a query is a space): from=2026-12-01T03:00:00%2B02:00",
         ),
         (
             {"route": "/a", "series": "day", "to": "2026-12-01T03 0530"},
-            "write the offset's + as %2B (a bare + in a query is a space)",
+            "write the offset's + as %2B (a bare + in a query is a space): to=2026-12-01T03%2B0530",
         ),
     ],
 )
