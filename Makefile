@@ -39,7 +39,7 @@ scan: template $(CHECKOV_STAMP)  ## checkov security scan of template.json (no f
 	$(CHECKOV_VENV)/bin/checkov -f template.json --framework cloudformation \
 		--skip-download --compact --quiet
 
-unit: $(STAMP)  ## the fast tier: tests/unit (in-process moto, no servers; under a minute)
+unit: $(STAMP)  ## the fast tier: tests/unit (in-process moto, no servers; about 3.5 min on 2 cores)
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP)  ## the slow tier: tests/integration (emulator, local stack, deploy.sh)
