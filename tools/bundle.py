@@ -8,8 +8,8 @@ concern; `python -m tools.bundle` (`make bundle`) writes the one file from it:
   code, so the Lambda console shows what runs and a traceback names a real line of it;
 - a module takes a sibling's names only as `from .sibling import a, b` (names the sibling
   defines at top level), which the bundle drops: one flat namespace, as before the split;
-- every other top-level import is hoisted to the top, de-duplicated and sorted as ruff's
-  isort sorts them (standard library, then third party);
+- every other top-level import is hoisted to the top, once; the project's pinned ruff then
+  sorts the imports and formats the file, so the bundle is what ruff would leave it;
 - it refuses, naming the file and line: a top-level name bound in two modules (or bound by
   a module and by an import), an import cycle, a module the entry does not reach, a name
   taken from a sibling that does not define it, and any other form of sibling import
@@ -28,6 +28,7 @@ into lazy proxies and needs a hook in a package __init__. This file does just th
 import argparse
 import ast
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # (source package, entry module, output): the entry is what the function's handler lives in.
 BUNDLES = [("handler/src/stats", "app", "handler/stats.py")]
-LINE_LENGTH = 100  # pyproject.toml's ruff line-length
 
 
 class BundleError(Exception):
@@ -195,45 +195,24 @@ def check_names(ordered: list[Module]) -> None:
 
 
 def import_lines(ordered: list[Module]) -> str:
-    """Every hoisted import once, sorted as ruff's isort does: sections (standard library,
-    third party), in each the `import x` lines, then the `from x import a, b` lines."""
-    straight, members = set(), {}
-    for module in ordered:
-        for node in module.imports:
-            if isinstance(node, ast.Import):
-                straight.update((a.name, a.asname) for a in node.names)
-            else:
-                members.setdefault(node.module, set()).update(
-                    (a.name, a.asname) for a in node.names
-                )
+    """Every hoisted import, once; ruff sorts them (ruff_tidy)."""
+    lines = dict.fromkeys(ast.unparse(node) for m in ordered for node in m.imports)
+    return "\n".join(lines) + "\n"
 
-    def section(name: str) -> int:
-        return 0 if name.split(".")[0] in sys.stdlib_module_names else 1
 
-    def alias(name: str, asname: str | None) -> str:
-        return f"{name} as {asname}" if asname else name
-
-    def member_order(member: tuple[str, str | None]) -> tuple:
-        name = member[0]
-        kind = 0 if len(name) > 1 and name.isupper() else 1 if name[0].isupper() else 2
-        return kind, name.lower(), name, member[1] or ""
-
-    blocks = []
-    for wanted in (0, 1):
-        lines = [
-            f"import {alias(name, asname)}"
-            for name, asname in sorted(straight, key=lambda a: (a[0].lower(), a[0], a[1] or ""))
-            if section(name) == wanted
-        ]
-        for name in sorted((m for m in members if section(m) == wanted), key=str.lower):
-            names = [alias(*member) for member in sorted(members[name], key=member_order)]
-            line = f"from {name} import {', '.join(names)}"
-            if len(line) > LINE_LENGTH:
-                line = f"from {name} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
-            lines.append(line)
-        if lines:
-            blocks.append("\n".join(lines) + "\n")
-    return "\n".join(blocks)
+def ruff_tidy(text: str) -> str:
+    """The text as the project's pinned ruff leaves it: imports sorted (isort's rules, rule
+    I001), then formatted; the same ruff that lints the repository, so they cannot differ."""
+    for command in (["check", "--select", "I", "--fix-only", "--quiet"], ["format"]):
+        text = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--stdin-filename", "handler/stats.py", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+    return text
 
 
 def comment(text: str) -> str:
@@ -262,15 +241,14 @@ def bundle(package: Path, entry: str) -> str:
         + (f'"""{docstring}"""\n\n' if docstring else "")
         + import_lines(ordered)
     )
-    sections = []
-    for module in ordered:
-        code = tidy(module.code)
-        # ruff format's blank lines: two before a def or class (and the comments over it)
-        first = next(line for line in code.splitlines() if not line.startswith("#"))
-        gap = "\n\n" if first.startswith(("def ", "async def ", "class ", "@")) else "\n"
-        header = f"# ---- {source}/{module.path.name} ----\n" + comment(module.docstring)
-        sections.append(header + gap + code)
-    return head + "\n" + "\n\n".join(sections)
+    sections = [
+        f"# ---- {source}/{module.path.name} ----\n"
+        + comment(module.docstring)
+        + "\n"
+        + tidy(module.code)
+        for module in ordered
+    ]
+    return ruff_tidy(head + "\n" + "\n\n".join(sections))
 
 
 def main(argv: list[str] | None = None) -> int:
